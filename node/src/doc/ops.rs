@@ -1,0 +1,479 @@
+//! The typed operations: everything a user can do to a work order.
+
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{ActorId, Automerge, ObjId, ObjType, ReadDoc, ROOT};
+use fieldsync_schemas::field_rules::{self, Permission};
+use fieldsync_schemas::work_order::WORK_ORDER_SCHEMA;
+use fieldsync_schemas::{
+    Actor, ChangeOp, Closure, MaterialState, NewWorkOrder, OperatorPatch, Role, Status,
+};
+
+use super::{read, Edit, WorkOrderDoc};
+
+/// Longest text a single field accepts (a note, a report, a title...).
+pub const FIELD_TEXT_BYTES_MAX: usize = 64 * 1024;
+
+/// One user action on an existing work order. Ids and times come from the
+/// caller so that the same operation replays identically (the simulator
+/// depends on it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operation {
+    EditOperatorFields(OperatorPatch),
+    AddNote {
+        id: String,
+        at: String,
+        text: String,
+    },
+    RequestMaterial {
+        id: String,
+        at: String,
+        sku: String,
+        qty: f64,
+        unit: String,
+        description: String,
+    },
+    SetMaterialState {
+        id: String,
+        state: MaterialState,
+    },
+    AppendStatus {
+        at: String,
+        to: Status,
+        note: String,
+    },
+    AppendTime {
+        start: String,
+        end: String,
+    },
+    /// Replace the report's text; Automerge records it as a minimal splice,
+    /// so concurrent edits to different parts of the report both survive.
+    EditReport {
+        text: String,
+    },
+    Close {
+        at: String,
+        resolution: String,
+        signed_by: String,
+    },
+    Tombstone,
+}
+
+impl Operation {
+    /// The root keys this operation writes, for the field-rules check.
+    fn touches(&self) -> &'static [&'static str] {
+        match self {
+            Operation::EditOperatorFields(_) => &[],
+            Operation::AddNote { .. } => &["notes"],
+            Operation::RequestMaterial { .. } => &["materials"],
+            Operation::SetMaterialState { .. } => &["materials"],
+            Operation::AppendStatus { .. } => &["status_log"],
+            Operation::AppendTime { .. } => &["time_log"],
+            Operation::EditReport { .. } => &["report"],
+            Operation::Close { .. } => &["closure", "status_log"],
+            Operation::Tombstone => &["deleted"],
+        }
+    }
+}
+
+/// A typed operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("{role} may not change `{field}`")]
+    Forbidden { role: Role, field: String },
+    #[error("only the assigned technician may change this work order")]
+    NotAssignee,
+    #[error("a technician may not move a work order to `{0}`")]
+    StatusNotAllowed(Status),
+    #[error("work order is deleted")]
+    Deleted,
+    #[error("no material with id `{0}`")]
+    NoSuchMaterial(String),
+    #[error("invalid value for `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("document error: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+fn check_text(field: &'static str, value: &str) -> Result<(), OpError> {
+    if value.len() > FIELD_TEXT_BYTES_MAX {
+        return Err(OpError::Invalid {
+            field,
+            reason: format!(
+                "{} bytes, over the limit of {FIELD_TEXT_BYTES_MAX}",
+                value.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn require(who: &Actor, key: &str, needed: Permission) -> Result<(), OpError> {
+    let granted = field_rules::rule(key).map_or(Permission::None, |rule| rule.permission(who.role));
+    if granted < needed {
+        return Err(OpError::Forbidden {
+            role: who.role,
+            field: key.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Commit the transaction at the given time, or roll it back on error.
+fn finish<T>(tx: Transaction<'_>, time_s: i64, result: Result<T, OpError>) -> Result<T, OpError> {
+    match result {
+        Ok(value) => {
+            tx.commit_with(CommitOptions::default().with_time(time_s));
+            Ok(value)
+        }
+        Err(error) => {
+            tx.rollback();
+            Err(error)
+        }
+    }
+}
+
+fn put_map_item(
+    tx: &mut Transaction<'_>,
+    list: &ObjId,
+    fields: &[(&str, &str)],
+) -> Result<(), OpError> {
+    let index = tx.length(list);
+    let item = tx.insert_object(list, index, ObjType::Map)?;
+    for (key, value) in fields {
+        tx.put(&item, *key, *value)?;
+    }
+    Ok(())
+}
+
+fn list(tx: &Transaction<'_>, key: &str) -> Result<ObjId, OpError> {
+    match tx.get(ROOT, key)? {
+        Some((automerge::Value::Object(_), id)) => Ok(id),
+        _ => Err(OpError::Invalid {
+            field: "document",
+            reason: format!("`{key}` is missing"),
+        }),
+    }
+}
+
+fn status_fields<'a>(
+    at: &'a str,
+    who: &'a Actor,
+    to: Status,
+    note: &'a str,
+) -> [(&'a str, &'a str); 5] {
+    [
+        ("at", at),
+        ("by", &who.user_id),
+        ("role", who.role.as_str()),
+        ("to", to.as_str()),
+        ("note", note),
+    ]
+}
+
+impl WorkOrderDoc {
+    /// Create a work order. Only the office (operators, integrations with
+    /// write scope, the import) creates; technicians never do.
+    pub fn create(
+        actor: &ActorId,
+        who: &Actor,
+        id: &str,
+        new: &NewWorkOrder,
+        time_s: i64,
+    ) -> Result<(WorkOrderDoc, Edit), OpError> {
+        if who.role == Role::Technician {
+            return Err(OpError::Forbidden {
+                role: who.role,
+                field: "work order".into(),
+            });
+        }
+        for (field, value) in [("title", &new.title), ("description", &new.description)] {
+            check_text(field, value)?;
+        }
+        let mut doc = Automerge::new().with_actor(actor.clone());
+        let mut tx = doc.transaction();
+        let result = build(&mut tx, who, id, new);
+        finish(tx, time_s, result)?;
+        let change_bytes = doc.save_nocompress();
+        let heads = doc.get_heads();
+        Ok((
+            WorkOrderDoc { doc },
+            Edit {
+                change_bytes,
+                heads,
+                op: ChangeOp::Create,
+            },
+        ))
+    }
+
+    /// Apply one typed operation as `who`, checking the field rules first.
+    pub fn apply(&mut self, who: &Actor, op: &Operation, time_s: i64) -> Result<Edit, OpError> {
+        if who.role == Role::Technician && self.assignee().as_deref() != Some(who.user_id.as_str())
+        {
+            return Err(OpError::NotAssignee);
+        }
+        if self.is_deleted() {
+            return Err(OpError::Deleted);
+        }
+        self.authorize(who, op)?;
+        let before = self.doc.get_heads();
+        let mut tx = self.doc.transaction();
+        let result = mutate(&mut tx, who, op);
+        finish(tx, time_s, result)?;
+        let heads = self.doc.get_heads();
+        let change_bytes = self.doc.save_after(&before);
+        let op = if matches!(op, Operation::Tombstone) {
+            ChangeOp::Delete
+        } else {
+            ChangeOp::Update
+        };
+        Ok(Edit {
+            change_bytes,
+            heads,
+            op,
+        })
+    }
+
+    fn authorize(&self, who: &Actor, op: &Operation) -> Result<(), OpError> {
+        match op {
+            Operation::EditOperatorFields(patch) => {
+                let keys = [
+                    ("title", patch.title.is_some()),
+                    ("description", patch.description.is_some()),
+                    ("priority", patch.priority.is_some()),
+                    ("assignee", patch.assignee.is_some()),
+                    ("scheduled_for", patch.scheduled_for.is_some()),
+                    ("customer", patch.customer.is_some()),
+                ];
+                for (key, _) in keys.iter().filter(|(_, present)| *present) {
+                    require(who, key, Permission::Write)?;
+                }
+                Ok(())
+            }
+            Operation::SetMaterialState { .. } => require(who, "materials", Permission::Write),
+            Operation::AppendStatus { to, .. } => {
+                require(who, "status_log", Permission::Append)?;
+                if who.role == Role::Technician && !to.is_field_transition() {
+                    return Err(OpError::StatusNotAllowed(*to));
+                }
+                Ok(())
+            }
+            Operation::Tombstone => require(who, "deleted", Permission::Write),
+            Operation::EditReport { .. } | Operation::Close { .. } => {
+                op.touches()
+                    .iter()
+                    .try_for_each(|key| require(who, key, Permission::Append))?;
+                require(who, op.touches()[0], Permission::Write)
+            }
+            _ => op
+                .touches()
+                .iter()
+                .try_for_each(|key| require(who, key, Permission::Append)),
+        }
+    }
+}
+
+fn build(
+    tx: &mut Transaction<'_>,
+    who: &Actor,
+    id: &str,
+    new: &NewWorkOrder,
+) -> Result<(), OpError> {
+    tx.put(ROOT, "kind", "work_order")?;
+    tx.put(ROOT, "schema", WORK_ORDER_SCHEMA)?;
+    tx.put(ROOT, "id", id)?;
+    tx.put(ROOT, "number", new.number.as_str())?;
+    tx.put(ROOT, "created_at", new.created_at.as_str())?;
+    tx.put(ROOT, "created_by", who.user_id.as_str())?;
+    let customer = tx.put_object(ROOT, "customer", ObjType::Map)?;
+    tx.put(&customer, "name", new.customer.name.as_str())?;
+    tx.put(&customer, "address", new.customer.address.as_str())?;
+    tx.put(&customer, "phone", new.customer.phone.as_str())?;
+    tx.put(&customer, "document", new.customer.document.as_str())?;
+    tx.put(ROOT, "title", new.title.as_str())?;
+    tx.put(ROOT, "description", new.description.as_str())?;
+    tx.put(ROOT, "priority", new.priority.as_str())?;
+    tx.put(ROOT, "assignee", new.assignee.as_deref().unwrap_or(""))?;
+    tx.put(
+        ROOT,
+        "scheduled_for",
+        new.scheduled_for.as_deref().unwrap_or(""),
+    )?;
+    let status_log = tx.put_object(ROOT, "status_log", ObjType::List)?;
+    put_map_item(
+        tx,
+        &status_log,
+        &status_fields(&new.created_at, who, new.initial_status, ""),
+    )?;
+    let notes = tx.put_object(ROOT, "notes", ObjType::List)?;
+    for (index, (author, text, at)) in new.notes.iter().enumerate() {
+        let note_id = format!("{id}-n{index}");
+        put_map_item(
+            tx,
+            &notes,
+            &[("id", &note_id), ("at", at), ("by", author), ("text", text)],
+        )?;
+    }
+    let materials = tx.put_object(ROOT, "materials", ObjType::List)?;
+    for (index, (sku, qty, description)) in new.materials.iter().enumerate() {
+        let item = tx.insert_object(&materials, index, ObjType::Map)?;
+        tx.put(&item, "id", format!("{id}-m{index}"))?;
+        tx.put(&item, "sku", sku.as_str())?;
+        tx.put(&item, "qty", *qty)?;
+        tx.put(&item, "unit", "")?;
+        tx.put(&item, "description", description.as_str())?;
+        tx.put(&item, "by", who.user_id.as_str())?;
+        tx.put(&item, "at", new.created_at.as_str())?;
+        tx.put(&item, "state", MaterialState::Requested.as_str())?;
+    }
+    tx.put_object(ROOT, "report", ObjType::Text)?;
+    tx.put_object(ROOT, "time_log", ObjType::List)?;
+    // The closure map exists from the start so that concurrent closes merge
+    // field by field instead of one whole map replacing the other.
+    tx.put_object(ROOT, "closure", ObjType::Map)?;
+    tx.put(ROOT, "deleted", false)?;
+    Ok(())
+}
+
+fn mutate(tx: &mut Transaction<'_>, who: &Actor, op: &Operation) -> Result<(), OpError> {
+    match op {
+        Operation::EditOperatorFields(patch) => {
+            for (key, value) in [
+                ("title", &patch.title),
+                ("description", &patch.description),
+                ("scheduled_for", &patch.scheduled_for),
+            ] {
+                if let Some(value) = value {
+                    check_text(key, value)?;
+                    tx.put(ROOT, key, value.as_str())?;
+                }
+            }
+            if let Some(priority) = patch.priority {
+                tx.put(ROOT, "priority", priority.as_str())?;
+            }
+            if let Some(assignee) = &patch.assignee {
+                tx.put(ROOT, "assignee", assignee.as_deref().unwrap_or(""))?;
+            }
+            if let Some(customer) = &patch.customer {
+                let map = list(tx, "customer")?;
+                for (key, value) in [
+                    ("name", &customer.name),
+                    ("address", &customer.address),
+                    ("phone", &customer.phone),
+                    ("document", &customer.document),
+                ] {
+                    check_text("customer", value)?;
+                    // Only changed fields are written, so an edit of the phone
+                    // does not conflict with a concurrent edit of the address.
+                    if read::map_str(tx, &map, key).as_deref() != Some(value.as_str()) {
+                        tx.put(&map, key, value.as_str())?;
+                    }
+                }
+            }
+        }
+        Operation::AddNote { id, at, text } => {
+            check_text("text", text)?;
+            let notes = list(tx, "notes")?;
+            put_map_item(
+                tx,
+                &notes,
+                &[("id", id), ("at", at), ("by", &who.user_id), ("text", text)],
+            )?;
+        }
+        Operation::RequestMaterial {
+            id,
+            at,
+            sku,
+            qty,
+            unit,
+            description,
+        } => {
+            if !qty.is_finite() || *qty <= 0.0 {
+                return Err(OpError::Invalid {
+                    field: "qty",
+                    reason: "must be a positive number".into(),
+                });
+            }
+            check_text("description", description)?;
+            let materials = list(tx, "materials")?;
+            let index = tx.length(&materials);
+            let item = tx.insert_object(&materials, index, ObjType::Map)?;
+            for (key, value) in [
+                ("id", id),
+                ("sku", sku),
+                ("unit", unit),
+                ("description", description),
+                ("by", &who.user_id),
+                ("at", at),
+            ] {
+                tx.put(&item, key, value.as_str())?;
+            }
+            tx.put(&item, "qty", *qty)?;
+            tx.put(&item, "state", MaterialState::Requested.as_str())?;
+        }
+        Operation::SetMaterialState { id, state } => {
+            let materials = list(tx, "materials")?;
+            let item = (0..tx.length(&materials))
+                .filter_map(|index| match tx.get(&materials, index) {
+                    Ok(Some((automerge::Value::Object(_), item))) => Some(item),
+                    _ => None,
+                })
+                .find(|item| read::map_str(tx, item, "id").as_deref() == Some(id.as_str()))
+                .ok_or_else(|| OpError::NoSuchMaterial(id.clone()))?;
+            tx.put(&item, "state", state.as_str())?;
+        }
+        Operation::AppendStatus { at, to, note } => {
+            check_text("note", note)?;
+            let log = list(tx, "status_log")?;
+            put_map_item(tx, &log, &status_fields(at, who, *to, note))?;
+        }
+        Operation::AppendTime { start, end } => {
+            if end < start {
+                return Err(OpError::Invalid {
+                    field: "end",
+                    reason: "ends before it starts".into(),
+                });
+            }
+            let log = list(tx, "time_log")?;
+            put_map_item(
+                tx,
+                &log,
+                &[("by", &who.user_id), ("start", start), ("end", end)],
+            )?;
+        }
+        Operation::EditReport { text } => {
+            check_text("report", text)?;
+            let report = list(tx, "report")?;
+            tx.update_text(&report, text)?;
+        }
+        Operation::Close {
+            at,
+            resolution,
+            signed_by,
+        } => {
+            check_text("resolution", resolution)?;
+            let closure = list(tx, "closure")?;
+            let value = Closure {
+                at: at.clone(),
+                by: who.user_id.clone(),
+                resolution: resolution.clone(),
+                signed_by: signed_by.clone(),
+            };
+            for (key, field) in [
+                ("at", &value.at),
+                ("by", &value.by),
+                ("resolution", &value.resolution),
+                ("signed_by", &value.signed_by),
+            ] {
+                tx.put(&closure, key, field.as_str())?;
+            }
+            let log = list(tx, "status_log")?;
+            put_map_item(
+                tx,
+                &log,
+                &status_fields(at, who, Status::Completed, "closed"),
+            )?;
+        }
+        Operation::Tombstone => tx.put(ROOT, "deleted", true)?,
+    }
+    Ok(())
+}

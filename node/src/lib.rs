@@ -1,0 +1,12 @@
+//! A fieldsync node: work orders as Automerge documents, the access policy,
+//! the sans-IO sync engine, and (with the `runtime` feature) the sled store
+//! and the QUIC driver that give them disk and network.
+//!
+//! Why the feature split: the core (documents, access, engine) must build and
+//! run without tokio, quinn or sled, so the simulator can drive exactly the
+//! code that runs in production, deterministically, in one thread.
+
+pub mod doc;
+
+#[cfg(feature = "runtime")]
+pub mod store;

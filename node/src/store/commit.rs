@@ -1,0 +1,233 @@
+//! Group commit: one thread owns every write to the `data` tree.
+//!
+//! Why a single committer: the changelog's `seq` must be gap-free and become
+//! visible only together with its document bytes, and an acknowledgement
+//! must mean "flushed". One thread that takes every pending write set,
+//! assigns seqs in order, applies them as one atomic batch and then calls
+//! `flush` once gives all three, and lets many writers share one fsync
+//! (sled.md: ~170 µs a flush; group commit reached ~49,000 writes/s).
+//! Building documents, the expensive part, stays in the writers' threads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+
+use fieldsync_schemas::{ChangeOp, Collection};
+use tokio::sync::{oneshot, watch};
+
+use super::keys;
+use super::records::{decode, encode, ChangeRecord, Checkpoint, DocIndex};
+use super::WriteError;
+
+/// How many write sets one flush may cover at most. Bounds the latency of
+/// the first writer in a group and the size of one sled batch.
+pub(crate) const GROUP_WRITE_SETS_MAX: usize = 1024;
+
+/// A new version of one document, ready to store.
+#[derive(Debug, Clone)]
+pub struct DocWrite {
+    pub id: String,
+    pub collection: Collection,
+    pub number: Option<String>,
+    pub assignee: Option<String>,
+    pub deleted: bool,
+    pub op: ChangeOp,
+    pub heads: Vec<[u8; 32]>,
+    /// Bytes to append as one chunk.
+    pub bytes: Vec<u8>,
+    /// `bytes` is a whole snapshot: drop the document's older chunks.
+    pub replace: bool,
+    /// Refuse the write set if the document already exists (creation).
+    pub must_be_new: bool,
+}
+
+/// Everything that must become durable atomically, and be acknowledged once.
+#[derive(Debug, Default)]
+pub struct WriteSet {
+    pub docs: Vec<DocWrite>,
+    /// A peer checkpoint that may advance only with these documents.
+    pub checkpoint: Option<(String, Checkpoint)>,
+}
+
+/// What an acknowledged write set was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// One seq per document write, in order.
+    pub seqs: Vec<u64>,
+    /// Chunk count per document after the write (drives compaction).
+    pub chunk_counts: Vec<u32>,
+}
+
+pub(crate) struct Request {
+    pub(crate) writes: WriteSet,
+    pub(crate) reply: oneshot::Sender<Result<Receipt, WriteError>>,
+}
+
+/// State the committer publishes to readers.
+pub(crate) struct Published {
+    /// Highest seq whose write is durable; readers never look past it.
+    pub(crate) visible_seq: watch::Sender<u64>,
+    pub(crate) failed: AtomicBool,
+    pub(crate) flushes: AtomicU64,
+}
+
+pub(crate) fn run(
+    requests: Receiver<Request>,
+    db: sled::Db,
+    data: sled::Tree,
+    mut next_seq: u64,
+    published: Arc<Published>,
+) {
+    while let Ok(first) = requests.recv() {
+        let mut group = Vec::with_capacity(64);
+        group.push(first);
+        while group.len() < GROUP_WRITE_SETS_MAX {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if published.failed.load(Ordering::Acquire) {
+            for request in group {
+                let _ = request.reply.send(Err(WriteError::StoreFailed));
+            }
+            continue;
+        }
+        next_seq = commit_group(group, &db, &data, next_seq, &published);
+    }
+}
+
+/// Stage every valid write set of the group into one batch, apply it, flush
+/// once, then acknowledge. Returns the next free seq.
+fn commit_group(
+    group: Vec<Request>,
+    db: &sled::Db,
+    data: &sled::Tree,
+    first_seq: u64,
+    published: &Published,
+) -> u64 {
+    let mut batch = sled::Batch::default();
+    let mut staged: HashMap<String, Option<DocIndex>> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut seq = first_seq;
+    for request in &group {
+        let outcome = stage(&request.writes, data, &mut staged, &mut batch, &mut seq);
+        outcomes.push(outcome);
+    }
+    let result = data
+        .apply_batch(batch)
+        .and_then(|()| db.flush().map(|_| ()));
+    published.flushes.fetch_add(1, Ordering::Relaxed);
+    match result {
+        Ok(()) => {
+            assert!(seq >= first_seq);
+            if seq > first_seq {
+                published.visible_seq.send_replace(seq - 1);
+            }
+            for (request, outcome) in group.into_iter().zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+            seq
+        }
+        Err(error) => {
+            // The batch may or may not be on disk: we cannot tell which seqs
+            // exist, so the store stops accepting writes until reopened.
+            tracing::error!(%error, "store flush failed; refusing further writes");
+            published.failed.store(true, Ordering::Release);
+            for request in group {
+                let _ = request.reply.send(Err(WriteError::Io(error.to_string())));
+            }
+            first_seq
+        }
+    }
+}
+
+fn current_index(
+    data: &sled::Tree,
+    staged: &HashMap<String, Option<DocIndex>>,
+    id: &str,
+) -> Result<Option<DocIndex>, WriteError> {
+    if let Some(index) = staged.get(id) {
+        return Ok(index.clone());
+    }
+    match data
+        .get(keys::index(id))
+        .map_err(|e| WriteError::Io(e.to_string()))?
+    {
+        None => Ok(None),
+        Some(bytes) => decode(&bytes)
+            .map(Some)
+            .map_err(|e| WriteError::Corrupt(format!("index of `{id}`: {e}"))),
+    }
+}
+
+/// Validate one write set against what is stored and staged, and stage it.
+/// A refused write set stages nothing and consumes no seq.
+fn stage(
+    writes: &WriteSet,
+    data: &sled::Tree,
+    staged: &mut HashMap<String, Option<DocIndex>>,
+    batch: &mut sled::Batch,
+    seq: &mut u64,
+) -> Result<Receipt, WriteError> {
+    let mut indexes = Vec::with_capacity(writes.docs.len());
+    for write in &writes.docs {
+        let current = current_index(data, staged, &write.id)?;
+        if write.must_be_new && current.is_some() {
+            return Err(WriteError::AlreadyExists(write.id.clone()));
+        }
+        if !write.replace && !write.must_be_new && current.is_none() {
+            return Err(WriteError::NotFound(write.id.clone()));
+        }
+        indexes.push(current);
+    }
+    let mut receipt = Receipt {
+        seqs: Vec::new(),
+        chunk_counts: Vec::new(),
+    };
+    for (write, current) in writes.docs.iter().zip(indexes) {
+        let this_seq = *seq;
+        *seq += 1;
+        let (chunk_first, chunk_number, bytes_before) = match &current {
+            Some(index) if !write.replace => {
+                (index.chunk_first, index.chunk_next, index.bytes_stored)
+            }
+            Some(index) => {
+                for number in index.chunk_first..index.chunk_next {
+                    batch.remove(keys::chunk(&write.id, number));
+                }
+                (index.chunk_next, index.chunk_next, 0)
+            }
+            None => (0, 0, 0),
+        };
+        batch.insert(keys::chunk(&write.id, chunk_number), write.bytes.as_slice());
+        let index = DocIndex {
+            collection: write.collection.clone(),
+            number: write.number.clone(),
+            assignee: write.assignee.clone(),
+            deleted: write.deleted,
+            last_seq: this_seq,
+            heads: write.heads.clone(),
+            chunk_first,
+            chunk_next: chunk_number + 1,
+            bytes_stored: bytes_before + write.bytes.len() as u64,
+        };
+        let record = ChangeRecord {
+            collection: write.collection.clone(),
+            id: write.id.clone(),
+            number: write.number.clone(),
+            op: write.op,
+            heads: write.heads.clone(),
+        };
+        batch.insert(&keys::changelog(this_seq), encode(&record));
+        batch.insert(keys::index(&write.id), encode(&index));
+        receipt.seqs.push(this_seq);
+        receipt.chunk_counts.push(index.chunk_count());
+        staged.insert(write.id.clone(), Some(index));
+    }
+    if let Some((peer, checkpoint)) = &writes.checkpoint {
+        batch.insert(keys::checkpoint(peer), encode(checkpoint));
+    }
+    Ok(receipt)
+}

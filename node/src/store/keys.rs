@@ -1,0 +1,57 @@
+//! Key layout of the `data` tree.
+//!
+//! Why one tree for documents, index, changelog and checkpoints: sled makes a
+//! batch atomic only within one tree (`Tree::apply_batch`). A document's new
+//! chunk, its index entry, its changelog entry and a checkpoint that depends
+//! on it must land together or not at all, so they share a tree and are told
+//! apart by a one-byte prefix. Big-endian integers keep range scans ordered.
+
+pub(crate) const CHANGELOG: u8 = b'c';
+pub(crate) const CHUNK: u8 = b'd';
+pub(crate) const INDEX: u8 = b'i';
+pub(crate) const CHECKPOINT: u8 = b'p';
+
+/// Longest document id accepted (UUIDs are 36 bytes).
+pub const DOC_ID_BYTES_MAX: usize = 128;
+
+pub(crate) fn changelog(seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = CHANGELOG;
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn changelog_seq(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    (key.len() == 9 && key[0] == CHANGELOG).then(|| u64::from_be_bytes(bytes))
+}
+
+pub(crate) fn index(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(INDEX);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Chunks of one document: prefix, id, a zero byte, then the chunk number.
+/// The zero byte keeps one id's chunks from mixing with a longer id's.
+pub(crate) fn chunk_prefix(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + id.len() + 4);
+    key.push(CHUNK);
+    key.extend_from_slice(id.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn chunk(id: &str, number: u32) -> Vec<u8> {
+    let mut key = chunk_prefix(id);
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+pub(crate) fn checkpoint(peer: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + peer.len());
+    key.push(CHECKPOINT);
+    key.extend_from_slice(peer.as_bytes());
+    key
+}

@@ -1,0 +1,716 @@
+//! The durable store: work orders in sled, a gap-free changelog, per-peer
+//! checkpoints, users, and a bounded cache of loaded documents.
+//!
+//! Layout (see `keys.rs`): tree `data` holds document chunks, the document
+//! index, the changelog and checkpoints, so one batch can cover all four;
+//! tree `meta` holds the epoch and actor; tree `users` holds users. The
+//! format version lives in a plain `FORMAT` file (see `format.rs`).
+//!
+//! Writes go through the group committer (`commit.rs`); a write is
+//! acknowledged only after the flush that covers it returns. Reads of the
+//! changelog never look past the highest durable seq.
+
+mod cache;
+mod commit;
+pub mod format;
+mod keys;
+pub mod records;
+#[cfg(test)]
+mod tests;
+pub mod users;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use automerge::ActorId;
+use fieldsync_schemas::{Actor, ChangeEntry, Collection, NewWorkOrder, WorkOrderView};
+use tokio::sync::{oneshot, watch};
+
+pub use cache::CachedDoc;
+pub use commit::{DocWrite, Receipt, WriteSet};
+pub use keys::DOC_ID_BYTES_MAX;
+pub use records::{ChangeRecord, Checkpoint, DocIndex};
+pub use users::User;
+pub use verify::Problem;
+
+use crate::doc::{self, Edit, LoadError, OpError, Operation, WorkOrderDoc};
+use commit::{Published, Request};
+use records::decode;
+
+/// Tunables, from the node's config file.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Loaded documents kept in memory at most.
+    pub cache_docs_max: usize,
+    /// sled's page cache, in bytes (sled's own default is 1 GiB).
+    pub sled_cache_bytes: u64,
+    /// Write sets waiting for the committer at most; writers block beyond.
+    pub queue_write_sets_max: usize,
+    /// A document with this many chunks is rewritten as one snapshot.
+    pub compact_chunks_max: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_docs_max: 4096,
+            sled_cache_bytes: 64 * 1024 * 1024,
+            queue_write_sets_max: 4096,
+            compact_chunks_max: 32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Format(#[from] format::FormatError),
+    #[error("a fieldsync store already exists at {0}")]
+    AlreadyExists(String),
+    #[error("cannot open the store at {path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("the store at {path} is damaged: {reason} (run `fieldsync verify`)")]
+    Corrupt { path: String, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("work order `{0}` already exists")]
+    AlreadyExists(String),
+    #[error("no work order `{0}`")]
+    NotFound(String),
+    #[error("invalid document id: {0}")]
+    InvalidId(String),
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("storage error: {0}")]
+    Io(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("an earlier flush failed; reopen the store")]
+    StoreFailed,
+    #[error("the store is closed")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("storage error: {0}")]
+    Io(String),
+    #[error("stored data for `{id}` is damaged: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("document `{id}` cannot be loaded: {source}")]
+    Load { id: String, source: LoadError },
+    #[error("document `{id}` is not a valid work order: {source}")]
+    Shape { id: String, source: doc::ReadError },
+}
+
+fn io(error: sled::Error) -> ReadError {
+    ReadError::Io(error.to_string())
+}
+
+/// An acknowledgement still in flight: wait for it to learn the outcome.
+#[must_use = "a write is not durable until its Pending resolves"]
+pub struct Pending {
+    reply: oneshot::Receiver<Result<Receipt, WriteError>>,
+}
+
+impl Pending {
+    /// Block until the write is flushed. Not for async contexts.
+    pub fn wait(self) -> Result<Receipt, WriteError> {
+        self.reply
+            .blocking_recv()
+            .unwrap_or(Err(WriteError::Closed))
+    }
+
+    pub async fn wait_async(self) -> Result<Receipt, WriteError> {
+        self.reply.await.unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+/// An acknowledged (durable) change to a work order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub id: String,
+    pub seq: u64,
+    pub heads: Vec<String>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    data: sled::Tree,
+    users: sled::Tree,
+    epoch: [u8; 16],
+    actor: ActorId,
+    config: StoreConfig,
+    sender: Mutex<Option<SyncSender<Request>>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    published: Arc<Published>,
+    visible: watch::Receiver<u64>,
+    cache: cache::DocCache,
+}
+
+/// A handle to one node's store. Clones share it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+const META_EPOCH: &str = "epoch";
+const META_ACTOR: &str = "actor";
+
+fn sled_config(dir: &Path, config: &StoreConfig) -> sled::Config {
+    sled::Config::new()
+        .path(dir.join("sled"))
+        .cache_capacity(config.sled_cache_bytes)
+        // Durability comes from our own flush in the committer; sled's
+        // background flusher only adds unrequested fsyncs.
+        .flush_every_ms(None)
+}
+
+impl Store {
+    /// Create a new, empty store at `dir` with a fresh random epoch.
+    pub fn init(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
+        let io_error = |e: std::io::Error| OpenError::Io {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        if dir.join("FORMAT").exists() {
+            return Err(OpenError::AlreadyExists(dir.display().to_string()));
+        }
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+        let db = sled_config(dir, &config)
+            .open()
+            .map_err(|e| sled_open_error(dir, e))?;
+        let meta = db.open_tree("meta").map_err(|e| sled_open_error(dir, e))?;
+        let epoch: [u8; 16] = rand::random();
+        // A new store is a new actor: reusing an actor after a wipe would
+        // reuse its change sequence numbers and break Automerge.
+        let actor: [u8; 16] = rand::random();
+        meta.insert(META_EPOCH, &epoch)
+            .map_err(|e| sled_open_error(dir, e))?;
+        meta.insert(META_ACTOR, &actor)
+            .map_err(|e| sled_open_error(dir, e))?;
+        db.flush().map_err(|e| sled_open_error(dir, e))?;
+        drop(meta);
+        drop(db);
+        format::write(dir, format::FORMAT_VERSION).map_err(io_error)?;
+        Store::open(dir, config)
+    }
+
+    /// Open an existing store, migrating an older format (and saying so).
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
+        let found = format::read(dir)?;
+        format::check(dir, found)?;
+        let db = sled_config(dir, &config)
+            .open()
+            .map_err(|e| sled_open_error(dir, e))?;
+        if found < format::FORMAT_VERSION {
+            for (from, step) in format::MIGRATIONS.iter().filter(|(from, _)| *from >= found) {
+                tracing::info!(from, to = from + 1, "migrating store format");
+                step(&db).map_err(|e| sled_open_error(dir, e))?;
+            }
+            db.flush().map_err(|e| sled_open_error(dir, e))?;
+            format::write(dir, format::FORMAT_VERSION).map_err(|e| OpenError::Io {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            tracing::info!(from = found, to = format::FORMAT_VERSION, "migrated store");
+        }
+        let corrupt = |reason: &str| OpenError::Corrupt {
+            path: dir.display().to_string(),
+            reason: reason.into(),
+        };
+        let meta = db.open_tree("meta").map_err(|e| sled_open_error(dir, e))?;
+        let data = db.open_tree("data").map_err(|e| sled_open_error(dir, e))?;
+        let users = db.open_tree("users").map_err(|e| sled_open_error(dir, e))?;
+        let read16 = |key: &str| -> Result<[u8; 16], OpenError> {
+            let value = meta.get(key).map_err(|e| sled_open_error(dir, e))?;
+            value
+                .as_deref()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| corrupt(&format!("missing {key}")))
+        };
+        let epoch = read16(META_EPOCH)?;
+        let actor = ActorId::from(read16(META_ACTOR)?.to_vec());
+        let last_seq = match data
+            .scan_prefix([keys::CHANGELOG])
+            .next_back()
+            .transpose()
+            .map_err(|e| sled_open_error(dir, e))?
+        {
+            None => 0,
+            Some((key, _)) => {
+                keys::changelog_seq(&key).ok_or_else(|| corrupt("bad changelog key"))?
+            }
+        };
+        let (visible_seq, visible) = watch::channel(last_seq);
+        let published = Arc::new(Published {
+            visible_seq,
+            failed: AtomicBool::new(false),
+            flushes: AtomicU64::new(0),
+        });
+        let (sender, receiver) = sync_channel(config.queue_write_sets_max);
+        let committer = {
+            let (db, data, published) = (db.clone(), data.clone(), published.clone());
+            std::thread::Builder::new()
+                .name("fieldsync-commit".into())
+                .spawn(move || commit::run(receiver, db, data, last_seq + 1, published))
+                .map_err(|e| OpenError::Io {
+                    path: dir.display().to_string(),
+                    reason: e.to_string(),
+                })?
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: dir.to_path_buf(),
+                cache: cache::DocCache::new(config.cache_docs_max),
+                db,
+                data,
+                users,
+                epoch,
+                actor,
+                config,
+                sender: Mutex::new(Some(sender)),
+                committer: Mutex::new(Some(committer)),
+                published,
+                visible,
+            }),
+        })
+    }
+
+    /// Stop accepting writes, let the committer finish what it has, and wait.
+    pub fn close(&self) {
+        drop(
+            self.inner
+                .sender
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        if let Some(handle) = self
+            .inner
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The random id of this store's life; a wiped node gets a new one.
+    pub fn epoch(&self) -> [u8; 16] {
+        self.inner.epoch
+    }
+
+    pub fn actor(&self) -> &ActorId {
+        &self.inner.actor
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Flushes performed so far (group-commit effectiveness).
+    pub fn flush_count(&self) -> u64 {
+        self.inner.published.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Highest durable seq. Nothing above it is visible to readers.
+    pub fn last_seq(&self) -> u64 {
+        *self.inner.visible.borrow()
+    }
+
+    /// A receiver that changes whenever `last_seq` advances (longpoll).
+    pub fn watch_seq(&self) -> watch::Receiver<u64> {
+        self.inner.visible.clone()
+    }
+
+    /// Queue a write set for the committer; resolve the `Pending` to learn
+    /// when it is durable. Blocks while the queue is full (backpressure).
+    pub fn submit(&self, writes: WriteSet) -> Result<Pending, WriteError> {
+        debug_assert!(
+            writes
+                .docs
+                .iter()
+                .enumerate()
+                .all(|(i, a)| writes.docs[i + 1..].iter().all(|b| a.id != b.id)),
+            "a write set names each document once"
+        );
+        let (reply, receiver) = oneshot::channel();
+        let sender = self
+            .inner
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let sender = sender.ok_or(WriteError::Closed)?;
+        sender
+            .send(Request { writes, reply })
+            .map_err(|_| WriteError::Closed)?;
+        Ok(Pending { reply: receiver })
+    }
+
+    /// Build a new work order and queue it; the caller resolves the ack.
+    /// Used directly by bulk import to keep many creates in flight.
+    pub fn submit_create(
+        &self,
+        who: &Actor,
+        new: &NewWorkOrder,
+        time_s: i64,
+    ) -> Result<(String, Pending), WriteError> {
+        let id = match &new.id {
+            Some(id) => {
+                validate_doc_id(id)?;
+                id.clone()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let (document, edit) = WorkOrderDoc::create(&self.inner.actor, who, &id, new, time_s)?;
+        let write = doc_write(&document, edit, true, true);
+        let pending = self.submit(WriteSet {
+            docs: vec![write],
+            checkpoint: None,
+        })?;
+        Ok((id, pending))
+    }
+
+    /// Create a work order and wait until it is durable.
+    pub fn create_work_order(
+        &self,
+        who: &Actor,
+        new: &NewWorkOrder,
+        time_s: i64,
+    ) -> Result<Committed, WriteError> {
+        let (id, pending) = self.submit_create(who, new, time_s)?;
+        let receipt = pending.wait()?;
+        let index = self
+            .doc_index(&id)?
+            .ok_or_else(|| WriteError::NotFound(id.clone()))?;
+        Ok(Committed {
+            id,
+            seq: receipt.seqs[0],
+            heads: index.heads.iter().map(hex::encode).collect(),
+        })
+    }
+
+    /// Apply a typed operation as `who` and wait until it is durable.
+    pub fn update_work_order(
+        &self,
+        id: &str,
+        who: &Actor,
+        op: &Operation,
+        time_s: i64,
+    ) -> Result<Committed, WriteError> {
+        self.edit_work_order(id, |document| Ok(document.apply(who, op, time_s)?))
+    }
+
+    /// Run `edit` on the loaded document and store what it produced. The
+    /// document stays locked until the write is durable, so edits of one
+    /// document are stored in the order they were made.
+    pub fn edit_work_order(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut WorkOrderDoc) -> Result<Edit, WriteError>,
+    ) -> Result<Committed, WriteError> {
+        let handle = self
+            .load(id)?
+            .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
+        let mut cached = handle.lock().unwrap_or_else(|p| p.into_inner());
+        let result = edit(&mut cached.doc).and_then(|made| {
+            let replace = cached.chunks + 1 >= self.inner.config.compact_chunks_max;
+            let write = doc_write(&cached.doc, made, replace, false);
+            let heads = write.heads.iter().map(hex::encode).collect();
+            let receipt = self
+                .submit(WriteSet {
+                    docs: vec![write],
+                    checkpoint: None,
+                })?
+                .wait()?;
+            cached.chunks = receipt.chunk_counts[0];
+            Ok(Committed {
+                id: id.to_string(),
+                seq: receipt.seqs[0],
+                heads,
+            })
+        });
+        if result.is_err() {
+            // The in-memory document may hold a change that is not stored.
+            drop(cached);
+            self.inner.cache.evict(id);
+        }
+        result
+    }
+
+    /// The document's index entry, if it exists.
+    pub fn doc_index(&self, id: &str) -> Result<Option<DocIndex>, ReadError> {
+        let Some(bytes) = self.inner.data.get(keys::index(id)).map_err(io)? else {
+            return Ok(None);
+        };
+        decode(&bytes).map(Some).map_err(|e| ReadError::Corrupt {
+            id: id.into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The stored bytes of a document: its chunks, concatenated.
+    pub fn doc_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        let Some(index) = self.doc_index(id)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(index.bytes_stored as usize);
+        let mut chunks = 0u32;
+        for item in self.inner.data.scan_prefix(keys::chunk_prefix(id)) {
+            let (_, value) = item.map_err(io)?;
+            bytes.extend_from_slice(&value);
+            chunks += 1;
+        }
+        if chunks != index.chunk_count() {
+            return Err(ReadError::Corrupt {
+                id: id.into(),
+                reason: format!("index names {} chunks, found {chunks}", index.chunk_count()),
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The loaded document, from the cache or from disk.
+    pub fn load(&self, id: &str) -> Result<Option<Arc<Mutex<CachedDoc>>>, ReadError> {
+        if let Some(handle) = self.inner.cache.get(id) {
+            return Ok(Some(handle));
+        }
+        let Some(index) = self.doc_index(id)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.doc_bytes(id)? else {
+            return Ok(None);
+        };
+        let document =
+            WorkOrderDoc::load(&bytes, &self.inner.actor).map_err(|source| ReadError::Load {
+                id: id.into(),
+                source,
+            })?;
+        Ok(Some(self.inner.cache.insert(
+            id,
+            CachedDoc {
+                doc: document,
+                chunks: index.chunk_count(),
+            },
+        )))
+    }
+
+    /// The read model of a work order.
+    pub fn work_order(&self, id: &str) -> Result<Option<WorkOrderView>, ReadError> {
+        let Some(handle) = self.load(id)? else {
+            return Ok(None);
+        };
+        let cached = handle.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .doc
+            .view()
+            .map(Some)
+            .map_err(|source| ReadError::Shape {
+                id: id.into(),
+                source,
+            })
+    }
+
+    /// Changelog entries with `seq > after`, oldest first, at most `limit`,
+    /// never past the last durable seq.
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>, ReadError> {
+        let visible = self.last_seq();
+        let mut entries = Vec::with_capacity(limit.min(1024));
+        if after >= visible {
+            return Ok(entries);
+        }
+        for item in self
+            .inner
+            .data
+            .range(keys::changelog(after + 1)..=keys::changelog(visible))
+            .take(limit)
+        {
+            let (key, value) = item.map_err(io)?;
+            let seq = keys::changelog_seq(&key).ok_or_else(|| ReadError::Corrupt {
+                id: "changelog".into(),
+                reason: "bad key".into(),
+            })?;
+            let record: ChangeRecord = decode(&value).map_err(|e| ReadError::Corrupt {
+                id: format!("changelog {seq}"),
+                reason: e.to_string(),
+            })?;
+            entries.push(record.into_entry(seq));
+        }
+        Ok(entries)
+    }
+
+    /// Ids of every document, in key order, after `after` (paging).
+    pub fn doc_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, ReadError> {
+        let start = match after {
+            Some(id) => {
+                let mut key = keys::index(id);
+                key.push(0);
+                key
+            }
+            None => vec![keys::INDEX],
+        };
+        let mut ids = Vec::new();
+        for item in self.inner.data.range(start..).take(limit) {
+            let (key, _) = item.map_err(io)?;
+            if key.first() != Some(&keys::INDEX) {
+                break;
+            }
+            ids.push(String::from_utf8_lossy(&key[1..]).into_owned());
+        }
+        Ok(ids)
+    }
+
+    /// The checkpoint this node holds for `peer`.
+    pub fn checkpoint(&self, peer: &str) -> Result<Option<Checkpoint>, ReadError> {
+        let Some(bytes) = self.inner.data.get(keys::checkpoint(peer)).map_err(io)? else {
+            return Ok(None);
+        };
+        decode(&bytes).map(Some).map_err(|e| ReadError::Corrupt {
+            id: format!("checkpoint {peer}"),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn user(&self, id: &str) -> Result<Option<User>, ReadError> {
+        let Some(bytes) = self.inner.users.get(id).map_err(io)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ReadError::Corrupt {
+                id: format!("user {id}"),
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn users(&self) -> Result<Vec<User>, ReadError> {
+        let mut users = Vec::new();
+        for item in self.inner.users.iter() {
+            let (key, bytes) = item.map_err(io)?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            users.push(
+                serde_json::from_slice(&bytes).map_err(|e| ReadError::Corrupt {
+                    id: format!("user {id}"),
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(users)
+    }
+
+    /// Insert or replace a user record, durably.
+    pub fn put_user(&self, user: &User) -> Result<(), WriteError> {
+        users::validate_id(&user.id).map_err(WriteError::InvalidId)?;
+        let bytes = serde_json::to_vec(user).map_err(|e| WriteError::Io(e.to_string()))?;
+        self.inner
+            .users
+            .insert(user.id.as_bytes(), bytes)
+            .map_err(|e| WriteError::Io(e.to_string()))?;
+        self.inner
+            .db
+            .flush()
+            .map_err(|e| WriteError::Io(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Check every document against the index and the changelog.
+    pub fn verify(&self, progress: impl FnMut(u64)) -> Result<Vec<Problem>, ReadError> {
+        verify::run(self, progress)
+    }
+
+    pub(crate) fn data(&self) -> &sled::Tree {
+        &self.inner.data
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(
+            self.sender
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        if let Some(handle) = self
+            .committer
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn sled_open_error(dir: &Path, error: sled::Error) -> OpenError {
+    match error {
+        sled::Error::Corruption { .. } => OpenError::Corrupt {
+            path: dir.display().to_string(),
+            reason: error.to_string(),
+        },
+        other => OpenError::Io {
+            path: dir.display().to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+pub fn validate_doc_id(id: &str) -> Result<(), WriteError> {
+    if id.is_empty() || id.len() > DOC_ID_BYTES_MAX {
+        return Err(WriteError::InvalidId(format!(
+            "must be 1 to {DOC_ID_BYTES_MAX} bytes"
+        )));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(WriteError::InvalidId(format!(
+            "`{id}` may hold only letters, digits, `-` and `_`"
+        )));
+    }
+    Ok(())
+}
+
+/// The write that stores `edit` of `document`: its change bytes as a new
+/// chunk, or, when `replace`, the whole document as a snapshot.
+pub fn doc_write(
+    document: &WorkOrderDoc,
+    edit: Edit,
+    replace: bool,
+    must_be_new: bool,
+) -> DocWrite {
+    let bytes = if replace && !must_be_new {
+        document.save()
+    } else {
+        edit.change_bytes
+    };
+    DocWrite {
+        id: document.id(),
+        collection: Collection::WorkOrders,
+        number: Some(document.number()),
+        assignee: document.assignee(),
+        deleted: document.is_deleted(),
+        op: edit.op,
+        heads: edit.heads.iter().map(|head| head.0).collect(),
+        bytes,
+        replace,
+        must_be_new,
+    }
+}

@@ -1,0 +1,1 @@
+//! Deterministic partition testing of the sans-IO sync engine (the simulation issue).
