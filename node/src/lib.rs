@@ -7,6 +7,15 @@
 //! code that runs in production, deterministically, in one thread.
 
 pub mod doc;
+pub mod sync;
 
+#[cfg(feature = "runtime")]
+pub mod config;
+#[cfg(feature = "runtime")]
+pub mod identity;
+#[cfg(feature = "runtime")]
+pub mod import;
+#[cfg(feature = "runtime")]
+pub mod secret;
 #[cfg(feature = "runtime")]
 pub mod store;

@@ -1,0 +1,1 @@
+//! Node configuration file (`fieldsync.toml`): owned by the CLI work.

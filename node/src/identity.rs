@@ -1,0 +1,1 @@
+//! Node identity: key pair, self-signed certificate, node id = SHA-256 of the certificate.

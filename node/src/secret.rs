@@ -1,0 +1,1 @@
+//! Client secrets and one-time codes: generation and Argon2id hashing.
