@@ -6,6 +6,7 @@
 //! run without tokio, quinn or sled, so the simulator can drive exactly the
 //! code that runs in production, deterministically, in one thread.
 
+pub mod access;
 pub mod doc;
 pub mod sync;
 

@@ -10,6 +10,7 @@ pub mod change;
 pub mod field_rules;
 pub mod fixture;
 pub mod role;
+pub mod sync_frame;
 pub mod work_order;
 
 pub use change::{ChangeEntry, ChangeOp, Collection};

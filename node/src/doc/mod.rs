@@ -41,6 +41,21 @@ pub enum LoadError {
     NotAWorkOrder(String),
 }
 
+/// Longest document id accepted (UUIDs are 36 bytes).
+pub const DOC_ID_BYTES_MAX: usize = 128;
+
+/// Document ids are short and plain, so they are safe in keys, paths and
+/// logs: 1 to 128 ASCII letters, digits, `-` or `_`.
+pub fn validate_doc_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > DOC_ID_BYTES_MAX {
+        return Err(format!("must be 1 to {DOC_ID_BYTES_MAX} bytes"));
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("`{id}` may hold only letters, digits, `-` and `_`"));
+    }
+    Ok(())
+}
+
 /// One work order. Cheap to move; owns its Automerge document.
 #[derive(Debug, Clone)]
 pub struct WorkOrderDoc {

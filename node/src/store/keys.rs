@@ -11,8 +11,7 @@ pub(crate) const CHUNK: u8 = b'd';
 pub(crate) const INDEX: u8 = b'i';
 pub(crate) const CHECKPOINT: u8 = b'p';
 
-/// Longest document id accepted (UUIDs are 36 bytes).
-pub const DOC_ID_BYTES_MAX: usize = 128;
+pub use crate::doc::DOC_ID_BYTES_MAX;
 
 pub(crate) fn changelog(seq: u64) -> [u8; 9] {
     let mut key = [0u8; 9];

@@ -1,0 +1,298 @@
+//! The access policy: who may see a document, and which incoming changes a
+//! peer may make. Enforced where data leaves (the sync engine announces only
+//! visible documents) and where it enters (every change from a peer is
+//! checked against `fieldsync_schemas::FIELD_RULES` before it counts).
+//!
+//! How a forbidden change is handled (see ARCHITECTURE.md, "Rejected
+//! changes"): Automerge cannot drop one change from the middle of an
+//! actor's history without stranding that actor's later changes, so the
+//! central *accepts* the change graph and immediately appends a
+//! compensating change, authored by the central, that restores every
+//! forbidden field to its previous value. Both replicas converge on the
+//! restored value; the violation is logged. A node that is not the office
+//! (technician to technician) cannot speak for the office, so it refuses
+//! the document's changes from that peer instead.
+
+use std::collections::HashSet;
+
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value, ROOT};
+use fieldsync_schemas::field_rules::{self, Permission};
+use fieldsync_schemas::{Role, Status};
+
+/// Who is on the other end of a sync session, as established by the
+/// driver from the peer's pinned certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerAccess {
+    /// Another office node: sees and may change everything.
+    Office,
+    /// A node enrolled for one user.
+    User { user_id: String, role: Role },
+}
+
+impl PeerAccess {
+    pub fn is_office(&self) -> bool {
+        match self {
+            PeerAccess::Office => true,
+            PeerAccess::User { role, .. } => *role == Role::Operator,
+        }
+    }
+}
+
+/// What the policy needs to know about a document, without loading it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DocMeta {
+    pub assignee: Option<String>,
+    /// The assignee before the latest reassignment, kept for the grace period.
+    pub previous_assignee: Option<String>,
+    /// When the latest reassignment was stored (ms, the driver's clock).
+    pub reassigned_at_ms: u64,
+    pub heads: Vec<ChangeHash>,
+}
+
+/// May `peer` see (receive, and send changes to) this document at `now_ms`?
+/// A technician sees its assigned work orders, and a work order reassigned
+/// away from it until the grace period ends.
+pub fn may_see(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) -> bool {
+    match peer {
+        _ if peer.is_office() => true,
+        PeerAccess::User { user_id, .. } => {
+            meta.assignee.as_deref() == Some(user_id.as_str())
+                || (meta.previous_assignee.as_deref() == Some(user_id.as_str())
+                    && now_ms < meta.reassigned_at_ms.saturating_add(grace_ms))
+        }
+        PeerAccess::Office => true,
+    }
+}
+
+/// Is the grace period over for a document reassigned away from `peer`?
+pub fn must_revoke(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) -> bool {
+    match peer {
+        PeerAccess::User { user_id, role: Role::Technician } => {
+            meta.previous_assignee.as_deref() == Some(user_id.as_str())
+                && meta.assignee.as_deref() != Some(user_id.as_str())
+                && now_ms >= meta.reassigned_at_ms.saturating_add(grace_ms)
+        }
+        _ => false,
+    }
+}
+
+/// One forbidden change found in an incoming batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    pub reason: String,
+}
+
+fn root_key(patch: &automerge::Patch) -> Option<String> {
+    match patch.path.first() {
+        Some((_, Prop::Map(key))) => Some(key.clone()),
+        Some((_, Prop::Seq(_))) => None,
+        None => match &patch.action {
+            PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => Some(key.clone()),
+            PatchAction::Conflict { prop: Prop::Map(key) } | PatchAction::Increment { prop: Prop::Map(key), .. } => {
+                Some(key.clone())
+            }
+            _ => None,
+        },
+    }
+}
+
+/// Check what `after` changed relative to `before_heads` against the field
+/// rules for `role`. Returns every violation (empty: all allowed).
+pub fn check_changes(role: Role, after: &Automerge, before_heads: &[ChangeHash]) -> Vec<Violation> {
+    let patches = after.diff(before_heads, &after.get_heads());
+    // Objects created by this batch: filling in a new list item is part of
+    // appending it, not an edit of an existing item.
+    let mut created: HashSet<ObjId> = HashSet::new();
+    for patch in &patches {
+        match &patch.action {
+            PatchAction::Insert { values, .. } => {
+                for (value, id, _) in values.iter() {
+                    if matches!(value, Value::Object(_)) {
+                        created.insert(id.clone());
+                    }
+                }
+            }
+            PatchAction::PutMap { value: (Value::Object(_), id), .. } if !patch.path.is_empty() => {
+                created.insert(id.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut violations = Vec::new();
+    let mut flag = |key: &str, reason: String| {
+        if !violations.iter().any(|v: &Violation| v.key == key) {
+            violations.push(Violation { key: key.to_string(), reason });
+        }
+    };
+    for patch in &patches {
+        let Some(key) = root_key(patch) else {
+            flag("?", "change outside any known field".into());
+            continue;
+        };
+        let granted = field_rules::rule(&key).map_or(Permission::None, |rule| rule.permission(role));
+        let in_new_object = created.contains(&patch.obj);
+        let needed = match &patch.action {
+            PatchAction::Insert { .. } if patch.path.len() == 1 => Permission::Append,
+            _ if in_new_object => Permission::Append,
+            _ => Permission::Write,
+        };
+        if granted < needed {
+            flag(&key, format!("{role} may not {} `{key}`", if needed == Permission::Append { "append to" } else { "change" }));
+            continue;
+        }
+        // A technician's new status entries must be field transitions.
+        if key == "status_log" && role == Role::Technician && in_new_object {
+            if let PatchAction::PutMap { key: field, value: (value, _), .. } = &patch.action {
+                let to = value.as_str().and_then(|s| s.parse::<Status>().ok());
+                if field == "to" && !to.is_some_and(Status::is_field_transition) {
+                    flag("status_log", format!("{role} may not move a work order to `{}`", value.as_str().unwrap_or("?")));
+                }
+            }
+        }
+    }
+    violations
+}
+
+/// Append to `doc` (as this node's actor) a change that restores every
+/// violated root key to its value at `before_heads`. Returns the change's
+/// bytes (empty if nothing needed restoring).
+pub fn compensate(
+    doc: &mut Automerge,
+    before_heads: &[ChangeHash],
+    violations: &[Violation],
+    time_s: i64,
+) -> Result<Vec<u8>, automerge::AutomergeError> {
+    let before = doc.fork_at(before_heads)?;
+    let heads = doc.get_heads();
+    let mut tx = doc.transaction();
+    let mut result = Ok(());
+    for violation in violations {
+        if violation.key == "?" {
+            continue;
+        }
+        result = restore_key(&mut tx, &before, &violation.key);
+        if result.is_err() {
+            break;
+        }
+    }
+    match result {
+        Ok(()) => {
+            tx.commit_with(CommitOptions::default().with_time(time_s).with_message("fieldsync: restore forbidden change"));
+        }
+        Err(error) => {
+            tx.rollback();
+            return Err(error);
+        }
+    }
+    Ok(doc.save_after(&heads))
+}
+
+fn restore_key(tx: &mut Transaction<'_>, before: &Automerge, key: &str) -> Result<(), automerge::AutomergeError> {
+    match (before.get(ROOT, key)?, tx.get(ROOT, key)?) {
+        (None, Some(_)) => tx.delete(ROOT, key),
+        (None, None) => Ok(()),
+        (Some((Value::Scalar(old), _)), current) => {
+            let same = matches!(&current, Some((Value::Scalar(new), _)) if new == &old);
+            let conflicted = tx.get_all(ROOT, key)?.len() > 1;
+            if !same || conflicted {
+                tx.put(ROOT, key, old.into_owned())?;
+            }
+            Ok(())
+        }
+        (Some((Value::Object(kind), old_id)), Some((Value::Object(_), new_id))) if old_id == new_id => {
+            restore_object(tx, before, &old_id, kind)
+        }
+        (Some((Value::Object(kind), old_id)), _) => {
+            let fresh = tx.put_object(ROOT, key, kind)?;
+            copy_object(tx, before, &old_id, &fresh, kind)
+        }
+    }
+}
+
+/// Bring an object that exists on both sides back to its earlier content.
+/// Items a list gained are kept (appends are judged by the caller); items
+/// it lost are appended again as copies.
+fn restore_object(tx: &mut Transaction<'_>, before: &Automerge, obj: &ObjId, kind: ObjType) -> Result<(), automerge::AutomergeError> {
+    match kind {
+        ObjType::Map | ObjType::Table => {
+            for key in before.keys(obj).collect::<Vec<_>>() {
+                let old = before.get(obj, key.as_str())?;
+                let new = tx.get(obj, key.as_str())?;
+                match (old, new) {
+                    (Some((Value::Scalar(o), _)), Some((Value::Scalar(n), _))) if o == n && tx.get_all(obj, key.as_str())?.len() < 2 => {}
+                    (Some((Value::Scalar(o), _)), _) => tx.put(obj, key.as_str(), o.into_owned())?,
+                    (Some((Value::Object(k), oid)), Some((Value::Object(_), nid))) if oid == nid => restore_object(tx, before, &oid, k)?,
+                    (Some((Value::Object(k), oid)), _) => {
+                        let fresh = tx.put_object(obj, key.as_str(), k)?;
+                        copy_object(tx, before, &oid, &fresh, k)?;
+                    }
+                    (None, _) => {}
+                }
+            }
+            for key in tx.keys(obj).collect::<Vec<_>>() {
+                if before.get(obj, key.as_str())?.is_none() {
+                    tx.delete(obj, key.as_str())?;
+                }
+            }
+            Ok(())
+        }
+        ObjType::List => {
+            let now_items: Vec<ObjId> = (0..tx.length(obj))
+                .filter_map(|i| tx.get(obj, i).ok().flatten().map(|(_, id)| id))
+                .collect();
+            for index in 0..before.length(obj) {
+                let Some((value, item)) = before.get(obj, index)? else { continue };
+                match value {
+                    Value::Object(k) if now_items.contains(&item) => restore_object(tx, before, &item, k)?,
+                    Value::Object(k) => {
+                        let end = tx.length(obj);
+                        let fresh = tx.insert_object(obj, end, k)?;
+                        copy_object(tx, before, &item, &fresh, k)?;
+                    }
+                    Value::Scalar(_) => {}
+                }
+            }
+            Ok(())
+        }
+        ObjType::Text => {
+            let old = before.text(obj)?;
+            if tx.text(obj)? != old {
+                tx.update_text(obj, &old)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn copy_object(tx: &mut Transaction<'_>, before: &Automerge, from: &ObjId, to: &ObjId, kind: ObjType) -> Result<(), automerge::AutomergeError> {
+    match kind {
+        ObjType::Map | ObjType::Table => {
+            for key in before.keys(from).collect::<Vec<_>>() {
+                match before.get(from, key.as_str())? {
+                    Some((Value::Scalar(v), _)) => tx.put(to, key.as_str(), v.into_owned())?,
+                    Some((Value::Object(k), id)) => {
+                        let fresh = tx.put_object(to, key.as_str(), k)?;
+                        copy_object(tx, before, &id, &fresh, k)?;
+                    }
+                    None => {}
+                }
+            }
+        }
+        ObjType::List => {
+            for index in 0..before.length(from) {
+                match before.get(from, index)? {
+                    Some((Value::Scalar(v), _)) => tx.insert(to, index, v.into_owned())?,
+                    Some((Value::Object(k), id)) => {
+                        let fresh = tx.insert_object(to, index, k)?;
+                        copy_object(tx, before, &id, &fresh, k)?;
+                    }
+                    None => {}
+                }
+            }
+        }
+        ObjType::Text => tx.splice_text(to, 0, 0, &before.text(from)?)?,
+    }
+    Ok(())
+}

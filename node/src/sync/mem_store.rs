@@ -1,0 +1,282 @@
+//! An in-memory [`SyncStore`] that models durability, for engine tests and
+//! the simulator.
+//!
+//! Every write is applied at once to the *live* state (what reads see) and
+//! queued; [`MemStore::flush`] makes queued writes durable in order, and
+//! [`MemStore::crash`] throws away everything not yet flushed, exactly as a
+//! process killed before its fsync would. Maps are ordered (`BTreeMap`) so
+//! that a simulation replays identically from a seed.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use fieldsync_schemas::sync_frame::WireCheckpoint;
+use fieldsync_schemas::{Actor, NewWorkOrder};
+
+use super::store::{LogEntry, SyncStore, WriteId};
+use crate::access::DocMeta;
+use crate::doc::{OpError, Operation, WorkOrderDoc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    #[error("bad document bytes for `{id}`: {reason}")]
+    Document { id: String, reason: String },
+    #[error("no document `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Op(#[from] OpError),
+}
+
+/// A queued write.
+#[derive(Clone, Debug)]
+pub enum MemOp {
+    Merge { id: String, bytes: Vec<u8>, now_ms: u64 },
+    Checkpoint { peer: String, checkpoint: WireCheckpoint },
+    Purge { id: String },
+    ClearRevocation { user: String, id: String },
+}
+
+#[derive(Clone, Debug)]
+struct MemDoc {
+    doc: Automerge,
+    meta: DocMeta,
+}
+
+#[derive(Clone, Debug, Default)]
+struct MemState {
+    docs: BTreeMap<String, MemDoc>,
+    /// Entry `i` has seq `i + 1`: gap-free by construction.
+    log: Vec<LogEntry>,
+    checkpoints: BTreeMap<String, WireCheckpoint>,
+    revocations: BTreeMap<(String, String), u64>,
+}
+
+impl MemState {
+    fn apply(&mut self, op: &MemOp, actor: &ActorId) -> Result<Vec<ChangeHash>, MemError> {
+        match op {
+            MemOp::Merge { id, bytes, now_ms } => {
+                let error = |e: automerge::AutomergeError| MemError::Document { id: id.clone(), reason: e.to_string() };
+                let entry = match self.docs.get_mut(id) {
+                    Some(entry) => {
+                        entry.doc.load_incremental(bytes).map_err(error)?;
+                        entry
+                    }
+                    None => {
+                        let mut doc = Automerge::load(bytes).map_err(error)?;
+                        doc.set_actor(actor.clone());
+                        self.docs.entry(id.clone()).or_insert(MemDoc { doc, meta: DocMeta::default() })
+                    }
+                };
+                let heads = entry.doc.get_heads();
+                if heads == entry.meta.heads {
+                    return Ok(heads);
+                }
+                let assignee = entry
+                    .doc
+                    .get(automerge::ROOT, "assignee")
+                    .ok()
+                    .flatten()
+                    .and_then(|(v, _)| v.as_str().map(str::to_string))
+                    .filter(|a| !a.is_empty());
+                if entry.meta.assignee.is_some() && entry.meta.assignee != assignee {
+                    let previous = entry.meta.assignee.clone().unwrap_or_default();
+                    self.revocations.insert((previous.clone(), id.clone()), *now_ms);
+                    entry.meta.previous_assignee = Some(previous);
+                    entry.meta.reassigned_at_ms = *now_ms;
+                }
+                entry.meta.assignee = assignee;
+                entry.meta.heads = heads.clone();
+                let seq = self.log.len() as u64 + 1;
+                self.log.push(LogEntry { seq, id: id.clone(), heads: heads.clone() });
+                Ok(heads)
+            }
+            MemOp::Checkpoint { peer, checkpoint } => {
+                self.checkpoints.insert(peer.clone(), checkpoint.clone());
+                Ok(Vec::new())
+            }
+            MemOp::Purge { id } => {
+                self.docs.remove(id);
+                Ok(Vec::new())
+            }
+            MemOp::ClearRevocation { user, id } => {
+                self.revocations.remove(&(user.clone(), id.clone()));
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct MemStore {
+    epoch: [u8; 16],
+    actor: ActorId,
+    live: MemState,
+    durable: MemState,
+    queued: VecDeque<(WriteId, MemOp)>,
+    next_write: WriteId,
+    /// Test hook: a broken variant that pretends checkpoints are durable
+    /// before the documents they cover (the simulator must catch it).
+    pub checkpoint_before_flush: bool,
+}
+
+impl MemStore {
+    pub fn new(epoch: [u8; 16], actor: ActorId) -> MemStore {
+        MemStore {
+            epoch,
+            actor,
+            live: MemState::default(),
+            durable: MemState::default(),
+            queued: VecDeque::new(),
+            next_write: 1,
+            checkpoint_before_flush: false,
+        }
+    }
+
+    fn queue(&mut self, op: MemOp) -> Result<(WriteId, Vec<ChangeHash>), MemError> {
+        let heads = self.live.apply(&op, &self.actor)?;
+        let write = self.next_write;
+        self.next_write += 1;
+        if self.checkpoint_before_flush && matches!(op, MemOp::Checkpoint { .. }) {
+            self.durable.apply(&op, &self.actor)?;
+        }
+        self.queued.push_back((write, op));
+        Ok((write, heads))
+    }
+
+    /// Make every queued write durable. Returns the last write made durable.
+    pub fn flush(&mut self) -> Option<WriteId> {
+        self.flush_some(usize::MAX)
+    }
+
+    /// Make at most `count` queued writes durable, oldest first.
+    pub fn flush_some(&mut self, count: usize) -> Option<WriteId> {
+        let mut last = None;
+        for _ in 0..count {
+            let Some((write, op)) = self.queued.pop_front() else { break };
+            // The op applied to the live state already; it cannot fail now.
+            self.durable.apply(&op, &self.actor).expect("replaying a write that already applied");
+            last = Some(write);
+        }
+        last
+    }
+
+    pub fn queued_writes(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Lose everything not flushed, as a killed process would.
+    pub fn crash(&mut self) {
+        self.live = self.durable.clone();
+        self.queued.clear();
+    }
+
+    /// Create a work order through the typed operation. Returns its write.
+    pub fn create(&mut self, who: &Actor, id: &str, new: &NewWorkOrder, now_ms: u64) -> Result<WriteId, MemError> {
+        let (_, edit) = WorkOrderDoc::create(&self.actor, who, id, new, (now_ms / 1000) as i64)?;
+        Ok(self.queue(MemOp::Merge { id: id.to_string(), bytes: edit.change_bytes, now_ms })?.0)
+    }
+
+    /// Apply a typed operation as `who`.
+    pub fn apply(&mut self, id: &str, who: &Actor, op: &Operation, now_ms: u64) -> Result<WriteId, MemError> {
+        let doc = self.live.docs.get(id).ok_or_else(|| MemError::NotFound(id.to_string()))?.doc.clone();
+        let mut doc = WorkOrderDoc::from_automerge(doc, &self.actor)
+            .map_err(|e| MemError::Document { id: id.to_string(), reason: e.to_string() })?;
+        let edit = doc.apply(who, op, (now_ms / 1000) as i64)?;
+        Ok(self.queue(MemOp::Merge { id: id.to_string(), bytes: edit.change_bytes, now_ms })?.0)
+    }
+
+    pub fn work_order(&self, id: &str) -> Option<WorkOrderDoc> {
+        let doc = self.live.docs.get(id)?.doc.clone();
+        WorkOrderDoc::from_automerge(doc, &self.actor).ok()
+    }
+
+    /// Ids of every document held (live state), in order.
+    pub fn doc_ids(&self) -> Vec<String> {
+        self.live.docs.keys().cloned().collect()
+    }
+
+    /// Heads of a document in the durable state (what survives a crash).
+    pub fn durable_heads(&self, id: &str) -> Option<Vec<ChangeHash>> {
+        self.durable.docs.get(id).map(|d| d.doc.get_heads())
+    }
+
+    pub fn durable_checkpoint(&self, peer: &str) -> Option<WireCheckpoint> {
+        self.durable.checkpoints.get(peer).cloned()
+    }
+
+    /// Seqs of the live changelog (for gap-freeness checks).
+    pub fn log_len(&self) -> usize {
+        self.live.log.len()
+    }
+
+    pub fn log(&self) -> &[LogEntry] {
+        &self.live.log
+    }
+}
+
+impl SyncStore for MemStore {
+    type Error = MemError;
+
+    fn epoch(&self) -> [u8; 16] {
+        self.epoch
+    }
+
+    fn actor(&self) -> ActorId {
+        self.actor.clone()
+    }
+
+    fn last_seq(&self) -> u64 {
+        // Like the sled store, the changelog is visible only once durable.
+        self.durable.log.len() as u64
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, MemError> {
+        let start = (after as usize).min(self.durable.log.len());
+        Ok(self.durable.log[start..].iter().take(limit).cloned().collect())
+    }
+
+    fn doc_meta(&self, id: &str) -> Result<Option<DocMeta>, MemError> {
+        Ok(self.live.docs.get(id).map(|d| d.meta.clone()))
+    }
+
+    fn doc(&self, id: &str) -> Result<Option<Automerge>, MemError> {
+        Ok(self.live.docs.get(id).map(|d| d.doc.clone()))
+    }
+
+    fn doc_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, MemError> {
+        Ok(self.live.docs.get(id).map(|d| d.doc.save_nocompress()))
+    }
+
+    fn checkpoint(&self, peer: &str) -> Result<Option<WireCheckpoint>, MemError> {
+        Ok(self.live.checkpoints.get(peer).cloned())
+    }
+
+    fn revocations(&self, user: &str, limit: usize) -> Result<Vec<(String, u64)>, MemError> {
+        Ok(self
+            .live
+            .revocations
+            .range((user.to_string(), String::new())..)
+            .take_while(|((u, _), _)| u == user)
+            .take(limit)
+            .map(|((_, id), at)| (id.clone(), *at))
+            .collect())
+    }
+
+    fn merge(&mut self, id: &str, bytes: &[u8], now_ms: u64) -> Result<Vec<ChangeHash>, MemError> {
+        Ok(self.queue(MemOp::Merge { id: id.to_string(), bytes: bytes.to_vec(), now_ms })?.1)
+    }
+
+    fn save_checkpoint(&mut self, peer: &str, checkpoint: WireCheckpoint) -> Result<WriteId, MemError> {
+        Ok(self.queue(MemOp::Checkpoint { peer: peer.to_string(), checkpoint })?.0)
+    }
+
+    fn purge(&mut self, id: &str) -> Result<WriteId, MemError> {
+        Ok(self.queue(MemOp::Purge { id: id.to_string() })?.0)
+    }
+
+    fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), MemError> {
+        self.queue(MemOp::ClearRevocation { user: user.to_string(), id: id.to_string() })?;
+        Ok(())
+    }
+}

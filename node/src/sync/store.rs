@@ -1,0 +1,56 @@
+//! What the engine needs from a store. The sled store implements it for
+//! production (`crate::store::sync_adapter`), [`super::MemStore`] for tests
+//! and the simulator.
+
+use automerge::{ActorId, Automerge, ChangeHash};
+use fieldsync_schemas::sync_frame::WireCheckpoint;
+
+use crate::access::DocMeta;
+
+/// Identifies a queued write whose durability the driver reports back.
+pub type WriteId = u64;
+
+/// One changelog entry, as the engine needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub id: String,
+    pub heads: Vec<ChangeHash>,
+}
+
+/// Reads are synchronous and see the store's current state; writes are
+/// queued in order (FIFO) and become durable in that order.
+pub trait SyncStore {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The random id of this store's life.
+    fn epoch(&self) -> [u8; 16];
+    /// The actor this node writes Automerge changes as.
+    fn actor(&self) -> ActorId;
+    /// Highest durable changelog seq.
+    fn last_seq(&self) -> u64;
+    /// Up to `limit` changelog entries with seq > `after`, never past
+    /// `last_seq`.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, Self::Error>;
+    fn doc_meta(&self, id: &str) -> Result<Option<DocMeta>, Self::Error>;
+    /// A copy of the current document.
+    fn doc(&self, id: &str) -> Result<Option<Automerge>, Self::Error>;
+    /// The document's stored bytes, ready for `Automerge::load`.
+    fn doc_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// The checkpoint held for `peer` (its epoch and seq).
+    fn checkpoint(&self, peer: &str) -> Result<Option<WireCheckpoint>, Self::Error>;
+    /// Documents reassigned away from `user`: (id, reassigned_at_ms).
+    fn revocations(&self, user: &str, limit: usize) -> Result<Vec<(String, u64)>, Self::Error>;
+
+    /// Merge Automerge bytes (changes or a whole saved document) into
+    /// document `id`, creating it if absent, and queue the write. Returns
+    /// the document's heads after the merge.
+    fn merge(&mut self, id: &str, bytes: &[u8], now_ms: u64) -> Result<Vec<ChangeHash>, Self::Error>;
+    /// Queue a checkpoint write; it becomes durable after every write
+    /// queued before it.
+    fn save_checkpoint(&mut self, peer: &str, checkpoint: WireCheckpoint) -> Result<WriteId, Self::Error>;
+    /// Queue the removal of a document this node may no longer hold.
+    fn purge(&mut self, id: &str) -> Result<WriteId, Self::Error>;
+    /// Forget a revocation once the peer has purged the document.
+    fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), Self::Error>;
+}

@@ -1,0 +1,154 @@
+//! Sync protocol frames: what two nodes say to each other.
+//!
+//! Binary (postcard), one frame per length-prefixed message on a reliable,
+//! ordered stream. Every frame has a size limit checked *before* decoding,
+//! and decoding never panics: a frame from a peer is untrusted input.
+//!
+//! Versioning: `Hello` carries the range of protocol versions a node speaks;
+//! the highest common version is used, and with none in common both sides
+//! send `Refuse` and close without touching any data. New frame variants are
+//! added at the end of the enum only (postcard encodes the variant index).
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks best.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The oldest version this build still speaks.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+
+/// Largest encoded frame accepted, in bytes. Document batches are split to
+/// stay well below it.
+pub const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Most documents named in one `Announce` or `Want`.
+pub const PAGE_DOCS_MAX: usize = 512;
+/// Largest uncompressed payload of one `DocBatch`, in bytes.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Longest free-text reason in a frame.
+pub const REASON_BYTES_MAX: usize = 1024;
+
+pub type Hash = [u8; 32];
+
+/// What one side has durably received from the other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCheckpoint {
+    /// The epoch of the store whose seqs `seq` counts.
+    pub epoch: [u8; 16],
+    pub seq: u64,
+}
+
+/// A document that changed on the sender, with its heads there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocHeads {
+    pub id: String,
+    pub heads: Vec<Hash>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// First frame from each side.
+    Hello {
+        version_min: u16,
+        version_max: u16,
+        node_id: String,
+        epoch: [u8; 16],
+        /// The checkpoint the sender holds for the receiver, if any.
+        your_checkpoint: Option<WireCheckpoint>,
+    },
+    /// No common version, or the peer is not allowed: close, touch nothing.
+    Refuse { reason: String },
+    /// Documents visible to the receiver that changed in the sender's
+    /// changelog up to `upto_seq` (the page's last scanned seq).
+    Announce { page: u64, upto_seq: u64, docs: Vec<DocHeads> },
+    /// The receiver's answer to a page: documents it has never seen (send
+    /// whole) and documents to reconcile with Automerge's sync protocol.
+    Want { page: u64, full: Vec<String>, sync: Vec<String> },
+    /// Whole documents (`save_nocompress` bytes), zstd-compressed together:
+    /// a `postcard` `Vec<(String, Vec<u8>)>` inside.
+    DocBatch { page: u64, compressed: Vec<u8> },
+    /// One Automerge sync message for one document.
+    DocSync { id: String, message: Vec<u8> },
+    /// Everything announced up to `upto_seq` is durable on the sender of
+    /// this frame (it advanced its checkpoint).
+    PageDone { page: u64, upto_seq: u64 },
+    /// A document the sender will not accept from the receiver (no write
+    /// access, or it may not see it).
+    Rejected { id: String, reason: String },
+    /// The receiver must delete these documents: its user may no longer
+    /// see them (reassignment after the grace period).
+    Revoke { ids: Vec<String> },
+    /// The sender purged these documents durably.
+    Revoked { ids: Vec<String> },
+}
+
+/// A frame could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {size_bytes} bytes exceeds the limit of {limit_bytes}")]
+    TooLarge { size_bytes: usize, limit_bytes: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("frame field `{field}` exceeds its limit")]
+    FieldTooLarge { field: &'static str },
+}
+
+impl Frame {
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data into a Vec: postcard cannot fail here.
+        let bytes = postcard::to_allocvec(self).expect("postcard encoding of a frame");
+        debug_assert!(bytes.len() <= FRAME_BYTES_MAX, "encoder must split large payloads");
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
+        if bytes.len() > FRAME_BYTES_MAX {
+            return Err(FrameError::TooLarge { size_bytes: bytes.len(), limit_bytes: FRAME_BYTES_MAX });
+        }
+        let frame: Frame = postcard::from_bytes(bytes).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        frame.check_limits()?;
+        Ok(frame)
+    }
+
+    fn check_limits(&self) -> Result<(), FrameError> {
+        let too_large = |field| Err(FrameError::FieldTooLarge { field });
+        match self {
+            Frame::Refuse { reason } | Frame::Rejected { reason, .. } if reason.len() > REASON_BYTES_MAX => {
+                too_large("reason")
+            }
+            Frame::Announce { docs, .. } if docs.len() > PAGE_DOCS_MAX => too_large("docs"),
+            Frame::Want { full, sync, .. } if full.len() + sync.len() > PAGE_DOCS_MAX => too_large("want"),
+            Frame::Revoke { ids } | Frame::Revoked { ids } if ids.len() > PAGE_DOCS_MAX => too_large("ids"),
+            _ => Ok(()),
+        }
+    }
+
+    /// A short name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "hello",
+            Frame::Refuse { .. } => "refuse",
+            Frame::Announce { .. } => "announce",
+            Frame::Want { .. } => "want",
+            Frame::DocBatch { .. } => "doc_batch",
+            Frame::DocSync { .. } => "doc_sync",
+            Frame::PageDone { .. } => "page_done",
+            Frame::Rejected { .. } => "rejected",
+            Frame::Revoke { .. } => "revoke",
+            Frame::Revoked { .. } => "revoked",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_garbage() {
+        let frame = Frame::Announce { page: 1, upto_seq: 9, docs: vec![DocHeads { id: "a".into(), heads: vec![[7; 32]] }] };
+        assert_eq!(Frame::decode(&frame.encode()), Ok(frame));
+        assert!(matches!(Frame::decode(&[0xff, 0xff, 0xff]), Err(FrameError::Malformed(_))));
+        assert!(matches!(Frame::decode(&vec![0; FRAME_BYTES_MAX + 1]), Err(FrameError::TooLarge { .. })));
+        let many = Frame::Revoke { ids: vec![String::new(); PAGE_DOCS_MAX + 1] };
+        assert!(matches!(Frame::decode(&many.encode()), Err(FrameError::FieldTooLarge { .. })));
+    }
+}
