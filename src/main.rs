@@ -1,1 +1,94 @@
-fn main() {}
+//! `fieldsync`: the one binary. It parses the command line, sets up logging,
+//! and hands each command to its module under `cli/`; the node itself (store,
+//! config, identity, and later the sync driver and the gateway) is wired in
+//! `node.rs`.
+//!
+//! Why errors end here: every command returns `anyhow::Result`; `main`
+//! prints `error: <message>` and, when it knows one, a `hint:` saying what
+//! to do, then exits with 1 (something failed) or 2 (the command line or
+//! its input was wrong). Nothing prints a backtrace or panics at the user.
+
+mod cli;
+mod error;
+mod logging;
+mod node;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cli::import::ImportArgs;
+use crate::cli::init::InitArgs;
+use crate::cli::show::ShowArgs;
+use crate::cli::status::StatusArgs;
+use crate::cli::user::UserCommand;
+use crate::cli::verify::VerifyArgs;
+use crate::logging::LogFormatArg;
+
+/// Offline-first field-service work orders: Automerge documents in sled,
+/// synced between a central office and technicians' laptops.
+#[derive(Debug, Parser)]
+#[command(name = "fieldsync", version, about, propagate_version = true)]
+struct Cli {
+    /// The node's data directory (config, identity, store).
+    #[arg(
+        long,
+        global = true,
+        env = "FIELDSYNC_DIR",
+        default_value = "./fieldsync-data"
+    )]
+    dir: PathBuf,
+
+    /// Log format on stderr; overrides the config's `[log] format`.
+    #[arg(long, global = true, env = "FIELDSYNC_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormatArg>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a node: config file, key pair and certificate, empty store.
+    Init(InitArgs),
+    /// Run the node until Ctrl-C or SIGTERM.
+    Run,
+    /// Show the node's identity, store and sync state.
+    Status(StatusArgs),
+    /// Read every document and check the store; exit 1 on any problem.
+    Verify(VerifyArgs),
+    /// Print one work order as JSON.
+    Show(ShowArgs),
+    /// Manage users and integration clients.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Bulk-load work orders from a JSONL file (gzip or plain).
+    Import(ImportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and --version are "errors" to clap; print them as clap
+            // does, with clap's exit code (0 for help, 2 for usage errors).
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    logging::init(&cli.dir, cli.log_format);
+    let result = match &cli.command {
+        Command::Init(args) => cli::init::run(&cli.dir, args),
+        Command::Run => cli::run::run(&cli.dir),
+        Command::Status(args) => cli::status::run(&cli.dir, args),
+        Command::Verify(args) => cli::verify::run(&cli.dir, args),
+        Command::Show(args) => cli::show::run(&cli.dir, args),
+        Command::User(command) => cli::user::run(&cli.dir, command),
+        Command::Import(args) => cli::import::run(&cli.dir, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => error::report(&error),
+    }
+}

@@ -1,1 +1,672 @@
-//! Node configuration file (`fieldsync.toml`): owned by the CLI work.
+//! The node's configuration file, `<data dir>/fieldsync.toml`.
+//!
+//! Why TOML with `deny_unknown_fields` everywhere: the file is edited by
+//! hand, and a misspelt key that is silently ignored leaves the node running
+//! on a default nobody chose. Every section refuses keys it does not know,
+//! and the error names the key, the line and the file.
+//!
+//! Why `fieldsync init` writes every key with a comment: the file is the
+//! documentation an operator sees first; it must say what each knob does
+//! and in which unit, without a trip to the README.
+//!
+//! Sections: top-level `role` and `name`; `[store]` (the store's tunables);
+//! `[sync]` (QUIC listener, peers, keep-alive and reconnect timing) and
+//! `[gateway]` (HTTP listener), which the sync and gateway work read; `[log]`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity;
+use crate::store::StoreConfig;
+
+/// The config file's name inside the data directory.
+pub const CONFIG_FILE: &str = "fieldsync.toml";
+/// Largest config file read. A real one is a few KiB even with many peers.
+pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Longest node name accepted.
+pub const NODE_NAME_CHARS_MAX: usize = 64;
+/// Most peers one node may list.
+pub const PEERS_MAX: usize = 1024;
+
+/// What this node is in the deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// A central office node: creates work orders, runs the gateway,
+    /// accepts technicians' laptops.
+    Central,
+    /// A technician's laptop: holds only the work orders its user may see.
+    Field,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Central => "central",
+            NodeRole::Field => "field",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// The whole `fieldsync.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub role: NodeRole,
+    /// A name for humans (logs, the peers list); peers trust node ids.
+    pub name: String,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[store]`: see [`StoreConfig`] for what each knob does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub cache_docs_max: usize,
+    pub sled_cache_bytes: u64,
+    pub queue_write_sets_max: usize,
+    pub compact_chunks_max: u32,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let defaults = StoreConfig::default();
+        StoreSection {
+            cache_docs_max: defaults.cache_docs_max,
+            sled_cache_bytes: defaults.sled_cache_bytes,
+            queue_write_sets_max: defaults.queue_write_sets_max,
+            compact_chunks_max: defaults.compact_chunks_max,
+        }
+    }
+}
+
+/// `[sync]`: node-to-node sync over QUIC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// UDP address the QUIC endpoint listens on.
+    pub listen: SocketAddr,
+    /// Peers this node dials. Each is pinned by its node id.
+    pub peers: Vec<PeerConfig>,
+    /// QUIC keep-alive interval: keeps NAT bindings open on field links.
+    pub keep_alive_ms: u64,
+    /// A connection silent this long is dropped (then redialled).
+    pub idle_timeout_ms: u64,
+    /// First delay before redialling a peer after a failure.
+    pub reconnect_delay_ms_min: u64,
+    /// The backoff (with jitter) never waits longer than this.
+    pub reconnect_delay_ms_max: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            peers: Vec::new(),
+            keep_alive_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            reconnect_delay_ms_min: 500,
+            reconnect_delay_ms_max: 60_000,
+        }
+    }
+}
+
+/// One `[[sync.peers]]` entry (or an inline `{ address, node_id }`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// `host:port` to dial, e.g. `central.example.com:7400`.
+    pub address: String,
+    /// The peer's certificate fingerprint (its `fieldsync status` shows it).
+    pub node_id: String,
+}
+
+/// `[gateway]`: the HTTP front door (central nodes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub enabled: bool,
+    /// TCP address the HTTP gateway listens on.
+    pub listen: SocketAddr,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `info,fieldsync_node=debug`;
+    /// the `RUST_LOG` environment variable overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no config file at {path} (run `fieldsync init` to create a node)")]
+    Missing { path: PathBuf },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path} is larger than {CONFIG_FILE_BYTES_MAX} bytes; not a fieldsync config")]
+    TooLarge { path: PathBuf },
+    /// Syntax errors, unknown keys and wrong types: `message` is the TOML
+    /// parser's, which names the key and shows the line.
+    #[error("{path} is not a valid fieldsync config:\n{message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}` {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("{path} already exists; refusing to overwrite a node's config")]
+    AlreadyExists { path: PathBuf },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+impl NodeConfig {
+    /// The defaults for a new node: central nodes run the gateway.
+    pub fn new(role: NodeRole, name: impl Into<String>) -> NodeConfig {
+        NodeConfig {
+            role,
+            name: name.into(),
+            store: StoreSection::default(),
+            sync: SyncConfig::default(),
+            gateway: GatewayConfig {
+                enabled: role == NodeRole::Central,
+                ..GatewayConfig::default()
+            },
+            log: LogConfig::default(),
+        }
+    }
+
+    /// The config file path inside a data directory.
+    pub fn path_in(dir: &Path) -> PathBuf {
+        dir.join(CONFIG_FILE)
+    }
+
+    /// Read, parse and check `<dir>/fieldsync.toml`.
+    pub fn load(dir: &Path) -> Result<NodeConfig, ConfigError> {
+        let path = NodeConfig::path_in(dir);
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing { path })
+            }
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        if metadata.len() > CONFIG_FILE_BYTES_MAX {
+            return Err(ConfigError::TooLarge { path });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        NodeConfig::parse(&text, &path)
+    }
+
+    /// Parse and check config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Values that parse but make no sense.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let name_chars = self.name.chars().count();
+        if name_chars == 0 || name_chars > NODE_NAME_CHARS_MAX {
+            return Err(invalid(
+                "name",
+                format!("must be 1 to {NODE_NAME_CHARS_MAX} characters"),
+            ));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(invalid("name", "must not hold control characters".into()));
+        }
+        let store = &self.store;
+        if store.cache_docs_max == 0 {
+            return Err(invalid("store.cache_docs_max", "must be at least 1".into()));
+        }
+        if store.queue_write_sets_max == 0 {
+            return Err(invalid(
+                "store.queue_write_sets_max",
+                "must be at least 1".into(),
+            ));
+        }
+        if store.compact_chunks_max < 2 {
+            return Err(invalid(
+                "store.compact_chunks_max",
+                "must be at least 2".into(),
+            ));
+        }
+        let sync = &self.sync;
+        if sync.reconnect_delay_ms_min == 0 {
+            return Err(invalid(
+                "sync.reconnect_delay_ms_min",
+                "must be at least 1".into(),
+            ));
+        }
+        if sync.reconnect_delay_ms_min > sync.reconnect_delay_ms_max {
+            return Err(invalid(
+                "sync.reconnect_delay_ms_max",
+                format!(
+                    "({}) must not be below sync.reconnect_delay_ms_min ({})",
+                    sync.reconnect_delay_ms_max, sync.reconnect_delay_ms_min
+                ),
+            ));
+        }
+        if sync.keep_alive_ms == 0 || sync.keep_alive_ms >= sync.idle_timeout_ms {
+            return Err(invalid(
+                "sync.keep_alive_ms",
+                format!(
+                    "({}) must be above 0 and below sync.idle_timeout_ms ({}), \
+                     or idle connections are dropped between keep-alives",
+                    sync.keep_alive_ms, sync.idle_timeout_ms
+                ),
+            ));
+        }
+        if sync.peers.len() > PEERS_MAX {
+            return Err(invalid(
+                "sync.peers",
+                format!("lists {} peers; at most {PEERS_MAX}", sync.peers.len()),
+            ));
+        }
+        for (i, peer) in sync.peers.iter().enumerate() {
+            let key = format!("sync.peers[{i}]");
+            if !valid_host_port(&peer.address) {
+                return Err(invalid(
+                    &format!("{key}.address"),
+                    format!("`{}` is not `host:port`", peer.address),
+                ));
+            }
+            if !identity::is_node_id(&peer.node_id) {
+                return Err(invalid(
+                    &format!("{key}.node_id"),
+                    format!(
+                        "must be {} lowercase hex digits (the peer's `fieldsync status` shows it)",
+                        identity::NODE_ID_CHARS
+                    ),
+                ));
+            }
+        }
+        if let Err(e) = self.log.filter.parse::<FilterCheck>() {
+            return Err(invalid("log.filter", e));
+        }
+        Ok(())
+    }
+
+    /// The store tunables.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            cache_docs_max: self.store.cache_docs_max,
+            sled_cache_bytes: self.store.sled_cache_bytes,
+            queue_write_sets_max: self.store.queue_write_sets_max,
+            compact_chunks_max: self.store.compact_chunks_max,
+        }
+    }
+
+    /// The config as a TOML file with a comment on every key.
+    pub fn to_commented_toml(&self) -> String {
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let peers = if self.sync.peers.is_empty() {
+            "peers = []\n# peers = [\n#   { address = \"central.example.com:7400\", node_id = \"<64 hex digits>\" },\n# ]\n"
+                .to_string()
+        } else {
+            let mut text = String::from("peers = [\n");
+            for peer in &self.sync.peers {
+                text.push_str(&format!(
+                    "  {{ address = {}, node_id = {} }},\n",
+                    quote(&peer.address),
+                    quote(&peer.node_id)
+                ));
+            }
+            text.push_str("]\n");
+            text
+        };
+        format!(
+            r#"# fieldsync node configuration. Unknown keys are refused, so a typo is
+# reported rather than ignored. Sizes are in bytes, durations in milliseconds.
+
+# What this node is: "central" (office: creates work orders, runs the
+# gateway, accepts laptops) or "field" (a technician's laptop).
+role = {role}
+# A name for humans: shown in logs and in peers' lists. Peers trust the
+# node id (the certificate fingerprint in `fieldsync status`), not this.
+name = {name}
+
+[store]
+# Loaded work-order documents kept in memory at most (the rest stay on disk).
+cache_docs_max = {cache_docs_max}
+# sled's page cache, in bytes.
+sled_cache_bytes = {sled_cache_bytes}
+# Write sets waiting for the group committer at most; writers wait beyond it.
+queue_write_sets_max = {queue_write_sets_max}
+# A document stored in this many incremental chunks is rewritten as one snapshot.
+compact_chunks_max = {compact_chunks_max}
+
+[sync]
+# UDP address the QUIC endpoint listens on for other nodes.
+listen = {listen}
+# Nodes to dial, each pinned by its node id:
+{peers}# Keep-alive interval on idle connections (keeps NAT bindings open).
+keep_alive_ms = {keep_alive_ms}
+# A connection silent for this long is closed, then redialled.
+idle_timeout_ms = {idle_timeout_ms}
+# Redial backoff after a failure: starts at min, doubles with jitter up to max.
+reconnect_delay_ms_min = {reconnect_delay_ms_min}
+reconnect_delay_ms_max = {reconnect_delay_ms_max}
+
+[gateway]
+# Serve the HTTP API, changes feed and web UI (usually on central nodes only).
+enabled = {gateway_enabled}
+# TCP address of the HTTP gateway.
+listen = {gateway_listen}
+
+[log]
+# "human" (readable lines) or "json" (one object per line); `--log-format`
+# on the command line overrides it. Logs go to stderr.
+format = {log_format}
+# Which events to log, e.g. "info" or "info,fieldsync_node=debug";
+# the RUST_LOG environment variable overrides it.
+filter = {log_filter}
+"#,
+            role = quote(self.role.as_str()),
+            name = quote(&self.name),
+            cache_docs_max = self.store.cache_docs_max,
+            sled_cache_bytes = self.store.sled_cache_bytes,
+            queue_write_sets_max = self.store.queue_write_sets_max,
+            compact_chunks_max = self.store.compact_chunks_max,
+            listen = quote(&self.sync.listen.to_string()),
+            peers = peers,
+            keep_alive_ms = self.sync.keep_alive_ms,
+            idle_timeout_ms = self.sync.idle_timeout_ms,
+            reconnect_delay_ms_min = self.sync.reconnect_delay_ms_min,
+            reconnect_delay_ms_max = self.sync.reconnect_delay_ms_max,
+            gateway_enabled = self.gateway.enabled,
+            gateway_listen = quote(&self.gateway.listen.to_string()),
+            log_format = quote(self.log.format.as_str()),
+            log_filter = quote(&self.log.filter),
+        )
+    }
+
+    /// Write the commented config into `dir`; refuses to replace one.
+    pub fn write_new(&self, dir: &Path) -> Result<(), ConfigError> {
+        use std::io::Write;
+        let path = NodeConfig::path_in(dir);
+        let write_error = |e: std::io::Error| ConfigError::Write {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    ConfigError::AlreadyExists { path: path.clone() }
+                } else {
+                    write_error(e)
+                }
+            })?;
+        file.write_all(self.to_commented_toml().as_bytes())
+            .map_err(write_error)?;
+        file.sync_all().map_err(write_error)
+    }
+}
+
+fn valid_host_port(address: &str) -> bool {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    !host.is_empty()
+        && !host.chars().any(|c| c.is_whitespace() || c.is_control())
+        && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+/// A light syntax check of a tracing filter, so a bad `[log] filter` is a
+/// config error naming the key rather than a surprise at startup. It accepts
+/// what `tracing_subscriber::EnvFilter` accepts for plain directives:
+/// `level`, `target`, `target=level`, comma-separated.
+struct FilterCheck;
+
+impl std::str::FromStr for FilterCheck {
+    type Err = String;
+    fn from_str(filter: &str) -> Result<Self, String> {
+        const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+        for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            if directive.contains('[') {
+                // Span filters are EnvFilter's business; let it judge them.
+                continue;
+            }
+            let level = match directive.rsplit_once('=') {
+                Some((target, level)) if !target.is_empty() => level,
+                Some(_) => return Err(format!("directive `{directive}` has no target")),
+                None => continue,
+            };
+            if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "directive `{directive}`: unknown level `{level}` (expected one of {})",
+                    LEVELS.join(", ")
+                ));
+            }
+        }
+        Ok(FilterCheck)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(text, Path::new("/data/fieldsync.toml"))
+    }
+
+    #[test]
+    fn the_commented_file_parses_back_to_the_same_config() {
+        for role in [NodeRole::Central, NodeRole::Field] {
+            let mut config = NodeConfig::new(role, "node \"one\"");
+            let text = config.to_commented_toml();
+            assert_eq!(parse(&text).unwrap(), config, "{text}");
+            config.sync.peers.push(PeerConfig {
+                address: "central.example.com:7400".into(),
+                node_id: "ab".repeat(32),
+            });
+            config.log.format = LogFormat::Json;
+            let text = config.to_commented_toml();
+            assert_eq!(parse(&text).unwrap(), config, "{text}");
+        }
+        let central = NodeConfig::new(NodeRole::Central, "c");
+        assert!(central.gateway.enabled);
+        assert!(!NodeConfig::new(NodeRole::Field, "f").gateway.enabled);
+    }
+
+    #[test]
+    fn every_key_in_the_written_file_has_a_comment_above_it() {
+        let text = NodeConfig::new(NodeRole::Central, "c").to_commented_toml();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_key = line.contains(" = ") && !line.starts_with('#') && !line.starts_with(' ');
+            if is_key && !line.starts_with("reconnect_delay_ms_max") {
+                assert!(
+                    lines[..i]
+                        .last()
+                        .is_some_and(|above| above.starts_with('#')),
+                    "no comment above `{line}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_minimal_file_takes_the_defaults() {
+        let config = parse("role = \"field\"\nname = \"laptop-7\"\n").unwrap();
+        assert_eq!(config.role, NodeRole::Field);
+        assert_eq!(config.store, StoreSection::default());
+        assert_eq!(config.sync, SyncConfig::default());
+        assert_eq!(config.store_config().cache_docs_max, 4096);
+    }
+
+    #[test]
+    fn a_typo_names_the_key_and_its_line() {
+        let text = "role = \"central\"\nname = \"c\"\n\n[store]\ncache_doc_max = 10\n";
+        let error = parse(text).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, ConfigError::Parse { .. }));
+        assert!(message.contains("cache_doc_max"), "{message}");
+        assert!(message.contains("line 5"), "{message}");
+        assert!(message.contains("/data/fieldsync.toml"), "{message}");
+
+        let error = parse("role = \"central\"\nname = \"c\"\nlisten = \"x\"\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `listen`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn wrong_values_name_the_key() {
+        let cases = [
+            ("role = \"boss\"\nname = \"c\"\n", "boss"),
+            ("role = \"field\"\nname = \"\"\n", "`name`"),
+            (
+                "role = \"field\"\nname = \"c\"\n[sync]\nlisten = \"nowhere\"\n",
+                "listen",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[sync]\nreconnect_delay_ms_min = 9\nreconnect_delay_ms_max = 1\n",
+                "sync.reconnect_delay_ms_max",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[sync]\nkeep_alive_ms = 40000\n",
+                "sync.keep_alive_ms",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[sync]\npeers = [{ address = \"h:1\", node_id = \"XY\" }]\n",
+                "sync.peers[0].node_id",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[sync]\npeers = [{ address = \"nohost\", node_id = \"XY\" }]\n",
+                "sync.peers[0].address",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[store]\ncompact_chunks_max = 1\n",
+                "store.compact_chunks_max",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[log]\nfilter = \"fieldsync=loud\"\n",
+                "log.filter",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[log]\nformat = \"xml\"\n",
+                "xml",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
+    }
+
+    #[test]
+    fn load_reports_a_missing_file_and_write_new_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            NodeConfig::load(dir.path()),
+            Err(ConfigError::Missing { .. })
+        ));
+        let config = NodeConfig::new(NodeRole::Central, "c");
+        config.write_new(dir.path()).unwrap();
+        assert_eq!(NodeConfig::load(dir.path()).unwrap(), config);
+        assert!(matches!(
+            NodeConfig::new(NodeRole::Field, "f").write_new(dir.path()),
+            Err(ConfigError::AlreadyExists { .. })
+        ));
+        assert_eq!(NodeConfig::load(dir.path()).unwrap(), config);
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "role = \"field\"\nname = \"c\"\n# {}\n",
+            "x".repeat(CONFIG_FILE_BYTES_MAX as usize)
+        );
+        std::fs::write(NodeConfig::path_in(dir.path()), text).unwrap();
+        assert!(matches!(
+            NodeConfig::load(dir.path()),
+            Err(ConfigError::TooLarge { .. })
+        ));
+    }
+}
