@@ -1,7 +1,10 @@
 //! The typed operations: everything a user can do to a work order.
 
+use std::collections::HashMap;
+
+use automerge::hydrate::{Map, Value};
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
-use automerge::{ActorId, Automerge, ObjId, ObjType, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, ObjId, ObjType, ReadDoc, TextEncoding, ROOT};
 use fieldsync_schemas::field_rules::{self, Permission};
 use fieldsync_schemas::work_order::WORK_ORDER_SCHEMA;
 use fieldsync_schemas::{
@@ -272,66 +275,95 @@ impl WorkOrderDoc {
     }
 }
 
+/// The new document's whole tree, written with Automerge's batch API: one
+/// OpSet splice per object instead of one per field. Per-field `put`s cost
+/// ~660 µs for an imported work order, the batch ~90 µs (W3 in
+/// `benches/`); the document holds the same keys, values and list orders.
 fn build(
     tx: &mut Transaction<'_>,
     who: &Actor,
     id: &str,
     new: &NewWorkOrder,
 ) -> Result<(), OpError> {
-    tx.put(ROOT, "kind", "work_order")?;
-    tx.put(ROOT, "schema", WORK_ORDER_SCHEMA)?;
-    tx.put(ROOT, "id", id)?;
-    tx.put(ROOT, "number", new.number.as_str())?;
-    tx.put(ROOT, "created_at", new.created_at.as_str())?;
-    tx.put(ROOT, "created_by", who.user_id.as_str())?;
-    let customer = tx.put_object(ROOT, "customer", ObjType::Map)?;
-    tx.put(&customer, "name", new.customer.name.as_str())?;
-    tx.put(&customer, "address", new.customer.address.as_str())?;
-    tx.put(&customer, "phone", new.customer.phone.as_str())?;
-    tx.put(&customer, "document", new.customer.document.as_str())?;
-    tx.put(ROOT, "title", new.title.as_str())?;
-    tx.put(ROOT, "description", new.description.as_str())?;
-    tx.put(ROOT, "priority", new.priority.as_str())?;
-    tx.put(ROOT, "assignee", new.assignee.as_deref().unwrap_or(""))?;
-    tx.put(
-        ROOT,
-        "scheduled_for",
-        new.scheduled_for.as_deref().unwrap_or(""),
-    )?;
-    let status_log = tx.put_object(ROOT, "status_log", ObjType::List)?;
-    put_map_item(
-        tx,
-        &status_log,
-        &status_fields(&new.created_at, who, new.initial_status, ""),
-    )?;
-    let notes = tx.put_object(ROOT, "notes", ObjType::List)?;
-    for (index, (author, text, at)) in new.notes.iter().enumerate() {
-        let note_id = format!("{id}-n{index}");
-        put_map_item(
-            tx,
-            &notes,
-            &[("id", &note_id), ("at", at), ("by", author), ("text", text)],
-        )?;
-    }
-    let materials = tx.put_object(ROOT, "materials", ObjType::List)?;
-    for (index, (sku, qty, description)) in new.materials.iter().enumerate() {
-        let item = tx.insert_object(&materials, index, ObjType::Map)?;
-        tx.put(&item, "id", format!("{id}-m{index}"))?;
-        tx.put(&item, "sku", sku.as_str())?;
-        tx.put(&item, "qty", *qty)?;
-        tx.put(&item, "unit", "")?;
-        tx.put(&item, "description", description.as_str())?;
-        tx.put(&item, "by", who.user_id.as_str())?;
-        tx.put(&item, "at", new.created_at.as_str())?;
-        tx.put(&item, "state", MaterialState::Requested.as_str())?;
-    }
-    tx.put_object(ROOT, "report", ObjType::Text)?;
-    tx.put_object(ROOT, "time_log", ObjType::List)?;
+    let status_log = vec![string_map(&status_fields(
+        &new.created_at,
+        who,
+        new.initial_status,
+        "",
+    ))];
+    let notes: Vec<Value> = new
+        .notes
+        .iter()
+        .enumerate()
+        .map(|(index, (author, text, at))| {
+            let note_id = format!("{id}-n{index}");
+            string_map(&[("id", &note_id), ("at", at), ("by", author), ("text", text)])
+        })
+        .collect();
+    let materials: Vec<Value> = new
+        .materials
+        .iter()
+        .enumerate()
+        .map(|(index, (sku, qty, description))| {
+            let material_id = format!("{id}-m{index}");
+            let mut item = string_fields(&[
+                ("id", &material_id),
+                ("sku", sku),
+                ("unit", ""),
+                ("description", description),
+                ("by", &who.user_id),
+                ("at", &new.created_at),
+                ("state", MaterialState::Requested.as_str()),
+            ]);
+            item.insert("qty", Value::from(*qty));
+            Value::Map(Map::from(item))
+        })
+        .collect();
+    let mut root = string_fields(&[
+        ("kind", "work_order"),
+        ("id", id),
+        ("number", &new.number),
+        ("created_at", &new.created_at),
+        ("created_by", &who.user_id),
+        ("title", &new.title),
+        ("description", &new.description),
+        ("priority", new.priority.as_str()),
+        ("assignee", new.assignee.as_deref().unwrap_or("")),
+        ("scheduled_for", new.scheduled_for.as_deref().unwrap_or("")),
+    ]);
+    root.insert("schema", Value::from(WORK_ORDER_SCHEMA));
+    root.insert(
+        "customer",
+        string_map(&[
+            ("name", &new.customer.name),
+            ("address", &new.customer.address),
+            ("phone", &new.customer.phone),
+            ("document", &new.customer.document),
+        ]),
+    );
+    root.insert("status_log", Value::from(status_log));
+    root.insert("notes", Value::from(notes));
+    root.insert("materials", Value::from(materials));
+    root.insert("report", Value::text(TextEncoding::platform_default(), ""));
+    root.insert("time_log", Value::list());
     // The closure map exists from the start so that concurrent closes merge
     // field by field instead of one whole map replacing the other.
-    tx.put_object(ROOT, "closure", ObjType::Map)?;
-    tx.put(ROOT, "deleted", false)?;
+    root.insert("closure", Value::map());
+    root.insert("deleted", Value::scalar(false));
+    tx.init_root_from_hydrate(&Map::from(root))?;
     Ok(())
+}
+
+/// Scalar string fields of a new map, for [`build`].
+fn string_fields<'a>(fields: &[(&'a str, &str)]) -> HashMap<&'a str, Value> {
+    fields
+        .iter()
+        .map(|(key, value)| (*key, Value::from(*value)))
+        .collect()
+}
+
+fn string_map(fields: &[(&str, &str)]) -> Value {
+    Value::Map(Map::from(string_fields(fields)))
 }
 
 fn mutate(tx: &mut Transaction<'_>, who: &Actor, op: &Operation) -> Result<(), OpError> {
