@@ -31,8 +31,8 @@ pub(crate) struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     ack_log: Option<PathBuf>,
     /// Threads building documents (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Import at most this many lines.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -93,6 +93,7 @@ impl AckLog {
             .open(path)
             .map_err(|e| {
                 CliError::usage(format!("cannot open the ack log {}: {e}", path.display()))
+                    .hint("pass a writable file path to --ack-log")
             })?;
         Ok(AckLog {
             path: path.to_path_buf(),
@@ -130,10 +131,7 @@ fn import(node: &Node, args: &ImportArgs) -> anyhow::Result<()> {
     let mut ack_log = args.ack_log.as_deref().map(AckLog::open).transpose()?;
     let mut options = ImportOptions::default();
     if let Some(threads) = args.threads {
-        if threads == 0 {
-            return Err(CliError::usage("--threads must be at least 1").into());
-        }
-        options.threads = threads;
+        options.threads = usize::from(threads);
     }
     options.lines_max = args.limit;
     let bar = if args.quiet {

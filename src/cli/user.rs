@@ -83,13 +83,18 @@ fn check_add(args: &AddArgs) -> anyhow::Result<()> {
             "e.g. --scope changes:read --scope work-orders:read ({scopes_hint})"
         ))
         .into()),
-        Role::Integration if args.enroll_code => Err(CliError::usage(
-            "integration clients do not enroll laptops; drop --enroll-code",
-        )
-        .into()),
+        Role::Integration if args.enroll_code => {
+            Err(CliError::usage("integration clients do not enroll laptops")
+                .hint("drop --enroll-code; the client authenticates with its secret")
+                .into())
+        }
         Role::Operator | Role::Technician if !args.scopes.is_empty() => {
             Err(CliError::usage(format!(
-                "--scope is for integration clients; a {} has its role's rights",
+                "--scope is for integration clients, not for a {}",
+                args.role
+            ))
+            .hint(format!(
+                "drop --scope: a {} has the rights of its role",
                 args.role
             ))
             .into())

@@ -1,0 +1,7 @@
+//! Black-box tests of the `fieldsync` binary: real processes, real sled
+//! stores in temporary directories, real signals.
+
+mod bad_input;
+mod crash;
+mod lifecycle;
+mod support;
