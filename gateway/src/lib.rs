@@ -1,1 +1,131 @@
-//! The central office front door (axum). Built by the gateway issue; the crate exists so the dependency direction schemas <- node <- gateway <- binary is fixed from the start.
+//! The central office's front door: an axum service over a node's store.
+//!
+//! People and machines reach work orders here: OAuth2 client-credential
+//! tokens (`oauth.rs`), REST work orders whose every write is one of the
+//! node's typed operations (`api/work_orders.rs`), the ordered changes feed
+//! with longpoll (`feed.rs`, `api/changes.rs`), operations endpoints
+//! (`api/ops.rs`), and a server-rendered web UI (`ui/`).
+//!
+//! Why the gateway holds only a `Store` (plus a peer seam): everything it
+//! writes goes through the same typed operations and durable group commit
+//! as the CLI and sync, so the gateway adds access control and HTTP, never
+//! its own write path. Sync state reaches it through [`PeerDirectory`].
+//!
+//! Start it with [`run`] on a bound listener (tests bind port 0), or get
+//! the bare [`Router`] from [`app`] and drive it with `oneshot`.
+
+pub mod api;
+pub mod auth;
+mod clock;
+pub mod config;
+pub mod error;
+pub mod feed;
+mod limit;
+pub mod oauth;
+pub mod peers;
+pub mod state;
+pub mod telemetry;
+mod ui;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Caller, TokenKey};
+pub use config::GatewayConfig;
+pub use error::{ApiError, ErrorKind};
+pub use peers::{NoPeers, PeerDirectory, PeerInfo, PeerTable};
+pub use state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The OpenAPI document of every REST route, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| api::router().split_for_parts().1)
+        .clone()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::new(ErrorKind::Internal, "internal error").into_response()
+}
+
+/// The whole gateway as a router: REST, OpenAPI, UI, and the layers that
+/// bound and observe every request.
+pub fn app(state: AppState) -> Router {
+    let (api, spec) = api::router().split_for_parts();
+    let spec_json = spec.to_json().unwrap_or_else(|_| "{}".into());
+    let config = state.config().clone();
+    let routes = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    spec_json,
+                )
+            }),
+        )
+        .merge(ui::router(state.clone()))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(config.body_bytes_max))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout(),
+        ))
+        .layer(axum::middleware::from_fn(telemetry::record))
+        .with_state(state);
+    routes
+        .layer(RequestBodyLimitLayer::new(config.body_bytes_max))
+        .layer(axum::middleware::map_response(error::problemize))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    request_id = %id,
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Serve the gateway on `listener` until `shutdown` resolves, then finish
+/// the requests in flight. The binary calls this on the central node:
+/// `fieldsync_gateway::run(listener, state, shutdown).await`.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "gateway listening");
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

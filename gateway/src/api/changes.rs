@@ -1,0 +1,125 @@
+//! `GET /api/v1/changes`: the ordered changes feed, with longpoll.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use fieldsync_schemas::Scope;
+
+use super::model::{Change, ChangesPage, ChangesQuery, FeedMode};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiQuery, ErrorKind, Problem};
+use crate::feed::{read_page, FeedPage};
+use crate::state::AppState;
+
+/// Longest collection name accepted in the filter.
+const COLLECTION_BYTES_MAX: usize = 64;
+
+/// Read the changes the caller may see, in seq order.
+#[utoipa::path(
+    get, path = "/api/v1/changes", tag = "changes",
+    params(ChangesQuery),
+    responses(
+        (status = 200, description = "A page of changes (empty at a longpoll timeout)", body = ChangesPage),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope `changes:read` missing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ChangesQuery>,
+) -> Result<axum::Json<ChangesPage>, ApiError> {
+    caller.field_or_scope(Scope::ChangesRead)?;
+    let config = state.config();
+    let since = query.since.unwrap_or(0);
+    let limit = match query.limit {
+        Some(0) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidQuery,
+                "`limit` must be at least 1",
+            ))
+        }
+        Some(limit) => limit.min(config.page_size_max),
+        None => config.page_size_default,
+    };
+    if let Some(name) = &query.collection {
+        if name.is_empty()
+            || name.len() > COLLECTION_BYTES_MAX
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ApiError::new(
+                ErrorKind::InvalidQuery,
+                "`collection` must be a collection name (letters, digits, `_`, `-`)",
+            ));
+        }
+    }
+    if query.feed != Some(FeedMode::Longpoll) && query.timeout.is_some() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidQuery,
+            "`timeout` applies only with `feed=longpoll`",
+        ));
+    }
+    // Subscribe before reading, so a write landing between the read and
+    // the wait still wakes us.
+    let mut watch = state.store().watch_seq();
+    let visible = *watch.borrow_and_update();
+    if since > visible {
+        return Err(ApiError::new(
+            ErrorKind::InvalidQuery,
+            format!(
+                "`since` {since} is past the last change {visible}; \
+                 the store may have been recreated (compare `epoch`), start from 0"
+            ),
+        ));
+    }
+    let scan_max = config.scan_entries_max;
+    let read = |since: u64| {
+        let caller = caller.clone();
+        let collection = query.collection.clone();
+        state.blocking(move |store| {
+            read_page(
+                store,
+                &caller,
+                since,
+                limit,
+                collection.as_deref(),
+                scan_max,
+            )
+        })
+    };
+    let mut page = read(since).await?;
+    if query.feed == Some(FeedMode::Longpoll) && page.entries.is_empty() && !page.more {
+        let wait_ms = query
+            .timeout
+            .unwrap_or(config.longpoll_timeout_ms_default)
+            .min(config.longpoll_timeout_ms_max);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        while page.entries.is_empty() {
+            match tokio::time::timeout_at(deadline, watch.changed()).await {
+                Ok(Ok(())) => {
+                    watch.borrow_and_update();
+                    page = read(page.last_seq).await?;
+                }
+                // Timed out, or the store closed: answer with what we have.
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+    }
+    Ok(axum::Json(to_body(&state, page)))
+}
+
+fn to_body(state: &AppState, page: FeedPage) -> ChangesPage {
+    let lag = state.store().last_seq().saturating_sub(page.last_seq);
+    metrics::histogram!("fieldsync_feed_lag_seqs").record(lag as f64);
+    metrics::counter!("fieldsync_feed_entries_total").increment(page.entries.len() as u64);
+    ChangesPage {
+        last_seq: page.last_seq,
+        next: page.more.then_some(page.last_seq),
+        epoch: hex::encode(state.store().epoch()),
+        entries: page.entries.into_iter().map(Change::from).collect(),
+    }
+}

@@ -1,0 +1,104 @@
+//! Operations endpoints: health, metrics, registry, peers.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+
+use super::model::{Health, RegistryEndpoint, RegistryService};
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::peers::PeerInfo;
+use crate::state::AppState;
+
+/// Liveness and the store's last durable seq.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Serving", body = Health))
+)]
+pub(crate) async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+        last_seq: state.store().last_seq(),
+    })
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let documents = state.doc_count().await?;
+    metrics::gauge!("fieldsync_documents").set(documents as f64);
+    metrics::gauge!("fieldsync_store_last_seq").set(state.store().last_seq() as f64);
+    metrics::gauge!("fieldsync_peers").set(state.peers().peers().len() as f64);
+    let handle = state.metrics();
+    handle.run_upkeep();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    ))
+}
+
+/// The base URL for registry addresses: configured, else from `Host`.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(base) = &state.config().public_base_url {
+        return base.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host.len() <= 255
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// The services this gateway offers (no authentication).
+#[utoipa::path(
+    get, path = "/api/v1/registry", tag = "operations",
+    responses((status = 200, description = "Service list", body = Vec<RegistryService>))
+)]
+pub(crate) async fn registry(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> axum::Json<Vec<RegistryService>> {
+    let base = base_url(&state, &headers);
+    let service = |name: &str, path: &str| RegistryService {
+        service: name.to_string(),
+        endpoints: vec![RegistryEndpoint {
+            version: "1".into(),
+            address: format!("{base}{path}"),
+        }],
+    };
+    axum::Json(vec![
+        service("token", "/oauth/token"),
+        service("work-orders", "/api/v1/work-orders"),
+        service("changes", "/api/v1/changes"),
+        service("peers", "/api/v1/peers"),
+        service("openapi", "/openapi.json"),
+    ])
+}
+
+/// Sync peers of this node (operators).
+#[utoipa::path(
+    get, path = "/api/v1/peers", tag = "operations",
+    responses(
+        (status = 200, description = "Peers and their sync state", body = Vec<PeerInfo>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Operators only", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn peers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<PeerInfo>>, ApiError> {
+    caller.operator_only()?;
+    Ok(axum::Json(state.peers().peers()))
+}

@@ -1,0 +1,723 @@
+//! `/api/v1/work-orders`: list, create, read, edit, tombstone, and the
+//! field actions. Every write is a typed `Operation` applied by the node,
+//! so REST obeys exactly the field rules sync obeys, and is acknowledged
+//! only after the store's durable flush.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fieldsync_node::doc::{heads_hex, OpError, Operation};
+use fieldsync_node::store::{validate_doc_id, Store, WriteError};
+use fieldsync_schemas::{Collection, NewWorkOrder, OperatorPatch, Role, Scope};
+
+use super::model::{
+    CreateWorkOrder, NewClosure, NewMaterial, NewNote, NewStatus, NewTimeEntry, PatchWorkOrder,
+    Report, SetMaterialState, WorkOrder, WorkOrderPage, WorkOrderQuery, WorkOrderSummary,
+};
+use crate::auth::Caller;
+use crate::clock::{now_rfc3339, now_s, year};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorKind, Problem};
+use crate::state::AppState;
+
+/// Documents looked at per `doc_ids` call while listing.
+const LIST_CHUNK_IDS: usize = 256;
+
+/// The ETag of a version: its heads, quoted, joined by `.`.
+pub(crate) fn etag(heads: &[String]) -> String {
+    format!("\"{}\"", heads.join("."))
+}
+
+/// `If-Match` / `If-None-Match` entity tags; `None` when the header is
+/// absent. `*` is kept as a tag.
+fn entity_tags(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorKind::PreconditionFailed, "unreadable entity tag"))?;
+    Ok(Some(
+        text.split(',')
+            .map(|tag| tag.trim().to_string())
+            .filter(|tag| !tag.is_empty())
+            .collect(),
+    ))
+}
+
+fn tags_match(tags: &[String], current: &str) -> bool {
+    // Strong comparison: weak tags (`W/"..."`) never match.
+    tags.iter().any(|tag| tag == "*" || tag == current)
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    validate_doc_id(id).map_err(|error| ApiError::new(ErrorKind::InvalidId, error.to_string()))
+}
+
+/// A work order as JSON with its ETag.
+fn with_etag(status: StatusCode, order: WorkOrder) -> Response {
+    let tag = etag(&order.heads);
+    let mut response = (status, axum::Json(order)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// Map a store write failure to what the caller may learn.
+pub(crate) fn write_error(caller: &Caller, id: &str, error: WriteError) -> ApiError {
+    let hidden = || ApiError::not_found(format!("no work order `{id}`"));
+    match error {
+        WriteError::NotFound(_) => hidden(),
+        WriteError::AlreadyExists(id) => ApiError::new(
+            ErrorKind::AlreadyExists,
+            format!("work order `{id}` already exists"),
+        ),
+        WriteError::InvalidId(reason) => ApiError::new(ErrorKind::InvalidId, reason),
+        WriteError::Op(op) => match op {
+            OpError::NotAssignee => hidden(),
+            OpError::Deleted if caller.role == Role::Technician => hidden(),
+            OpError::Deleted => ApiError::new(ErrorKind::Deleted, "the work order is deleted"),
+            OpError::Forbidden { .. } | OpError::StatusNotAllowed(_) => {
+                ApiError::forbidden(op.to_string())
+            }
+            OpError::NoSuchMaterial(material) => {
+                ApiError::not_found(format!("no material `{material}` on this work order"))
+            }
+            OpError::Invalid { .. } => ApiError::new(ErrorKind::InvalidValue, op.to_string()),
+            OpError::Automerge(error) => ApiError::internal(error),
+        },
+        WriteError::Closed | WriteError::StoreFailed => {
+            tracing::error!(%error, "store refuses writes");
+            ApiError::new(ErrorKind::Unavailable, "the store is not accepting writes")
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// Read a work order the caller may see; `None` hides it (404).
+fn read_visible(store: &Store, caller: &Caller, id: &str) -> Result<Option<WorkOrder>, ApiError> {
+    let Some(index) = store.doc_index(id).map_err(ApiError::internal)? else {
+        return Ok(None);
+    };
+    if index.collection != Collection::WorkOrders
+        || !caller.sees(index.assignee.as_deref(), index.deleted)
+    {
+        return Ok(None);
+    }
+    let view = store.work_order(id).map_err(ApiError::internal)?;
+    Ok(view
+        .filter(|view| caller.sees(view.assignee.as_deref(), view.deleted))
+        .map(WorkOrder::from))
+}
+
+/// The list: scan ids in key order from the cursor, keep what the caller
+/// may see and the filters accept, stop at a full page or after
+/// `scan_entries_max` documents (then the cursor says where to go on).
+pub(crate) fn list(
+    store: &Store,
+    caller: &Caller,
+    query: &WorkOrderQuery,
+    page_size: usize,
+    scan_max: usize,
+) -> Result<WorkOrderPage, ApiError> {
+    assert!(page_size > 0 && scan_max >= page_size);
+    let want_deleted = query.deleted.unwrap_or(false);
+    let mut items = Vec::with_capacity(page_size);
+    let mut after = query.cursor.clone();
+    let mut scanned = 0usize;
+    loop {
+        let chunk = LIST_CHUNK_IDS.min(scan_max - scanned);
+        let ids = store
+            .doc_ids(after.as_deref(), chunk)
+            .map_err(ApiError::internal)?;
+        let exhausted = ids.len() < chunk;
+        for id in ids {
+            scanned += 1;
+            after = Some(id.clone());
+            let Some(index) = store.doc_index(&id).map_err(ApiError::internal)? else {
+                continue;
+            };
+            if index.collection != Collection::WorkOrders
+                || index.deleted != want_deleted
+                || !caller.sees(index.assignee.as_deref(), index.deleted)
+                || query
+                    .assignee
+                    .as_deref()
+                    .is_some_and(|wanted| index.assignee.as_deref() != Some(wanted))
+            {
+                continue;
+            }
+            let Some(view) = store.work_order(&id).map_err(ApiError::internal)? else {
+                continue;
+            };
+            let order = WorkOrder::from(view);
+            if query.status.is_some_and(|status| status != order.status)
+                || query
+                    .priority
+                    .is_some_and(|priority| priority != order.priority)
+            {
+                continue;
+            }
+            items.push(WorkOrderSummary::from(&order));
+            if items.len() == page_size {
+                return Ok(WorkOrderPage {
+                    items,
+                    next_cursor: after,
+                });
+            }
+        }
+        if exhausted {
+            return Ok(WorkOrderPage {
+                items,
+                next_cursor: None,
+            });
+        }
+        if scanned >= scan_max {
+            return Ok(WorkOrderPage {
+                items,
+                next_cursor: after,
+            });
+        }
+    }
+}
+
+/// Validate list parameters and clamp the page size.
+pub(crate) fn list_page_size(state: &AppState, query: &WorkOrderQuery) -> Result<usize, ApiError> {
+    if let Some(cursor) = &query.cursor {
+        validate_doc_id(cursor)
+            .map_err(|_| ApiError::new(ErrorKind::InvalidQuery, "`cursor` is not a cursor"))?;
+    }
+    match query.page_size {
+        Some(0) => Err(ApiError::new(
+            ErrorKind::InvalidQuery,
+            "`page_size` must be at least 1",
+        )),
+        Some(size) => Ok(size.min(state.config().page_size_max)),
+        None => Ok(state.config().page_size_default),
+    }
+}
+
+/// List work orders the caller may see.
+#[utoipa::path(
+    get, path = "/api/v1/work-orders", tag = "work-orders",
+    params(WorkOrderQuery),
+    responses(
+        (status = 200, description = "A page of work orders", body = WorkOrderPage),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_work_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<WorkOrderQuery>,
+) -> Result<axum::Json<WorkOrderPage>, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersRead)?;
+    let page_size = list_page_size(&state, &query)?;
+    let scan_max = state.config().scan_entries_max;
+    let page = state
+        .blocking(move |store| list(store, &caller, &query, page_size, scan_max))
+        .await?;
+    Ok(axum::Json(page))
+}
+
+/// Create a work order (operators, `work-orders:write`).
+#[utoipa::path(
+    post, path = "/api/v1/work-orders", tag = "work-orders",
+    request_body = CreateWorkOrder,
+    responses(
+        (status = 201, description = "Created and durable", body = WorkOrder,
+         headers(("ETag" = String, description = "Document heads"), ("Location" = String))),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to create", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Id taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create_work_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWorkOrder>,
+) -> Result<Response, ApiError> {
+    caller.office_or_scope(Scope::WorkOrdersWrite)?;
+    let id = match body.id {
+        Some(id) => {
+            check_id(&id)?;
+            id
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let number = body.number.unwrap_or_else(|| {
+        let short: String = id.chars().filter(|c| *c != '-').take(8).collect();
+        format!("WO-{}-{}", year(), short.to_uppercase())
+    });
+    if number.is_empty() || number.len() > 64 {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "`number` must be 1 to 64 bytes",
+        ));
+    }
+    if body.customer.name.trim().is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "`customer.name` must not be empty",
+        ));
+    }
+    let assignee = body.assignee.filter(|assignee| !assignee.is_empty());
+    let new = NewWorkOrder {
+        id: Some(id.clone()),
+        number,
+        title: body.title,
+        description: body.description,
+        customer: body.customer.into(),
+        priority: body
+            .priority
+            .map_or(fieldsync_schemas::Priority::Normal, Into::into),
+        initial_status: if assignee.is_some() {
+            fieldsync_schemas::Status::Assigned
+        } else {
+            fieldsync_schemas::Status::Open
+        },
+        assignee,
+        scheduled_for: body.scheduled_for,
+        created_at: now_rfc3339(),
+        notes: Vec::new(),
+        materials: Vec::new(),
+    };
+    let who = caller.actor();
+    let order = state
+        .blocking(move |store| {
+            store
+                .create_work_order(&who, &new, now_s() as i64)
+                .map_err(|error| write_error(&caller, &id, error))?;
+            read_visible(store, &caller, &id)?
+                .ok_or_else(|| ApiError::internal("created work order is not readable"))
+        })
+        .await?;
+    let location = format!("/api/v1/work-orders/{}", order.id);
+    let mut response = with_etag(StatusCode::CREATED, order);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Read one work order.
+#[utoipa::path(
+    get, path = "/api/v1/work-orders/{id}", tag = "work-orders",
+    params(("id" = String, Path, description = "Work order id")),
+    responses(
+        (status = 200, description = "The work order", body = WorkOrder,
+         headers(("ETag" = String, description = "Document heads"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version"),
+        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_work_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersRead)?;
+    check_id(&id)?;
+    let if_none_match = entity_tags(&headers, header::IF_NONE_MATCH)?;
+    let order = state
+        .blocking(move |store| {
+            read_visible(store, &caller, &id)?
+                .ok_or_else(|| ApiError::not_found(format!("no work order `{id}`")))
+        })
+        .await?;
+    if if_none_match.is_some_and(|tags| tags_match(&tags, &etag(&order.heads))) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    Ok(with_etag(StatusCode::OK, order))
+}
+
+/// Apply one typed operation as the caller, honouring `If-Match`, and
+/// answer with the new version.
+async fn apply(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    headers: &HeaderMap,
+    operation: Operation,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    let if_match = entity_tags(headers, header::IF_MATCH)?;
+    let order = state
+        .blocking(move |store| {
+            let who = caller.actor();
+            let mut stale = false;
+            let result = store.edit_work_order(&id, |document| {
+                // Visibility first, so a precondition answer cannot reveal
+                // a work order the caller may not see.
+                if !caller.sees(document.assignee().as_deref(), document.is_deleted()) {
+                    return Err(WriteError::Op(OpError::NotAssignee));
+                }
+                if let Some(tags) = &if_match {
+                    if !tags_match(tags, &etag(&heads_hex(&document.heads()))) {
+                        stale = true;
+                        return Err(WriteError::Op(OpError::Invalid {
+                            field: "If-Match",
+                            reason: "stale".into(),
+                        }));
+                    }
+                }
+                Ok(document.apply(&who, &operation, now_s() as i64)?)
+            });
+            if stale {
+                return Err(ApiError::new(
+                    ErrorKind::PreconditionFailed,
+                    "the work order changed since the version in `If-Match`",
+                ));
+            }
+            result.map_err(|error| write_error(&caller, &id, error))?;
+            read_visible(store, &caller, &id)?
+                .ok_or_else(|| ApiError::not_found(format!("no work order `{id}`")))
+        })
+        .await?;
+    Ok(with_etag(StatusCode::OK, order))
+}
+
+/// Edit office-owned fields (operators, `work-orders:write`).
+#[utoipa::path(
+    patch, path = "/api/v1/work-orders/{id}", tag = "work-orders",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = PatchWorkOrder,
+    responses(
+        (status = 200, description = "Edited and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn patch_work_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PatchWorkOrder>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    if body.title.is_none()
+        && body.description.is_none()
+        && body.priority.is_none()
+        && body.assignee.is_none()
+        && body.scheduled_for.is_none()
+        && body.customer.is_none()
+    {
+        return Err(ApiError::new(
+            ErrorKind::InvalidBody,
+            "the patch names no field to change",
+        ));
+    }
+    let patch = OperatorPatch {
+        title: body.title,
+        description: body.description,
+        priority: body.priority.map(Into::into),
+        assignee: body
+            .assignee
+            .map(|assignee| assignee.filter(|name| !name.is_empty())),
+        scheduled_for: body.scheduled_for,
+        customer: body.customer.map(Into::into),
+    };
+    apply(
+        state,
+        caller,
+        id,
+        &headers,
+        Operation::EditOperatorFields(patch),
+    )
+    .await
+}
+
+/// Tombstone a work order (operators, `work-orders:write`).
+#[utoipa::path(
+    delete, path = "/api/v1/work-orders/{id}", tag = "work-orders",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    responses(
+        (status = 200, description = "Deleted (tombstoned) and durable", body = WorkOrder),
+        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn delete_work_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // A deleted document is hidden from technicians but not from the
+    // office; apply() refuses a second tombstone with 409.
+    apply(state, caller, id, &headers, Operation::Tombstone).await
+}
+
+/// Add a note (operators, the assigned technician, `work-orders:write`).
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/notes", tag = "field-actions",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = NewNote,
+    responses(
+        (status = 200, description = "Added and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn add_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewNote>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    let operation = Operation::AddNote {
+        id: uuid::Uuid::new_v4().to_string(),
+        at: now_rfc3339(),
+        text: body.text,
+    };
+    apply(state, caller, id, &headers, operation).await
+}
+
+/// Request a material (the assigned technician; the office may too).
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/materials", tag = "field-actions",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = NewMaterial,
+    responses(
+        (status = 200, description = "Requested and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn request_material(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewMaterial>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    let operation = Operation::RequestMaterial {
+        id: uuid::Uuid::new_v4().to_string(),
+        at: now_rfc3339(),
+        sku: body.sku,
+        qty: body.qty,
+        unit: body.unit,
+        description: body.description,
+    };
+    apply(state, caller, id, &headers, operation).await
+}
+
+/// Approve or reject a requested material (operators, `work-orders:write`).
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/materials/{material_id}/state", tag = "field-actions",
+    params(("id" = String, Path, description = "Work order id"),
+           ("material_id" = String, Path, description = "Material id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = SetMaterialState,
+    responses(
+        (status = 200, description = "Changed and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order or material", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn set_material_state(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, material_id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SetMaterialState>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    if material_id.is_empty() || material_id.len() > 128 {
+        return Err(ApiError::new(ErrorKind::InvalidId, "invalid material id"));
+    }
+    let operation = Operation::SetMaterialState {
+        id: material_id,
+        state: body.state.into(),
+    };
+    apply(state, caller, id, &headers, operation).await
+}
+
+/// Append a status transition.
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/status", tag = "field-actions",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = NewStatus,
+    responses(
+        (status = 200, description = "Appended and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Transition not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn append_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewStatus>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    let operation = Operation::AppendStatus {
+        at: now_rfc3339(),
+        to: body.to.into(),
+        note: body.note,
+    };
+    apply(state, caller, id, &headers, operation).await
+}
+
+/// Close the work order (records the closure and a `completed` transition).
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/closure", tag = "field-actions",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = NewClosure,
+    responses(
+        (status = 200, description = "Closed and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn close(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewClosure>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    let operation = Operation::Close {
+        at: now_rfc3339(),
+        resolution: body.resolution,
+        signed_by: body.signed_by,
+    };
+    apply(state, caller, id, &headers, operation).await
+}
+
+/// Replace the technical report's text.
+#[utoipa::path(
+    put, path = "/api/v1/work-orders/{id}/report", tag = "field-actions",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = Report,
+    responses(
+        (status = 200, description = "Edited and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn edit_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Report>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    apply(
+        state,
+        caller,
+        id,
+        &headers,
+        Operation::EditReport { text: body.text },
+    )
+    .await
+}
+
+/// Log working time (the assigned technician only).
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/time", tag = "field-actions",
+    params(("id" = String, Path, description = "Work order id"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    request_body = NewTimeEntry,
+    responses(
+        (status = 200, description = "Logged and durable", body = WorkOrder),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn log_time(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewTimeEntry>,
+) -> Result<Response, ApiError> {
+    caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    let operation = Operation::AppendTime {
+        start: body.start,
+        end: body.end,
+    };
+    apply(state, caller, id, &headers, operation).await
+}

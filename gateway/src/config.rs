@@ -1,0 +1,133 @@
+//! The gateway's limits and knobs, in one plain struct.
+//!
+//! Why one struct with units in every name: every limit the gateway enforces
+//! (body size, page size, request time, rate) lives here, so the binary can
+//! fill it from the node's config file and tests can shrink it to make a
+//! limit trip in milliseconds.
+
+use std::time::Duration;
+
+/// Limits and settings of one gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Largest request body accepted, in bytes. A work order edit is ~1 KB;
+    /// a report may hold 64 KiB (the node's `FIELD_TEXT_BYTES_MAX`).
+    pub body_bytes_max: usize,
+    /// A request that takes longer is answered 503 and dropped.
+    pub request_timeout_ms: u64,
+    /// Longest a longpoll on the changes feed may wait. Kept below
+    /// `request_timeout_ms` so a longpoll ends before the timeout kills it.
+    pub longpoll_timeout_ms_max: u64,
+    /// Longpoll wait when the client names none.
+    pub longpoll_timeout_ms_default: u64,
+    /// Largest page of the work-order list and of the changes feed.
+    pub page_size_max: usize,
+    /// Page size when the client names none.
+    pub page_size_default: usize,
+    /// Documents (or changelog entries) one list or feed request may scan
+    /// looking for visible ones before it returns what it has with a cursor.
+    pub scan_entries_max: usize,
+    /// Lifetime of an access token, in seconds.
+    pub token_ttl_s: u64,
+    /// Requests per second each client (token subject, else peer address)
+    /// may make on average.
+    pub requests_per_s: u32,
+    /// Requests a client may make in a burst above its average rate.
+    pub request_burst: u32,
+    /// Token requests per minute allowed per client id and per peer address:
+    /// each costs an Argon2 check (tens of milliseconds of CPU).
+    pub token_attempts_per_minute: u32,
+    /// Argon2 checks run at once at most; more wait their turn.
+    pub secret_checks_concurrent_max: usize,
+    /// Rate-limiter keys kept before idle ones are dropped.
+    pub rate_limit_keys_max: usize,
+    /// The base URL clients reach this gateway at (`https://central:8443`),
+    /// for the registry. Without it the request's `Host` header is used.
+    pub public_base_url: Option<String>,
+    /// Mark the web UI's session cookie `Secure` (set when served over TLS).
+    pub cookie_secure: bool,
+    /// How long the document count shown in `/metrics` is reused, in ms:
+    /// counting walks the whole index.
+    pub doc_count_cache_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            body_bytes_max: 256 * 1024,
+            request_timeout_ms: 30_000,
+            longpoll_timeout_ms_max: 25_000,
+            longpoll_timeout_ms_default: 20_000,
+            page_size_max: 1000,
+            page_size_default: 100,
+            scan_entries_max: 10_000,
+            token_ttl_s: 900,
+            requests_per_s: 200,
+            request_burst: 400,
+            token_attempts_per_minute: 30,
+            secret_checks_concurrent_max: 2,
+            rate_limit_keys_max: 10_000,
+            public_base_url: None,
+            cookie_secure: false,
+            doc_count_cache_ms: 10_000,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid gateway config: {0}")]
+pub struct ConfigError(pub String);
+
+impl GatewayConfig {
+    /// Check the limits against each other; `AppState::new` calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("body_bytes_max", self.body_bytes_max as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("page_size_max", self.page_size_max as u64),
+            ("page_size_default", self.page_size_default as u64),
+            ("scan_entries_max", self.scan_entries_max as u64),
+            ("token_ttl_s", self.token_ttl_s),
+            ("requests_per_s", u64::from(self.requests_per_s)),
+            ("request_burst", u64::from(self.request_burst)),
+            (
+                "token_attempts_per_minute",
+                u64::from(self.token_attempts_per_minute),
+            ),
+            (
+                "secret_checks_concurrent_max",
+                self.secret_checks_concurrent_max as u64,
+            ),
+            ("rate_limit_keys_max", self.rate_limit_keys_max as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError(format!("{name} must be above 0")));
+        }
+        if self.longpoll_timeout_ms_max >= self.request_timeout_ms {
+            return Err(ConfigError(
+                "longpoll_timeout_ms_max must be below request_timeout_ms".into(),
+            ));
+        }
+        if self.longpoll_timeout_ms_default > self.longpoll_timeout_ms_max {
+            return Err(ConfigError(
+                "longpoll_timeout_ms_default must not exceed longpoll_timeout_ms_max".into(),
+            ));
+        }
+        if self.page_size_default > self.page_size_max {
+            return Err(ConfigError(
+                "page_size_default must not exceed page_size_max".into(),
+            ));
+        }
+        if self.scan_entries_max < self.page_size_max {
+            return Err(ConfigError(
+                "scan_entries_max must be at least page_size_max".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}

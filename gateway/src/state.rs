@@ -1,0 +1,141 @@
+//! What every handler shares: the node's store, the token key, limits, the
+//! peer directory and the metrics handle.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fieldsync_node::store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+
+use crate::auth::TokenKey;
+use crate::config::{ConfigError, GatewayConfig};
+use crate::error::ApiError;
+use crate::limit::RateLimits;
+use crate::peers::{NoPeers, PeerDirectory};
+
+/// The gateway's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+    peers: Arc<dyn PeerDirectory>,
+}
+
+struct Inner {
+    store: Store,
+    tokens: TokenKey,
+    config: GatewayConfig,
+    limits: RateLimits,
+    /// Bounds concurrent Argon2 checks: each takes ~19 MiB and a core.
+    secret_checks: Semaphore,
+    metrics: PrometheusHandle,
+    /// (when counted, how many): the document count for `/metrics`.
+    doc_count: Mutex<Option<(Instant, u64)>>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        tokens: TokenKey,
+        config: GatewayConfig,
+    ) -> Result<AppState, ConfigError> {
+        config.validate()?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                limits: RateLimits::new(&config),
+                secret_checks: Semaphore::new(config.secret_checks_concurrent_max),
+                metrics: crate::telemetry::install(),
+                doc_count: Mutex::new(None),
+                store,
+                tokens,
+                config,
+            }),
+            peers: Arc::new(NoPeers),
+        })
+    }
+
+    /// Show these peers on `/api/v1/peers` and in the UI (the sync driver's
+    /// seam; see `peers.rs`).
+    pub fn with_peers(mut self, peers: Arc<dyn PeerDirectory>) -> AppState {
+        self.peers = peers;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn tokens(&self) -> &TokenKey {
+        &self.inner.tokens
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    pub fn peers(&self) -> &dyn PeerDirectory {
+        self.peers.as_ref()
+    }
+
+    pub(crate) fn limits(&self) -> &RateLimits {
+        &self.inner.limits
+    }
+
+    pub(crate) fn secret_checks(&self) -> &Semaphore {
+        &self.inner.secret_checks
+    }
+
+    pub(crate) fn metrics(&self) -> &PrometheusHandle {
+        &self.inner.metrics
+    }
+
+    /// Run blocking store work (reads that may load documents, writes that
+    /// wait for the durable flush) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// Documents in the store, recounted at most every `doc_count_cache_ms`.
+    pub(crate) async fn doc_count(&self) -> Result<u64, ApiError> {
+        let ttl = Duration::from_millis(self.inner.config.doc_count_cache_ms);
+        if let Some((at, count)) = *self
+            .inner
+            .doc_count
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            if at.elapsed() < ttl {
+                return Ok(count);
+            }
+        }
+        let count = self
+            .blocking(|store| {
+                const PAGE_IDS: usize = 4096;
+                let mut count = 0u64;
+                let mut after: Option<String> = None;
+                loop {
+                    let ids = store
+                        .doc_ids(after.as_deref(), PAGE_IDS)
+                        .map_err(ApiError::internal)?;
+                    count += ids.len() as u64;
+                    match ids.into_iter().next_back() {
+                        Some(last) => after = Some(last),
+                        None => return Ok(count),
+                    }
+                }
+            })
+            .await?;
+        *self
+            .inner
+            .doc_count
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), count));
+        Ok(count)
+    }
+}

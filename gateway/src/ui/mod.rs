@@ -1,0 +1,533 @@
+//! The web UI: server-rendered HTML (maud) for sign-in, the work-order
+//! list and detail, peers and the changes feed.
+//!
+//! Why server-rendered: nothing to build or bundle, and maud escapes every
+//! interpolated value at compile time, so data typed by a customer or a
+//! technician cannot become markup. The session is the same JWT the API
+//! issues, kept in an `HttpOnly`, `SameSite=Strict` cookie; the API itself
+//! never accepts the cookie (bearer tokens only), so cross-site requests
+//! cannot ride it. The UI only reads; writes go through the API.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+
+use crate::api::model::{Status, WorkOrder, WorkOrderQuery};
+use crate::api::work_orders::list;
+use crate::auth::{authenticate_token, peer_key, Caller};
+use crate::error::ApiError;
+use crate::feed::read_page;
+use crate::state::AppState;
+
+/// Name of the session cookie.
+pub(crate) const SESSION_COOKIE: &str = "fieldsync_session";
+/// Work orders per UI page.
+const UI_PAGE_SIZE: usize = 50;
+/// Changes shown on the UI's feed page.
+const UI_FEED_ENTRIES: usize = 100;
+
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/work-orders") }))
+        .route("/sign-in", get(sign_in_page).post(sign_in))
+        .route("/sign-out", post(sign_out))
+        .route("/ui/work-orders", get(work_orders))
+        .route("/ui/work-orders/{id}", get(work_order))
+        .route("/ui/peers", get(peers))
+        .route("/ui/changes", get(changes))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The signed-in user of a UI request; otherwise a redirect to sign-in.
+struct UiCaller(Caller);
+
+impl FromRequestParts<AppState> for UiCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == SESSION_COOKIE)
+            .map(|(_, value)| value.to_string());
+        match token.map(|token| authenticate_token(state, &token)) {
+            Some(Ok(caller)) => Ok(UiCaller(caller)),
+            _ => Err(Redirect::to("/sign-in").into_response()),
+        }
+    }
+}
+
+const STYLE: &str = "
+body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}
+header a{color:#cfe0ff;text-decoration:none} header form{margin-left:auto}
+main{padding:1rem 1.2rem;max-width:72rem}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border-bottom:1px solid #dde1e7;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#eef1f5} .badge{padding:.1rem .4rem;border-radius:.3rem;background:#e3e8f0}
+.conflict{background:#ffe1e1;color:#8a1010} .error{color:#8a1010}
+form.filters{display:flex;gap:.6rem;margin:.6rem 0;flex-wrap:wrap;align-items:end}
+label{display:flex;flex-direction:column;font-size:.85rem}
+section{margin:1rem 0} pre{white-space:pre-wrap;background:#fff;padding:.6rem}
+";
+
+fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · fieldsync" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    strong { "fieldsync" }
+                    @if let Some(caller) = caller {
+                        a href="/ui/work-orders" { "Work orders" }
+                        a href="/ui/changes" { "Changes" }
+                        a href="/ui/peers" { "Peers" }
+                        form method="post" action="/sign-out" {
+                            span { (caller.user_id) " (" (caller.role.as_str()) ") " }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn error_page(status: StatusCode, caller: Option<&Caller>, error: &ApiError) -> Response {
+    let body = html! { p.error { (error.detail) } };
+    (status, page(error.kind.title(), caller, body)).into_response()
+}
+
+async fn sign_in_page() -> Markup {
+    sign_in_form(None)
+}
+
+fn sign_in_form(message: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        html! {
+            @if let Some(message) = message { p.error { (message) } }
+            form method="post" action="/sign-in" {
+                label { "User or client id" input name="client_id" autocomplete="username" required; }
+                label { "Secret" input name="client_secret" type="password" autocomplete="current-password" required; }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    client_id: String,
+    client_secret: String,
+}
+
+async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
+    let peer = peer_key(&request);
+    let form: Result<axum::Form<SignInForm>, _> =
+        <axum::Form<SignInForm> as axum::extract::FromRequest<AppState>>::from_request(
+            request, &state,
+        )
+        .await;
+    let Ok(axum::Form(form)) = form else {
+        return (
+            StatusCode::BAD_REQUEST,
+            sign_in_form(Some("Fill in both fields.")),
+        )
+            .into_response();
+    };
+    match crate::oauth::issue(&state, &peer, &form.client_id, &form.client_secret, None).await {
+        Ok(issued) => {
+            let secure = if state.config().cookie_secure {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookie = format!(
+                "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+                issued.response.access_token, issued.response.expires_in
+            );
+            let mut response = Redirect::to("/ui/work-orders").into_response();
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(error) => {
+            let status = error.kind.status();
+            let message = if status == StatusCode::TOO_MANY_REQUESTS {
+                "Too many attempts; wait a minute."
+            } else {
+                "Unknown user or wrong secret."
+            };
+            (status, sign_in_form(Some(message))).into_response()
+        }
+    }
+}
+
+async fn sign_out() -> Response {
+    let mut response = Redirect::to("/sign-in").into_response();
+    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The list's filter form: empty fields mean "any".
+#[derive(Deserialize, Default)]
+struct ListForm {
+    status: Option<String>,
+    assignee: Option<String>,
+    priority: Option<String>,
+    cursor: Option<String>,
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+fn enum_from<T: serde::de::DeserializeOwned>(value: Option<&str>) -> Option<T> {
+    value.and_then(|text| serde_json::from_value(serde_json::Value::String(text.into())).ok())
+}
+
+const STATUSES: [&str; 7] = [
+    "open",
+    "assigned",
+    "en_route",
+    "in_progress",
+    "on_hold",
+    "completed",
+    "cancelled",
+];
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+
+fn status_text(status: Status) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn work_orders(
+    State(state): State<AppState>,
+    UiCaller(caller): UiCaller,
+    axum::extract::Query(form): axum::extract::Query<ListForm>,
+) -> Response {
+    let query = WorkOrderQuery {
+        status: enum_from(non_empty(&form.status)),
+        assignee: non_empty(&form.assignee).map(str::to_string),
+        priority: enum_from(non_empty(&form.priority)),
+        deleted: None,
+        cursor: non_empty(&form.cursor)
+            .filter(|cursor| fieldsync_node::store::validate_doc_id(cursor).is_ok())
+            .map(str::to_string),
+        page_size: Some(UI_PAGE_SIZE),
+    };
+    let scan_max = state.config().scan_entries_max;
+    let reader = caller.clone();
+    let filters = query.clone();
+    let listed = match caller.field_or_scope(fieldsync_schemas::Scope::WorkOrdersRead) {
+        Err(error) => Err(error),
+        Ok(()) => {
+            state
+                .blocking(move |store| list(store, &reader, &filters, UI_PAGE_SIZE, scan_max))
+                .await
+        }
+    };
+    let page_data = match listed {
+        Ok(page) => page,
+        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+    };
+    let selected_status = non_empty(&form.status).unwrap_or("");
+    let selected_priority = non_empty(&form.priority).unwrap_or("");
+    let body = html! {
+        form.filters method="get" action="/ui/work-orders" {
+            label { "Status" select name="status" {
+                option value="" { "any" }
+                @for status in STATUSES {
+                    option value=(status) selected[status == selected_status] { (status) }
+                }
+            } }
+            label { "Priority" select name="priority" {
+                option value="" { "any" }
+                @for priority in PRIORITIES {
+                    option value=(priority) selected[priority == selected_priority] { (priority) }
+                }
+            } }
+            label { "Assignee" input name="assignee" value=(non_empty(&form.assignee).unwrap_or("")); }
+            button type="submit" { "Filter" }
+        }
+        table {
+            thead { tr { th { "Number" } th { "Title" } th { "Customer" } th { "Priority" } th { "Status" } th { "Assignee" } th { "Scheduled" } } }
+            tbody {
+                @for item in &page_data.items {
+                    tr {
+                        td { a href={ "/ui/work-orders/" (item.id) } { (item.number) } }
+                        td { (item.title) }
+                        td { (item.customer_name) }
+                        td { (serde_json::to_value(item.priority).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
+                        td {
+                            span.badge { (status_text(item.status)) }
+                            @if item.conflict { " " span.badge.conflict { "conflict" } }
+                        }
+                        td { (item.assignee.as_deref().unwrap_or("—")) }
+                        td { (item.scheduled_for.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        @if page_data.items.is_empty() { p { "No work orders match." } }
+        @if let Some(cursor) = &page_data.next_cursor {
+            p { a href={ "/ui/work-orders?cursor=" (cursor)
+                "&status=" (selected_status) "&priority=" (selected_priority)
+                "&assignee=" (url_part(non_empty(&form.assignee).unwrap_or(""))) } { "Next page →" } }
+        }
+    };
+    page("Work orders", Some(&caller), body).into_response()
+}
+
+/// Percent-encode a query value (the HTML escaping maud adds on top is
+/// for the attribute; this is for the URL).
+fn url_part(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+async fn work_order(
+    State(state): State<AppState>,
+    UiCaller(caller): UiCaller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let reader = caller.clone();
+    let found = match caller.field_or_scope(fieldsync_schemas::Scope::WorkOrdersRead) {
+        Err(error) => Err(error),
+        Ok(()) if fieldsync_node::store::validate_doc_id(&id).is_err() => {
+            Err(ApiError::not_found("no such work order"))
+        }
+        Ok(()) => {
+            state
+                .blocking(move |store| {
+                    let Some(index) = store.doc_index(&id).map_err(ApiError::internal)? else {
+                        return Ok(None);
+                    };
+                    if !reader.sees(index.assignee.as_deref(), index.deleted) {
+                        return Ok(None);
+                    }
+                    Ok(store
+                        .work_order(&id)
+                        .map_err(ApiError::internal)?
+                        .filter(|view| reader.sees(view.assignee.as_deref(), view.deleted))
+                        .map(WorkOrder::from))
+                })
+                .await
+        }
+    };
+    let order = match found {
+        Ok(Some(order)) => order,
+        Ok(None) => {
+            let error = ApiError::not_found("no such work order");
+            return error_page(StatusCode::NOT_FOUND, Some(&caller), &error);
+        }
+        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+    };
+    let title = format!("{} — {}", order.number, order.title);
+    page(&title, Some(&caller), detail(&order)).into_response()
+}
+
+fn detail(order: &WorkOrder) -> Markup {
+    html! {
+        p {
+            span.badge { (status_text(order.status)) }
+            @if order.conflict { " " span.badge.conflict { "conflicting terminal status" } }
+            @if order.deleted { " " span.badge.conflict { "deleted" } }
+        }
+        table {
+            tr { th { "Customer" } td { (order.customer.name) br; (order.customer.address) br; (order.customer.phone) } }
+            tr { th { "Priority" } td { (serde_json::to_value(order.priority).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) } }
+            tr { th { "Assignee" } td { (order.assignee.as_deref().unwrap_or("—")) } }
+            tr { th { "Scheduled" } td { (order.scheduled_for.as_deref().unwrap_or("")) } }
+            tr { th { "Description" } td { (order.description) } }
+            tr { th { "Created" } td { (order.created_at) " by " (order.created_by) } }
+        }
+        @if !order.conflicts.is_empty() {
+            section {
+                h2 { "Conflicting edits" }
+                table {
+                    tr { th { "Field" } th { "Losing values" } }
+                    @for (field, values) in &order.conflicts {
+                        tr.conflict { td { (field) } td {
+                            @for value in values { code { (value.to_string()) } " " }
+                        } }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Status log" }
+            table {
+                tr { th { "At" } th { "By" } th { "To" } th { "Note" } }
+                @for entry in &order.status_log {
+                    tr { td { (entry.at) } td { (entry.by) " (" (entry.role) ")" } td { (status_text(entry.to)) } td { (entry.note) } }
+                }
+            }
+        }
+        section {
+            h2 { "Notes" }
+            @if order.notes.is_empty() { p { "No notes." } }
+            @for note in &order.notes {
+                div.note { p { strong { (note.by) } " · " (note.at) } p { (note.text) } }
+            }
+        }
+        section {
+            h2 { "Materials" }
+            table {
+                tr { th { "SKU" } th { "Qty" } th { "Description" } th { "By" } th { "State" } }
+                @for material in &order.materials {
+                    tr {
+                        td { (material.sku) } td { (material.qty) " " (material.unit) }
+                        td { (material.description) } td { (material.by) }
+                        td { (serde_json::to_value(material.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        @if !order.time_log.is_empty() {
+            section {
+                h2 { "Time" }
+                table {
+                    tr { th { "By" } th { "Start" } th { "End" } }
+                    @for entry in &order.time_log { tr { td { (entry.by) } td { (entry.start) } td { (entry.end) } } }
+                }
+            }
+        }
+        section { h2 { "Report" } pre { (order.report) } }
+        @if let Some(closure) = &order.closure {
+            section {
+                h2 { "Closure" }
+                p { (closure.resolution) } p { "Closed " (closure.at) " by " (closure.by) ", signed by " (closure.signed_by) }
+            }
+        }
+    }
+}
+
+async fn peers(State(state): State<AppState>, UiCaller(caller): UiCaller) -> Response {
+    if let Err(error) = caller.operator_only() {
+        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+    }
+    let peers = state.peers().peers();
+    let body = html! {
+        @if peers.is_empty() { p { "No peers known yet." } }
+        @else {
+            table {
+                tr { th { "Node" } th { "User" } th { "Address" } th { "Connected" } th { "Last seen" } th { "Last sync" } th { "Docs pending" } }
+                @for peer in &peers {
+                    tr {
+                        td { code { (peer.node_id) } }
+                        td { (peer.user.as_deref().unwrap_or("—")) }
+                        td { (peer.address.as_deref().unwrap_or("")) }
+                        td { @if peer.connected { "yes" } @else { "no" } }
+                        td { (peer.last_seen.as_deref().unwrap_or("never")) }
+                        td { (peer.last_sync.as_deref().unwrap_or("never")) }
+                        td { (peer.docs_pending.map(|n| n.to_string()).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    };
+    page("Peers", Some(&caller), body).into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct FeedForm {
+    since: Option<String>,
+}
+
+async fn changes(
+    State(state): State<AppState>,
+    UiCaller(caller): UiCaller,
+    axum::extract::Query(form): axum::extract::Query<FeedForm>,
+) -> Response {
+    if let Err(error) = caller.field_or_scope(fieldsync_schemas::Scope::ChangesRead) {
+        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+    }
+    let last = state.store().last_seq();
+    let since = non_empty(&form.since)
+        .and_then(|text| text.parse::<u64>().ok())
+        .map_or(last.saturating_sub(UI_FEED_ENTRIES as u64), |since| {
+            since.min(last)
+        });
+    let scan_max = state.config().scan_entries_max;
+    let reader = caller.clone();
+    let read = state
+        .blocking(move |store| read_page(store, &reader, since, UI_FEED_ENTRIES, None, scan_max))
+        .await;
+    let feed = match read {
+        Ok(feed) => feed,
+        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+    };
+    let body = html! {
+        p { "Changes after seq " (since) ", up to " (feed.last_seq) " (store at " (last) ")." }
+        table {
+            tr { th { "Seq" } th { "Collection" } th { "Document" } th { "Op" } }
+            @for entry in feed.entries.iter().rev() {
+                tr {
+                    td { (entry.seq) }
+                    td { (entry.collection.name()) }
+                    td { a href={ "/ui/work-orders/" (entry.id) } { (entry.number.as_deref().unwrap_or(&entry.id)) } }
+                    td { (format!("{:?}", entry.op).to_lowercase()) }
+                }
+            }
+        }
+        @if feed.more { p { a href={ "/ui/changes?since=" (feed.last_seq) } { "Newer →" } } }
+        @if since > 0 {
+            p { a href={ "/ui/changes?since=" (since.saturating_sub(UI_FEED_ENTRIES as u64)) } { "← Older" } }
+        }
+    };
+    page("Changes", Some(&caller), body).into_response()
+}
