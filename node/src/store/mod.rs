@@ -340,7 +340,22 @@ impl Store {
 
     /// Queue a write set for the committer; resolve the `Pending` to learn
     /// when it is durable. Blocks while the queue is full (backpressure).
+    ///
+    /// Loaded copies of the written documents are dropped from the cache,
+    /// so the next `load` reads what this write set stored. A document has
+    /// one writer at a time: code that edits an existing document goes
+    /// through [`Store::edit_work_order`], which holds the document's lock
+    /// until its write is durable.
     pub fn submit(&self, writes: WriteSet) -> Result<Pending, WriteError> {
+        for write in &writes.docs {
+            self.inner.cache.evict(&write.id);
+        }
+        self.submit_unchecked(writes)
+    }
+
+    /// `submit` without touching the cache: for writers that hold the
+    /// cached document's lock and keep it current themselves.
+    fn submit_unchecked(&self, writes: WriteSet) -> Result<Pending, WriteError> {
         debug_assert!(
             writes
                 .docs
@@ -371,6 +386,17 @@ impl Store {
         new: &NewWorkOrder,
         time_s: i64,
     ) -> Result<(String, Pending), WriteError> {
+        let (id, _, pending) = self.queue_create(who, new, time_s)?;
+        Ok((id, pending))
+    }
+
+    /// Build, queue, and return the new document's id and heads.
+    fn queue_create(
+        &self,
+        who: &Actor,
+        new: &NewWorkOrder,
+        time_s: i64,
+    ) -> Result<(String, Vec<[u8; 32]>, Pending), WriteError> {
         let id = match &new.id {
             Some(id) => {
                 validate_doc_id(id)?;
@@ -378,13 +404,27 @@ impl Store {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let (document, edit) = WorkOrderDoc::create(&self.inner.actor, who, &id, new, time_s)?;
-        let write = doc_write(&document, edit, true, true);
-        let pending = self.submit(WriteSet {
+        let (_, edit) = WorkOrderDoc::create(&self.inner.actor, who, &id, new, time_s)?;
+        // The index fields come from the request, not from reading the new
+        // document back: the same values, without four Automerge lookups.
+        let heads: Vec<[u8; 32]> = edit.heads.iter().map(|head| head.0).collect();
+        let write = DocWrite {
+            id: id.clone(),
+            collection: Collection::WorkOrders,
+            number: Some(new.number.clone()),
+            assignee: new.assignee.clone().filter(|assignee| !assignee.is_empty()),
+            deleted: false,
+            op: edit.op,
+            heads: heads.clone(),
+            bytes: edit.change_bytes,
+            replace: true,
+            must_be_new: true,
+        };
+        let pending = self.submit_unchecked(WriteSet {
             docs: vec![write],
             checkpoint: None,
         })?;
-        Ok((id, pending))
+        Ok((id, heads, pending))
     }
 
     /// Create a work order and wait until it is durable.
@@ -394,15 +434,12 @@ impl Store {
         new: &NewWorkOrder,
         time_s: i64,
     ) -> Result<Committed, WriteError> {
-        let (id, pending) = self.submit_create(who, new, time_s)?;
+        let (id, heads, pending) = self.queue_create(who, new, time_s)?;
         let receipt = pending.wait()?;
-        let index = self
-            .doc_index(&id)?
-            .ok_or_else(|| WriteError::NotFound(id.clone()))?;
         Ok(Committed {
             id,
             seq: receipt.seqs[0],
-            heads: index.heads.iter().map(hex::encode).collect(),
+            heads: heads.iter().map(hex::encode).collect(),
         })
     }
 
@@ -434,7 +471,7 @@ impl Store {
             let write = doc_write(&cached.doc, made, replace, false);
             let heads = write.heads.iter().map(hex::encode).collect();
             let receipt = self
-                .submit(WriteSet {
+                .submit_unchecked(WriteSet {
                     docs: vec![write],
                     checkpoint: None,
                 })?
@@ -672,20 +709,7 @@ fn sled_open_error(dir: &Path, error: sled::Error) -> OpenError {
 }
 
 pub fn validate_doc_id(id: &str) -> Result<(), WriteError> {
-    if id.is_empty() || id.len() > DOC_ID_BYTES_MAX {
-        return Err(WriteError::InvalidId(format!(
-            "must be 1 to {DOC_ID_BYTES_MAX} bytes"
-        )));
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(WriteError::InvalidId(format!(
-            "`{id}` may hold only letters, digits, `-` and `_`"
-        )));
-    }
-    Ok(())
+    doc::validate_doc_id(id).map_err(WriteError::InvalidId)
 }
 
 /// The write that stores `edit` of `document`: its change bytes as a new
