@@ -127,13 +127,13 @@ pub enum ImportError {
         line: u64,
         id: String,
         #[source]
-        source: WriteError,
+        source: Box<WriteError>,
     },
     #[error("line {line}: the store failed: {source}")]
     Store {
         line: u64,
         #[source]
-        source: WriteError,
+        source: Box<WriteError>,
     },
     #[error("cannot start an import thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -373,10 +373,14 @@ fn build(
 /// Whether a failed write is the line's fault or the store's.
 fn refusal(line: u64, id: String, source: WriteError) -> ImportError {
     match source {
-        WriteError::InvalidId(_) | WriteError::Op(_) => ImportError::Refused { line, id, source },
+        WriteError::InvalidId(_) | WriteError::Op(_) => ImportError::Refused {
+            line,
+            id,
+            source: Box::new(source),
+        },
         other => ImportError::Store {
             line,
-            source: other,
+            source: Box::new(other),
         },
     }
 }

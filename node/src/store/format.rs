@@ -87,10 +87,15 @@ pub(crate) fn write(dir: &Path, version: u32) -> std::io::Result<()> {
     let temporary = dir.join("FORMAT.tmp");
     std::fs::write(&temporary, format!("{FORMAT_PREFIX}{version}\n"))?;
     std::fs::File::open(&temporary)?.sync_all()?;
-    std::fs::rename(temporary, path)
+    std::fs::rename(temporary, path)?;
+    // The rename is durable only once the directory is synced.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Migrations from older formats, applied in order by `Store::open`. Format 1
 /// is the first; when format 2 comes, its step goes here and `open` reports
 /// "migrated store from format 1 to 2".
-pub(crate) const MIGRATIONS: &[(u32, fn(&sled::Db) -> sled::Result<()>)] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[];
+
+/// A migration step: the format it starts from, and what it does.
+pub(crate) type Migration = (u32, fn(&sled::Db) -> sled::Result<()>);

@@ -106,9 +106,15 @@ pub enum ReadError {
     #[error("stored data for `{id}` is damaged: {reason}")]
     Corrupt { id: String, reason: String },
     #[error("document `{id}` cannot be loaded: {source}")]
-    Load { id: String, source: LoadError },
+    Load {
+        id: String,
+        source: Box<LoadError>,
+    },
     #[error("document `{id}` is not a valid work order: {source}")]
-    Shape { id: String, source: doc::ReadError },
+    Shape {
+        id: String,
+        source: Box<doc::ReadError>,
+    },
 }
 
 fn io(error: sled::Error) -> ReadError {
@@ -537,7 +543,7 @@ impl Store {
         let document =
             WorkOrderDoc::load(&bytes, &self.inner.actor).map_err(|source| ReadError::Load {
                 id: id.into(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Some(self.inner.cache.insert(
             id,
@@ -560,7 +566,7 @@ impl Store {
             .map(Some)
             .map_err(|source| ReadError::Shape {
                 id: id.into(),
-                source,
+                source: Box::new(source),
             })
     }
 
