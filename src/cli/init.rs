@@ -54,7 +54,15 @@ pub(crate) fn run(dir: &Path, args: &InitArgs) -> anyhow::Result<()> {
     let config = NodeConfig::new(role, name);
     // Check the config before creating anything, so a bad --name leaves
     // no half-made directory behind.
-    NodeConfig::parse(&config.to_commented_toml(), &NodeConfig::path_in(dir))?;
+    if let Err(e) = NodeConfig::parse(&config.to_commented_toml(), &NodeConfig::path_in(dir)) {
+        return Err(
+            CliError::usage(format!("cannot create the node's config: {e}"))
+                .hint(format!(
+                    "pass --name with 1 to {NODE_NAME_CHARS_MAX} printable characters"
+                ))
+                .into(),
+        );
+    }
     std::fs::create_dir_all(dir).map_err(|e| {
         CliError::failed(format!("cannot create {}: {e}", dir.display()))
             .hint("check the parent directory's permissions")

@@ -172,3 +172,16 @@ fn a_store_from_a_newer_release_is_refused_and_left_untouched() {
         assert!(before == snapshot(&node.dir), "{args:?} changed the store");
     }
 }
+
+#[test]
+fn init_with_a_bad_name_creates_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("node");
+    let run = fieldsync(&dir, &["init", "--name", ""]).failure(2);
+    assert!(run.stderr.contains("--name"), "{run:?}");
+    assert!(!dir.exists());
+    let run = fieldsync(&dir, &["init", "--role", "boss"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("central"), "{run:?}");
+    assert!(!dir.exists());
+}
