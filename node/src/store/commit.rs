@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::keys;
 use super::records::{decode, encode, ChangeRecord, Checkpoint, DocIndex};
+use super::revocation::{self, Upkeep};
 use super::WriteError;
 
 /// How many write sets one flush may cover at most. Bounds the latency of
@@ -61,6 +62,8 @@ pub struct Receipt {
 
 pub(crate) struct Request {
     pub(crate) writes: WriteSet,
+    /// Purges and revocation bookkeeping, staged after `writes`.
+    pub(crate) upkeep: Vec<Upkeep>,
     pub(crate) reply: oneshot::Sender<Result<Receipt, WriteError>>,
 }
 
@@ -111,8 +114,21 @@ fn commit_group(
     let mut staged: HashMap<String, Option<DocIndex>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(group.len());
     let mut seq = first_seq;
+    let now_ms = revocation::now_ms();
     for request in &group {
-        let outcome = stage(&request.writes, data, &mut staged, &mut batch, &mut seq);
+        let outcome = stage(
+            &request.writes,
+            data,
+            &mut staged,
+            &mut batch,
+            &mut seq,
+            now_ms,
+        )
+        .and_then(|mut receipt| {
+            let staging = (&mut staged, &mut batch, &mut seq);
+            revocation::stage_upkeep(&request.upkeep, data, staging, &mut receipt)?;
+            Ok(receipt)
+        });
         outcomes.push(outcome);
     }
     let result = data
@@ -143,7 +159,7 @@ fn commit_group(
     }
 }
 
-fn current_index(
+pub(crate) fn current_index(
     data: &sled::Tree,
     staged: &HashMap<String, Option<DocIndex>>,
     id: &str,
@@ -170,6 +186,7 @@ fn stage(
     staged: &mut HashMap<String, Option<DocIndex>>,
     batch: &mut sled::Batch,
     seq: &mut u64,
+    now_ms: u64,
 ) -> Result<Receipt, WriteError> {
     let mut indexes = Vec::with_capacity(writes.docs.len());
     for write in &writes.docs {
@@ -202,6 +219,8 @@ fn stage(
             None => (0, 0, 0),
         };
         batch.insert(keys::chunk(&write.id, chunk_number), write.bytes.as_slice());
+        let (previous_assignee, reassigned_at_ms) =
+            revocation::reassign(current.as_ref(), write, batch, now_ms);
         let index = DocIndex {
             collection: write.collection.clone(),
             number: write.number.clone(),
@@ -212,6 +231,8 @@ fn stage(
             chunk_first,
             chunk_next: chunk_number + 1,
             bytes_stored: bytes_before + write.bytes.len() as u64,
+            previous_assignee,
+            reassigned_at_ms,
         };
         let record = ChangeRecord {
             collection: write.collection.clone(),

@@ -10,6 +10,7 @@ pub(crate) const CHANGELOG: u8 = b'c';
 pub(crate) const CHUNK: u8 = b'd';
 pub(crate) const INDEX: u8 = b'i';
 pub(crate) const CHECKPOINT: u8 = b'p';
+pub(crate) const REVOCATION: u8 = b'v';
 
 pub use crate::doc::DOC_ID_BYTES_MAX;
 
@@ -52,5 +53,22 @@ pub(crate) fn checkpoint(peer: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + peer.len());
     key.push(CHECKPOINT);
     key.extend_from_slice(peer.as_bytes());
+    key
+}
+
+/// Revocations of one user: prefix, user id, a zero byte. User ids never
+/// hold a zero byte (`users::validate_id`).
+pub(crate) fn revocation_prefix(user: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + user.len());
+    key.push(REVOCATION);
+    key.extend_from_slice(user.as_bytes());
+    key.push(0);
+    key
+}
+
+/// A document reassigned away from `user`; the value is when (ms, BE u64).
+pub(crate) fn revocation(user: &str, id: &str) -> Vec<u8> {
+    let mut key = revocation_prefix(user);
+    key.extend_from_slice(id.as_bytes());
     key
 }

@@ -15,6 +15,8 @@ mod commit;
 pub mod format;
 mod keys;
 pub mod records;
+mod revocation;
+pub mod sync_adapter;
 #[cfg(test)]
 mod tests;
 pub mod users;
@@ -34,6 +36,7 @@ pub use cache::CachedDoc;
 pub use commit::{DocWrite, Receipt, WriteSet};
 pub use keys::DOC_ID_BYTES_MAX;
 pub use records::{ChangeRecord, Checkpoint, DocIndex};
+pub use revocation::now_ms;
 pub use users::User;
 pub use verify::Problem;
 
@@ -379,7 +382,11 @@ impl Store {
             .clone();
         let sender = sender.ok_or(WriteError::Closed)?;
         sender
-            .send(Request { writes, reply })
+            .send(Request {
+                writes,
+                upkeep: Vec::new(),
+                reply,
+            })
             .map_err(|_| WriteError::Closed)?;
         Ok(Pending { reply: receiver })
     }

@@ -22,6 +22,12 @@ pub struct DocIndex {
     pub chunk_first: u32,
     pub chunk_next: u32,
     pub bytes_stored: u64,
+    /// The assignee before the latest reassignment: it keeps seeing the
+    /// document for the sync grace period (set by the committer).
+    pub previous_assignee: Option<String>,
+    /// When the latest reassignment was stored, in ms since the Unix epoch
+    /// (0: never reassigned).
+    pub reassigned_at_ms: u64,
 }
 
 impl DocIndex {

@@ -1,0 +1,448 @@
+//! The engine over real sled stores in temporary directories: two sessions
+//! wired back to back, every queued write awaited as the QUIC driver does.
+
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use fieldsync_schemas::{Actor, OperatorPatch, Priority, Role, Status};
+
+use super::*;
+use crate::access::PeerAccess;
+use crate::doc::Operation;
+use crate::store::{now_ms, StoreConfig};
+use crate::sync::{Session, SessionConfig};
+
+struct Side {
+    _dir: tempfile::TempDir,
+    store: Store,
+    shared: Arc<SyncShared>,
+    id: &'static str,
+    office: bool,
+}
+
+impl Side {
+    fn new(id: &'static str, office: bool) -> Side {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+        Side {
+            _dir: dir,
+            shared: SyncShared::new(store.clone()),
+            store,
+            id,
+            office,
+        }
+    }
+
+    fn session(&self, peer: &Side, access: PeerAccess) -> (Session, SyncAdapter) {
+        let mut adapter = SyncAdapter::new(self.shared.clone());
+        let mut session = Session::new(SessionConfig::new(self.id, self.office), peer.id, access);
+        session.start(&mut adapter).unwrap();
+        (session, adapter)
+    }
+}
+
+fn operator() -> Actor {
+    Actor::new("op", Role::Operator)
+}
+
+fn tech(user: &str) -> Actor {
+    Actor::new(user, Role::Technician)
+}
+
+fn tech_access(user: &str) -> PeerAccess {
+    PeerAccess::User {
+        user_id: user.into(),
+        role: Role::Technician,
+    }
+}
+
+fn create(side: &Side, id: &str, assignee: &str) {
+    let mut new = crate::doc::tests::sample(assignee);
+    new.id = Some(id.into());
+    side.store.create_work_order(&operator(), &new, 1).unwrap();
+}
+
+fn note(text: &str) -> Operation {
+    Operation::AddNote {
+        id: text.into(),
+        at: "2026-01-01T10:00:00Z".into(),
+        text: text.into(),
+    }
+}
+
+/// Wait for every queued write of `adapter`, in order, and report each.
+fn settle(session: &mut Session, adapter: &mut SyncAdapter, now_ms: u64) -> bool {
+    let mut moved = false;
+    while let Some((write, pending)) = adapter.pending.pop_front() {
+        pending.wait().unwrap();
+        adapter.durable(write);
+        session.handle_write_done(now_ms, write, adapter).unwrap();
+        moved = true;
+    }
+    moved
+}
+
+type End<'a> = (&'a mut Session, &'a mut SyncAdapter);
+
+/// Move frames both ways and settle both stores until nothing moves.
+fn drive(a: End<'_>, b: End<'_>, now_ms: u64) -> u64 {
+    let (sa, aa) = a;
+    let (sb, ab) = b;
+    let mut frames = 0;
+    for _ in 0..10_000 {
+        let mut moved = false;
+        while let Some(frame) = sa.poll_frame() {
+            sb.handle_bytes(now_ms, &frame.encode(), ab).unwrap();
+            frames += 1;
+            moved = true;
+        }
+        while let Some(frame) = sb.poll_frame() {
+            sa.handle_bytes(now_ms, &frame.encode(), aa).unwrap();
+            frames += 1;
+            moved = true;
+        }
+        moved |= settle(sa, aa, now_ms);
+        moved |= settle(sb, ab, now_ms);
+        sa.handle_local_change(now_ms, aa).unwrap();
+        sb.handle_local_change(now_ms, ab).unwrap();
+        if !moved && sa.poll_frame().is_none() && sb.poll_frame().is_none() {
+            assert!(
+                sa.is_idle(aa) && sb.is_idle(ab),
+                "stalled with work in flight"
+            );
+            return frames;
+        }
+    }
+    panic!("did not settle");
+}
+
+fn sync(a: &Side, b: &Side, b_access: PeerAccess, a_access: PeerAccess, now_ms: u64) -> u64 {
+    let (mut sa, mut aa) = a.session(b, b_access);
+    let (mut sb, mut ab) = b.session(a, a_access);
+    drive((&mut sa, &mut aa), (&mut sb, &mut ab), now_ms)
+}
+
+fn assert_verifies(side: &Side) {
+    let problems = side.store.verify(|_| ()).unwrap();
+    assert!(problems.is_empty(), "{}: {problems:?}", side.id);
+}
+
+#[test]
+fn prime_over_sled_stores_only_the_assigned_documents_durably() {
+    let central = Side::new("central", true);
+    let laptop = Side::new("laptop", false);
+    for i in 0..40 {
+        create(
+            &central,
+            &format!("wo-{i}"),
+            if i % 2 == 0 { "tech-1" } else { "tech-2" },
+        );
+    }
+    let now = now_ms();
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        now,
+    );
+    let ids = laptop.store.doc_ids(None, 100).unwrap();
+    assert_eq!(ids.len(), 20);
+    for id in &ids {
+        let n: u32 = id.trim_start_matches("wo-").parse().unwrap();
+        assert_eq!(n % 2, 0, "{id} is not assigned to tech-1");
+        assert_eq!(
+            laptop.store.doc_index(id).unwrap().unwrap().heads,
+            central.store.doc_index(id).unwrap().unwrap().heads
+        );
+    }
+    assert_eq!(laptop.store.checkpoint("central").unwrap().unwrap().seq, 40);
+    // The laptop's own changelog now names the 20 documents; the central
+    // already has them, so it acknowledges without receiving any.
+    assert_eq!(central.store.checkpoint("laptop").unwrap().unwrap().seq, 20);
+    assert_verifies(&central);
+    assert_verifies(&laptop);
+    // Unchanged on both sides: the hellos are all it costs.
+    assert_eq!(
+        sync(
+            &central,
+            &laptop,
+            tech_access("tech-1"),
+            PeerAccess::Office,
+            now
+        ),
+        2
+    );
+}
+
+#[test]
+fn offline_edits_on_both_sides_merge_and_survive_a_reopen() {
+    let central = Side::new("central", true);
+    let laptop = Side::new("laptop", false);
+    create(&central, "wo-1", "tech-1");
+    let now = now_ms();
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        now,
+    );
+    central
+        .store
+        .update_work_order("wo-1", &operator(), &note("office"), 2)
+        .unwrap();
+    let title = Operation::EditOperatorFields(OperatorPatch {
+        title: Some("New title".into()),
+        ..Default::default()
+    });
+    central
+        .store
+        .update_work_order("wo-1", &operator(), &title, 2)
+        .unwrap();
+    let who = tech("tech-1");
+    laptop
+        .store
+        .update_work_order("wo-1", &who, &note("field"), 3)
+        .unwrap();
+    let report = Operation::EditReport {
+        text: "Replaced valve".into(),
+    };
+    laptop
+        .store
+        .update_work_order("wo-1", &who, &report, 3)
+        .unwrap();
+    let close = Operation::Close {
+        at: "2026-01-01T12:00:00Z".into(),
+        resolution: "fixed".into(),
+        signed_by: "Ana".into(),
+    };
+    laptop
+        .store
+        .update_work_order("wo-1", &who, &close, 3)
+        .unwrap();
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        now,
+    );
+    let a = central.store.work_order("wo-1").unwrap().unwrap();
+    let b = laptop.store.work_order("wo-1").unwrap().unwrap();
+    assert_eq!(a.heads, b.heads);
+    assert_eq!(a.notes.len(), 2);
+    assert_eq!(a.title, "New title");
+    assert_eq!(a.report, "Replaced valve");
+    assert_eq!(a.status, Status::Completed);
+    assert_verifies(&central);
+    assert_verifies(&laptop);
+    // What the central acknowledged is on its disk.
+    let path = central.store.path().to_path_buf();
+    let heads = a.heads.clone();
+    drop(central.shared);
+    central.store.close();
+    drop(central.store);
+    let reopened = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(reopened.work_order("wo-1").unwrap().unwrap().heads, heads);
+}
+
+#[test]
+fn reassignment_is_recorded_then_revoked_and_purged_after_the_grace() {
+    let grace_ms = SessionConfig::new("x", true).grace_ms;
+    let central = Side::new("central", true);
+    let laptop = Side::new("laptop", false);
+    create(&central, "wo-1", "tech-1");
+    create(&central, "wo-2", "tech-1");
+    let before = now_ms();
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        before,
+    );
+    let reassign = Operation::EditOperatorFields(OperatorPatch {
+        assignee: Some(Some("tech-2".into())),
+        ..Default::default()
+    });
+    central
+        .store
+        .update_work_order("wo-1", &operator(), &reassign, 5)
+        .unwrap();
+    let index = central.store.doc_index("wo-1").unwrap().unwrap();
+    assert_eq!(index.previous_assignee.as_deref(), Some("tech-1"));
+    assert!(index.reassigned_at_ms >= before);
+    let revocations = central.store.revocations("tech-1", 10).unwrap();
+    assert_eq!(
+        revocations,
+        vec![("wo-1".to_string(), index.reassigned_at_ms)]
+    );
+    // Offline, the technician adds a note: accepted within the grace.
+    laptop
+        .store
+        .update_work_order("wo-1", &tech("tech-1"), &note("late"), 6)
+        .unwrap();
+    let within = index.reassigned_at_ms + 1_000;
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        within,
+    );
+    assert_eq!(
+        central
+            .store
+            .work_order("wo-1")
+            .unwrap()
+            .unwrap()
+            .notes
+            .len(),
+        1
+    );
+    assert!(laptop.store.doc_index("wo-1").unwrap().is_some());
+    // After it, the laptop purges and the central forgets the revocation.
+    let after = index.reassigned_at_ms + grace_ms + 1;
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        after,
+    );
+    assert!(laptop.store.doc_index("wo-1").unwrap().is_none());
+    assert!(laptop.store.doc_bytes("wo-1").unwrap().is_none());
+    assert!(
+        laptop.store.doc_index("wo-2").unwrap().is_some(),
+        "only wo-1 was revoked"
+    );
+    assert!(central.store.revocations("tech-1", 10).unwrap().is_empty());
+    let last = laptop.store.changes_since(0, 100).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.id.as_str(), last.op, last.heads.len()),
+        ("wo-1", ChangeOp::Delete, 0)
+    );
+    assert_verifies(&laptop);
+    assert_verifies(&central);
+    // Assigned back: the document comes back to the laptop.
+    let back = Operation::EditOperatorFields(OperatorPatch {
+        assignee: Some(Some("tech-1".into())),
+        ..Default::default()
+    });
+    central
+        .store
+        .update_work_order("wo-1", &operator(), &back, 7)
+        .unwrap();
+    assert!(central.store.revocations("tech-1", 10).unwrap().is_empty());
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        after + 1,
+    );
+    assert_eq!(
+        laptop.store.work_order("wo-1").unwrap().unwrap().heads,
+        central.store.work_order("wo-1").unwrap().unwrap().heads
+    );
+    assert_verifies(&laptop);
+}
+
+#[test]
+fn a_forbidden_change_from_a_laptop_is_compensated_on_disk() {
+    let central = Side::new("central", true);
+    let laptop = Side::new("laptop", false);
+    create(&central, "wo-1", "tech-1");
+    let now = now_ms();
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        now,
+    );
+    // A tampered laptop writes the priority directly, bypassing the rules.
+    let (mut session, mut adapter) = laptop.session(&central, PeerAccess::Office);
+    let mut doc = adapter.doc("wo-1").unwrap().unwrap();
+    let before = doc.get_heads();
+    let mut tx = doc.transaction();
+    tx.put(automerge::ROOT, "priority", "urgent").unwrap();
+    tx.commit();
+    adapter
+        .merge("wo-1", &doc.save_after(&before), now)
+        .unwrap();
+    settle(&mut session, &mut adapter, now);
+    drop((session, adapter));
+    assert_eq!(
+        laptop.store.work_order("wo-1").unwrap().unwrap().priority,
+        Priority::Urgent
+    );
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        now,
+    );
+    let a = central.store.work_order("wo-1").unwrap().unwrap();
+    let b = laptop.store.work_order("wo-1").unwrap().unwrap();
+    assert_eq!(a.priority, Priority::Normal);
+    assert_eq!(b.priority, Priority::Normal);
+    assert_eq!(a.heads, b.heads);
+    assert_verifies(&central);
+    assert_verifies(&laptop);
+}
+
+#[test]
+fn two_sessions_receiving_the_same_new_document_store_it_once() {
+    let central = Side::new("central", true);
+    let other = Side::new("other", true);
+    let laptop = Side::new("laptop", false);
+    create(&central, "wo-1", "tech-1");
+    sync(
+        &central,
+        &other,
+        PeerAccess::Office,
+        PeerAccess::Office,
+        now_ms(),
+    );
+    // The other central adds a note the first one does not have yet.
+    other
+        .store
+        .update_work_order("wo-1", &operator(), &note("other"), 2)
+        .unwrap();
+    let now = now_ms();
+    let (mut s1, mut a1) = central.session(&laptop, tech_access("tech-1"));
+    let (mut l1, mut la1) = laptop.session(&central, PeerAccess::Office);
+    let (mut s2, mut a2) = other.session(&laptop, tech_access("tech-1"));
+    let (mut l2, mut la2) = laptop.session(&other, PeerAccess::Office);
+    // Interleave both sessions frame by frame without settling the
+    // laptop's writes, so both creates race.
+    for _ in 0..20 {
+        for (s, a, l, la) in [
+            (&mut s1, &mut a1, &mut l1, &mut la1),
+            (&mut s2, &mut a2, &mut l2, &mut la2),
+        ] {
+            if let Some(frame) = s.poll_frame() {
+                l.handle_bytes(now, &frame.encode(), la).unwrap();
+            }
+            if let Some(frame) = l.poll_frame() {
+                s.handle_bytes(now, &frame.encode(), a).unwrap();
+            }
+        }
+    }
+    drive((&mut s1, &mut a1), (&mut l1, &mut la1), now);
+    drive((&mut s2, &mut a2), (&mut l2, &mut la2), now);
+    let view = laptop.store.work_order("wo-1").unwrap().unwrap();
+    assert_eq!(view.notes.len(), 1, "both versions merged");
+    assert_eq!(
+        view.heads,
+        other.store.work_order("wo-1").unwrap().unwrap().heads
+    );
+    assert_eq!(
+        laptop.store.changes_since(0, 10).unwrap()[0].op,
+        ChangeOp::Create
+    );
+    assert_verifies(&laptop);
+}
