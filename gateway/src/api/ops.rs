@@ -29,15 +29,30 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> axum::Json<Health>
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let documents = state.doc_count().await?;
-    metrics::gauge!("fieldsync_documents").set(documents as f64);
-    metrics::gauge!("fieldsync_store_last_seq").set(state.store().last_seq() as f64);
-    metrics::gauge!("fieldsync_peers").set(state.peers().peers().len() as f64);
     let handle = state.metrics();
     handle.run_upkeep();
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    ))
+    let mut text = handle.render();
+    // This node's own figures are written here rather than into the
+    // process-wide registry, which several gateways (tests) may share.
+    let own = [
+        ("fieldsync_documents", "Documents in the store.", documents),
+        (
+            "fieldsync_store_last_seq",
+            "Highest durable changelog seq.",
+            state.store().last_seq(),
+        ),
+        (
+            "fieldsync_peers",
+            "Sync peers known to this node.",
+            state.peers().peers().len() as u64,
+        ),
+    ];
+    for (name, help, value) in own {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// The base URL for registry addresses: configured, else from `Host`.

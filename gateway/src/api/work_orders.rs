@@ -97,6 +97,21 @@ pub(crate) fn write_error(caller: &Caller, id: &str, error: WriteError) -> ApiEr
     }
 }
 
+/// An assignee must be a known, active technician.
+fn check_assignee(store: &Store, assignee: Option<&str>) -> Result<(), ApiError> {
+    let Some(assignee) = assignee else {
+        return Ok(());
+    };
+    let user = store.user(assignee).map_err(ApiError::internal)?;
+    match user {
+        Some(user) if user.role == Role::Technician && !user.revoked => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("`assignee` `{assignee}` is not an active technician"),
+        )),
+    }
+}
+
 /// Read a work order the caller may see; `None` hides it (404).
 fn read_visible(store: &Store, caller: &Caller, id: &str) -> Result<Option<WorkOrder>, ApiError> {
     let Some(index) = store.doc_index(id).map_err(ApiError::internal)? else {
@@ -294,6 +309,7 @@ pub(crate) async fn create_work_order(
     let who = caller.actor();
     let order = state
         .blocking(move |store| {
+            check_assignee(store, new.assignee.as_deref())?;
             store
                 .create_work_order(&who, &new, now_s() as i64)
                 .map_err(|error| write_error(&caller, &id, error))?;

@@ -1,1 +1,10 @@
+//! Gateway black-box tests: a real server on a loopback port over a sled
+//! store in a temp dir, driven by a real HTTP client (reqwest).
 
+mod access;
+mod auth;
+mod feed;
+mod input;
+mod ops;
+mod support;
+mod ui;

@@ -1,0 +1,317 @@
+//! The changes feed: order, dedup per page, visibility, longpoll, and
+//! paging under concurrent writers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use fieldsync_gateway::GatewayConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{problem, Server};
+
+fn seqs(page: &Value) -> Vec<u64> {
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_appears_once_per_page_at_its_latest_change() {
+    let server = Server::start().await;
+    let op = server.token("op").await;
+    server.create("a", Some("tech-1")).await;
+    server.create("b", Some("tech-2")).await;
+    for text in ["one", "two", "three"] {
+        let response = server
+            .call(
+                Method::POST,
+                "/api/v1/work-orders/a/notes",
+                Some(&op),
+                Some(&json!({"text": text})),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Seqs: a=1, b=2, a=3,4,5.
+    let (status, page) = server.get_json("/api/v1/changes?since=0", &op).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seqs(&page), vec![2, 5]);
+    assert_eq!(page["entries"][1]["id"], "a");
+    assert_eq!(page["entries"][1]["op"], "update");
+    assert_eq!(page["entries"][1]["number"], "WO-a");
+    assert_eq!(page["entries"][0]["op"], "create");
+    assert_eq!(page["last_seq"], 5);
+    assert!(page["next"].is_null());
+    assert_eq!(page["epoch"].as_str().unwrap().len(), 32);
+    // The heads are the document's heads after that change.
+    let (_, order) = server.get_json("/api/v1/work-orders/a", &op).await;
+    assert_eq!(page["entries"][1]["heads"], order["heads"]);
+    // Small pages: limit counts documents; `next` says more is waiting.
+    let (_, first) = server
+        .get_json("/api/v1/changes?since=0&limit=1", &op)
+        .await;
+    assert_eq!(seqs(&first), vec![1]);
+    assert_eq!(first["last_seq"], 1);
+    assert_eq!(first["next"], 1);
+    let (_, second) = server
+        .get_json("/api/v1/changes?since=1&limit=1", &op)
+        .await;
+    assert_eq!(seqs(&second), vec![2]);
+    // Collection filter.
+    let (_, none) = server
+        .get_json("/api/v1/changes?collection=customers", &op)
+        .await;
+    assert_eq!(seqs(&none), Vec::<u64>::new());
+    assert_eq!(none["last_seq"], 5);
+    // A technician sees only their own document, and the cursor still
+    // moves past what they cannot see.
+    let tech = server.token("tech-2").await;
+    let (_, mine) = server.get_json("/api/v1/changes?since=0", &tech).await;
+    assert_eq!(seqs(&mine), vec![2]);
+    assert_eq!(mine["last_seq"], 5);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn longpoll_wakes_on_a_visible_write_and_times_out_empty() {
+    let server = Server::start().await;
+    server.create("mine", Some("tech-1")).await;
+    server.create("theirs", Some("tech-2")).await;
+    let tech = server.token("tech-1").await;
+    let op = server.token("op").await;
+    let (_, now) = server.get_json("/api/v1/changes", &tech).await;
+    let since = now["last_seq"].as_u64().unwrap();
+    assert_eq!(since, 2);
+
+    // Timeout: empty page after about the asked wait.
+    let started = Instant::now();
+    let (status, empty) = server
+        .get_json(
+            &format!("/api/v1/changes?since={since}&feed=longpoll&timeout=300"),
+            &tech,
+        )
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seqs(&empty), Vec::<u64>::new());
+    assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+
+    // A longpoll waits through an invisible write and wakes on a visible one.
+    let poll = {
+        let client = server.client.clone();
+        let url = format!(
+            "{}/api/v1/changes?since={since}&feed=longpoll&timeout=10000",
+            server.url
+        );
+        let tech = tech.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let page: Value = client
+                .get(url)
+                .bearer_auth(tech)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (started.elapsed(), page)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let note = json!({"text": "not yours"});
+    let response = server
+        .call(
+            Method::POST,
+            "/api/v1/work-orders/theirs/notes",
+            Some(&op),
+            Some(&note),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "woke on a change it may not see");
+    let note = json!({"text": "yours"});
+    let response = server
+        .call(
+            Method::POST,
+            "/api/v1/work-orders/mine/notes",
+            Some(&op),
+            Some(&note),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (elapsed, page) = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("longpoll did not wake")
+        .unwrap();
+    assert!(elapsed >= Duration::from_millis(550), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(seqs(&page), vec![4]);
+    assert_eq!(page["entries"][0]["id"], "mine");
+    assert_eq!(page["last_seq"], 4);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_under_concurrent_writers_sees_every_change_once_in_order() {
+    const WRITERS: usize = 4;
+    const DOCS_PER_WRITER: usize = 10;
+    const NOTES_PER_DOC: usize = 2;
+    let config = GatewayConfig {
+        requests_per_s: 10_000,
+        request_burst: 10_000,
+        ..GatewayConfig::default()
+    };
+    let server = Server::start_with(config, None).await;
+    let op = server.token("op").await;
+    let reader_token = server.token("erp-read").await;
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let client = server.client.clone();
+        let url = server.url.clone();
+        let op = op.clone();
+        writers.push(tokio::spawn(async move {
+            for doc in 0..DOCS_PER_WRITER {
+                let id = format!("w{writer}-{doc}");
+                let body = json!({"id": id, "title": "t", "customer": {"name": "c"}});
+                let response = client
+                    .post(format!("{url}/api/v1/work-orders"))
+                    .bearer_auth(&op)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::CREATED);
+                for note in 0..NOTES_PER_DOC {
+                    let response = client
+                        .post(format!("{url}/api/v1/work-orders/{id}/notes"))
+                        .bearer_auth(&op)
+                        .json(&json!({"text": format!("note {note}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                }
+            }
+        }));
+    }
+    let total = (WRITERS * DOCS_PER_WRITER * (1 + NOTES_PER_DOC)) as u64;
+    // Read concurrently, in small pages, following last_seq.
+    let mut pages: Vec<Value> = Vec::new();
+    let mut since = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while since < total {
+        assert!(Instant::now() < deadline, "reader stuck at {since}");
+        let (status, page) = server
+            .get_json(
+                &format!("/api/v1/changes?since={since}&limit=7&feed=longpoll&timeout=2000"),
+                &reader_token,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let last = page["last_seq"].as_u64().unwrap();
+        assert!(last >= since, "cursor went back");
+        since = last;
+        pages.push(page);
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(server.store.last_seq(), total);
+    // The store's own changelog is the truth to compare with.
+    let store = server.store.clone();
+    let log = tokio::task::spawn_blocking(move || store.changes_since(0, 10_000).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(log.len() as u64, total);
+    let by_seq: BTreeMap<u64, String> = log.iter().map(|e| (e.seq, e.id.clone())).collect();
+    let mut seen = HashSet::new();
+    let mut previous = 0u64;
+    let mut page_start = 0u64;
+    for page in &pages {
+        let entries = page["entries"].as_array().unwrap();
+        let mut ids_in_page = HashSet::new();
+        for entry in entries {
+            let seq = entry["seq"].as_u64().unwrap();
+            assert!(
+                seq > previous,
+                "out of order or repeated: {seq} after {previous}"
+            );
+            previous = seq;
+            let id = entry["id"].as_str().unwrap();
+            assert_eq!(by_seq[&seq], id, "seq {seq} names another document");
+            assert!(ids_in_page.insert(id.to_string()), "{id} twice in a page");
+            assert!(seen.insert(seq));
+        }
+        // Every seq this page covers was returned, or superseded by a later
+        // change of the same document in the same page.
+        let last = page["last_seq"].as_u64().unwrap();
+        for seq in page_start + 1..=last {
+            if !seen.contains(&seq) {
+                let id = &by_seq[&seq];
+                let superseded = entries.iter().any(|entry| {
+                    entry["id"] == id.as_str() && entry["seq"].as_u64().unwrap() > seq
+                });
+                assert!(superseded, "seq {seq} ({id}) skipped");
+            }
+        }
+        page_start = last;
+    }
+    assert_eq!(page_start, total);
+    // Every document's final change was delivered.
+    for (seq, id) in &by_seq {
+        let last_of_doc = by_seq
+            .iter()
+            .filter(|(_, other)| *other == id)
+            .map(|(s, _)| *s)
+            .max()
+            .unwrap();
+        if *seq == last_of_doc {
+            assert!(seen.contains(seq), "final change {seq} of {id} missing");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_feed_parameters_are_problems() {
+    let server = Server::start().await;
+    server.create("a", None).await;
+    let op = server.token("op").await;
+    for query in [
+        "since=abc",
+        "since=-1",
+        "since=99",
+        "limit=0",
+        "limit=x",
+        "feed=sometimes",
+        "timeout=100",
+        "collection=bad%20name",
+        "unknown=1",
+        "since=18446744073709551616",
+    ] {
+        let response = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/changes?{query}"),
+                Some(&op),
+                None,
+            )
+            .await;
+        let body = problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            body["type"], "urn:fieldsync:problem:invalid-query",
+            "{query}"
+        );
+    }
+    // A limit above the maximum is capped, not refused.
+    let (status, _) = server.get_json("/api/v1/changes?limit=1000000", &op).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}

@@ -1,0 +1,152 @@
+//! Operations endpoints: health, registry, OpenAPI, metrics, peers, and
+//! request ids.
+
+use std::sync::Arc;
+
+use fieldsync_gateway::{GatewayConfig, PeerInfo, PeerTable};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::support::Server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_registry_openapi_and_request_ids() {
+    let server = Server::start().await;
+    server.create("a", None).await;
+    let response = server.call(Method::GET, "/healthz", None, None).await;
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 36, "a UUID request id");
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["last_seq"], 1);
+    // A client's request id is kept.
+    let response = server
+        .client
+        .get(format!("{}/healthz", server.url))
+        .header("x-request-id", "client-chosen-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-1");
+
+    let registry: Value = server
+        .call(Method::GET, "/api/v1/registry", None, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let services = registry.as_array().unwrap();
+    let changes = services.iter().find(|s| s["service"] == "changes").unwrap();
+    assert_eq!(changes["endpoints"][0]["version"], "1");
+    assert_eq!(
+        changes["endpoints"][0]["address"],
+        format!("{}/api/v1/changes", server.url)
+    );
+    assert!(services.iter().any(|s| s["service"] == "token"));
+
+    let spec: Value = server
+        .call(Method::GET, "/openapi.json", None, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/oauth/token",
+        "/api/v1/registry",
+        "/api/v1/work-orders",
+        "/api/v1/work-orders/{id}",
+        "/api/v1/work-orders/{id}/notes",
+        "/api/v1/work-orders/{id}/materials",
+        "/api/v1/work-orders/{id}/status",
+        "/api/v1/work-orders/{id}/closure",
+        "/api/v1/changes",
+        "/api/v1/peers",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the spec");
+    }
+    for method in ["get", "patch", "delete"] {
+        assert!(
+            paths["/api/v1/work-orders/{id}"].get(method).is_some(),
+            "{method}"
+        );
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(spec["components"]["schemas"]["WorkOrder"].is_object());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_and_documents() {
+    let server = Server::start().await;
+    server.create("a", None).await;
+    server.create("b", None).await;
+    let op = server.token("op").await;
+    let (status, _) = server.get_json("/api/v1/changes", &op).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = server
+        .call(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "fieldsync_http_requests_total{method=\"GET\",route=\"/api/v1/changes\",status=\"200\"}",
+        "fieldsync_http_request_duration_seconds_bucket",
+        "fieldsync_feed_lag_seqs",
+        "fieldsync_tokens_issued_total",
+        "fieldsync_store_last_seq",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from /metrics");
+    }
+    // Metrics are process-wide (several test servers share them), but the
+    // document gauge is set from this server's store on each scrape.
+    let documents = text
+        .lines()
+        .find(|line| line.starts_with("fieldsync_documents "))
+        .expect("documents gauge");
+    assert_eq!(documents, "fieldsync_documents 2");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_show_what_the_directory_holds() {
+    let table = Arc::new(PeerTable::default());
+    let server = Server::start_with(GatewayConfig::default(), Some(table.clone())).await;
+    let op = server.token("op").await;
+    let (status, peers) = server.get_json("/api/v1/peers", &op).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(peers, serde_json::json!([]));
+    let peer = |id: &str, connected| PeerInfo {
+        node_id: id.into(),
+        user: Some("tech-1".into()),
+        address: Some("127.0.0.1:4433".into()),
+        connected,
+        last_seen: Some("2026-01-01T00:00:00Z".into()),
+        last_sync: None,
+        docs_pending: Some(3),
+    };
+    table.upsert(peer("bb", true));
+    table.upsert(peer("aa", false));
+    table.upsert(peer("bb", false));
+    let (_, peers) = server.get_json("/api/v1/peers", &op).await;
+    let ids: Vec<&str> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|peer| peer["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["aa", "bb"]);
+    assert_eq!(peers[1]["connected"], false);
+    assert_eq!(peers[1]["docs_pending"], 3);
+    table.remove("aa");
+    let (_, peers) = server.get_json("/api/v1/peers", &op).await;
+    assert_eq!(peers.as_array().unwrap().len(), 1);
+    server.stop().await;
+}

@@ -1,0 +1,224 @@
+//! Start a gateway on 127.0.0.1:0 over a fresh store with known users.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fieldsync_gateway::{AppState, GatewayConfig, PeerDirectory, TokenKey};
+use fieldsync_node::secret;
+use fieldsync_node::store::{Store, StoreConfig, User};
+use fieldsync_schemas::{Actor, Customer, NewWorkOrder, Priority, Role, Scope, Status};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Users every test server has: (id, role, scopes).
+pub(crate) fn users() -> Vec<(&'static str, Role, Vec<Scope>)> {
+    vec![
+        ("op", Role::Operator, vec![]),
+        ("tech-1", Role::Technician, vec![]),
+        ("tech-2", Role::Technician, vec![]),
+        ("erp-all", Role::Integration, Scope::ALL.to_vec()),
+        ("erp-none", Role::Integration, vec![]),
+        (
+            "erp-read",
+            Role::Integration,
+            vec![Scope::WorkOrdersRead, Scope::ChangesRead],
+        ),
+    ]
+}
+
+pub(crate) struct Server {
+    pub(crate) url: String,
+    pub(crate) store: Store,
+    pub(crate) client: reqwest::Client,
+    secrets: HashMap<String, String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A user record with a hashed secret.
+pub(crate) fn user(id: &str, role: Role, scopes: Vec<Scope>, secret_text: &str) -> User {
+    User {
+        id: id.into(),
+        role,
+        scopes,
+        secret_hash: Some(secret::hash(secret_text).expect("hash")),
+        enroll_code_hash: None,
+        node_ids: Vec::new(),
+        revoked: false,
+        created_at: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+impl Server {
+    pub(crate) async fn start() -> Server {
+        Server::start_with(GatewayConfig::default(), None).await
+    }
+
+    pub(crate) async fn start_with(
+        config: GatewayConfig,
+        peers: Option<Arc<dyn PeerDirectory>>,
+    ) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store");
+        let (store, secrets) = tokio::task::spawn_blocking(move || {
+            let store = Store::init(&path, StoreConfig::default()).expect("store");
+            let mut secrets = HashMap::new();
+            for (id, role, scopes) in users() {
+                let text = format!("secret-of-{id}");
+                store
+                    .put_user(&user(id, role, scopes, &text))
+                    .expect("put user");
+                secrets.insert(id.to_string(), text);
+            }
+            (store, secrets)
+        })
+        .await
+        .expect("setup");
+        let mut state = AppState::new(store.clone(), TokenKey::generate(), config).expect("state");
+        if let Some(peers) = peers {
+            state = state.with_peers(peers);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let serving = tokio::spawn(fieldsync_gateway::run(listener, state, async move {
+            let _ = stop.await;
+        }));
+        Server {
+            url,
+            store,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            secrets,
+            shutdown: Some(shutdown),
+            serving: Some(serving),
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn secret(&self, user: &str) -> String {
+        self.secrets.get(user).cloned().unwrap_or_default()
+    }
+
+    /// A token for `user` from `/oauth/token`.
+    pub(crate) async fn token(&self, user: &str) -> String {
+        let response = self
+            .client
+            .post(format!("{}/oauth/token", self.url))
+            .basic_auth(user, Some(self.secret(user)))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status(), StatusCode::OK, "token for {user}");
+        let body: Value = response.json().await.expect("token json");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// Create a work order directly in the store (as the office).
+    pub(crate) async fn create(&self, id: &str, assignee: Option<&str>) {
+        let store = self.store.clone();
+        let new = sample(id, assignee);
+        tokio::task::spawn_blocking(move || {
+            store
+                .create_work_order(&Actor::new("op", Role::Operator), &new, 1)
+                .expect("create")
+        })
+        .await
+        .expect("join");
+    }
+
+    /// Send a request with an optional bearer token and JSON body.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub(crate) async fn get_json(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self.call(Method::GET, path, Some(token), None).await;
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.expect("join").expect("serve");
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .expect("close");
+    }
+}
+
+pub(crate) fn sample(id: &str, assignee: Option<&str>) -> NewWorkOrder {
+    NewWorkOrder {
+        id: Some(id.into()),
+        number: format!("WO-{id}"),
+        title: format!("Repair {id}"),
+        description: "Fix it".into(),
+        customer: Customer {
+            name: "ACME".into(),
+            address: "1 Main St".into(),
+            phone: "555".into(),
+            document: String::new(),
+        },
+        priority: Priority::Normal,
+        assignee: assignee.map(str::to_string),
+        scheduled_for: None,
+        created_at: "2026-01-01T00:00:00Z".into(),
+        initial_status: if assignee.is_some() {
+            Status::Assigned
+        } else {
+            Status::Open
+        },
+        notes: vec![("op".into(), "first".into(), "2026-01-01T00:00:00Z".into())],
+        materials: vec![("SKU-1".into(), 2.0, "filter".into())],
+    }
+}
+
+/// Assert a response is a problem document with this status; return it.
+pub(crate) async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:fieldsync:problem:")),
+        "{body}"
+    );
+    assert!(body["detail"].is_string(), "{body}");
+    body
+}
