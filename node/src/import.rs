@@ -52,8 +52,12 @@ pub const LINE_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
 /// 1,024 writes), small enough to bound memory to a few MB.
 pub const IN_FLIGHT_MAX_DEFAULT: usize = 1024;
 
-/// Parsed lines waiting for a builder, per builder thread.
-const PARSED_LINES_PER_THREAD: usize = 32;
+/// Parsed lines travel to the builders in batches of this many: one channel
+/// hand-over (and at most one thread wake-up) per batch instead of per line.
+const PARSED_BATCH_LINES: usize = 16;
+
+/// Batches waiting for a builder, per builder thread.
+const PARSED_BATCHES_PER_THREAD: usize = 2;
 
 /// How an import runs.
 #[derive(Clone, Debug)]
@@ -226,9 +230,7 @@ pub fn import_jsonl(
         stop_line: AtomicU64::new(u64::MAX),
         error: Mutex::new(None),
     };
-    // A few dozen parsed lines per builder: enough that the reader runs in
-    // bursts instead of waking on every line, few enough to stay small.
-    let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(threads * PARSED_LINES_PER_THREAD);
+    let (parsed_tx, parsed_rx) = sync_channel::<Vec<Parsed>>(threads * PARSED_BATCHES_PER_THREAD);
     let parsed_rx = Mutex::new(parsed_rx);
     let (queued_tx, queued_rx) = sync_channel::<Queued>(options.in_flight_max.max(1));
     let mut report = ImportReport::default();
@@ -273,14 +275,15 @@ pub fn import_jsonl(
     }
 }
 
-/// The reader thread: lines in order, parsed, handed to the builders.
-/// Returns how many non-blank lines it read.
+/// The reader thread: lines in order, parsed, handed to the builders in
+/// batches. Returns how many non-blank lines it read.
 fn read_lines(
     mut reader: impl BufRead,
     options: &ImportOptions,
     shared: &Shared,
-    parsed_tx: SyncSender<Parsed>,
+    parsed_tx: SyncSender<Vec<Parsed>>,
 ) -> u64 {
+    let mut batch = Vec::with_capacity(PARSED_BATCH_LINES);
     let mut buffer = Vec::with_capacity(4096);
     let mut line = 0u64;
     let mut lines_read = 0u64;
@@ -311,16 +314,22 @@ fn read_lines(
         }
         lines_read += 1;
         match parse_line(&buffer, &options.created_at) {
-            Ok(new) => {
-                if parsed_tx.send(Parsed { line, new }).is_err() {
-                    break;
-                }
-            }
+            Ok(new) => batch.push(Parsed { line, new }),
             Err(reason) => {
                 shared.fail(ImportError::Malformed { line, reason });
                 break;
             }
         }
+        if batch.len() == PARSED_BATCH_LINES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(PARSED_BATCH_LINES));
+            if parsed_tx.send(full).is_err() {
+                return lines_read;
+            }
+        }
+    }
+    // The lines before a malformed one are imported too.
+    if !batch.is_empty() {
+        let _ = parsed_tx.send(batch);
     }
     lines_read
 }
@@ -345,27 +354,29 @@ fn build(
     store: &Store,
     options: &ImportOptions,
     shared: &Shared,
-    parsed_rx: &Mutex<Receiver<Parsed>>,
+    parsed_rx: &Mutex<Receiver<Vec<Parsed>>>,
     queued_tx: SyncSender<Queued>,
 ) {
     loop {
-        // The lock is held only to take one line, not while building.
+        // The lock is held only to take one batch, not while building.
         let next = parsed_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok(Parsed { line, new }) = next else {
+        let Ok(batch) = next else {
             return;
         };
-        if shared.skips(line) {
-            // Keep draining so the reader never blocks on a full channel.
-            continue;
-        }
-        match store.submit_create(&options.who, &new, options.time_s) {
-            Ok((id, pending)) => {
-                if queued_tx.send(Queued { line, id, pending }).is_err() {
-                    // The acknowledger is gone (it panicked): stop.
-                    shared.stop_line.store(0, Ordering::Release);
-                }
+        for Parsed { line, new } in batch {
+            if shared.skips(line) {
+                // Keep draining so the reader never blocks on a full channel.
+                continue;
             }
-            Err(source) => shared.fail(refusal(line, new.id.unwrap_or_default(), source)),
+            match store.submit_create(&options.who, &new, options.time_s) {
+                Ok((id, pending)) => {
+                    if queued_tx.send(Queued { line, id, pending }).is_err() {
+                        // The acknowledger is gone (it panicked): stop.
+                        shared.stop_line.store(0, Ordering::Release);
+                    }
+                }
+                Err(source) => shared.fail(refusal(line, new.id.unwrap_or_default(), source)),
+            }
         }
     }
 }
