@@ -132,8 +132,11 @@ impl Node {
         let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
         let drained = tokio::time::timeout(grace, async {
             while let Some(ended) = tasks.join_next().await {
-                if let Err(e) = task_failure(ended) {
-                    tracing::error!("task failed while stopping: {e:#}");
+                // Ending with Ok is what a task should do once told to stop.
+                if !matches!(ended, Ok(Ok(()))) {
+                    if let Err(e) = task_failure(ended) {
+                        tracing::error!("task failed while stopping: {e:#}");
+                    }
                 }
             }
         })

@@ -283,6 +283,7 @@ fn run_serves_until_sigterm_then_closes_the_store() {
     assert!(log.contains("received SIGTERM"), "{log}");
     assert!(log.contains("store closed cleanly"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("ERROR"), "a clean stop logs no error: {log}");
     // The lock is released: the node opens again.
     node.status();
 }
