@@ -109,10 +109,7 @@ pub enum ReadError {
     #[error("stored data for `{id}` is damaged: {reason}")]
     Corrupt { id: String, reason: String },
     #[error("document `{id}` cannot be loaded: {source}")]
-    Load {
-        id: String,
-        source: Box<LoadError>,
-    },
+    Load { id: String, source: Box<LoadError> },
     #[error("document `{id}` is not a valid work order: {source}")]
     Shape {
         id: String,
