@@ -9,6 +9,9 @@
 //! hidden subcommand) so that its peak RSS (`VmHWM`) belongs to that run
 //! alone. The parent prints one line per run and a median line, and writes
 //! everything to `bench-results/<workload>.json` at the workspace root.
+//!
+//! `stages` times each step of W3's write path alone on one thread (read,
+//! parse, build, and the save/load alternatives), to show where time goes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
