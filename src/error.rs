@@ -85,14 +85,6 @@ fn advice(error: &anyhow::Error) -> (Option<String>, u8) {
                     Some("pick another --dir, or use the existing node".into()),
                     EXIT_USAGE,
                 ),
-                OpenError::Io { reason, .. } if reason.contains("lock") => (
-                    Some(
-                        "another fieldsync process (e.g. `fieldsync run`) has this data \
-                         directory open; stop it, or run this command on another --dir"
-                            .into(),
-                    ),
-                    EXIT_FAILED,
-                ),
                 OpenError::Io { .. } => (
                     Some("check the data directory's permissions and free disk space".into()),
                     EXIT_FAILED,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use fieldsync_node::config::NodeConfig;
 use fieldsync_node::identity::Identity;
-use fieldsync_node::store::Store;
+use fieldsync_node::store::{OpenError, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -85,7 +85,20 @@ impl Node {
         require_node_dir(dir)?;
         let config = NodeConfig::load(dir)?;
         let identity = Identity::load(dir)?;
-        let store = Store::open(dir, config.store_config())?;
+        let store = Store::open(dir, config.store_config()).map_err(|e| match &e {
+            // sled holds an exclusive file lock while a store is open.
+            OpenError::Io { reason, .. } if reason.contains("lock") => anyhow::Error::new(
+                CliError::failed(format!(
+                    "the store at {} is in use by another fieldsync process",
+                    dir.display()
+                ))
+                .hint(
+                    "stop the other process (e.g. `fieldsync run`) first, or run this \
+                         command on another --dir",
+                ),
+            ),
+            _ => anyhow::Error::new(e),
+        })?;
         Ok(Node {
             dir: dir.to_path_buf(),
             config,
