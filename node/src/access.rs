@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value, ROOT};
-use fieldsync_schemas::field_rules::{self, Permission};
+use fieldsync_schemas::field_rules::{self, FieldShape, Permission};
 use fieldsync_schemas::{Role, Status};
 
 /// Who is on the other end of a sync session, as established by the
@@ -68,7 +68,10 @@ pub fn may_see(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) ->
 /// Is the grace period over for a document reassigned away from `peer`?
 pub fn must_revoke(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) -> bool {
     match peer {
-        PeerAccess::User { user_id, role: Role::Technician } => {
+        PeerAccess::User {
+            user_id,
+            role: Role::Technician,
+        } => {
             meta.previous_assignee.as_deref() == Some(user_id.as_str())
                 && meta.assignee.as_deref() != Some(user_id.as_str())
                 && now_ms >= meta.reassigned_at_ms.saturating_add(grace_ms)
@@ -90,9 +93,13 @@ fn root_key(patch: &automerge::Patch) -> Option<String> {
         Some((_, Prop::Seq(_))) => None,
         None => match &patch.action {
             PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => Some(key.clone()),
-            PatchAction::Conflict { prop: Prop::Map(key) } | PatchAction::Increment { prop: Prop::Map(key), .. } => {
-                Some(key.clone())
+            PatchAction::Conflict {
+                prop: Prop::Map(key),
             }
+            | PatchAction::Increment {
+                prop: Prop::Map(key),
+                ..
+            } => Some(key.clone()),
             _ => None,
         },
     }
@@ -114,7 +121,10 @@ pub fn check_changes(role: Role, after: &Automerge, before_heads: &[ChangeHash])
                     }
                 }
             }
-            PatchAction::PutMap { value: (Value::Object(_), id), .. } if !patch.path.is_empty() => {
+            PatchAction::PutMap {
+                value: (Value::Object(_), id),
+                ..
+            } if !patch.path.is_empty() => {
                 created.insert(id.clone());
             }
             _ => {}
@@ -123,7 +133,10 @@ pub fn check_changes(role: Role, after: &Automerge, before_heads: &[ChangeHash])
     let mut violations = Vec::new();
     let mut flag = |key: &str, reason: String| {
         if !violations.iter().any(|v: &Violation| v.key == key) {
-            violations.push(Violation { key: key.to_string(), reason });
+            violations.push(Violation {
+                key: key.to_string(),
+                reason,
+            });
         }
     };
     for patch in &patches {
@@ -131,7 +144,8 @@ pub fn check_changes(role: Role, after: &Automerge, before_heads: &[ChangeHash])
             flag("?", "change outside any known field".into());
             continue;
         };
-        let granted = field_rules::rule(&key).map_or(Permission::None, |rule| rule.permission(role));
+        let granted =
+            field_rules::rule(&key).map_or(Permission::None, |rule| rule.permission(role));
         let in_new_object = created.contains(&patch.obj);
         let needed = match &patch.action {
             PatchAction::Insert { .. } if patch.path.len() == 1 => Permission::Append,
@@ -139,20 +153,95 @@ pub fn check_changes(role: Role, after: &Automerge, before_heads: &[ChangeHash])
             _ => Permission::Write,
         };
         if granted < needed {
-            flag(&key, format!("{role} may not {} `{key}`", if needed == Permission::Append { "append to" } else { "change" }));
+            flag(
+                &key,
+                format!(
+                    "{role} may not {} `{key}`",
+                    if needed == Permission::Append {
+                        "append to"
+                    } else {
+                        "change"
+                    }
+                ),
+            );
             continue;
         }
         // A technician's new status entries must be field transitions.
         if key == "status_log" && role == Role::Technician && in_new_object {
-            if let PatchAction::PutMap { key: field, value: (value, _), .. } = &patch.action {
+            if let PatchAction::PutMap {
+                key: field,
+                value: (value, _),
+                ..
+            } = &patch.action
+            {
                 let to = value.as_str().and_then(|s| s.parse::<Status>().ok());
                 if field == "to" && !to.is_some_and(Status::is_field_transition) {
-                    flag("status_log", format!("{role} may not move a work order to `{}`", value.as_str().unwrap_or("?")));
+                    flag(
+                        "status_log",
+                        format!(
+                            "{role} may not move a work order to `{}`",
+                            value.as_str().unwrap_or("?")
+                        ),
+                    );
                 }
             }
         }
     }
+    // The diff shows only what changed the visible winner. A forbidden
+    // write that loses a conflict (a concurrent office write wins) leaves
+    // no patch, yet stays in the document as a conflict value the API
+    // shows and a later merge may surface: so look for new operations on
+    // every key this role may not write, winners or not (simulator,
+    // seed 11).
+    for rule in field_rules::FIELD_RULES
+        .iter()
+        .filter(|rule| rule.permission(role) < Permission::Write)
+    {
+        if violations.iter().any(|v| v.key == rule.key) {
+            continue;
+        }
+        if wrote_hidden(
+            after,
+            before_heads,
+            &ROOT,
+            rule.key,
+            rule.shape == FieldShape::Map,
+        ) {
+            violations.push(Violation {
+                key: rule.key.to_string(),
+                reason: format!("{role} may not change `{}`", rule.key),
+            });
+        }
+    }
     violations
+}
+
+/// Did the changes after `before_heads` add a value under `key` of `obj`
+/// (or, for a map present on both sides, under any of its keys)?
+fn wrote_hidden(
+    after: &Automerge,
+    before_heads: &[ChangeHash],
+    obj: &ObjId,
+    key: &str,
+    descend: bool,
+) -> bool {
+    let now = after.get_all(obj, key).unwrap_or_default();
+    let then = after.get_all_at(obj, key, before_heads).unwrap_or_default();
+    if now
+        .iter()
+        .any(|(_, id)| !then.iter().any(|(_, old)| old == id))
+    {
+        return true;
+    }
+    if !descend {
+        return false;
+    }
+    now.iter().any(|(value, id)| {
+        matches!(value, Value::Object(ObjType::Map))
+            && after
+                .keys(id)
+                .any(|inner| wrote_hidden(after, before_heads, id, &inner, false))
+    })
 }
 
 /// Append to `doc` (as this node's actor) a change that restores every
@@ -179,7 +268,11 @@ pub fn compensate(
     }
     match result {
         Ok(()) => {
-            tx.commit_with(CommitOptions::default().with_time(time_s).with_message("fieldsync: restore forbidden change"));
+            tx.commit_with(
+                CommitOptions::default()
+                    .with_time(time_s)
+                    .with_message("fieldsync: restore forbidden change"),
+            );
         }
         Err(error) => {
             tx.rollback();
@@ -189,7 +282,11 @@ pub fn compensate(
     Ok(doc.save_after(&heads))
 }
 
-fn restore_key(tx: &mut Transaction<'_>, before: &Automerge, key: &str) -> Result<(), automerge::AutomergeError> {
+fn restore_key(
+    tx: &mut Transaction<'_>,
+    before: &Automerge,
+    key: &str,
+) -> Result<(), automerge::AutomergeError> {
     match (before.get(ROOT, key)?, tx.get(ROOT, key)?) {
         (None, Some(_)) => tx.delete(ROOT, key),
         (None, None) => Ok(()),
@@ -201,7 +298,9 @@ fn restore_key(tx: &mut Transaction<'_>, before: &Automerge, key: &str) -> Resul
             }
             Ok(())
         }
-        (Some((Value::Object(kind), old_id)), Some((Value::Object(_), new_id))) if old_id == new_id => {
+        (Some((Value::Object(kind), old_id)), Some((Value::Object(_), new_id)))
+            if old_id == new_id =>
+        {
             restore_object(tx, before, &old_id, kind)
         }
         (Some((Value::Object(kind), old_id)), _) => {
@@ -214,16 +313,28 @@ fn restore_key(tx: &mut Transaction<'_>, before: &Automerge, key: &str) -> Resul
 /// Bring an object that exists on both sides back to its earlier content.
 /// Items a list gained are kept (appends are judged by the caller); items
 /// it lost are appended again as copies.
-fn restore_object(tx: &mut Transaction<'_>, before: &Automerge, obj: &ObjId, kind: ObjType) -> Result<(), automerge::AutomergeError> {
+fn restore_object(
+    tx: &mut Transaction<'_>,
+    before: &Automerge,
+    obj: &ObjId,
+    kind: ObjType,
+) -> Result<(), automerge::AutomergeError> {
     match kind {
         ObjType::Map | ObjType::Table => {
             for key in before.keys(obj).collect::<Vec<_>>() {
                 let old = before.get(obj, key.as_str())?;
                 let new = tx.get(obj, key.as_str())?;
                 match (old, new) {
-                    (Some((Value::Scalar(o), _)), Some((Value::Scalar(n), _))) if o == n && tx.get_all(obj, key.as_str())?.len() < 2 => {}
-                    (Some((Value::Scalar(o), _)), _) => tx.put(obj, key.as_str(), o.into_owned())?,
-                    (Some((Value::Object(k), oid)), Some((Value::Object(_), nid))) if oid == nid => restore_object(tx, before, &oid, k)?,
+                    (Some((Value::Scalar(o), _)), Some((Value::Scalar(n), _)))
+                        if o == n && tx.get_all(obj, key.as_str())?.len() < 2 => {}
+                    (Some((Value::Scalar(o), _)), _) => {
+                        tx.put(obj, key.as_str(), o.into_owned())?
+                    }
+                    (Some((Value::Object(k), oid)), Some((Value::Object(_), nid)))
+                        if oid == nid =>
+                    {
+                        restore_object(tx, before, &oid, k)?
+                    }
                     (Some((Value::Object(k), oid)), _) => {
                         let fresh = tx.put_object(obj, key.as_str(), k)?;
                         copy_object(tx, before, &oid, &fresh, k)?;
@@ -243,9 +354,13 @@ fn restore_object(tx: &mut Transaction<'_>, before: &Automerge, obj: &ObjId, kin
                 .filter_map(|i| tx.get(obj, i).ok().flatten().map(|(_, id)| id))
                 .collect();
             for index in 0..before.length(obj) {
-                let Some((value, item)) = before.get(obj, index)? else { continue };
+                let Some((value, item)) = before.get(obj, index)? else {
+                    continue;
+                };
                 match value {
-                    Value::Object(k) if now_items.contains(&item) => restore_object(tx, before, &item, k)?,
+                    Value::Object(k) if now_items.contains(&item) => {
+                        restore_object(tx, before, &item, k)?
+                    }
                     Value::Object(k) => {
                         let end = tx.length(obj);
                         let fresh = tx.insert_object(obj, end, k)?;
@@ -266,7 +381,13 @@ fn restore_object(tx: &mut Transaction<'_>, before: &Automerge, obj: &ObjId, kin
     }
 }
 
-fn copy_object(tx: &mut Transaction<'_>, before: &Automerge, from: &ObjId, to: &ObjId, kind: ObjType) -> Result<(), automerge::AutomergeError> {
+fn copy_object(
+    tx: &mut Transaction<'_>,
+    before: &Automerge,
+    from: &ObjId,
+    to: &ObjId,
+    kind: ObjType,
+) -> Result<(), automerge::AutomergeError> {
     match kind {
         ObjType::Map | ObjType::Table => {
             for key in before.keys(from).collect::<Vec<_>>() {

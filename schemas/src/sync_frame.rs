@@ -58,10 +58,18 @@ pub enum Frame {
     Refuse { reason: String },
     /// Documents visible to the receiver that changed in the sender's
     /// changelog up to `upto_seq` (the page's last scanned seq).
-    Announce { page: u64, upto_seq: u64, docs: Vec<DocHeads> },
+    Announce {
+        page: u64,
+        upto_seq: u64,
+        docs: Vec<DocHeads>,
+    },
     /// The receiver's answer to a page: documents it has never seen (send
     /// whole) and documents to reconcile with Automerge's sync protocol.
-    Want { page: u64, full: Vec<String>, sync: Vec<String> },
+    Want {
+        page: u64,
+        full: Vec<String>,
+        sync: Vec<String>,
+    },
     /// Whole documents (`save_nocompress` bytes), zstd-compressed together:
     /// a `postcard` `Vec<(String, Vec<u8>)>` inside.
     DocBatch { page: u64, compressed: Vec<u8> },
@@ -84,7 +92,10 @@ pub enum Frame {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("frame of {size_bytes} bytes exceeds the limit of {limit_bytes}")]
-    TooLarge { size_bytes: usize, limit_bytes: usize },
+    TooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("malformed frame: {0}")]
     Malformed(String),
     #[error("frame field `{field}` exceeds its limit")]
@@ -95,15 +106,22 @@ impl Frame {
     pub fn encode(&self) -> Vec<u8> {
         // Plain data into a Vec: postcard cannot fail here.
         let bytes = postcard::to_allocvec(self).expect("postcard encoding of a frame");
-        debug_assert!(bytes.len() <= FRAME_BYTES_MAX, "encoder must split large payloads");
+        debug_assert!(
+            bytes.len() <= FRAME_BYTES_MAX,
+            "encoder must split large payloads"
+        );
         bytes
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
         if bytes.len() > FRAME_BYTES_MAX {
-            return Err(FrameError::TooLarge { size_bytes: bytes.len(), limit_bytes: FRAME_BYTES_MAX });
+            return Err(FrameError::TooLarge {
+                size_bytes: bytes.len(),
+                limit_bytes: FRAME_BYTES_MAX,
+            });
         }
-        let frame: Frame = postcard::from_bytes(bytes).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let frame: Frame =
+            postcard::from_bytes(bytes).map_err(|e| FrameError::Malformed(e.to_string()))?;
         frame.check_limits()?;
         Ok(frame)
     }
@@ -111,12 +129,18 @@ impl Frame {
     fn check_limits(&self) -> Result<(), FrameError> {
         let too_large = |field| Err(FrameError::FieldTooLarge { field });
         match self {
-            Frame::Refuse { reason } | Frame::Rejected { reason, .. } if reason.len() > REASON_BYTES_MAX => {
+            Frame::Refuse { reason } | Frame::Rejected { reason, .. }
+                if reason.len() > REASON_BYTES_MAX =>
+            {
                 too_large("reason")
             }
             Frame::Announce { docs, .. } if docs.len() > PAGE_DOCS_MAX => too_large("docs"),
-            Frame::Want { full, sync, .. } if full.len() + sync.len() > PAGE_DOCS_MAX => too_large("want"),
-            Frame::Revoke { ids } | Frame::Revoked { ids } if ids.len() > PAGE_DOCS_MAX => too_large("ids"),
+            Frame::Want { full, sync, .. } if full.len() + sync.len() > PAGE_DOCS_MAX => {
+                too_large("want")
+            }
+            Frame::Revoke { ids } | Frame::Revoked { ids } if ids.len() > PAGE_DOCS_MAX => {
+                too_large("ids")
+            }
             _ => Ok(()),
         }
     }
@@ -144,11 +168,29 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
-        let frame = Frame::Announce { page: 1, upto_seq: 9, docs: vec![DocHeads { id: "a".into(), heads: vec![[7; 32]] }] };
+        let frame = Frame::Announce {
+            page: 1,
+            upto_seq: 9,
+            docs: vec![DocHeads {
+                id: "a".into(),
+                heads: vec![[7; 32]],
+            }],
+        };
         assert_eq!(Frame::decode(&frame.encode()), Ok(frame));
-        assert!(matches!(Frame::decode(&[0xff, 0xff, 0xff]), Err(FrameError::Malformed(_))));
-        assert!(matches!(Frame::decode(&vec![0; FRAME_BYTES_MAX + 1]), Err(FrameError::TooLarge { .. })));
-        let many = Frame::Revoke { ids: vec![String::new(); PAGE_DOCS_MAX + 1] };
-        assert!(matches!(Frame::decode(&many.encode()), Err(FrameError::FieldTooLarge { .. })));
+        assert!(matches!(
+            Frame::decode(&[0xff, 0xff, 0xff]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            Frame::decode(&vec![0; FRAME_BYTES_MAX + 1]),
+            Err(FrameError::TooLarge { .. })
+        ));
+        let many = Frame::Revoke {
+            ids: vec![String::new(); PAGE_DOCS_MAX + 1],
+        };
+        assert!(matches!(
+            Frame::decode(&many.encode()),
+            Err(FrameError::FieldTooLarge { .. })
+        ));
     }
 }

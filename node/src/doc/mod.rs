@@ -50,7 +50,10 @@ pub fn validate_doc_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > DOC_ID_BYTES_MAX {
         return Err(format!("must be 1 to {DOC_ID_BYTES_MAX} bytes"));
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(format!("`{id}` may hold only letters, digits, `-` and `_`"));
     }
     Ok(())

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use fieldsync_schemas::sync_frame::WireCheckpoint;
 use fieldsync_schemas::{Actor, NewWorkOrder};
+use sha2::{Digest, Sha256};
 
 use super::store::{LogEntry, SyncStore, WriteId};
 use crate::access::DocMeta;
@@ -30,10 +31,22 @@ pub enum MemError {
 /// A queued write.
 #[derive(Clone, Debug)]
 pub enum MemOp {
-    Merge { id: String, bytes: Vec<u8>, now_ms: u64 },
-    Checkpoint { peer: String, checkpoint: WireCheckpoint },
-    Purge { id: String },
-    ClearRevocation { user: String, id: String },
+    Merge {
+        id: String,
+        bytes: Vec<u8>,
+        now_ms: u64,
+    },
+    Checkpoint {
+        peer: String,
+        checkpoint: WireCheckpoint,
+    },
+    Purge {
+        id: String,
+    },
+    ClearRevocation {
+        user: String,
+        id: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -55,7 +68,10 @@ impl MemState {
     fn apply(&mut self, op: &MemOp, actor: &ActorId) -> Result<Vec<ChangeHash>, MemError> {
         match op {
             MemOp::Merge { id, bytes, now_ms } => {
-                let error = |e: automerge::AutomergeError| MemError::Document { id: id.clone(), reason: e.to_string() };
+                let error = |e: automerge::AutomergeError| MemError::Document {
+                    id: id.clone(),
+                    reason: e.to_string(),
+                };
                 let entry = match self.docs.get_mut(id) {
                     Some(entry) => {
                         entry.doc.load_incremental(bytes).map_err(error)?;
@@ -64,7 +80,10 @@ impl MemState {
                     None => {
                         let mut doc = Automerge::load(bytes).map_err(error)?;
                         doc.set_actor(actor.clone());
-                        self.docs.entry(id.clone()).or_insert(MemDoc { doc, meta: DocMeta::default() })
+                        self.docs.entry(id.clone()).or_insert(MemDoc {
+                            doc,
+                            meta: DocMeta::default(),
+                        })
                     }
                 };
                 let heads = entry.doc.get_heads();
@@ -80,14 +99,19 @@ impl MemState {
                     .filter(|a| !a.is_empty());
                 if entry.meta.assignee.is_some() && entry.meta.assignee != assignee {
                     let previous = entry.meta.assignee.clone().unwrap_or_default();
-                    self.revocations.insert((previous.clone(), id.clone()), *now_ms);
+                    self.revocations
+                        .insert((previous.clone(), id.clone()), *now_ms);
                     entry.meta.previous_assignee = Some(previous);
                     entry.meta.reassigned_at_ms = *now_ms;
                 }
                 entry.meta.assignee = assignee;
                 entry.meta.heads = heads.clone();
                 let seq = self.log.len() as u64 + 1;
-                self.log.push(LogEntry { seq, id: id.clone(), heads: heads.clone() });
+                self.log.push(LogEntry {
+                    seq,
+                    id: id.clone(),
+                    heads: heads.clone(),
+                });
                 Ok(heads)
             }
             MemOp::Checkpoint { peer, checkpoint } => {
@@ -153,9 +177,13 @@ impl MemStore {
     pub fn flush_some(&mut self, count: usize) -> Option<WriteId> {
         let mut last = None;
         for _ in 0..count {
-            let Some((write, op)) = self.queued.pop_front() else { break };
+            let Some((write, op)) = self.queued.pop_front() else {
+                break;
+            };
             // The op applied to the live state already; it cannot fail now.
-            self.durable.apply(&op, &self.actor).expect("replaying a write that already applied");
+            self.durable
+                .apply(&op, &self.actor)
+                .expect("replaying a write that already applied");
             last = Some(write);
         }
         last
@@ -165,25 +193,75 @@ impl MemStore {
         self.queued.len()
     }
 
-    /// Lose everything not flushed, as a killed process would.
+    /// Lose everything not flushed, as a killed process would, and come
+    /// back as a new actor, as a restarted process must: changes made
+    /// before the crash may have reached peers before they were durable,
+    /// and writing again as the old actor would reuse their sequence
+    /// numbers for different changes, which Automerge refuses ("duplicate
+    /// seq") on every later sync (found by the simulator, seed 0).
     pub fn crash(&mut self) {
         self.live = self.durable.clone();
         self.queued.clear();
+        self.next_actor();
+    }
+
+    /// Write as a new actor from now on (see [`SyncStore::actor`]).
+    fn next_actor(&mut self) {
+        let next = Sha256::digest(self.actor.to_bytes());
+        self.actor = ActorId::from(next[..16].to_vec());
+        for state in [&mut self.live, &mut self.durable] {
+            for entry in state.docs.values_mut() {
+                entry.doc.set_actor(self.actor.clone());
+            }
+        }
     }
 
     /// Create a work order through the typed operation. Returns its write.
-    pub fn create(&mut self, who: &Actor, id: &str, new: &NewWorkOrder, now_ms: u64) -> Result<WriteId, MemError> {
+    pub fn create(
+        &mut self,
+        who: &Actor,
+        id: &str,
+        new: &NewWorkOrder,
+        now_ms: u64,
+    ) -> Result<WriteId, MemError> {
         let (_, edit) = WorkOrderDoc::create(&self.actor, who, id, new, (now_ms / 1000) as i64)?;
-        Ok(self.queue(MemOp::Merge { id: id.to_string(), bytes: edit.change_bytes, now_ms })?.0)
+        Ok(self
+            .queue(MemOp::Merge {
+                id: id.to_string(),
+                bytes: edit.change_bytes,
+                now_ms,
+            })?
+            .0)
     }
 
     /// Apply a typed operation as `who`.
-    pub fn apply(&mut self, id: &str, who: &Actor, op: &Operation, now_ms: u64) -> Result<WriteId, MemError> {
-        let doc = self.live.docs.get(id).ok_or_else(|| MemError::NotFound(id.to_string()))?.doc.clone();
-        let mut doc = WorkOrderDoc::from_automerge(doc, &self.actor)
-            .map_err(|e| MemError::Document { id: id.to_string(), reason: e.to_string() })?;
+    pub fn apply(
+        &mut self,
+        id: &str,
+        who: &Actor,
+        op: &Operation,
+        now_ms: u64,
+    ) -> Result<WriteId, MemError> {
+        let doc = self
+            .live
+            .docs
+            .get(id)
+            .ok_or_else(|| MemError::NotFound(id.to_string()))?
+            .doc
+            .clone();
+        let mut doc =
+            WorkOrderDoc::from_automerge(doc, &self.actor).map_err(|e| MemError::Document {
+                id: id.to_string(),
+                reason: e.to_string(),
+            })?;
         let edit = doc.apply(who, op, (now_ms / 1000) as i64)?;
-        Ok(self.queue(MemOp::Merge { id: id.to_string(), bytes: edit.change_bytes, now_ms })?.0)
+        Ok(self
+            .queue(MemOp::Merge {
+                id: id.to_string(),
+                bytes: edit.change_bytes,
+                now_ms,
+            })?
+            .0)
     }
 
     pub fn work_order(&self, id: &str) -> Option<WorkOrderDoc> {
@@ -213,6 +291,35 @@ impl MemStore {
     pub fn log(&self) -> &[LogEntry] {
         &self.live.log
     }
+
+    /// The durable changelog (what survives a crash).
+    pub fn durable_log(&self) -> &[LogEntry] {
+        &self.durable.log
+    }
+
+    /// The live document, borrowed: the simulator checks invariants after
+    /// every step, and `doc` clones.
+    pub fn live_doc(&self, id: &str) -> Option<&Automerge> {
+        self.live.docs.get(id).map(|d| &d.doc)
+    }
+
+    /// The live access metadata of a document, borrowed.
+    pub fn live_meta(&self, id: &str) -> Option<&DocMeta> {
+        self.live.docs.get(id).map(|d| &d.meta)
+    }
+
+    /// The document as it would be after a crash.
+    pub fn durable_doc(&self, id: &str) -> Option<&Automerge> {
+        self.durable.docs.get(id).map(|d| &d.doc)
+    }
+
+    /// Every durable checkpoint, by peer, in order.
+    pub fn durable_checkpoints(&self) -> impl Iterator<Item = (&str, &WireCheckpoint)> {
+        self.durable
+            .checkpoints
+            .iter()
+            .map(|(peer, checkpoint)| (peer.as_str(), checkpoint))
+    }
 }
 
 impl SyncStore for MemStore {
@@ -233,7 +340,11 @@ impl SyncStore for MemStore {
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, MemError> {
         let start = (after as usize).min(self.durable.log.len());
-        Ok(self.durable.log[start..].iter().take(limit).cloned().collect())
+        Ok(self.durable.log[start..]
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn doc_meta(&self, id: &str) -> Result<Option<DocMeta>, MemError> {
@@ -264,19 +375,42 @@ impl SyncStore for MemStore {
     }
 
     fn merge(&mut self, id: &str, bytes: &[u8], now_ms: u64) -> Result<Vec<ChangeHash>, MemError> {
-        Ok(self.queue(MemOp::Merge { id: id.to_string(), bytes: bytes.to_vec(), now_ms })?.1)
+        Ok(self
+            .queue(MemOp::Merge {
+                id: id.to_string(),
+                bytes: bytes.to_vec(),
+                now_ms,
+            })?
+            .1)
     }
 
-    fn save_checkpoint(&mut self, peer: &str, checkpoint: WireCheckpoint) -> Result<WriteId, MemError> {
-        Ok(self.queue(MemOp::Checkpoint { peer: peer.to_string(), checkpoint })?.0)
+    fn save_checkpoint(
+        &mut self,
+        peer: &str,
+        checkpoint: WireCheckpoint,
+    ) -> Result<WriteId, MemError> {
+        Ok(self
+            .queue(MemOp::Checkpoint {
+                peer: peer.to_string(),
+                checkpoint,
+            })?
+            .0)
     }
 
     fn purge(&mut self, id: &str) -> Result<WriteId, MemError> {
-        Ok(self.queue(MemOp::Purge { id: id.to_string() })?.0)
+        let write = self.queue(MemOp::Purge { id: id.to_string() })?.0;
+        // Our own changes to this document may now exist only elsewhere; if
+        // it comes back without them, writing as the same actor would reuse
+        // their sequence numbers (simulator, seed 18).
+        self.next_actor();
+        Ok(write)
     }
 
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), MemError> {
-        self.queue(MemOp::ClearRevocation { user: user.to_string(), id: id.to_string() })?;
+        self.queue(MemOp::ClearRevocation {
+            user: user.to_string(),
+            id: id.to_string(),
+        })?;
         Ok(())
     }
 }

@@ -57,7 +57,12 @@ pub enum SessionError {
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("no common protocol version (ours {ours_min}..={ours_max}, theirs {theirs_min}..={theirs_max})")]
-    Version { ours_min: u16, ours_max: u16, theirs_min: u16, theirs_max: u16 },
+    Version {
+        ours_min: u16,
+        ours_max: u16,
+        theirs_min: u16,
+        theirs_max: u16,
+    },
     #[error("peer refused the session: {0}")]
     Refused(String),
     #[error("store error: {0}")]
@@ -74,18 +79,34 @@ fn protocol(message: impl Into<String>) -> SessionError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Both hellos exchanged.
-    Ready { peer_epoch: [u8; 16] },
+    Ready {
+        peer_epoch: [u8; 16],
+    },
     /// The peer finished a page: everything we announced up to `seq` is
     /// durable there.
-    PeerCaughtUp { seq: u64 },
+    PeerCaughtUp {
+        seq: u64,
+    },
     /// We durably have everything the peer announced up to `seq`.
-    CaughtUp { seq: u64 },
-    DocsReceived { count: u64 },
+    CaughtUp {
+        seq: u64,
+    },
+    DocsReceived {
+        count: u64,
+    },
     /// A change from the peer broke the field rules.
-    Violation { id: String, reason: String },
+    Violation {
+        id: String,
+        reason: String,
+    },
     /// The peer would not take one of our documents.
-    Rejected { id: String, reason: String },
-    Purged { ids: Vec<String> },
+    Rejected {
+        id: String,
+        reason: String,
+    },
+    Purged {
+        ids: Vec<String>,
+    },
 }
 
 /// Counters for status displays.
@@ -143,6 +164,9 @@ pub struct Session {
     syncing: HashMap<String, sync::State>,
     purges: HashMap<WriteId, Vec<String>>,
     revoked_sent: HashSet<String>,
+    /// Documents whose changes from this peer we refused (technician to
+    /// technician): settled for the rest of the session.
+    refused: HashSet<String>,
     progress: Progress,
     next_timeout_ms: Option<u64>,
 }
@@ -150,7 +174,11 @@ pub struct Session {
 const REVOCATIONS_SCAN_MAX: usize = PAGE_DOCS_MAX;
 
 impl Session {
-    pub fn new(config: SessionConfig, peer_node_id: impl Into<String>, peer: PeerAccess) -> Session {
+    pub fn new(
+        config: SessionConfig,
+        peer_node_id: impl Into<String>,
+        peer: PeerAccess,
+    ) -> Session {
         assert!(config.pages_in_flight_max > 0 && config.page_scan_entries_max > 0);
         assert!(config.batch_bytes_max <= FRAME_BYTES_MAX / 2);
         Session {
@@ -170,6 +198,7 @@ impl Session {
             syncing: HashMap::new(),
             purges: HashMap::new(),
             revoked_sent: HashSet::new(),
+            refused: HashSet::new(),
             progress: Progress::default(),
             next_timeout_ms: None,
         }
@@ -194,7 +223,11 @@ impl Session {
     pub fn progress(&self) -> Progress {
         let mut progress = self.progress.clone();
         progress.pending_out = self.out_pages.values().map(|page| page.docs).sum();
-        progress.pending_in = self.in_pages.iter().map(|page| page.waiting.len() as u64).sum();
+        progress.pending_in = self
+            .in_pages
+            .iter()
+            .map(|page| page.waiting.len() as u64)
+            .sum();
         progress.our_checkpoint_seq = self.in_checkpoint_seq;
         progress
     }
@@ -236,7 +269,12 @@ impl Session {
         self.next_timeout_ms
     }
 
-    pub fn handle_bytes<S: SyncStore>(&mut self, now_ms: u64, bytes: &[u8], store: &mut S) -> Result<(), SessionError> {
+    pub fn handle_bytes<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        bytes: &[u8],
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         match Frame::decode(bytes) {
             Ok(frame) => self.handle_frame(now_ms, frame, store),
             Err(error) => {
@@ -246,7 +284,12 @@ impl Session {
         }
     }
 
-    pub fn handle_frame<S: SyncStore>(&mut self, now_ms: u64, frame: Frame, store: &mut S) -> Result<(), SessionError> {
+    pub fn handle_frame<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        frame: Frame,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         let result = self.dispatch(now_ms, frame, store);
         if result.is_err() {
             self.phase = Phase::Closed;
@@ -254,24 +297,64 @@ impl Session {
         result
     }
 
-    fn dispatch<S: SyncStore>(&mut self, now_ms: u64, frame: Frame, store: &mut S) -> Result<(), SessionError> {
+    fn dispatch<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        frame: Frame,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         match (&self.phase, frame) {
             (Phase::Closed, frame) => Err(protocol(format!("{} after close", frame.kind()))),
             (_, Frame::Refuse { reason }) => Err(SessionError::Refused(reason)),
-            (Phase::AwaitHello, Frame::Hello { version_min, version_max, node_id, epoch, your_checkpoint }) => {
-                self.on_hello(now_ms, (version_min, version_max), node_id, epoch, your_checkpoint, store)
-            }
+            (
+                Phase::AwaitHello,
+                Frame::Hello {
+                    version_min,
+                    version_max,
+                    node_id,
+                    epoch,
+                    your_checkpoint,
+                },
+            ) => self.on_hello(
+                now_ms,
+                (version_min, version_max),
+                node_id,
+                epoch,
+                your_checkpoint,
+                store,
+            ),
             (Phase::AwaitHello, frame) => Err(protocol(format!("{} before hello", frame.kind()))),
             (Phase::Ready, Frame::Hello { .. }) => Err(protocol("second hello")),
-            (Phase::Ready, Frame::Announce { page, upto_seq, docs }) => self.on_announce(now_ms, page, upto_seq, docs, store),
-            (Phase::Ready, Frame::Want { page, full, sync }) => self.on_want(now_ms, page, full, sync, store),
-            (Phase::Ready, Frame::DocBatch { page, compressed }) => self.on_batch(now_ms, page, &compressed, store),
-            (Phase::Ready, Frame::DocSync { id, message }) => self.on_doc_sync(now_ms, id, &message, store),
-            (Phase::Ready, Frame::PageDone { page, upto_seq }) => self.on_page_done(now_ms, page, upto_seq, store),
+            (
+                Phase::Ready,
+                Frame::Announce {
+                    page,
+                    upto_seq,
+                    docs,
+                },
+            ) => self.on_announce(now_ms, page, upto_seq, docs, store),
+            (Phase::Ready, Frame::Want { page, full, sync }) => {
+                self.on_want(now_ms, page, full, sync, store)
+            }
+            (Phase::Ready, Frame::DocBatch { page, compressed }) => {
+                self.on_batch(now_ms, page, &compressed, store)
+            }
+            (Phase::Ready, Frame::DocSync { id, message }) => {
+                self.on_doc_sync(now_ms, id, &message, store)
+            }
+            (Phase::Ready, Frame::PageDone { page, upto_seq }) => {
+                self.on_page_done(now_ms, page, upto_seq, store)
+            }
             (Phase::Ready, Frame::Rejected { id, reason }) => {
                 tracing::warn!(peer = %self.peer_node_id, %id, %reason, "peer rejected a document");
-                self.events.push_back(Event::Rejected { id, reason });
-                Ok(())
+                self.events.push_back(Event::Rejected {
+                    id: id.clone(),
+                    reason,
+                });
+                // Whatever we were waiting for on this document will not
+                // come: settle it, or its page stalls for the whole session.
+                self.settle(&id);
+                self.complete_pages(store)
             }
             (Phase::Ready, Frame::Revoke { ids }) => self.on_revoke(ids, store),
             (Phase::Ready, Frame::Revoked { ids }) => self.on_revoked(ids, store),
@@ -279,8 +362,28 @@ impl Session {
     }
 
     /// A write this session queued is durable.
-    pub fn handle_write_done<S: SyncStore>(&mut self, now_ms: u64, write: WriteId, store: &mut S) -> Result<(), SessionError> {
-        let purged: Vec<WriteId> = self.purges.keys().copied().filter(|w| *w <= write).collect();
+    pub fn handle_write_done<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        write: WriteId,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        // Before the peer's hello nothing of ours is pending, and our cursor
+        // is not yet the peer's checkpoint: pumping now would announce from
+        // seq 0 and then again from the checkpoint, which the peer rightly
+        // calls a protocol violation (found by the simulator, seed 1).
+        if self.phase != Phase::Ready {
+            return Ok(());
+        }
+        let mut purged: Vec<WriteId> = self
+            .purges
+            .keys()
+            .copied()
+            .filter(|w| *w <= write)
+            .collect();
+        // Hash-map order differs between processes: sort, so the frames go
+        // out in the same order on every run (the simulator replays seeds).
+        purged.sort_unstable();
         for purge in purged {
             if let Some(ids) = self.purges.remove(&purge) {
                 self.events.push_back(Event::Purged { ids: ids.clone() });
@@ -294,23 +397,42 @@ impl Session {
                 Some(checkpoint) if checkpoint <= write => {}
                 _ => break,
             }
-            let Some(page) = self.in_pages.pop_front() else { break };
+            let Some(page) = self.in_pages.pop_front() else {
+                break;
+            };
             self.in_checkpoint_seq = page.upto_seq;
-            self.events.push_back(Event::CaughtUp { seq: page.upto_seq });
-            self.outbox.push_back(Frame::PageDone { page: page.page, upto_seq: page.upto_seq });
+            self.events
+                .push_back(Event::CaughtUp { seq: page.upto_seq });
+            self.outbox.push_back(Frame::PageDone {
+                page: page.page,
+                upto_seq: page.upto_seq,
+            });
         }
         self.pump(now_ms, store)
     }
 
     /// The local store has new changes: announce them.
-    pub fn handle_local_change<S: SyncStore>(&mut self, now_ms: u64, store: &mut S) -> Result<(), SessionError> {
+    pub fn handle_local_change<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         if self.phase != Phase::Ready {
             return Ok(());
         }
+        // A change may be a reassignment away from this peer's user: arm
+        // (or fire) its revocation now. Checking only at hello left a
+        // technician connected through a reassignment holding the document
+        // for ever (found by the simulator, seed 2).
+        self.send_revocations(now_ms, store)?;
         self.pump(now_ms, store)
     }
 
-    pub fn handle_timeout<S: SyncStore>(&mut self, now_ms: u64, store: &mut S) -> Result<(), SessionError> {
+    pub fn handle_timeout<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         if self.phase != Phase::Ready {
             return Ok(());
         }
@@ -330,18 +452,31 @@ impl Session {
         let ours_max = self.config.protocol_version_max;
         let common = ours_max.min(theirs_max);
         if common < PROTOCOL_VERSION_MIN.max(theirs_min) {
-            let error = SessionError::Version { ours_min: PROTOCOL_VERSION_MIN, ours_max, theirs_min, theirs_max };
-            self.outbox.push_back(Frame::Refuse { reason: error.to_string() });
+            let error = SessionError::Version {
+                ours_min: PROTOCOL_VERSION_MIN,
+                ours_max,
+                theirs_min,
+                theirs_max,
+            };
+            self.outbox.push_back(Frame::Refuse {
+                reason: error.to_string(),
+            });
             return Err(error);
         }
         if node_id != self.peer_node_id {
-            return Err(protocol("hello names a node id other than the peer's certificate"));
+            return Err(protocol(
+                "hello names a node id other than the peer's certificate",
+            ));
         }
         self.peer_epoch = epoch;
         // Their checkpoint for us counts only if it is for this store's
         // life: a wiped-and-recreated store restarts its seqs.
         self.out_cursor = match your_checkpoint {
-            Some(checkpoint) if checkpoint.epoch == store.epoch() && checkpoint.seq <= store.last_seq() => checkpoint.seq,
+            Some(checkpoint)
+                if checkpoint.epoch == store.epoch() && checkpoint.seq <= store.last_seq() =>
+            {
+                checkpoint.seq
+            }
             _ => 0,
         };
         self.progress.peer_acked_seq = self.out_cursor;
@@ -359,8 +494,12 @@ impl Session {
     /// Announce pages while the window has room and the changelog has more.
     fn pump<S: SyncStore>(&mut self, now_ms: u64, store: &mut S) -> Result<(), SessionError> {
         let mut pages_sent = 0;
-        while self.out_pages.len() < self.config.pages_in_flight_max && self.out_cursor < store.last_seq() {
-            let entries = store.changes_after(self.out_cursor, self.config.page_scan_entries_max).map_err(store_error)?;
+        while self.out_pages.len() < self.config.pages_in_flight_max
+            && self.out_cursor < store.last_seq()
+        {
+            let entries = store
+                .changes_after(self.out_cursor, self.config.page_scan_entries_max)
+                .map_err(store_error)?;
             let Some(last) = entries.last() else { break };
             let upto_seq = last.seq;
             assert!(upto_seq > self.out_cursor, "changelog moves forward");
@@ -370,17 +509,32 @@ impl Session {
                 if !seen.insert(entry.id.as_str()) {
                     continue;
                 }
-                let Some(meta) = store.doc_meta(&entry.id).map_err(store_error)? else { continue };
+                let Some(meta) = store.doc_meta(&entry.id).map_err(store_error)? else {
+                    continue;
+                };
                 if access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms) {
-                    docs.push(DocHeads { id: entry.id.clone(), heads: meta.heads.iter().map(|h| h.0).collect() });
+                    docs.push(DocHeads {
+                        id: entry.id.clone(),
+                        heads: meta.heads.iter().map(|h| h.0).collect(),
+                    });
                 }
             }
             docs.reverse();
             let page = self.out_next_page;
             self.out_next_page += 1;
             self.out_cursor = upto_seq;
-            self.out_pages.insert(page, OutPage { upto_seq, docs: docs.len() as u64 });
-            self.outbox.push_back(Frame::Announce { page, upto_seq, docs });
+            self.out_pages.insert(
+                page,
+                OutPage {
+                    upto_seq,
+                    docs: docs.len() as u64,
+                },
+            );
+            self.outbox.push_back(Frame::Announce {
+                page,
+                upto_seq,
+                docs,
+            });
             pages_sent += 1;
             assert!(pages_sent <= self.config.pages_in_flight_max);
         }
@@ -396,11 +550,19 @@ impl Session {
         store: &mut S,
     ) -> Result<(), SessionError> {
         if page != self.in_next_page {
-            return Err(protocol(format!("announce page {page}, expected {}", self.in_next_page)));
+            return Err(protocol(format!(
+                "announce page {page}, expected {}",
+                self.in_next_page
+            )));
         }
-        let last_upto = self.in_pages.back().map_or(self.in_checkpoint_seq, |p| p.upto_seq);
+        let last_upto = self
+            .in_pages
+            .back()
+            .map_or(self.in_checkpoint_seq, |p| p.upto_seq);
         if upto_seq <= last_upto && !(upto_seq == last_upto && docs.is_empty()) {
-            return Err(protocol(format!("announce up to seq {upto_seq} does not advance past {last_upto}")));
+            return Err(protocol(format!(
+                "announce up to seq {upto_seq} does not advance past {last_upto}"
+            )));
         }
         if self.in_pages.len() >= self.config.pages_in_flight_max * 2 {
             return Err(protocol("too many pages in flight"));
@@ -410,7 +572,9 @@ impl Session {
         let (mut full, mut to_sync) = (Vec::new(), Vec::new());
         for DocHeads { id, heads } in docs {
             if validate_doc_id(&id).is_err() || waiting.contains_key(&id) {
-                return Err(protocol(format!("bad or repeated document id in announce: {id:?}")));
+                return Err(protocol(format!(
+                    "bad or repeated document id in announce: {id:?}"
+                )));
             }
             let heads: Vec<ChangeHash> = heads.into_iter().map(ChangeHash).collect();
             match store.doc_meta(&id).map_err(store_error)? {
@@ -423,9 +587,25 @@ impl Session {
                     self.reject(&id, "not assigned to you")
                 }
                 Some(meta) => {
+                    let same = meta.heads.len() == heads.len()
+                        && heads.iter().all(|h| meta.heads.contains(h));
+                    if same {
+                        continue;
+                    }
                     if !has_all(&meta.heads, &heads, || store.doc(&id))? {
                         to_sync.push(id.clone());
-                        waiting.insert(id, heads);
+                        // A document we refused from this peer counts as
+                        // settled: waiting for it would stall the page.
+                        if !self.refused.contains(&id) {
+                            waiting.insert(id, heads);
+                        }
+                    } else if !self.refused.contains(&id) {
+                        // We are ahead: the peer may never announce our
+                        // extra changes to us again (its checkpoint may be
+                        // past them, e.g. after it refused the document
+                        // before it had it), so reconcile now (simulator,
+                        // seed 25). Nothing to wait for.
+                        to_sync.push(id);
                     }
                 }
             }
@@ -435,23 +615,45 @@ impl Session {
         }
         for id in &to_sync {
             let mut state = sync::State::new();
-            let doc = store.doc(id).map_err(store_error)?.ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
+            let doc = store
+                .doc(id)
+                .map_err(store_error)?
+                .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
             if let Some(message) = doc.generate_sync_message(&mut state) {
-                self.outbox.push_back(Frame::DocSync { id: id.clone(), message: message.encode() });
+                self.outbox.push_back(Frame::DocSync {
+                    id: id.clone(),
+                    message: message.encode(),
+                });
             }
             self.syncing.insert(id.clone(), state);
         }
         if !full.is_empty() || !to_sync.is_empty() {
-            self.outbox.push_back(Frame::Want { page, full: full.clone(), sync: to_sync });
+            self.outbox.push_back(Frame::Want {
+                page,
+                full: full.clone(),
+                sync: to_sync,
+            });
         }
-        self.in_pages.push_back(InPage { page, upto_seq, waiting, full: full.into_iter().collect(), checkpoint_write: None });
+        self.in_pages.push_back(InPage {
+            page,
+            upto_seq,
+            waiting,
+            full: full.into_iter().collect(),
+            checkpoint_write: None,
+        });
         self.complete_pages(store)
     }
 
     fn reject(&mut self, id: &str, reason: &str) {
         tracing::warn!(peer = %self.peer_node_id, %id, reason, "refusing a document from peer");
-        self.events.push_back(Event::Violation { id: id.to_string(), reason: reason.to_string() });
-        self.outbox.push_back(Frame::Rejected { id: id.to_string(), reason: reason.to_string() });
+        self.events.push_back(Event::Violation {
+            id: id.to_string(),
+            reason: reason.to_string(),
+        });
+        self.outbox.push_back(Frame::Rejected {
+            id: id.to_string(),
+            reason: reason.to_string(),
+        });
     }
 
     fn on_want<S: SyncStore>(
@@ -463,7 +665,9 @@ impl Session {
         store: &mut S,
     ) -> Result<(), SessionError> {
         if !self.out_pages.contains_key(&page) {
-            return Err(protocol(format!("want for page {page}, which is not in flight")));
+            return Err(protocol(format!(
+                "want for page {page}, which is not in flight"
+            )));
         }
         drop(sync); // The peer starts those with DocSync.
         let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
@@ -472,11 +676,22 @@ impl Session {
             let visible = store
                 .doc_meta(&id)
                 .map_err(store_error)?
-                .is_some_and(|meta| access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms));
+                .is_some_and(|meta| {
+                    access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms)
+                });
             if !visible {
-                return Err(protocol(format!("want names `{id}`, which was not announced")));
+                // Visibility can end between our announce and their want
+                // (the grace period ran out): not a protocol error, but the
+                // document is not theirs to have any more (simulator, seed 1).
+                self.outbox.push_back(Frame::Rejected {
+                    id,
+                    reason: "not visible to you".into(),
+                });
+                continue;
             }
-            let Some(bytes) = store.doc_bytes(&id).map_err(store_error)? else { continue };
+            let Some(bytes) = store.doc_bytes(&id).map_err(store_error)? else {
+                continue;
+            };
             if batch_bytes + bytes.len() > self.config.batch_bytes_max && !batch.is_empty() {
                 self.send_batch(page, std::mem::take(&mut batch));
                 batch_bytes = 0;
@@ -499,51 +714,85 @@ impl Session {
         self.outbox.push_back(Frame::DocBatch { page, compressed });
     }
 
-    fn on_batch<S: SyncStore>(&mut self, now_ms: u64, page: u64, compressed: &[u8], store: &mut S) -> Result<(), SessionError> {
+    fn on_batch<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        page: u64,
+        compressed: &[u8],
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         let plain = zstd::bulk::decompress(compressed, self.config.batch_bytes_max * 2)
             .map_err(|e| protocol(format!("undecodable document batch: {e}")))?;
-        let batch: Vec<(String, Vec<u8>)> =
-            postcard::from_bytes(&plain).map_err(|e| protocol(format!("malformed document batch: {e}")))?;
+        let batch: Vec<(String, Vec<u8>)> = postcard::from_bytes(&plain)
+            .map_err(|e| protocol(format!("malformed document batch: {e}")))?;
         let Some(in_page) = self.in_pages.iter_mut().find(|p| p.page == page) else {
-            return Err(protocol(format!("document batch for page {page}, which is not pending")));
+            return Err(protocol(format!(
+                "document batch for page {page}, which is not pending"
+            )));
         };
         let mut received = 0;
         for (id, bytes) in batch {
             if !in_page.full.remove(&id) {
-                return Err(protocol(format!("document `{id}` was not asked for")));
+                // Settled meanwhile (we purged it on a `Revoke` that crossed
+                // our `Want`; the office may have assigned it back since):
+                // the office announces it again if it is ours (simulator,
+                // seed 8). A document we never asked for is ignored alike.
+                tracing::debug!(peer = %self.peer_node_id, %id, "ignoring a document no longer asked for");
+                continue;
             }
-            let doc = Automerge::load(&bytes).map_err(|e| SessionError::Document { id: id.clone(), reason: e.to_string() })?;
+            let doc = Automerge::load(&bytes).map_err(|e| SessionError::Document {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
             check_is_work_order(&id, &doc)?;
             store.merge(&id, &bytes, now_ms).map_err(store_error)?;
             in_page.waiting.remove(&id);
             received += 1;
         }
         self.progress.docs_received += received;
-        self.events.push_back(Event::DocsReceived { count: received });
+        self.events
+            .push_back(Event::DocsReceived { count: received });
         self.complete_pages(store)
     }
 
-    fn on_doc_sync<S: SyncStore>(&mut self, now_ms: u64, id: String, message: &[u8], store: &mut S) -> Result<(), SessionError> {
+    fn on_doc_sync<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        id: String,
+        message: &[u8],
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        // A refused document is settled in our pages too: nothing more
+        // about it will be merged in this session (simulator, seed 15).
         let Some(meta) = store.doc_meta(&id).map_err(store_error)? else {
             self.reject(&id, "unknown document");
-            return Ok(());
+            self.settle(&id);
+            return self.complete_pages(store);
         };
         if !access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms) {
             self.reject(&id, "not assigned to you");
-            return Ok(());
+            self.settle(&id);
+            return self.complete_pages(store);
         }
         if !self.syncing.contains_key(&id) && self.syncing.len() >= self.config.syncing_docs_max {
             return Err(protocol("too many documents being reconciled"));
         }
-        let message = sync::Message::decode(message).map_err(|e| protocol(format!("bad sync message for `{id}`: {e}")))?;
-        let mut doc = store.doc(&id).map_err(store_error)?.ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
+        let message = sync::Message::decode(message)
+            .map_err(|e| protocol(format!("bad sync message for `{id}`: {e}")))?;
+        let mut doc = store
+            .doc(&id)
+            .map_err(store_error)?
+            .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
         let before = doc.get_heads();
         let state = self.syncing.entry(id.clone()).or_default();
         let mut trial = doc.clone();
         let mut trial_state = state.clone();
         trial
             .receive_sync_message(&mut trial_state, message)
-            .map_err(|e| SessionError::Document { id: id.clone(), reason: e.to_string() })?;
+            .map_err(|e| SessionError::Document {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
         let mut accept = true;
         if trial.get_heads() != before {
             check_is_work_order(&id, &trial)?;
@@ -551,15 +800,34 @@ impl Session {
                 if !self.peer.is_office() {
                     let violations = access::check_changes(*role, &trial, &before);
                     if !violations.is_empty() {
-                        let reason = violations.iter().map(|v| v.reason.as_str()).collect::<Vec<_>>().join("; ");
+                        let reason = violations
+                            .iter()
+                            .map(|v| v.reason.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ");
                         tracing::warn!(peer = %self.peer_node_id, %id, %reason, "forbidden change from peer");
-                        self.events.push_back(Event::Violation { id: id.clone(), reason: reason.clone() });
+                        self.events.push_back(Event::Violation {
+                            id: id.clone(),
+                            reason: reason.clone(),
+                        });
                         if self.config.office {
-                            access::compensate(&mut trial, &before, &violations, (now_ms / 1000) as i64)
-                                .map_err(|e| SessionError::Document { id: id.clone(), reason: e.to_string() })?;
+                            access::compensate(
+                                &mut trial,
+                                &before,
+                                &violations,
+                                (now_ms / 1000) as i64,
+                            )
+                            .map_err(|e| SessionError::Document {
+                                id: id.clone(),
+                                reason: e.to_string(),
+                            })?;
                         } else {
                             accept = false;
-                            self.outbox.push_back(Frame::Rejected { id: id.clone(), reason });
+                            self.refused.insert(id.clone());
+                            self.outbox.push_back(Frame::Rejected {
+                                id: id.clone(),
+                                reason,
+                            });
                         }
                     }
                 }
@@ -575,7 +843,10 @@ impl Session {
         }
         let state = self.syncing.get_mut(&id).expect("inserted above");
         match doc.generate_sync_message(state) {
-            Some(reply) => self.outbox.push_back(Frame::DocSync { id: id.clone(), message: reply.encode() }),
+            Some(reply) => self.outbox.push_back(Frame::DocSync {
+                id: id.clone(),
+                message: reply.encode(),
+            }),
             None => {
                 if state.their_heads.as_deref() == Some(doc.get_heads().as_slice()) {
                     self.syncing.remove(&id);
@@ -586,12 +857,27 @@ impl Session {
         let heads = doc.get_heads();
         for page in self.in_pages.iter_mut() {
             if let Some(wanted) = page.waiting.get(&id) {
-                if !accept || wanted.iter().all(|h| heads.contains(h) || doc.get_change_by_hash(h).is_some()) {
+                if !accept
+                    || self.refused.contains(&id)
+                    || wanted
+                        .iter()
+                        .all(|h| heads.contains(h) || doc.get_change_by_hash(h).is_some())
+                {
                     page.waiting.remove(&id);
                 }
             }
         }
         self.complete_pages(store)
+    }
+
+    /// Stop waiting for a document in every pending page: it was refused
+    /// or purged, so nothing more about it will arrive.
+    fn settle(&mut self, id: &str) {
+        self.syncing.remove(id);
+        for page in self.in_pages.iter_mut() {
+            page.waiting.remove(id);
+            page.full.remove(id);
+        }
     }
 
     /// Queue the checkpoint of every leading page whose documents are all
@@ -603,14 +889,27 @@ impl Session {
                 break;
             }
             if page.checkpoint_write.is_none() {
-                let checkpoint = WireCheckpoint { epoch: self.peer_epoch, seq: page.upto_seq };
-                page.checkpoint_write = Some(store.save_checkpoint(&self.peer_node_id, checkpoint).map_err(store_error)?);
+                let checkpoint = WireCheckpoint {
+                    epoch: self.peer_epoch,
+                    seq: page.upto_seq,
+                };
+                page.checkpoint_write = Some(
+                    store
+                        .save_checkpoint(&self.peer_node_id, checkpoint)
+                        .map_err(store_error)?,
+                );
             }
         }
         Ok(())
     }
 
-    fn on_page_done<S: SyncStore>(&mut self, now_ms: u64, page: u64, upto_seq: u64, store: &mut S) -> Result<(), SessionError> {
+    fn on_page_done<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        page: u64,
+        upto_seq: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         let Some(first) = self.out_pages.keys().next().copied() else {
             return Err(protocol(format!("page {page} done, but none in flight")));
         };
@@ -623,21 +922,44 @@ impl Session {
         self.pump(now_ms, store)
     }
 
-    fn send_revocations<S: SyncStore>(&mut self, now_ms: u64, store: &mut S) -> Result<(), SessionError> {
-        let PeerAccess::User { user_id, role: Role::Technician } = &self.peer else { return Ok(()) };
+    fn send_revocations<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        let PeerAccess::User {
+            user_id,
+            role: Role::Technician,
+        } = &self.peer
+        else {
+            return Ok(());
+        };
         if !self.config.office {
             return Ok(());
         }
         let mut ids = Vec::new();
         let mut next: Option<u64> = None;
-        for (id, _) in store.revocations(user_id, REVOCATIONS_SCAN_MAX).map_err(store_error)? {
-            let Some(meta) = store.doc_meta(&id).map_err(store_error)? else { continue };
-            if access::must_revoke(&self.peer, &meta, now_ms, self.config.grace_ms) {
+        for (id, reassigned_at_ms) in store
+            .revocations(user_id, REVOCATIONS_SCAN_MAX)
+            .map_err(store_error)?
+        {
+            let Some(meta) = store.doc_meta(&id).map_err(store_error)? else {
+                continue;
+            };
+            if meta.assignee.as_deref() == Some(user_id.as_str()) {
+                continue; // Assigned back to this user.
+            }
+            // The grace period runs from this user's own reassignment (the
+            // revocation's time), not from the document's latest one: a
+            // second reassignment within the grace period moves
+            // `previous_assignee` on, and keying on it left the first
+            // technician holding the document for ever (simulator, seed 0).
+            let deadline = reassigned_at_ms.saturating_add(self.config.grace_ms);
+            if now_ms >= deadline {
                 if self.revoked_sent.insert(id.clone()) {
                     ids.push(id);
                 }
-            } else if meta.previous_assignee.as_deref() == Some(user_id.as_str()) {
-                let deadline = meta.reassigned_at_ms.saturating_add(self.config.grace_ms);
+            } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
         }
@@ -648,23 +970,33 @@ impl Session {
         Ok(())
     }
 
-    fn on_revoke<S: SyncStore>(&mut self, ids: Vec<String>, store: &mut S) -> Result<(), SessionError> {
+    fn on_revoke<S: SyncStore>(
+        &mut self,
+        ids: Vec<String>,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         if !matches!(self.peer, PeerAccess::Office) {
             return Err(protocol("only an office node may revoke documents"));
         }
         let mut last = None;
         for id in &ids {
-            validate_doc_id(id).map_err(|_| protocol(format!("bad document id in revoke: {id:?}")))?;
+            validate_doc_id(id)
+                .map_err(|_| protocol(format!("bad document id in revoke: {id:?}")))?;
             self.syncing.remove(id);
+            self.settle(id);
             last = Some(store.purge(id).map_err(store_error)?);
         }
         if let Some(write) = last {
             self.purges.insert(write, ids);
         }
-        Ok(())
+        self.complete_pages(store)
     }
 
-    fn on_revoked<S: SyncStore>(&mut self, ids: Vec<String>, store: &mut S) -> Result<(), SessionError> {
+    fn on_revoked<S: SyncStore>(
+        &mut self,
+        ids: Vec<String>,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
         let PeerAccess::User { user_id, .. } = &self.peer else {
             return Err(protocol("revoked from an office node"));
         };
@@ -691,14 +1023,26 @@ fn has_all<E: std::error::Error>(
     if announced.iter().all(|head| ours.contains(head)) {
         return Ok(true);
     }
-    let Some(doc) = load().map_err(store_error)? else { return Ok(false) };
-    Ok(announced.iter().all(|head| doc.get_change_by_hash(head).is_some()))
+    let Some(doc) = load().map_err(store_error)? else {
+        return Ok(false);
+    };
+    Ok(announced
+        .iter()
+        .all(|head| doc.get_change_by_hash(head).is_some()))
 }
 
 fn check_is_work_order(id: &str, doc: &Automerge) -> Result<(), SessionError> {
-    let field = |key: &str| doc.get(automerge::ROOT, key).ok().flatten().and_then(|(v, _)| v.as_str().map(str::to_string));
+    let field = |key: &str| {
+        doc.get(automerge::ROOT, key)
+            .ok()
+            .flatten()
+            .and_then(|(v, _)| v.as_str().map(str::to_string))
+    };
     if field("kind").as_deref() != Some("work_order") || field("id").as_deref() != Some(id) {
-        return Err(SessionError::Document { id: id.to_string(), reason: "not a work order with this id".into() });
+        return Err(SessionError::Document {
+            id: id.to_string(),
+            reason: "not a work order with this id".into(),
+        });
     }
     Ok(())
 }

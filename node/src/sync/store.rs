@@ -25,7 +25,14 @@ pub trait SyncStore {
 
     /// The random id of this store's life.
     fn epoch(&self) -> [u8; 16];
-    /// The actor this node writes Automerge changes as.
+    /// The actor this node writes Automerge changes as. It must change
+    /// whenever this node may have lost changes of its own that a peer
+    /// still holds: at every open of the store (the engine sends changes
+    /// from the live state, which may not be durable yet, so after a crash
+    /// a peer may hold changes this node lost) and after every purge (the
+    /// document may come back without them). Writing again as the same
+    /// actor would reuse their sequence numbers for different changes,
+    /// which Automerge refuses on every later sync.
     fn actor(&self) -> ActorId;
     /// Highest durable changelog seq.
     fn last_seq(&self) -> u64;
@@ -45,10 +52,19 @@ pub trait SyncStore {
     /// Merge Automerge bytes (changes or a whole saved document) into
     /// document `id`, creating it if absent, and queue the write. Returns
     /// the document's heads after the merge.
-    fn merge(&mut self, id: &str, bytes: &[u8], now_ms: u64) -> Result<Vec<ChangeHash>, Self::Error>;
+    fn merge(
+        &mut self,
+        id: &str,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<ChangeHash>, Self::Error>;
     /// Queue a checkpoint write; it becomes durable after every write
     /// queued before it.
-    fn save_checkpoint(&mut self, peer: &str, checkpoint: WireCheckpoint) -> Result<WriteId, Self::Error>;
+    fn save_checkpoint(
+        &mut self,
+        peer: &str,
+        checkpoint: WireCheckpoint,
+    ) -> Result<WriteId, Self::Error>;
     /// Queue the removal of a document this node may no longer hold.
     fn purge(&mut self, id: &str) -> Result<WriteId, Self::Error>;
     /// Forget a revocation once the peer has purged the document.

@@ -16,7 +16,11 @@ struct Node {
 
 impl Node {
     fn new(id: &str, seed: u8, office: bool) -> Node {
-        Node { id: id.into(), store: MemStore::new([seed; 16], ActorId::from(vec![seed; 16])), office }
+        Node {
+            id: id.into(),
+            store: MemStore::new([seed; 16], ActorId::from(vec![seed; 16])),
+            office,
+        }
     }
 }
 
@@ -41,7 +45,12 @@ fn connect(a: &Node, b: &Node, b_access: PeerAccess, a_access: PeerAccess) -> Li
     let mut sb = Session::new(SessionConfig::new(&b.id, b.office), &a.id, a_access);
     sa.start(&a.store).unwrap();
     sb.start(&b.store).unwrap();
-    Link { a: sa, b: sb, frames: 0, bytes: 0 }
+    Link {
+        a: sa,
+        b: sb,
+        frames: 0,
+        bytes: 0,
+    }
 }
 
 /// Move frames both ways and flush both stores until nothing moves.
@@ -63,17 +72,24 @@ fn drive(link: &mut Link, a: &mut Node, b: &mut Node, now_ms: u64) {
             moved = true;
         }
         if let Some(write) = a.store.flush() {
-            link.a.handle_write_done(now_ms, write, &mut a.store).unwrap();
+            link.a
+                .handle_write_done(now_ms, write, &mut a.store)
+                .unwrap();
             link.a.handle_local_change(now_ms, &mut a.store).unwrap();
             moved = true;
         }
         if let Some(write) = b.store.flush() {
-            link.b.handle_write_done(now_ms, write, &mut b.store).unwrap();
+            link.b
+                .handle_write_done(now_ms, write, &mut b.store)
+                .unwrap();
             link.b.handle_local_change(now_ms, &mut b.store).unwrap();
             moved = true;
         }
         if !moved {
-            assert!(link.a.is_idle(&a.store) && link.b.is_idle(&b.store), "stalled with work in flight");
+            assert!(
+                link.a.is_idle(&a.store) && link.b.is_idle(&b.store),
+                "stalled with work in flight"
+            );
             return;
         }
     }
@@ -88,11 +104,18 @@ fn create(node: &mut Node, id: &str, assignee: &str) {
 }
 
 fn tech_access(user: &str) -> PeerAccess {
-    PeerAccess::User { user_id: user.into(), role: Role::Technician }
+    PeerAccess::User {
+        user_id: user.into(),
+        role: Role::Technician,
+    }
 }
 
 fn note(text: &str) -> Operation {
-    Operation::AddNote { id: text.into(), at: "2026-01-01T10:00:00Z".into(), text: text.into() }
+    Operation::AddNote {
+        id: text.into(),
+        at: "2026-01-01T10:00:00Z".into(),
+        text: text.into(),
+    }
 }
 
 #[test]
@@ -100,14 +123,26 @@ fn prime_sends_only_assigned_documents() {
     let mut central = Node::new("central", 1, true);
     let mut laptop = Node::new("laptop", 2, false);
     for i in 0..50 {
-        create(&mut central, &format!("wo-{i}"), if i % 2 == 0 { "tech-1" } else { "tech-2" });
+        create(
+            &mut central,
+            &format!("wo-{i}"),
+            if i % 2 == 0 { "tech-1" } else { "tech-2" },
+        );
     }
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, 2_000);
     assert_eq!(laptop.store.doc_ids().len(), 25);
-    assert!(laptop.store.doc_ids().iter().all(|id| id.trim_start_matches("wo-").parse::<u32>().unwrap() % 2 == 0));
+    assert!(laptop.store.doc_ids().iter().all(|id| id
+        .trim_start_matches("wo-")
+        .parse::<u32>()
+        .unwrap()
+        % 2
+        == 0));
     for id in laptop.store.doc_ids() {
-        assert_eq!(laptop.store.durable_heads(&id), central.store.durable_heads(&id));
+        assert_eq!(
+            laptop.store.durable_heads(&id),
+            central.store.durable_heads(&id)
+        );
     }
     assert_eq!(laptop.store.durable_checkpoint("central").unwrap().seq, 50);
 }
@@ -127,15 +162,32 @@ fn reconnect_costs_follow_changes_and_unchanged_costs_one_round_trip() {
     assert_eq!(idle.frames, 2, "an unchanged peer costs the two hellos");
     // Edit 3 documents at the central.
     for i in [5, 50, 150] {
-        central.store.apply(&format!("wo-{i}"), &operator(), &note("office"), 4_000).unwrap();
+        central
+            .store
+            .apply(&format!("wo-{i}"), &operator(), &note("office"), 4_000)
+            .unwrap();
     }
     central.store.flush();
     let mut again = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut again, &mut central, &mut laptop, 5_000);
-    assert!(again.frames < 20, "{} frames for 3 changed documents", again.frames);
+    assert!(
+        again.frames < 20,
+        "{} frames for 3 changed documents",
+        again.frames
+    );
     for i in [5, 50, 150] {
         let id = format!("wo-{i}");
-        assert_eq!(laptop.store.work_order(&id).unwrap().view().unwrap().notes.len(), 1);
+        assert_eq!(
+            laptop
+                .store
+                .work_order(&id)
+                .unwrap()
+                .view()
+                .unwrap()
+                .notes
+                .len(),
+            1
+        );
     }
 }
 
@@ -147,16 +199,49 @@ fn concurrent_offline_edits_on_both_sides_merge() {
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, 2_000);
     // Offline: both edit.
-    central.store.apply("wo-1", &operator(), &note("from office"), 3_000).unwrap();
     central
         .store
-        .apply("wo-1", &operator(), &Operation::EditOperatorFields(OperatorPatch { title: Some("New title".into()), ..Default::default() }), 3_000)
+        .apply("wo-1", &operator(), &note("from office"), 3_000)
         .unwrap();
-    laptop.store.apply("wo-1", &tech("tech-1"), &note("from field"), 3_000).unwrap();
-    laptop.store.apply("wo-1", &tech("tech-1"), &Operation::EditReport { text: "Replaced valve".into() }, 3_000).unwrap();
+    central
+        .store
+        .apply(
+            "wo-1",
+            &operator(),
+            &Operation::EditOperatorFields(OperatorPatch {
+                title: Some("New title".into()),
+                ..Default::default()
+            }),
+            3_000,
+        )
+        .unwrap();
     laptop
         .store
-        .apply("wo-1", &tech("tech-1"), &Operation::Close { at: "2026-01-01T12:00:00Z".into(), resolution: "fixed".into(), signed_by: "Ana".into() }, 3_000)
+        .apply("wo-1", &tech("tech-1"), &note("from field"), 3_000)
+        .unwrap();
+    laptop
+        .store
+        .apply(
+            "wo-1",
+            &tech("tech-1"),
+            &Operation::EditReport {
+                text: "Replaced valve".into(),
+            },
+            3_000,
+        )
+        .unwrap();
+    laptop
+        .store
+        .apply(
+            "wo-1",
+            &tech("tech-1"),
+            &Operation::Close {
+                at: "2026-01-01T12:00:00Z".into(),
+                resolution: "fixed".into(),
+                signed_by: "Ana".into(),
+            },
+            3_000,
+        )
         .unwrap();
     central.store.flush();
     laptop.store.flush();
@@ -189,7 +274,12 @@ fn wiped_peer_is_fully_reprimed() {
     // And the central was wiped: the laptop's old checkpoint is ignored,
     // and the laptop's documents flow back.
     let mut fresh_central = Node::new("central", 4, true);
-    let mut link = connect(&fresh_central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    let mut link = connect(
+        &fresh_central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+    );
     drive(&mut link, &mut fresh_central, &mut laptop, 4_000);
     // A technician may not create documents: the fresh central refuses them.
     assert!(fresh_central.store.doc_ids().is_empty());
@@ -204,7 +294,10 @@ fn forbidden_field_change_is_compensated_and_converges() {
     drive(&mut link, &mut central, &mut laptop, 2_000);
     // A tampered laptop writes the priority and customer directly, bypassing
     // the typed operations, plus a legitimate note.
-    laptop.store.apply("wo-1", &tech("tech-1"), &note("legit"), 3_000).unwrap();
+    laptop
+        .store
+        .apply("wo-1", &tech("tech-1"), &note("legit"), 3_000)
+        .unwrap();
     let mut doc = laptop.store.doc("wo-1").unwrap().unwrap();
     let before = doc.get_heads();
     {
@@ -224,7 +317,10 @@ fn forbidden_field_change_is_compensated_and_converges() {
     assert_eq!(a.priority, fieldsync_schemas::Priority::Normal);
     assert_eq!(a.assignee.as_deref(), Some("tech-1"));
     assert_eq!(a.notes.len(), 1, "the legitimate note is kept");
-    assert_eq!(a.heads, b.heads, "both replicas converge on the restored values");
+    assert_eq!(
+        a.heads, b.heads,
+        "both replicas converge on the restored values"
+    );
     assert_eq!(b.priority, fieldsync_schemas::Priority::Normal);
 }
 
@@ -237,15 +333,34 @@ fn reassignment_grace_then_purge() {
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, 2_000);
     // The office reassigns while the technician, offline, adds a note.
-    let reassign = Operation::EditOperatorFields(OperatorPatch { assignee: Some(Some("tech-2".into())), ..Default::default() });
-    central.store.apply("wo-1", &operator(), &reassign, 10_000).unwrap();
+    let reassign = Operation::EditOperatorFields(OperatorPatch {
+        assignee: Some(Some("tech-2".into())),
+        ..Default::default()
+    });
+    central
+        .store
+        .apply("wo-1", &operator(), &reassign, 10_000)
+        .unwrap();
     central.store.flush();
-    laptop.store.apply("wo-1", &tech("tech-1"), &note("late"), 11_000).unwrap();
+    laptop
+        .store
+        .apply("wo-1", &tech("tech-1"), &note("late"), 11_000)
+        .unwrap();
     laptop.store.flush();
     // Within the grace period the note is accepted and the doc is kept.
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, 20_000);
-    assert_eq!(central.store.work_order("wo-1").unwrap().view().unwrap().notes.len(), 1);
+    assert_eq!(
+        central
+            .store
+            .work_order("wo-1")
+            .unwrap()
+            .view()
+            .unwrap()
+            .notes
+            .len(),
+        1
+    );
     assert!(laptop.store.work_order("wo-1").is_some());
     // After it, the central revokes and the laptop purges.
     let later = 10_000 + grace_ms + 1;
@@ -259,14 +374,31 @@ fn reassignment_grace_then_purge() {
 fn bad_frames_close_the_session() {
     let central = Node::new("central", 1, true);
     let mut laptop = Node::new("laptop", 2, false);
-    let mut session = Session::new(SessionConfig::new("laptop", false), "central", PeerAccess::Office);
+    let mut session = Session::new(
+        SessionConfig::new("laptop", false),
+        "central",
+        PeerAccess::Office,
+    );
     session.start(&laptop.store).unwrap();
-    assert!(session.handle_bytes(0, &[0xde, 0xad], &mut laptop.store).is_err());
+    assert!(session
+        .handle_bytes(0, &[0xde, 0xad], &mut laptop.store)
+        .is_err());
     assert!(session.is_closed());
-    let mut session = Session::new(SessionConfig::new("laptop", false), "central", PeerAccess::Office);
-    let early = fieldsync_schemas::sync_frame::Frame::PageDone { page: 0, upto_seq: 1 };
+    let mut session = Session::new(
+        SessionConfig::new("laptop", false),
+        "central",
+        PeerAccess::Office,
+    );
+    let early = fieldsync_schemas::sync_frame::Frame::PageDone {
+        page: 0,
+        upto_seq: 1,
+    };
     assert!(session.handle_frame(0, early, &mut laptop.store).is_err());
-    let mut session = Session::new(SessionConfig::new("laptop", false), "central", PeerAccess::Office);
+    let mut session = Session::new(
+        SessionConfig::new("laptop", false),
+        "central",
+        PeerAccess::Office,
+    );
     let impostor = fieldsync_schemas::sync_frame::Frame::Hello {
         version_min: 1,
         version_max: 1,
@@ -274,14 +406,20 @@ fn bad_frames_close_the_session() {
         epoch: central.store.epoch(),
         your_checkpoint: None,
     };
-    assert!(session.handle_frame(0, impostor, &mut laptop.store).is_err());
+    assert!(session
+        .handle_frame(0, impostor, &mut laptop.store)
+        .is_err());
 }
 
 #[test]
 fn version_mismatch_is_refused_on_both_sides() {
     let central = Node::new("central", 1, true);
     let mut laptop = Node::new("laptop", 2, false);
-    let mut session = Session::new(SessionConfig::new("laptop", false), "central", PeerAccess::Office);
+    let mut session = Session::new(
+        SessionConfig::new("laptop", false),
+        "central",
+        PeerAccess::Office,
+    );
     session.start(&laptop.store).unwrap();
     let _ = session.poll_frame();
     let future = fieldsync_schemas::sync_frame::Frame::Hello {
@@ -291,7 +429,13 @@ fn version_mismatch_is_refused_on_both_sides() {
         epoch: central.store.epoch(),
         your_checkpoint: None,
     };
-    assert!(matches!(session.handle_frame(0, future, &mut laptop.store), Err(SessionError::Version { .. })));
-    assert!(matches!(session.poll_frame(), Some(fieldsync_schemas::sync_frame::Frame::Refuse { .. })));
+    assert!(matches!(
+        session.handle_frame(0, future, &mut laptop.store),
+        Err(SessionError::Version { .. })
+    ));
+    assert!(matches!(
+        session.poll_frame(),
+        Some(fieldsync_schemas::sync_frame::Frame::Refuse { .. })
+    ));
     assert!(laptop.store.doc_ids().is_empty());
 }
