@@ -17,6 +17,8 @@ pub mod identity;
 #[cfg(feature = "runtime")]
 pub mod import;
 #[cfg(feature = "runtime")]
+pub mod quic;
+#[cfg(feature = "runtime")]
 pub mod secret;
 #[cfg(feature = "runtime")]
 pub mod store;

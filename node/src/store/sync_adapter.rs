@@ -148,6 +148,21 @@ impl SyncAdapter {
         Some((write, outcome))
     }
 
+    /// The oldest queued write, if it is already durable, without waiting.
+    /// The driver calls it in a loop after `next_durable` to report a run
+    /// of flushed writes to the session once.
+    pub fn durable_ready(&mut self) -> Result<Option<WriteId>, WriteError> {
+        let Some((_, pending)) = self.pending.front_mut() else {
+            return Ok(None);
+        };
+        match pending.reply.try_recv() {
+            Ok(Ok(_)) => Ok(self.pending.pop_front().map(|(write, _)| write)),
+            Ok(Err(error)) => Err(error),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Ok(None),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Err(WriteError::Closed),
+        }
+    }
+
     /// `write` (and so every earlier write) is durable: stop pinning what
     /// it covered.
     pub fn durable(&mut self, write: WriteId) {

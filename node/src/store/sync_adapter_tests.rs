@@ -34,9 +34,9 @@ impl Side {
     }
 
     fn session(&self, peer: &Side, access: PeerAccess) -> (Session, SyncAdapter) {
-        let mut adapter = SyncAdapter::new(self.shared.clone());
+        let adapter = SyncAdapter::new(self.shared.clone());
         let mut session = Session::new(SessionConfig::new(self.id, self.office), peer.id, access);
-        session.start(&mut adapter).unwrap();
+        session.start(&adapter).unwrap();
         (session, adapter)
     }
 }

@@ -1,0 +1,445 @@
+//! The driver in one process: real sled stores in temporary directories,
+//! real QUIC on 127.0.0.1 with ports picked by the OS.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION};
+use fieldsync_schemas::{Actor, Role};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::config::PeerConfig;
+use crate::doc::Operation;
+use crate::store::{StoreConfig, User};
+
+struct TestNode {
+    _dir: tempfile::TempDir,
+    store: Store,
+    identity: Identity,
+    addr: SocketAddr,
+    peers: PeerMap,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn timing() -> LinkTiming {
+    LinkTiming {
+        keep_alive_ms: 500,
+        idle_timeout_ms: 5_000,
+    }
+}
+
+fn driver_config(identity: &Identity, office: bool, peers: Vec<PeerConfig>) -> DriverConfig {
+    DriverConfig {
+        node_id: identity.node_id().to_string(),
+        credentials: Credentials {
+            cert: identity.cert_der().clone(),
+            key: identity.key_der().unwrap(),
+        },
+        office,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        peers,
+        timing: timing(),
+        reconnect_delay_ms_min: 50,
+        reconnect_delay_ms_max: 500,
+        session: SessionConfig::new(identity.node_id(), office),
+        connections_max: 8,
+        status_dir: None,
+    }
+}
+
+impl TestNode {
+    fn start(office: bool, peers: Vec<PeerConfig>, setup: impl FnOnce(&Store)) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+        setup(&store);
+        let identity = Identity::generate("test").unwrap();
+        let mut config = driver_config(&identity, office, peers);
+        config.status_dir = Some(dir.path().to_path_buf());
+        let driver = Driver::bind(config, store.clone()).unwrap();
+        let addr = driver.local_addr();
+        let peers = driver.peers();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            driver
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestNode {
+            _dir: dir,
+            store,
+            identity,
+            addr,
+            peers,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn as_peer(&self) -> PeerConfig {
+        PeerConfig {
+            address: self.addr.to_string(),
+            node_id: self.identity.node_id().to_string(),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+fn operator() -> Actor {
+    Actor::new("op", Role::Operator)
+}
+
+/// Store calls wait for their flush: not on a runtime thread.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
+fn create(store: &Store, id: &str, assignee: &str) {
+    let mut new = crate::doc::tests::sample(assignee);
+    new.id = Some(id.into());
+    blocking(|| store.create_work_order(&operator(), &new, 1)).unwrap();
+}
+
+fn edit(store: &Store, id: &str, who: &Actor, op: &Operation) {
+    blocking(|| store.update_work_order(id, who, op, 5)).unwrap();
+}
+
+fn enroll_user(store: &Store, user: &str, node_id: &str) {
+    blocking(|| {
+        store.put_user(&User {
+            id: user.into(),
+            role: Role::Technician,
+            scopes: vec![],
+            secret_hash: None,
+            enroll_code_hash: None,
+            node_ids: vec![node_id.into()],
+            revoked: false,
+            created_at: "2026-01-01T00:00:00Z".into(),
+        })
+    })
+    .unwrap();
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A central with two technicians' work orders and a laptop for tech-1.
+async fn central_and_laptop() -> (TestNode, TestNode) {
+    let laptop_identity = Identity::generate("laptop").unwrap();
+    let laptop_id = laptop_identity.node_id().to_string();
+    let central = TestNode::start(true, vec![], |store| {
+        for i in 0..6 {
+            create(
+                store,
+                &format!("wo-{i}"),
+                if i % 2 == 0 { "tech-1" } else { "tech-2" },
+            );
+        }
+        enroll_user(store, "tech-1", &laptop_id);
+    });
+    // The laptop's identity must be the enrolled one.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    let mut config = driver_config(&laptop_identity, false, vec![central.as_peer()]);
+    config.status_dir = Some(dir.path().to_path_buf());
+    let driver = Driver::bind(config, store.clone()).unwrap();
+    let addr = driver.local_addr();
+    let peers = driver.peers();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        driver
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    let laptop = TestNode {
+        _dir: dir,
+        store,
+        identity: laptop_identity,
+        addr,
+        peers,
+        stop: Some(stop),
+        task: Some(task),
+    };
+    (central, laptop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_receives_its_work_orders_and_live_changes_both_ways() {
+    let (mut central, mut laptop) = central_and_laptop().await;
+    wait_for("the laptop's three work orders", || {
+        laptop.store.last_seq() >= 3
+    })
+    .await;
+    let ids = laptop.store.doc_ids(None, 10).unwrap();
+    assert_eq!(ids, ["wo-0", "wo-2", "wo-4"]);
+    let central_id = central.identity.node_id().to_string();
+    wait_for("the laptop to report being in sync", || {
+        laptop
+            .peers
+            .get(&central_id)
+            .is_some_and(|p| p.in_sync && p.connected)
+    })
+    .await;
+    // Live: a change at the central arrives without reconnecting.
+    let note = Operation::AddNote {
+        id: "n1".into(),
+        at: "2026-01-01T10:00:00Z".into(),
+        text: "bring a ladder".into(),
+    };
+    edit(&central.store, "wo-2", &operator(), &note);
+    wait_for("the note at the laptop", || {
+        laptop
+            .store
+            .work_order("wo-2")
+            .unwrap()
+            .unwrap()
+            .notes
+            .len()
+            == 1
+    })
+    .await;
+    // And back: the technician's note reaches the central.
+    let tech = Actor::new("tech-1", Role::Technician);
+    let field_note = Operation::AddNote {
+        id: "n2".into(),
+        at: "2026-01-01T11:00:00Z".into(),
+        text: "done".into(),
+    };
+    edit(&laptop.store, "wo-4", &tech, &field_note);
+    wait_for("the field note at the central", || {
+        central
+            .store
+            .work_order("wo-4")
+            .unwrap()
+            .unwrap()
+            .notes
+            .len()
+            == 1
+    })
+    .await;
+    wait_for("the status file to show the received documents", || {
+        let status = read_status_file(laptop._dir.path()).unwrap().unwrap();
+        assert_eq!(status.node_id, laptop.identity.node_id());
+        status
+            .peers
+            .iter()
+            .any(|p| p.node_id == central_id && p.docs_received >= 3)
+    })
+    .await;
+    laptop.stop().await;
+    central.stop().await;
+    assert!(laptop.store.verify(|_| ()).unwrap().is_empty());
+    assert!(central.store.verify(|_| ()).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_certificate_is_refused_at_the_handshake() {
+    let mut central = TestNode::start(true, vec![], |store| create(store, "wo-1", "tech-1"));
+    let stranger = Identity::generate("stranger").unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = tls::client_config(
+        &Credentials {
+            cert: stranger.cert_der().clone(),
+            key: stranger.key_der().unwrap(),
+        },
+        central.identity.node_id(),
+        timing(),
+    )
+    .unwrap();
+    let connecting = endpoint
+        .connect_with(client, central.addr, tls::SERVER_NAME)
+        .unwrap();
+    // In TLS 1.3 the client may finish its half before the server judges
+    // its certificate: the refusal then arrives as the connection closing.
+    let error = match connecting.await {
+        Err(error) => error.to_string(),
+        Ok(connection) => {
+            if let Ok((mut send, _recv)) = connection.open_bi().await {
+                let _ = send.write_all(&[0, 0, 0, 1, 0]).await;
+            }
+            let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed());
+            closed
+                .await
+                .expect("the central must close the connection")
+                .to_string()
+        }
+    };
+    assert!(error.contains("not enrolled"), "{error}");
+    assert!(central
+        .store
+        .checkpoint(stranger.node_id())
+        .unwrap()
+        .is_none());
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_spends_the_code_and_lets_the_node_sync() {
+    let code = crate::secret::generate_one_time_code();
+    let hash = crate::secret::hash(&code).unwrap();
+    let mut central = TestNode::start(true, vec![], |store| {
+        create(store, "wo-1", "tech-1");
+        store
+            .put_user(&User {
+                id: "tech-1".into(),
+                role: Role::Technician,
+                scopes: vec![],
+                secret_hash: None,
+                enroll_code_hash: Some(hash),
+                node_ids: vec![],
+                revoked: false,
+                created_at: "2026-01-01T00:00:00Z".into(),
+            })
+            .unwrap();
+    });
+    let laptop = Identity::generate("laptop").unwrap();
+    let wrong = enroll(
+        central.addr,
+        laptop.cert_der(),
+        None,
+        "AAAA-BBBB-CCCC",
+        "laptop",
+        timing(),
+    )
+    .await;
+    assert!(matches!(wrong, Err(EnrollError::Refused(_))), "{wrong:?}");
+    let typed = code.to_lowercase().replace('-', " ");
+    let enrolled = enroll(
+        central.addr,
+        laptop.cert_der(),
+        None,
+        &typed,
+        "laptop",
+        timing(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(enrolled.central_node_id, central.identity.node_id());
+    assert_eq!(
+        (enrolled.user.as_str(), enrolled.role),
+        ("tech-1", Role::Technician)
+    );
+    let user = central.store.user("tech-1").unwrap().unwrap();
+    assert_eq!(user.node_ids, [laptop.node_id().to_string()]);
+    assert!(user.enroll_code_hash.is_none());
+    let again = enroll(
+        central.addr,
+        laptop.cert_der(),
+        Some("tech-1"),
+        &code,
+        "laptop",
+        timing(),
+    )
+    .await;
+    assert!(
+        matches!(again, Err(EnrollError::Refused(_))),
+        "a code works once: {again:?}"
+    );
+    central.stop().await;
+}
+
+/// A raw client with an enrolled certificate that sends `bytes` on the
+/// sync stream, and what it hears back when the central closes.
+async fn send_raw(central: &TestNode, identity: &Identity, bytes: &[u8]) -> String {
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let credentials = Credentials {
+        cert: identity.cert_der().clone(),
+        key: identity.key_der().unwrap(),
+    };
+    let client = tls::client_config(&credentials, central.identity.node_id(), timing()).unwrap();
+    let connection = endpoint
+        .connect_with(client, central.addr, tls::SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    // Read until the central closes the connection.
+    let mut sink = vec![0u8; 64 * 1024];
+    loop {
+        match recv.read(&mut sink).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+    connection.closed().await.to_string()
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_that_connection_and_the_node_keeps_serving() {
+    let (mut central, mut laptop) = central_and_laptop().await;
+    wait_for("the first sync", || laptop.store.last_seq() >= 3).await;
+    let rogue = Identity::generate("rogue").unwrap();
+    enroll_user(&central.store, "tech-2", rogue.node_id());
+    let garbage = send_raw(&central, &rogue, &framed(&[0xff, 0xfe, 0xfd])).await;
+    assert!(garbage.contains("malformed frame"), "{garbage}");
+    let oversized = send_raw(&central, &rogue, &(64u32 << 20).to_be_bytes()).await;
+    assert!(
+        oversized.contains("exceeds") || oversized.contains("limit"),
+        "{oversized}"
+    );
+    let early = Frame::PageDone {
+        page: 0,
+        upto_seq: 1,
+    }
+    .encode();
+    let out_of_order = send_raw(&central, &rogue, &framed(&early)).await;
+    assert!(out_of_order.contains("before hello"), "{out_of_order}");
+    let hello = Frame::Hello {
+        version_min: PROTOCOL_VERSION,
+        version_max: PROTOCOL_VERSION,
+        node_id: "someone-else".into(),
+        epoch: [9; 16],
+        your_checkpoint: None,
+    }
+    .encode();
+    let impostor = send_raw(&central, &rogue, &framed(&hello)).await;
+    assert!(impostor.contains("node id other than"), "{impostor}");
+    // The laptop's session was never disturbed.
+    let note = Operation::AddNote {
+        id: "n1".into(),
+        at: "2026-01-01T10:00:00Z".into(),
+        text: "still here".into(),
+    };
+    edit(&central.store, "wo-0", &operator(), &note);
+    wait_for("the laptop to keep syncing", || {
+        laptop
+            .store
+            .work_order("wo-0")
+            .unwrap()
+            .unwrap()
+            .notes
+            .len()
+            == 1
+    })
+    .await;
+    laptop.stop().await;
+    central.stop().await;
+}
