@@ -14,12 +14,12 @@ max_examples="${1:-50}"
 venv="${SCHEMATHESIS_VENV:-$root/target/schemathesis-venv}"
 schemathesis_version="${SCHEMATHESIS_VERSION:-4.*}"
 
-if [ ! -x "$venv/bin/schemathesis" ]; then
+if [ ! -x "$venv/bin/st" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet "schemathesis==$schemathesis_version"
 fi
-"$venv/bin/schemathesis" --version
+"$venv/bin/st" --version
 
 cargo build --quiet -p fieldsync-gateway --example serve --manifest-path "$root/Cargo.toml"
 out="$(mktemp)"
@@ -42,7 +42,7 @@ token="$(curl --silent --fail -u "op:$secret" -d grant_type=client_credentials "
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
 
 echo "fuzzing $url with up to $max_examples examples per operation"
-"$venv/bin/schemathesis" run "$url/openapi.json" \
+"$venv/bin/st" run "$url/openapi.json" \
     --checks not_a_server_error \
     --header "Authorization: Bearer $token" \
     --max-examples "$max_examples" \

@@ -42,6 +42,8 @@ pub enum ErrorKind {
     InvalidQuery,
     /// A path segment (an id) is malformed.
     InvalidId,
+    /// A request header (`If-Match`...) is malformed.
+    InvalidHeader,
     /// A value was rejected by the work-order rules (too long, negative...).
     InvalidValue,
     /// No token, or a bad, expired or revoked one.
@@ -76,7 +78,7 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         use ErrorKind::*;
         match self {
-            MalformedBody | InvalidQuery | InvalidId => StatusCode::BAD_REQUEST,
+            MalformedBody | InvalidQuery | InvalidId | InvalidHeader => StatusCode::BAD_REQUEST,
             InvalidBody | InvalidValue => StatusCode::UNPROCESSABLE_ENTITY,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,6 +107,7 @@ impl ErrorKind {
             BodyTooLarge => "body-too-large",
             InvalidQuery => "invalid-query",
             InvalidId => "invalid-id",
+            InvalidHeader => "invalid-header",
             InvalidValue => "invalid-value",
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
@@ -133,6 +136,7 @@ impl ErrorKind {
             BodyTooLarge => "Request body too large",
             InvalidQuery => "Invalid query parameter",
             InvalidId => "Invalid id",
+            InvalidHeader => "Invalid header",
             InvalidValue => "Invalid value",
             Unauthorized => "Authentication required",
             Forbidden => "Forbidden",

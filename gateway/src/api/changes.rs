@@ -57,12 +57,6 @@ pub(crate) async fn changes(
             ));
         }
     }
-    if query.feed != Some(FeedMode::Longpoll) && query.timeout.is_some() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidQuery,
-            "`timeout` applies only with `feed=longpoll`",
-        ));
-    }
     // Subscribe before reading, so a write landing between the read and
     // the wait still wakes us.
     let mut watch = state.store().watch_seq();

@@ -56,6 +56,7 @@ mirror_enum!(
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default)]
     pub address: String,
@@ -321,6 +322,7 @@ pub struct WorkOrderQuery {
     /// `true`: only deleted (tombstoned) work orders; default: only live ones.
     pub deleted: Option<bool>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub cursor: Option<String>,
     /// Items per page, 1 to `page_size_max` (larger values are capped).
     #[param(minimum = 1)]
@@ -332,8 +334,11 @@ pub struct WorkOrderQuery {
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkOrder {
     /// A caller-chosen id (letters, digits, `-`, `_`); a UUID when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub id: Option<String>,
-    /// Human code; `WO-` and the first 8 characters of the id when absent.
+    /// Human code; `WO-`, the year and the first 8 characters of the id
+    /// when absent.
+    #[schema(min_length = 1, max_length = 64)]
     pub number: Option<String>,
     pub title: String,
     #[serde(default)]
@@ -345,6 +350,7 @@ pub struct CreateWorkOrder {
 }
 
 /// Edit office-owned fields. Absent fields stay; `assignee: null` unassigns.
+/// At least one field must be present.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchWorkOrder {
@@ -374,6 +380,7 @@ pub struct NewNote {
 pub struct NewMaterial {
     pub sku: String,
     /// Positive quantity.
+    #[schema(exclusive_minimum = 0.0)]
     pub qty: f64,
     #[serde(default)]
     pub unit: String,
@@ -433,10 +440,13 @@ pub struct ChangesQuery {
     #[param(minimum = 1)]
     pub limit: Option<usize>,
     /// Only this collection (`work_orders`, or a reference table's name).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub collection: Option<String>,
     /// `longpoll`: wait for a visible change when there is none yet.
+    #[param(inline)]
     pub feed: Option<FeedMode>,
-    /// Longpoll wait in milliseconds (capped at `longpoll_timeout_ms_max`).
+    /// Longpoll wait in milliseconds (capped at `longpoll_timeout_ms_max`;
+    /// ignored without `feed=longpoll`).
     #[param(minimum = 0)]
     pub timeout: Option<u64>,
 }

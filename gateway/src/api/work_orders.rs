@@ -28,23 +28,31 @@ pub(crate) fn etag(heads: &[String]) -> String {
 }
 
 /// `If-Match` / `If-None-Match` entity tags; `None` when the header is
-/// absent. `*` is kept as a tag.
+/// absent. `*` is kept as a tag; anything that is not `*` or a quoted
+/// (possibly weak) tag is a 400.
 fn entity_tags(
     headers: &HeaderMap,
     name: header::HeaderName,
 ) -> Result<Option<Vec<String>>, ApiError> {
-    let Some(value) = headers.get(name) else {
+    let Some(value) = headers.get(&name) else {
         return Ok(None);
     };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::new(ErrorKind::PreconditionFailed, "unreadable entity tag"))?;
-    Ok(Some(
-        text.split(',')
-            .map(|tag| tag.trim().to_string())
-            .filter(|tag| !tag.is_empty())
-            .collect(),
-    ))
+    let bad = || {
+        ApiError::new(
+            ErrorKind::InvalidHeader,
+            format!("`{name}` must be `*` or entity tags like \"...\""),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    let tags: Vec<String> = text.split(',').map(|tag| tag.trim().to_string()).collect();
+    let well_formed = |tag: &String| {
+        let quoted = tag.strip_prefix("W/").unwrap_or(tag);
+        tag == "*" || (quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'))
+    };
+    if !tags.iter().all(well_formed) {
+        return Err(bad());
+    }
+    Ok(Some(tags))
 }
 
 fn tags_match(tags: &[String], current: &str) -> bool {
@@ -252,6 +260,7 @@ pub(crate) async fn list_work_orders(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not allowed to create", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Id taken", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -328,7 +337,7 @@ pub(crate) async fn create_work_order(
 /// Read one work order.
 #[utoipa::path(
     get, path = "/api/v1/work-orders/{id}", tag = "work-orders",
-    params(("id" = String, Path, description = "Work order id")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$")),
     responses(
         (status = 200, description = "The work order", body = WorkOrder,
          headers(("ETag" = String, description = "Document heads"))),
@@ -410,8 +419,8 @@ async fn apply(
 /// Edit office-owned fields (operators, `work-orders:write`).
 #[utoipa::path(
     patch, path = "/api/v1/work-orders/{id}", tag = "work-orders",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = PatchWorkOrder,
     responses(
         (status = 200, description = "Edited and durable", body = WorkOrder),
@@ -421,6 +430,7 @@ async fn apply(
         (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -468,8 +478,8 @@ pub(crate) async fn patch_work_order(
 /// Tombstone a work order (operators, `work-orders:write`).
 #[utoipa::path(
     delete, path = "/api/v1/work-orders/{id}", tag = "work-orders",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     responses(
         (status = 200, description = "Deleted (tombstoned) and durable", body = WorkOrder),
         (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
@@ -496,8 +506,8 @@ pub(crate) async fn delete_work_order(
 /// Add a note (operators, the assigned technician, `work-orders:write`).
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/notes", tag = "field-actions",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = NewNote,
     responses(
         (status = 200, description = "Added and durable", body = WorkOrder),
@@ -507,6 +517,7 @@ pub(crate) async fn delete_work_order(
         (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -530,8 +541,8 @@ pub(crate) async fn add_note(
 /// Request a material (the assigned technician; the office may too).
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/materials", tag = "field-actions",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = NewMaterial,
     responses(
         (status = 200, description = "Requested and durable", body = WorkOrder),
@@ -541,6 +552,7 @@ pub(crate) async fn add_note(
         (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -567,9 +579,9 @@ pub(crate) async fn request_material(
 /// Approve or reject a requested material (operators, `work-orders:write`).
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/materials/{material_id}/state", tag = "field-actions",
-    params(("id" = String, Path, description = "Work order id"),
-           ("material_id" = String, Path, description = "Material id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("material_id" = String, Path, description = "Material id", min_length = 1, max_length = 128),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = SetMaterialState,
     responses(
         (status = 200, description = "Changed and durable", body = WorkOrder),
@@ -579,6 +591,7 @@ pub(crate) async fn request_material(
         (status = 404, description = "No such work order or material", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -604,8 +617,8 @@ pub(crate) async fn set_material_state(
 /// Append a status transition.
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/status", tag = "field-actions",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = NewStatus,
     responses(
         (status = 200, description = "Appended and durable", body = WorkOrder),
@@ -615,6 +628,7 @@ pub(crate) async fn set_material_state(
         (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -638,8 +652,8 @@ pub(crate) async fn append_status(
 /// Close the work order (records the closure and a `completed` transition).
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/closure", tag = "field-actions",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = NewClosure,
     responses(
         (status = 200, description = "Closed and durable", body = WorkOrder),
@@ -649,6 +663,7 @@ pub(crate) async fn append_status(
         (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -672,8 +687,8 @@ pub(crate) async fn close(
 /// Replace the technical report's text.
 #[utoipa::path(
     put, path = "/api/v1/work-orders/{id}/report", tag = "field-actions",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = Report,
     responses(
         (status = 200, description = "Edited and durable", body = WorkOrder),
@@ -683,6 +698,7 @@ pub(crate) async fn close(
         (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -708,8 +724,8 @@ pub(crate) async fn edit_report(
 /// Log working time (the assigned technician only).
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/time", tag = "field-actions",
-    params(("id" = String, Path, description = "Work order id"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
     request_body = NewTimeEntry,
     responses(
         (status = 200, description = "Logged and durable", body = WorkOrder),
@@ -719,6 +735,7 @@ pub(crate) async fn edit_report(
         (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Deleted", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -291,7 +291,6 @@ async fn bad_feed_parameters_are_problems() {
         "limit=0",
         "limit=x",
         "feed=sometimes",
-        "timeout=100",
         "collection=bad%20name",
         "unknown=1",
         "since=18446744073709551616",

@@ -31,6 +31,8 @@ async fn malformed_bodies_wrong_types_unknown_fields_and_huge_bodies() {
         request.send()
     };
     let json_type = Some("application/json");
+    // The too-large body is just over the 256 KiB limit: small enough to
+    // be fully written before the server answers 413 and closes.
     let cases: Vec<BadBody> = vec![
         (
             "/api/v1/work-orders",
@@ -125,7 +127,7 @@ async fn malformed_bodies_wrong_types_unknown_fields_and_huge_bodies() {
         ),
         (
             "/api/v1/work-orders/a/notes",
-            vec![b'x'; 2 * 1024 * 1024],
+            vec![b'x'; 300 * 1024],
             json_type,
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
@@ -192,7 +194,9 @@ async fn malformed_bodies_wrong_types_unknown_fields_and_huge_bodies() {
             "{path} {}",
             String::from_utf8_lossy(&body[..body.len().min(60)])
         );
-        let response = raw(path, body, content_type).await.expect("send");
+        let response = raw(path, body, content_type)
+            .await
+            .unwrap_or_else(|error| panic!("{label}: {error:?}"));
         let body = problem(response, status).await;
         assert_eq!(
             body["type"],
@@ -302,6 +306,10 @@ async fn etags_and_preconditions() {
     let response = note(&etag).await.unwrap();
     problem(response, StatusCode::PRECONDITION_FAILED).await;
     assert_eq!(server.store.last_seq(), before);
+    // Not an entity tag at all: 400.
+    let response = note("null").await.unwrap();
+    let body = problem(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["type"], "urn:fieldsync:problem:invalid-header");
     // Weak tags never match; `*` matches any version.
     let response = note(&format!("W/{newer}")).await.unwrap();
     problem(response, StatusCode::PRECONDITION_FAILED).await;

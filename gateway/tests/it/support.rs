@@ -27,6 +27,25 @@ pub(crate) fn users() -> Vec<(&'static str, Role, Vec<Scope>)> {
     ]
 }
 
+/// `Store::init` closes sled and reopens it at once; under parallel tests
+/// sled's own threads sometimes still hold the directory lock for a few
+/// milliseconds and the reopen fails with `WouldBlock` (a store issue,
+/// reported). The store is already created then, so open it again.
+fn init_store(path: &std::path::Path) -> Store {
+    match Store::init(path, StoreConfig::default()) {
+        Ok(store) => store,
+        Err(first) => {
+            for _ in 0..50 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if let Ok(store) = Store::open(path, StoreConfig::default()) {
+                    return store;
+                }
+            }
+            panic!("store: {first}");
+        }
+    }
+}
+
 pub(crate) struct Server {
     pub(crate) url: String,
     pub(crate) store: Store,
@@ -63,7 +82,7 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store");
         let (store, secrets) = tokio::task::spawn_blocking(move || {
-            let store = Store::init(&path, StoreConfig::default()).expect("store");
+            let store = init_store(&path);
             let mut secrets = HashMap::new();
             for (id, role, scopes) in users() {
                 let text = format!("secret-of-{id}");
