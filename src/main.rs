@@ -12,12 +12,15 @@ mod cli;
 mod error;
 mod logging;
 mod node;
+mod peers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::cli::demo::DemoArgs;
 use crate::cli::import::ImportArgs;
 use crate::cli::init::InitArgs;
 use crate::cli::show::ShowArgs;
@@ -65,11 +68,18 @@ enum Command {
     User(UserCommand),
     /// Bulk-load work orders from a JSONL file (gzip or plain).
     Import(ImportArgs),
+    /// A central and two technicians syncing on loopback, with the gateway:
+    /// see sync happen in one command. Uses a temporary directory unless
+    /// --dir is given.
+    Demo(DemoArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             // Help and --version are "errors" to clap; print them as clap
             // does, with clap's exit code (0 for help, 2 for usage errors).
@@ -77,6 +87,11 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
+    // The demo uses a temporary directory unless --dir was really given.
+    let dir_given = matches!(
+        matches.value_source("dir"),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
     logging::init(&cli.dir, cli.log_format);
     let result = match &cli.command {
         Command::Init(args) => cli::init::run(&cli.dir, args),
@@ -86,6 +101,7 @@ fn main() -> ExitCode {
         Command::Show(args) => cli::show::run(&cli.dir, args),
         Command::User(command) => cli::user::run(&cli.dir, command),
         Command::Import(args) => cli::import::run(&cli.dir, args),
+        Command::Demo(args) => cli::demo::run(dir_given.then_some(cli.dir.as_path()), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! that takes the data directory and returns `anyhow::Result<()>`; output
 //! for people and scripts goes to stdout, logs and errors to stderr.
 
+pub(crate) mod demo;
 pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod run;
