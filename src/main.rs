@@ -13,6 +13,7 @@ mod error;
 mod logging;
 mod node;
 mod peers;
+mod sync_driver;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,12 +22,14 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cli::demo::DemoArgs;
+use crate::cli::enroll::EnrollArgs;
 use crate::cli::import::ImportArgs;
 use crate::cli::init::InitArgs;
 use crate::cli::show::ShowArgs;
 use crate::cli::status::StatusArgs;
 use crate::cli::user::UserCommand;
 use crate::cli::verify::VerifyArgs;
+use crate::cli::wo::WoArgs;
 use crate::logging::LogFormatArg;
 
 /// Offline-first field-service work orders: Automerge documents in sled,
@@ -68,6 +71,10 @@ enum Command {
     User(UserCommand),
     /// Bulk-load work orders from a JSONL file (gzip or plain).
     Import(ImportArgs),
+    /// Enroll this laptop with a central, using a one-time code.
+    Enroll(EnrollArgs),
+    /// Create and work on work orders (the node must be stopped).
+    Wo(WoArgs),
     /// A central and two technicians syncing on loopback, with the gateway:
     /// see sync happen in one command. Uses a temporary directory unless
     /// --dir is given.
@@ -101,6 +108,8 @@ fn main() -> ExitCode {
         Command::Show(args) => cli::show::run(&cli.dir, args),
         Command::User(command) => cli::user::run(&cli.dir, command),
         Command::Import(args) => cli::import::run(&cli.dir, args),
+        Command::Enroll(args) => cli::enroll::run(&cli.dir, args),
+        Command::Wo(args) => cli::wo::run(&cli.dir, args),
         Command::Demo(args) => cli::demo::run(dir_given.then_some(cli.dir.as_path()), args),
     };
     match result {

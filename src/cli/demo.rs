@@ -24,7 +24,9 @@ use fieldsync_node::identity::Identity;
 use fieldsync_node::quic::{Driver, DriverConfig, PeerMap};
 use fieldsync_node::secret;
 use fieldsync_node::store::{Store, User};
-use fieldsync_schemas::{Actor, Customer, NewWorkOrder, OperatorPatch, Priority, Role, Scope, Status};
+use fieldsync_schemas::{
+    Actor, Customer, NewWorkOrder, OperatorPatch, Priority, Role, Scope, Status,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -71,7 +73,12 @@ impl DemoNode {
         let identity = Identity::generate(name)?;
         identity.save(&dir)?;
         let store = Store::init(&dir.join("store"), config.store_config())?;
-        Ok(DemoNode { name, config, identity, store })
+        Ok(DemoNode {
+            name,
+            config,
+            identity,
+            store,
+        })
     }
 
     fn node_id(&self) -> &str {
@@ -115,7 +122,12 @@ impl Running {
 pub(crate) fn run(dir: Option<&Path>, args: &DemoArgs) -> anyhow::Result<()> {
     let temporary = match dir {
         Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("fieldsync-demo-").tempdir().context("creating a temporary directory")?),
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("fieldsync-demo-")
+                .tempdir()
+                .context("creating a temporary directory")?,
+        ),
     };
     let base: PathBuf = match (dir, &temporary) {
         (Some(dir), _) => dir.to_path_buf(),
@@ -123,8 +135,11 @@ pub(crate) fn run(dir: Option<&Path>, args: &DemoArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("one of the two is set"),
     };
     if base.join("central").exists() {
-        anyhow::bail!(crate::error::CliError::usage(format!("{} already holds a demo", base.display()))
-            .hint("point --dir at an empty directory, or leave it out to use a temporary one"));
+        anyhow::bail!(crate::error::CliError::usage(format!(
+            "{} already holds a demo",
+            base.display()
+        ))
+        .hint("point --dir at an empty directory, or leave it out to use a temporary one"));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -133,16 +148,24 @@ pub(crate) fn run(dir: Option<&Path>, args: &DemoArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let stop_after = args.exit_after_s.map(Duration::from_secs);
     runtime.block_on(demo(&base, args, async move {
-        match stop_after {
-            Some(after) => tokio::time::sleep(after).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
+        let timer = async {
+            match stop_after {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = timer => {}
         }
     }))
 }
 
-async fn demo(base: &Path, args: &DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+async fn demo(
+    base: &Path,
+    args: &DemoArgs,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let central = DemoNode::create(base, "central", NodeRole::Central)?;
     let mut alice = DemoNode::create(base, "alice-laptop", NodeRole::Field)?;
     let mut bob = DemoNode::create(base, "bob-laptop", NodeRole::Field)?;
@@ -150,10 +173,34 @@ async fn demo(base: &Path, args: &DemoArgs, shutdown: impl Future<Output = ()>) 
     let operator_secret = secret::generate_client_secret();
     let erp_secret = secret::generate_client_secret();
     let users = [
-        ("operator", Role::Operator, vec![], Some(&operator_secret), vec![]),
-        ("erp-demo", Role::Integration, vec![Scope::ChangesRead, Scope::WorkOrdersRead], Some(&erp_secret), vec![]),
-        ("alice", Role::Technician, vec![], None, vec![alice.node_id().to_string()]),
-        ("bob", Role::Technician, vec![], None, vec![bob.node_id().to_string()]),
+        (
+            "operator",
+            Role::Operator,
+            vec![],
+            Some(&operator_secret),
+            vec![],
+        ),
+        (
+            "erp-demo",
+            Role::Integration,
+            vec![Scope::ChangesRead, Scope::WorkOrdersRead],
+            Some(&erp_secret),
+            vec![],
+        ),
+        (
+            "alice",
+            Role::Technician,
+            vec![],
+            None,
+            vec![alice.node_id().to_string()],
+        ),
+        (
+            "bob",
+            Role::Technician,
+            vec![],
+            None,
+            vec![bob.node_id().to_string()],
+        ),
     ];
     for (id, role, scopes, secret_text, node_ids) in users {
         let secret_hash = secret_text.map(|s| secret::hash(s)).transpose()?;
@@ -171,7 +218,10 @@ async fn demo(base: &Path, args: &DemoArgs, shutdown: impl Future<Output = ()>) 
 
     let (central_sync, central_address) = start_driver(&central)?;
     for laptop in [&mut alice, &mut bob] {
-        laptop.config.sync.peers = vec![PeerConfig { address: central_address.to_string(), node_id: central.node_id().to_string() }];
+        laptop.config.sync.peers = vec![PeerConfig {
+            address: central_address.to_string(),
+            node_id: central.node_id().to_string(),
+        }];
     }
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
@@ -181,8 +231,12 @@ async fn demo(base: &Path, args: &DemoArgs, shutdown: impl Future<Output = ()>) 
                 .hint("another program uses the port: pass --port 0 to pick a free one")
         })?;
     let url = format!("http://{}", listener.local_addr()?);
-    let state = AppState::new(central.store.clone(), TokenKey::generate(), GatewayConfig::default())?
-        .with_peers(Arc::new(DriverPeers(central_sync.peers.clone())));
+    let state = AppState::new(
+        central.store.clone(),
+        TokenKey::generate(),
+        GatewayConfig::default(),
+    )?
+    .with_peers(Arc::new(DriverPeers(central_sync.peers.clone())));
     let (gateway_stop, mut gateway_stopped) = watch::channel(false);
     let gateway = tokio::spawn(fieldsync_gateway::run(listener, state, async move {
         let _ = gateway_stopped.wait_for(|stop| *stop).await;
@@ -194,7 +248,15 @@ async fn demo(base: &Path, args: &DemoArgs, shutdown: impl Future<Output = ()>) 
 
     print_banner(base, &url, &operator_secret, &erp_secret, &ids[0]);
 
-    let scenario = scenario(&central, &alice, &bob, alice_sync, &ids[0], &url, Duration::from_secs(args.step_s));
+    let scenario = scenario(
+        &central,
+        &alice,
+        &bob,
+        alice_sync,
+        &ids[0],
+        &url,
+        Duration::from_secs(args.step_s),
+    );
     tokio::pin!(scenario);
     tokio::pin!(shutdown);
     let alice_sync = tokio::select! {
@@ -227,8 +289,17 @@ fn sample(number: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOr
         number: format!("WO-2026-{number:06}"),
         title: title.into(),
         description: format!("{title}: reported by phone."),
-        customer: Customer { name: customer.into(), address: "Rua Augusta 1109, Sao Paulo".into(), phone: "+55 11 95897-5662".into(), document: String::new() },
-        priority: if number % 3 == 0 { Priority::High } else { Priority::Normal },
+        customer: Customer {
+            name: customer.into(),
+            address: "Rua Augusta 1109, Sao Paulo".into(),
+            phone: "+55 11 95897-5662".into(),
+            document: String::new(),
+        },
+        priority: if number % 3 == 0 {
+            Priority::High
+        } else {
+            Priority::Normal
+        },
         assignee: Some(assignee.into()),
         scheduled_for: Some("2026-12-01T09:00:00Z".into()),
         created_at: now_rfc3339(),
@@ -253,7 +324,11 @@ async fn load_samples(store: &Store) -> anyhow::Result<Vec<String>> {
         ];
         let mut ids = Vec::new();
         for (number, title, customer, assignee) in orders {
-            let committed = store.create_work_order(&operator, &sample(number, title, customer, assignee), now_s())?;
+            let committed = store.create_work_order(
+                &operator,
+                &sample(number, title, customer, assignee),
+                now_s(),
+            )?;
             ids.push(committed.id);
         }
         Ok::<_, anyhow::Error>(ids)
@@ -282,7 +357,11 @@ fn print_banner(base: &Path, url: &str, operator_secret: &str, erp_secret: &str,
 }
 
 fn note(id: &str, text: &str) -> Operation {
-    Operation::AddNote { id: id.into(), at: now_rfc3339(), text: text.into() }
+    Operation::AddNote {
+        id: id.into(),
+        at: now_rfc3339(),
+        text: text.into(),
+    }
 }
 
 /// Apply a typed operation on a node's store, off the async threads (it
@@ -295,7 +374,11 @@ async fn edit(store: &Store, id: &str, who: Actor, op: Operation) -> anyhow::Res
 
 /// The heads of a work order on a node, if it holds it.
 fn heads(node: &DemoNode, id: &str) -> Option<Vec<[u8; 32]>> {
-    node.store.doc_index(id).ok().flatten().map(|index| index.heads)
+    node.store
+        .doc_index(id)
+        .ok()
+        .flatten()
+        .map(|index| index.heads)
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -317,9 +400,19 @@ async fn scenario(
     url: &str,
     step: Duration,
 ) -> anyhow::Result<Running> {
-    let count = |node: &DemoNode| node.store.doc_ids(None, 64).map(|ids| ids.len()).unwrap_or(0);
-    wait_until("both laptops have their work orders", || count(alice) == 3 && count(bob) == 3).await?;
-    println!("[1] Primed: alice's laptop holds 3 work orders, bob's holds 3 (each only their own).");
+    let count = |node: &DemoNode| {
+        node.store
+            .doc_ids(None, 64)
+            .map(|ids| ids.len())
+            .unwrap_or(0)
+    };
+    wait_until("both laptops have their work orders", || {
+        count(alice) == 3 && count(bob) == 3
+    })
+    .await?;
+    println!(
+        "[1] Primed: alice's laptop holds 3 work orders, bob's holds 3 (each only their own)."
+    );
     tokio::time::sleep(step).await;
 
     alice_sync.stop().await;
@@ -327,15 +420,50 @@ async fn scenario(
     tokio::time::sleep(step).await;
 
     let operator = Actor::new("operator", Role::Operator);
-    let retitle = Operation::EditOperatorFields(OperatorPatch { title: Some("Boiler makes no hot water (customer called twice)".into()), ..Default::default() });
+    let retitle = Operation::EditOperatorFields(OperatorPatch {
+        title: Some("Boiler makes no hot water (customer called twice)".into()),
+        ..Default::default()
+    });
     edit(&central.store, id, operator.clone(), retitle).await?;
-    edit(&central.store, id, operator, note("office-note-1", "Customer called: the gate code is 4411.")).await?;
+    edit(
+        &central.store,
+        id,
+        operator,
+        note("office-note-1", "Customer called: the gate code is 4411."),
+    )
+    .await?;
     println!("[3] The office retitles {id} and adds a note.");
     let tech = Actor::new("alice", Role::Technician);
-    edit(&alice.store, id, tech.clone(), Operation::AppendStatus { at: now_rfc3339(), to: Status::InProgress, note: "on site".into() }).await?;
-    edit(&alice.store, id, tech.clone(), note("alice-note-1", "Pressure valve stuck; replaced it.")).await?;
-    edit(&alice.store, id, tech, Operation::EditReport { text: "Replaced the pressure relief valve. Boiler tested for 20 minutes.".into() }).await?;
-    println!("[4] Meanwhile, offline, alice moves it to in_progress, adds a note and writes the report.");
+    edit(
+        &alice.store,
+        id,
+        tech.clone(),
+        Operation::AppendStatus {
+            at: now_rfc3339(),
+            to: Status::InProgress,
+            note: "on site".into(),
+        },
+    )
+    .await?;
+    edit(
+        &alice.store,
+        id,
+        tech.clone(),
+        note("alice-note-1", "Pressure valve stuck; replaced it."),
+    )
+    .await?;
+    edit(
+        &alice.store,
+        id,
+        tech,
+        Operation::EditReport {
+            text: "Replaced the pressure relief valve. Boiler tested for 20 minutes.".into(),
+        },
+    )
+    .await?;
+    println!(
+        "[4] Meanwhile, offline, alice moves it to in_progress, adds a note and writes the report."
+    );
     tokio::time::sleep(step).await;
 
     let last_seq_before = central.store.last_seq();
@@ -345,7 +473,10 @@ async fn scenario(
         heads(central, id).is_some() && heads(central, id) == heads(alice, id)
     })
     .await?;
-    let merged = central.store.work_order(id)?.context("the work order vanished")?;
+    let merged = central
+        .store
+        .work_order(id)?
+        .context("the work order vanished")?;
     println!(
         "[6] Merged on both sides: title \"{}\", status {}, {} notes, report \"{}\".",
         merged.title,
@@ -355,7 +486,13 @@ async fn scenario(
     );
     let feed = central.store.changes_since(last_seq_before, 20)?;
     for entry in feed.iter().filter(|entry| entry.id == id) {
-        println!("    changes feed: seq {} {:?} {} ({})", entry.seq, entry.op, entry.id, entry.number.as_deref().unwrap_or("-"));
+        println!(
+            "    changes feed: seq {} {:?} {} ({})",
+            entry.seq,
+            entry.op,
+            entry.id,
+            entry.number.as_deref().unwrap_or("-")
+        );
     }
     println!("    See it: {url}/ui/work-orders/{id} and {url}/ui/changes");
     Ok(alice_sync)

@@ -1,0 +1,126 @@
+//! `fieldsync demo` as a newcomer runs it: the printed URL answers, the
+//! printed integration client reads the changes feed, and the scripted
+//! offline edit merges.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::support::BIN;
+
+/// The whole scenario takes a few seconds at one second a step.
+const DEMO_TIMEOUT_S: u64 = 90;
+
+/// Never leave a demo running when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn field<'a>(line: &'a str, label: &str) -> Option<&'a str> {
+    line.strip_prefix(label).map(str::trim)
+}
+
+#[test]
+fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--port",
+                "0",
+                "--step-s",
+                "1",
+                "--exit-after-s",
+                "120",
+            ])
+            .env_remove("FIELDSYNC_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fieldsync demo"),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut url, mut client) = (None, None);
+    let mut merged = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(DEMO_TIMEOUT_S);
+    while merged.is_none() && std::time::Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if let Some(value) = field(&line, "Gateway and web UI:") {
+            url = Some(value.trim_end_matches('/').to_string());
+        }
+        if let Some(value) = field(&line, "Integration client:") {
+            let credentials = value.split_whitespace().collect::<Vec<_>>();
+            client = Some((credentials[0].to_string(), credentials[2].to_string()));
+        }
+        if line.starts_with("[6] Merged on both sides") {
+            merged = Some(line);
+        }
+    }
+    let merged = merged.expect("the scenario reached the merge");
+    assert!(
+        merged.contains("status in_progress") && merged.contains("2 notes"),
+        "{merged}"
+    );
+    let url = url.expect("a gateway URL was printed");
+    let (client_id, secret) = client.expect("integration credentials were printed");
+
+    let http = reqwest::blocking::Client::new();
+    let health = http
+        .get(format!("{url}/healthz"))
+        .send()
+        .expect("GET /healthz");
+    assert!(health.status().is_success());
+    let token: serde_json::Value = http
+        .post(format!("{url}/oauth/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .expect("POST /oauth/token")
+        .json()
+        .expect("token JSON");
+    let token = token["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string();
+    let feed: serde_json::Value = http
+        .get(format!("{url}/api/v1/changes?since=0&limit=50"))
+        .bearer_auth(&token)
+        .send()
+        .expect("GET /api/v1/changes")
+        .json()
+        .expect("feed JSON");
+    let entries = feed["entries"].as_array().expect("entries");
+    assert!(
+        entries.len() >= 6,
+        "six work orders and their edits: {feed}"
+    );
+    assert!(
+        entries.iter().any(|entry| entry["op"] == "update"),
+        "the merged edit is in the feed: {feed}"
+    );
+
+    // Ctrl-C, as the newcomer would press it: a clean stop, exit 0.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(interrupted.success());
+    let status = child.0.wait().expect("demo exits on Ctrl-C");
+    assert!(status.success(), "demo exit status {status}");
+}
