@@ -29,6 +29,8 @@ struct Inner {
     /// Bounds concurrent Argon2 checks: each takes ~19 MiB and a core.
     secret_checks: Semaphore,
     metrics: PrometheusHandle,
+    /// Serializes user administration (check-then-write of user records).
+    user_admin: tokio::sync::Mutex<()>,
     /// (when counted, how many): the document count for `/metrics`.
     doc_count: Mutex<Option<(Instant, u64)>>,
 }
@@ -46,6 +48,7 @@ impl AppState {
                 secret_checks: Semaphore::new(config.secret_checks_concurrent_max),
                 metrics: crate::telemetry::install(),
                 doc_count: Mutex::new(None),
+                user_admin: tokio::sync::Mutex::new(()),
                 store,
                 tokens,
                 config,
@@ -83,6 +86,10 @@ impl AppState {
 
     pub(crate) fn secret_checks(&self) -> &Semaphore {
         &self.inner.secret_checks
+    }
+
+    pub(crate) fn user_admin(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.user_admin
     }
 
     pub(crate) fn metrics(&self) -> &PrometheusHandle {

@@ -9,6 +9,7 @@
 pub(crate) mod changes;
 pub mod model;
 pub(crate) mod ops;
+pub mod users;
 pub(crate) mod work_orders;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -32,6 +33,7 @@ use crate::state::AppState;
         (name = "field-actions", description = "Notes, materials, status, closure, report, time"),
         (name = "changes", description = "Ordered changes feed"),
         (name = "operations", description = "Health, metrics, registry, peers"),
+        (name = "users", description = "Users and integration clients (operators)"),
     )
 )]
 struct ApiDoc;
@@ -75,6 +77,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(work_orders::edit_report))
         .routes(routes!(work_orders::log_time))
         .routes(routes!(changes::changes))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::revoke_user))
         .routes(routes!(ops::peers))
         .routes(routes!(ops::registry))
         .routes(routes!(ops::healthz))

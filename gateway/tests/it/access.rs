@@ -246,6 +246,12 @@ async fn every_role_against_collection_and_operations_endpoints() {
             None,
             [401, 200, 403, 403, 403, 403],
         ),
+        (
+            Method::GET,
+            "/api/v1/users",
+            None,
+            [401, 200, 403, 403, 403, 403],
+        ),
         (Method::GET, "/api/v1/registry", None, [200; 6]),
         (Method::GET, "/healthz", None, [200; 6]),
         (Method::GET, "/openapi.json", None, [200; 6]),

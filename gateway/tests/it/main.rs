@@ -8,3 +8,4 @@ mod input;
 mod ops;
 mod support;
 mod ui;
+mod users;
