@@ -113,13 +113,10 @@ impl Node {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
         tasks.spawn(log_store_activity(self.store.clone(), stop_rx.clone()));
-        // The sync driver and the gateway are spawned here once they exist;
-        // until then say what the config asks for and that it is not served.
-        tracing::info!(
-            listen = %self.config.sync.listen,
-            peers = self.config.sync.peers.len(),
-            "sync over QUIC is not part of this build yet; not listening"
-        );
+        // Sync over QUIC; its peer map is what the gateway's `/api/v1/peers`
+        // shows (`crate::peers::DriverPeers`).
+        let (_sync_peers, sync_task) = crate::sync_driver::start(&self, stop_rx.clone())?;
+        tasks.spawn(sync_task);
         if self.config.gateway.enabled {
             tracing::info!(
                 listen = %self.config.gateway.listen,

@@ -3,13 +3,16 @@
 //! for people and scripts goes to stdout, logs and errors to stderr.
 
 pub(crate) mod demo;
+pub(crate) mod enroll;
 pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod run;
 pub(crate) mod show;
 pub(crate) mod status;
+pub(crate) mod sync_status;
 pub(crate) mod user;
 pub(crate) mod verify;
+pub(crate) mod wo;
 
 /// The current time as RFC 3339 UTC with whole seconds.
 pub(crate) fn now_rfc3339() -> String {

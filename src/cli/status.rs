@@ -5,6 +5,7 @@ use std::path::Path;
 use clap::Args;
 use fieldsync_node::store::format::FORMAT_VERSION;
 
+use crate::cli::sync_status;
 use crate::node::Node;
 
 #[derive(Debug, Args)]
@@ -15,7 +16,15 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) fn run(dir: &Path, args: &StatusArgs) -> anyhow::Result<()> {
-    let node = Node::open(dir)?;
+    let sync = sync_status::load(dir)?;
+    let node = match Node::open(dir) {
+        Ok(node) => node,
+        // The running node holds the store: show what its driver reports.
+        Err(error) => match &sync {
+            Some(running) if running.running => return running_view(dir, args, running),
+            _ => return Err(error),
+        },
+    };
     let documents = node.document_count()?;
     let users = node.store.users()?;
     let active_users = users.iter().filter(|u| !u.revoked).count();
@@ -46,6 +55,7 @@ pub(crate) fn run(dir: &Path, args: &StatusArgs) -> anyhow::Result<()> {
             "store_bytes": bytes,
             "sync_listen": node.config.sync.listen.to_string(),
             "peers": peers,
+            "sync": sync_status::json(sync.as_ref()),
             "gateway_enabled": node.config.gateway.enabled,
             "gateway_listen": node.config.gateway.listen.to_string(),
         });
@@ -61,10 +71,7 @@ pub(crate) fn run(dir: &Path, args: &StatusArgs) -> anyhow::Result<()> {
         println!("last seq   {last_seq}");
         println!("documents  {documents}");
         println!("users      {} ({active_users} active)", users.len());
-        println!(
-            "sync       {} (not served by this build yet)",
-            node.config.sync.listen
-        );
+        sync_status::print(sync.as_ref());
         if node.config.sync.peers.is_empty() {
             println!("peers      none configured");
         }
@@ -89,6 +96,37 @@ pub(crate) fn run(dir: &Path, args: &StatusArgs) -> anyhow::Result<()> {
         }
     }
     node.store.close();
+    Ok(())
+}
+
+/// `status` while `fieldsync run` holds the store: identity, config and
+/// the sync driver's per-peer state.
+fn running_view(
+    dir: &Path,
+    args: &StatusArgs,
+    sync: &sync_status::SyncStatus,
+) -> anyhow::Result<()> {
+    let config = fieldsync_node::config::NodeConfig::load(dir)?;
+    if args.json {
+        let status = serde_json::json!({
+            "node_id": sync.file.node_id,
+            "name": config.name,
+            "role": config.role.as_str(),
+            "dir": dir.display().to_string(),
+            "running": true,
+            "sync": sync_status::json(Some(sync)),
+        });
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("node       {} ({}), running", config.name, config.role);
+        println!("node id    {}", sync.file.node_id);
+        println!("data dir   {}", dir.display());
+        println!(
+            "store      in use by the running node (pid {})",
+            sync.file.pid
+        );
+        sync_status::print(Some(sync));
+    }
     Ok(())
 }
 
