@@ -295,7 +295,7 @@ fn sample(number: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOr
             phone: "+55 11 95897-5662".into(),
             document: String::new(),
         },
-        priority: if number % 3 == 0 {
+        priority: if number.is_multiple_of(3) {
             Priority::High
         } else {
             Priority::Normal
