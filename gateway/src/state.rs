@@ -29,6 +29,9 @@ struct Inner {
     /// Bounds concurrent Argon2 checks: each takes ~19 MiB and a core.
     secret_checks: Semaphore,
     metrics: PrometheusHandle,
+    /// Flips to true when `run` is told to shut down, so longpolls answer
+    /// at once instead of holding the graceful shutdown for their timeout.
+    closing: tokio::sync::watch::Sender<bool>,
     /// Serializes user administration (check-then-write of user records).
     user_admin: tokio::sync::Mutex<()>,
     /// (when counted, how many): the document count for `/metrics`.
@@ -49,6 +52,7 @@ impl AppState {
                 metrics: crate::telemetry::install(),
                 doc_count: Mutex::new(None),
                 user_admin: tokio::sync::Mutex::new(()),
+                closing: tokio::sync::watch::Sender::new(false),
                 store,
                 tokens,
                 config,
@@ -86,6 +90,15 @@ impl AppState {
 
     pub(crate) fn secret_checks(&self) -> &Semaphore {
         &self.inner.secret_checks
+    }
+
+    /// Tell waiting longpolls to answer now (called by `run` at shutdown).
+    pub fn begin_shutdown(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
     }
 
     pub(crate) fn user_admin(&self) -> &tokio::sync::Mutex<()> {

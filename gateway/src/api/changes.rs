@@ -60,6 +60,7 @@ pub(crate) async fn changes(
     // Subscribe before reading, so a write landing between the read and
     // the wait still wakes us.
     let mut watch = state.store().watch_seq();
+    let mut closing = state.closing();
     let visible = *watch.borrow_and_update();
     if since > visible {
         return Err(ApiError::new(
@@ -92,14 +93,18 @@ pub(crate) async fn changes(
             .unwrap_or(config.longpoll_timeout_ms_default)
             .min(config.longpoll_timeout_ms_max);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-        while page.entries.is_empty() {
-            match tokio::time::timeout_at(deadline, watch.changed()).await {
-                Ok(Ok(())) => {
-                    watch.borrow_and_update();
-                    page = read(page.last_seq).await?;
-                }
-                // Timed out, or the store closed: answer with what we have.
-                Ok(Err(_)) | Err(_) => break,
+        while page.entries.is_empty() && !*closing.borrow_and_update() {
+            tokio::select! {
+                changed = tokio::time::timeout_at(deadline, watch.changed()) => match changed {
+                    Ok(Ok(())) => {
+                        watch.borrow_and_update();
+                        page = read(page.last_seq).await?;
+                    }
+                    // Timed out, or the store closed: answer with what we have.
+                    Ok(Err(_)) | Err(_) => break,
+                },
+                // The gateway is shutting down: answer now.
+                _ = closing.changed() => break,
             }
         }
     }

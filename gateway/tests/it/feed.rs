@@ -314,3 +314,32 @@ async fn bad_feed_parameters_are_problems() {
     assert_eq!(status, StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_longpoll_answers_at_shutdown() {
+    let server = Server::start().await;
+    let op = server.token("op").await;
+    let poll = {
+        let request = server
+            .client
+            .get(format!(
+                "{}/api/v1/changes?feed=longpoll&timeout=20000",
+                server.url
+            ))
+            .bearer_auth(&op);
+        tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let page = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&page), Vec::<u64>::new());
+}
