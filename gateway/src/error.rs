@@ -296,16 +296,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Turn any error response that is not already a problem (tower layers'
-/// timeouts and limits, axum's 404 and 405) into one, keeping its status
-/// and headers such as `Allow`.
+/// Turn any bare error response (tower layers' timeouts and limits, axum's
+/// 404 and 405: no content type, or plain text) into a problem, keeping
+/// its status and headers such as `Allow`.
 pub async fn problemize(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    // Leave problems and deliberate bodies (the UI's HTML error pages)
+    // alone; rewrite what layers and axum made: no body type, or text.
+    let bare = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes() == PROBLEM_JSON.as_bytes());
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !bare {
         return response;
     }
     let kind = ErrorKind::from_status(status);

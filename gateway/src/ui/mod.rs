@@ -114,7 +114,9 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                     @if let Some(caller) = caller {
                         a href="/ui/work-orders" { "Work orders" }
                         a href="/ui/changes" { "Changes" }
-                        a href="/ui/peers" { "Peers" }
+                        @if caller.role == fieldsync_schemas::Role::Operator {
+                            a href="/ui/peers" { "Peers" }
+                        }
                         form method="post" action="/sign-out" {
                             span { (caller.user_id) " (" (caller.role.as_str()) ") " }
                             button type="submit" { "Sign out" }

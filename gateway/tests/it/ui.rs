@@ -102,8 +102,9 @@ async fn sign_in_list_detail_and_isolation() {
     );
 
     // Someone else's work order, or a bad id: 404, same page.
-    let (status, _) = page(&server, &cookie, "/ui/work-orders/theirs").await;
+    let (status, not_found) = page(&server, &cookie, "/ui/work-orders/theirs").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(not_found.contains("<title>Not found"), "{not_found}");
     let (status, _) = page(&server, &cookie, "/ui/work-orders/no-such").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Peers are for operators.
