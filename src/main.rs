@@ -10,6 +10,7 @@
 
 mod cli;
 mod error;
+mod gateway_task;
 mod logging;
 mod node;
 mod peers;

@@ -115,13 +115,10 @@ impl Node {
         tasks.spawn(log_store_activity(self.store.clone(), stop_rx.clone()));
         // Sync over QUIC; its peer map is what the gateway's `/api/v1/peers`
         // shows (`crate::peers::DriverPeers`).
-        let (_sync_peers, sync_task) = crate::sync_driver::start(&self, stop_rx.clone())?;
+        let (sync_peers, sync_task) = crate::sync_driver::start(&self, stop_rx.clone())?;
         tasks.spawn(sync_task);
         if self.config.gateway.enabled {
-            tracing::info!(
-                listen = %self.config.gateway.listen,
-                "the gateway is not part of this build yet; not listening"
-            );
+            tasks.spawn(crate::gateway_task::start(&self, sync_peers, stop_rx.clone()).await?);
         }
         tracing::info!(
             node_id = self.identity.node_id(),
