@@ -41,6 +41,8 @@ const CLOSE_FLUSH_MS: u64 = 1_000;
 const REPORT_INTERVAL_MS: u64 = 100;
 /// Close reasons longer than this are cut (QUIC carries them in one packet).
 const CLOSE_REASON_BYTES_MAX: usize = 256;
+/// Added to two round trips when waiting for the peer's first announce.
+const SETTLE_MARGIN_MS: u64 = 100;
 
 /// Application close codes.
 pub(crate) const CLOSE_DONE: u32 = 0;
@@ -171,6 +173,10 @@ struct Pump {
     peer_id: String,
     peers: PeerMap,
     reached_ready: bool,
+    /// When both hellos were exchanged.
+    ready_at_ms: Option<u64>,
+    /// Frames received after the peer's hello.
+    frames_after_hello: u64,
     was_idle: bool,
     last_seen_ms: Option<u64>,
     last_report_ms: u64,
@@ -191,6 +197,8 @@ impl Pump {
             peer_id: peer_id.to_string(),
             peers: ctx.peers.clone(),
             reached_ready: false,
+            ready_at_ms: None,
+            frames_after_hello: 0,
             was_idle: false,
             last_seen_ms: None,
             last_report_ms: 0,
@@ -248,6 +256,10 @@ impl Pump {
             let now = now_ms();
             self.report(now, false);
             let timer = self.session.poll_timeout().map(|at| at.saturating_sub(now));
+            let settle = self
+                .settle_deadline_ms()
+                .filter(|at| *at > now)
+                .map(|at| at - now);
             let step: Result<(), SessionEnd> = tokio::select! {
                 biased;
                 _ = stop.changed() => return SessionEnd::Stopping,
@@ -267,6 +279,9 @@ impl Pump {
                     Some(Ok(bytes)) => {
                         let now = now_ms();
                         self.last_seen_ms = Some(now);
+                        if self.reached_ready {
+                            self.frames_after_hello += 1;
+                        }
                         self.session
                             .handle_bytes(now, &bytes, &mut self.adapter)
                             .map_err(SessionEnd::from)
@@ -285,6 +300,8 @@ impl Pump {
                     .session
                     .handle_timeout(now_ms(), &mut self.adapter)
                     .map_err(SessionEnd::from),
+                // Re-judge "in sync" once the peer's first announce is due.
+                () = sleep_ms(settle), if settle.is_some() => Ok(()),
             };
             if let Err(end) = step {
                 return end;
@@ -326,6 +343,7 @@ impl Pump {
             match event {
                 Event::Ready { .. } => {
                     self.reached_ready = true;
+                    self.ready_at_ms = Some(now_ms());
                     tracing::debug!(peer = %self.peer_id, "sync session ready");
                 }
                 Event::Violation { id, reason } => {
@@ -344,10 +362,34 @@ impl Pump {
         }
     }
 
+    /// Is the session idle *and* would the peer's first announce have
+    /// arrived by now? Idle alone is not enough: right after the hellos
+    /// nothing is in flight on our side while the peer's announce is still
+    /// on its way. One frame after the hello, or two round trips without
+    /// one (an unchanged peer sends nothing), settle it.
+    fn in_sync(&self, now: u64) -> bool {
+        let Some(ready_at) = self.ready_at_ms else {
+            return false;
+        };
+        let waited = now >= ready_at + self.settle_ms();
+        self.session.is_idle(&self.adapter) && (self.frames_after_hello > 0 || waited)
+    }
+
+    fn settle_ms(&self) -> u64 {
+        2 * self.connection.rtt().as_millis() as u64 + SETTLE_MARGIN_MS
+    }
+
+    /// When to look again if "in sync" is only waiting for time to pass.
+    fn settle_deadline_ms(&self) -> Option<u64> {
+        let ready_at = self.ready_at_ms?;
+        let waiting = self.frames_after_hello == 0 && !self.was_idle;
+        waiting.then(|| ready_at + self.settle_ms())
+    }
+
     /// Refresh this peer's entry in the map: on every change of "in sync",
     /// otherwise at most every `REPORT_INTERVAL_MS`.
     fn report(&mut self, now: u64, force: bool) {
-        let idle = self.session.is_idle(&self.adapter);
+        let idle = self.in_sync(now);
         let transition = idle != self.was_idle;
         if !force && !transition && now < self.last_report_ms + REPORT_INTERVAL_MS {
             return;

@@ -1,0 +1,216 @@
+//! The acceptance test of the sync issue, with real processes over QUIC on
+//! loopback: a central and two technicians' laptops, and the three flows of
+//! the original design (central → technician, technician → central,
+//! status and acknowledgement back), plus a forbidden edit that must not
+//! stick.
+
+mod sync_support;
+
+use automerge::transaction::Transactable;
+use automerge::ReadDoc;
+use fieldsync_node::doc::Edit;
+use fieldsync_node::store::Store;
+use fieldsync_schemas::ChangeOp;
+use sync_support::*;
+
+#[test]
+fn three_flows_between_a_central_and_two_technicians() {
+    let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
+    // Flow 1: the office creates and assigns work orders.
+    create(&central, "wo-a", "tech-1");
+    create(&central, "wo-b", "tech-2");
+    central.start();
+    let mut laptop1 = enrolled_laptop("laptop-1", &central, &codes[0]);
+    let mut laptop2 = enrolled_laptop("laptop-2", &central, &codes[1]);
+    laptop1.start();
+    laptop2.start();
+    wait_converged(&laptop1, &central);
+    wait_converged(&laptop2, &central);
+    laptop1.stop();
+    laptop2.stop();
+    // Only the assigned technician got each work order.
+    assert_eq!(laptop1.show("wo-a").unwrap()["assignee"], "tech-1");
+    assert!(
+        laptop1.show("wo-b").is_none(),
+        "tech-1 must never see tech-2's work order"
+    );
+    assert_eq!(laptop2.show("wo-b").unwrap()["assignee"], "tech-2");
+    assert!(
+        laptop2.show("wo-a").is_none(),
+        "tech-2 must never see tech-1's work order"
+    );
+
+    // Flow 2: offline, the technician works the order and closes it.
+    for args in [
+        &[
+            "wo",
+            "status",
+            "wo-a",
+            "--to",
+            "in_progress",
+            "--note",
+            "on site",
+        ][..],
+        &["wo", "note", "wo-a", "--text", "Compressor relay replaced"],
+        &[
+            "wo",
+            "material",
+            "wo-a",
+            "--sku",
+            "SKU-00966",
+            "--qty",
+            "2",
+            "--unit",
+            "pc",
+        ],
+        &[
+            "wo",
+            "report",
+            "wo-a",
+            "--text",
+            "Relay burnt; replaced and tested.",
+        ],
+        &[
+            "wo",
+            "close",
+            "wo-a",
+            "--resolution",
+            "fixed",
+            "--signed-by",
+            "Ana Souza",
+        ],
+    ] {
+        laptop1.run(args).success();
+    }
+    let closed_at_laptop = laptop1.show("wo-a").unwrap();
+    assert_eq!(closed_at_laptop["status"], "completed");
+    laptop1.start();
+    wait_converged(&laptop1, &central);
+    central.stop();
+    let at_central = central.show("wo-a").unwrap();
+    assert_eq!(at_central["status"], "completed");
+    assert_eq!(at_central["notes"][0]["text"], "Compressor relay replaced");
+    assert_eq!(at_central["materials"][0]["sku"], "SKU-00966");
+    assert_eq!(at_central["report"], "Relay burnt; replaced and tested.");
+    assert_eq!(at_central["closure"]["resolution"], "fixed");
+    assert_eq!(at_central["heads"], closed_at_laptop["heads"]);
+
+    // Flow 3: the office acknowledges; the acknowledgement and the status
+    // flow back to the laptop.
+    central
+        .run(&[
+            "wo",
+            "note",
+            "wo-a",
+            "--text",
+            "Closure acknowledged by the office",
+        ])
+        .success();
+    central.start();
+    wait_converged(&laptop1, &central);
+    laptop1.stop();
+    central.stop();
+    let back = laptop1.show("wo-a").unwrap();
+    assert_eq!(back["status"], "completed");
+    let notes: Vec<&str> = back["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "Compressor relay replaced",
+            "Closure acknowledged by the office"
+        ]
+    );
+    assert_eq!(back["heads"], central.show("wo-a").unwrap()["heads"]);
+    // The laptop's checkpoint for the central, as `status` shows it.
+    let status = laptop1.run(&["status", "--json"]).success().json();
+    let peers = status["sync"]["peers"].as_array().unwrap();
+    assert!(
+        peers.iter().any(|p| p["checkpoint_seq"].as_u64() > Some(0)),
+        "{status:#}"
+    );
+    for node in [&central, &laptop1, &laptop2] {
+        node.verify_clean();
+    }
+}
+
+#[test]
+fn a_forbidden_edit_from_a_laptop_does_not_stick() {
+    let (mut central, codes) = central_with(&["tech-1"]);
+    create(&central, "wo-a", "tech-1");
+    central.start();
+    let mut laptop = enrolled_laptop("laptop-1", &central, &codes[0]);
+    laptop.start();
+    wait_converged(&laptop, &central);
+    laptop.stop();
+    // The typed operations refuse a technician's priority change...
+    let refused = laptop.run(&[
+        "wo",
+        "assign",
+        "wo-a",
+        "--to",
+        "tech-9",
+        "--as",
+        "tech-1",
+        "--role",
+        "technician",
+    ]);
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    // ...so a tampered laptop writes it straight into its store.
+    tamper(&laptop, "wo-a");
+    let tampered = laptop.show("wo-a").unwrap();
+    assert_eq!(tampered["priority"], "urgent");
+    assert_eq!(tampered["customer"]["name"], "Mallory");
+    laptop
+        .run(&["wo", "note", "wo-a", "--text", "a legitimate note"])
+        .success();
+    laptop.start();
+    wait_converged(&laptop, &central);
+    laptop.stop();
+    central.stop();
+    let at_central = central.show("wo-a").unwrap();
+    assert_eq!(at_central["priority"], "normal");
+    assert_eq!(at_central["customer"]["name"], "Ana Souza");
+    assert_eq!(at_central["assignee"], "tech-1");
+    assert_eq!(at_central["notes"][0]["text"], "a legitimate note");
+    // The office's compensating change reached the laptop: both agree.
+    let at_laptop = laptop.show("wo-a").unwrap();
+    assert_eq!(at_laptop["priority"], "normal");
+    assert_eq!(at_laptop["customer"]["name"], "Ana Souza");
+    assert_eq!(at_laptop["heads"], at_central["heads"]);
+    assert!(
+        central.log_text().contains("forbidden change from peer"),
+        "the central logs the violation"
+    );
+}
+
+/// Write a change that breaks the field rules directly into a stopped
+/// laptop's store, bypassing the typed operations.
+fn tamper(laptop: &Node, id: &str) {
+    let config = fieldsync_node::config::NodeConfig::load(&laptop.dir).unwrap();
+    let store = Store::open(&laptop.dir, config.store_config()).unwrap();
+    store
+        .edit_work_order(id, |document| {
+            let before = document.heads();
+            let doc = document.automerge_mut();
+            let mut tx = doc.transaction();
+            tx.put(automerge::ROOT, "priority", "urgent").unwrap();
+            let customer = match tx.get(automerge::ROOT, "customer").unwrap() {
+                Some((_, customer)) => customer,
+                None => panic!("no customer map"),
+            };
+            tx.put(&customer, "name", "Mallory").unwrap();
+            tx.commit();
+            Ok(Edit {
+                change_bytes: doc.save_after(&before),
+                heads: doc.get_heads(),
+                op: ChangeOp::Update,
+            })
+        })
+        .unwrap();
+    store.close();
+}

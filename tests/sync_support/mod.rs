@@ -1,0 +1,334 @@
+//! Helpers for the sync black-box tests: real `fieldsync` processes, each
+//! with its own data directory, syncing over QUIC on 127.0.0.1.
+//!
+//! A running node holds its store, so the tests do what an operator would:
+//! edit with `fieldsync wo` while a node is stopped, start it with
+//! `fieldsync run`, watch `sync-status.json` (the driver's per-peer state)
+//! until the peers are in sync, stop it with SIGTERM, and read the result
+//! with `fieldsync show`.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::fs::File;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_fieldsync");
+/// How long any wait in these tests may take before failing.
+pub(crate) const WAIT_MS_MAX: u64 = 30_000;
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    pub(crate) fn success(self) -> Run {
+        assert_eq!(self.code, Some(0), "expected success:\n{self:#?}");
+        self
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
+    }
+}
+
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_remove("FIELDSYNC_DIR")
+        .env_remove("FIELDSYNC_LOG_FORMAT")
+        .env_remove("RUST_LOG")
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null());
+    command
+}
+
+pub(crate) fn fieldsync(dir: &Path, args: &[&str]) -> Run {
+    let output = command(dir)
+        .args(args)
+        .output()
+        .expect("the fieldsync binary runs");
+    let run = Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "the binary panicked:\n{run:#?}"
+    );
+    run
+}
+
+/// A UDP port that was free a moment ago.
+pub(crate) fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// Poll `check` every 20 ms until it holds; fail after `WAIT_MS_MAX`.
+pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One node: a data directory and, while it runs, its process.
+pub(crate) struct Node {
+    _temp: tempfile::TempDir,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// `fieldsync init`, then a config tuned for tests: loopback, a free
+    /// port, quick redials, no gateway.
+    pub(crate) fn init(role: &str, name: &str) -> Node {
+        let temp = tempfile::tempdir().expect("a temporary directory");
+        let dir = temp.path().join(name);
+        fieldsync(&dir, &["init", "--role", role, "--name", name]).success();
+        let port = free_udp_port();
+        let path = dir.join("fieldsync.toml");
+        let text = std::fs::read_to_string(&path).expect("the config file");
+        let mut section = String::new();
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                section = line.to_string();
+            }
+            let line = match (section.as_str(), line.split(" = ").next()) {
+                ("[sync]", Some("listen")) => format!("listen = \"127.0.0.1:{port}\""),
+                ("[sync]", Some("keep_alive_ms")) => "keep_alive_ms = 500".into(),
+                ("[sync]", Some("idle_timeout_ms")) => "idle_timeout_ms = 3000".into(),
+                ("[sync]", Some("reconnect_delay_ms_min")) => "reconnect_delay_ms_min = 100".into(),
+                ("[sync]", Some("reconnect_delay_ms_max")) => {
+                    "reconnect_delay_ms_max = 1000".into()
+                }
+                ("[gateway]", Some("enabled")) => "enabled = false".into(),
+                _ => line.to_string(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        std::fs::write(&path, out).expect("writing the config");
+        let log = temp.path().join(format!("{name}.log"));
+        Node {
+            _temp: temp,
+            dir,
+            port,
+            log,
+            child: None,
+        }
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
+        fieldsync(&self.dir, args)
+    }
+
+    pub(crate) fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn node_id(&self) -> String {
+        self.run(&["status", "--json"]).success().json()["node_id"]
+            .as_str()
+            .expect("a node id")
+            .to_string()
+    }
+
+    /// Start `fieldsync run` and wait until its sync driver listens.
+    pub(crate) fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the log file");
+        let child = command(&self.dir)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("fieldsync run starts");
+        let pid = child.id();
+        self.child = Some(child);
+        wait_until("the sync driver to listen", || {
+            self.sync_status()
+                .is_some_and(|status| status["pid"].as_u64() == Some(u64::from(pid)))
+        });
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub(crate) fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = wait_exit(&mut child);
+        assert!(
+            exit.success(),
+            "fieldsync run exited with {exit}: {}",
+            self.log_text()
+        );
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            let _ = child.wait();
+        }
+    }
+
+    pub(crate) fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// The driver's status file (`sync-status.json`), if written.
+    pub(crate) fn sync_status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.join("sync-status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// This node's view of `peer`, from the status file.
+    pub(crate) fn peer(&self, peer: &str) -> Option<serde_json::Value> {
+        let status = self.sync_status()?;
+        status["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["node_id"] == peer)
+            .cloned()
+    }
+
+    /// A work order's read model (the node must be stopped).
+    pub(crate) fn show(&self, id: &str) -> Option<serde_json::Value> {
+        let run = self.run(&["show", id, "--compact"]);
+        (run.code == Some(0)).then(|| run.json())
+    }
+
+    pub(crate) fn verify_clean(&self) {
+        let run = self.run(&["verify"]);
+        assert_eq!(run.code, Some(0), "verify found problems:\n{run:#?}");
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A central with technicians `users`, each with a one-time code.
+pub(crate) fn central_with(users: &[&str]) -> (Node, Vec<String>) {
+    let central = Node::init("central", "central");
+    let mut codes = Vec::new();
+    for user in users {
+        let added = central
+            .run(&["user", "add", user, "--role", "technician"])
+            .success();
+        let code = added
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("enrollment code: "))
+            .expect("an enrollment code")
+            .trim()
+            .to_string();
+        codes.push(code);
+    }
+    (central, codes)
+}
+
+/// A laptop enrolled with the (running) central.
+pub(crate) fn enrolled_laptop(name: &str, central: &Node, code: &str) -> Node {
+    let laptop = Node::init("field", name);
+    let address = central.address();
+    laptop
+        .run(&["enroll", "--central", &address, "--code", code])
+        .success();
+    laptop
+}
+
+/// Create a work order at a stopped central.
+pub(crate) fn create(central: &Node, id: &str, assignee: &str) {
+    central
+        .run(&[
+            "wo",
+            "create",
+            "--id",
+            id,
+            "--title",
+            &format!("Work order {id}"),
+            "--customer",
+            "Ana Souza",
+            "--address",
+            "Rua Augusta, 1109",
+            "--assignee",
+            assignee,
+        ])
+        .success();
+}
+
+/// Wait until two running nodes have a session and each has durably
+/// acknowledged everything the other has (checked on both sides: a node
+/// alone cannot know the other has nothing more to send).
+pub(crate) fn wait_converged(a: &Node, b: &Node) {
+    let (a_id, b_id) = (a.node_id_from_status(), b.node_id_from_status());
+    let settled = |p: Option<serde_json::Value>| {
+        p.is_some_and(|p| {
+            p["connected"] == true && p["in_sync"] == true && p["changes_unacked"] == 0
+        })
+    };
+    wait_until("both nodes to be in sync", || {
+        settled(a.peer(&b_id)) && settled(b.peer(&a_id))
+    });
+}
+
+impl Node {
+    /// The node id, from the running driver's status file.
+    pub(crate) fn node_id_from_status(&self) -> String {
+        self.sync_status()
+            .and_then(|status| status["node_id"].as_str().map(str::to_string))
+            .expect("a running node's status file")
+    }
+}
