@@ -104,6 +104,11 @@ impl MemState {
                     entry.meta.previous_assignee = Some(previous);
                     entry.meta.reassigned_at_ms = *now_ms;
                 }
+                if let Some(assignee) = &assignee {
+                    // Assigned (back) to this user: nothing to revoke from
+                    // them (as the sled store does).
+                    self.revocations.remove(&(assignee.clone(), id.clone()));
+                }
                 entry.meta.assignee = assignee;
                 entry.meta.heads = heads.clone();
                 let seq = self.log.len() as u64 + 1;

@@ -11,7 +11,7 @@ use fieldsync_schemas::sync_frame::{
 use fieldsync_schemas::Role;
 
 use super::store::{SyncStore, WriteId};
-use crate::access::{self, PeerAccess};
+use crate::access::{self, DocMeta, PeerAccess};
 use crate::doc::validate_doc_id;
 
 /// Tunables of a session.
@@ -357,7 +357,7 @@ impl Session {
                 self.complete_pages(store)
             }
             (Phase::Ready, Frame::Revoke { ids }) => self.on_revoke(ids, store),
-            (Phase::Ready, Frame::Revoked { ids }) => self.on_revoked(ids, store),
+            (Phase::Ready, Frame::Revoked { ids }) => self.on_revoked(now_ms, ids, store),
         }
     }
 
@@ -512,7 +512,7 @@ impl Session {
                 let Some(meta) = store.doc_meta(&entry.id).map_err(store_error)? else {
                     continue;
                 };
-                if access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms) {
+                if self.visible(&entry.id, &meta, now_ms, store)? {
                     docs.push(DocHeads {
                         id: entry.id.clone(),
                         heads: meta.heads.iter().map(|h| h.0).collect(),
@@ -583,8 +583,8 @@ impl Session {
                     waiting.insert(id, heads);
                 }
                 None => self.reject(&id, "you may not create work orders"),
-                Some(meta) if !access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms) => {
-                    self.reject(&id, "not assigned to you")
+                Some(meta) if !self.visible(&id, &meta, now_ms, store)? => {
+                    self.reject_invisible(&id)
                 }
                 Some(meta) => {
                     let same = meta.heads.len() == heads.len()
@@ -656,6 +656,27 @@ impl Session {
         });
     }
 
+    /// The peer offered a document it may not see. The office also revokes
+    /// it: a technician can hold a document it was never durably given (a
+    /// central served an unflushed assignment, then crashed and lost it),
+    /// for which no revocation record exists, so no timer would ever remove
+    /// it (simulator, seed 103).
+    fn reject_invisible(&mut self, id: &str) {
+        self.reject(id, "not assigned to you");
+        let technician = matches!(
+            self.peer,
+            PeerAccess::User {
+                role: Role::Technician,
+                ..
+            }
+        );
+        if self.config.office && technician && self.revoked_sent.insert(id.to_string()) {
+            self.outbox.push_back(Frame::Revoke {
+                ids: vec![id.to_string()],
+            });
+        }
+    }
+
     fn on_want<S: SyncStore>(
         &mut self,
         now_ms: u64,
@@ -673,12 +694,10 @@ impl Session {
         let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0usize;
         for id in full {
-            let visible = store
-                .doc_meta(&id)
-                .map_err(store_error)?
-                .is_some_and(|meta| {
-                    access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms)
-                });
+            let visible = match store.doc_meta(&id).map_err(store_error)? {
+                Some(meta) => self.visible(&id, &meta, now_ms, store)?,
+                None => false,
+            };
             if !visible {
                 // Visibility can end between our announce and their want
                 // (the grace period ran out): not a protocol error, but the
@@ -726,6 +745,12 @@ impl Session {
         let batch: Vec<(String, Vec<u8>)> = postcard::from_bytes(&plain)
             .map_err(|e| protocol(format!("malformed document batch: {e}")))?;
         let Some(in_page) = self.in_pages.iter_mut().find(|p| p.page == page) else {
+            if page < self.in_next_page {
+                // The page completed meanwhile: every document it asked for
+                // whole was settled by a `Revoke` that crossed our `Want`
+                // (simulator, seed 6).
+                return Ok(());
+            }
             return Err(protocol(format!(
                 "document batch for page {page}, which is not pending"
             )));
@@ -762,15 +787,18 @@ impl Session {
         message: &[u8],
         store: &mut S,
     ) -> Result<(), SessionError> {
-        // A refused document is settled in our pages too: nothing more
-        // about it will be merged in this session (simulator, seed 15).
         let Some(meta) = store.doc_meta(&id).map_err(store_error)? else {
+            // Not settled: we may be waiting for this very document whole
+            // (we purged it, and it was assigned back), and a purge settled
+            // everything else already (simulator, seed 252).
             self.reject(&id, "unknown document");
-            self.settle(&id);
-            return self.complete_pages(store);
+            return Ok(());
         };
-        if !access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms) {
-            self.reject(&id, "not assigned to you");
+        // A document the peer may not see is settled in our pages too:
+        // nothing more about it will be merged in this session (simulator,
+        // seed 15).
+        if !self.visible(&id, &meta, now_ms, store)? {
+            self.reject_invisible(&id);
             self.settle(&id);
             return self.complete_pages(store);
         }
@@ -868,6 +896,36 @@ impl Session {
             }
         }
         self.complete_pages(store)
+    }
+
+    /// May the peer see (receive, and send changes to) document `id`? The
+    /// policy's `may_see`, plus a technician's own grace period: a second
+    /// reassignment within it moves `previous_assignee` on, but this user's
+    /// pending changes are still owed acceptance until their own
+    /// revocation record expires (simulator, seed 14).
+    fn visible<S: SyncStore>(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        now_ms: u64,
+        store: &S,
+    ) -> Result<bool, SessionError> {
+        if access::may_see(&self.peer, meta, now_ms, self.config.grace_ms) {
+            return Ok(true);
+        }
+        let PeerAccess::User {
+            user_id,
+            role: Role::Technician,
+        } = &self.peer
+        else {
+            return Ok(false);
+        };
+        let revocations = store
+            .revocations(user_id, REVOCATIONS_SCAN_MAX)
+            .map_err(store_error)?;
+        Ok(revocations.iter().any(|(revoked, reassigned_at_ms)| {
+            revoked == id && now_ms < reassigned_at_ms.saturating_add(self.config.grace_ms)
+        }))
     }
 
     /// Stop waiting for a document in every pending page: it was refused
@@ -994,15 +1052,28 @@ impl Session {
 
     fn on_revoked<S: SyncStore>(
         &mut self,
+        now_ms: u64,
         ids: Vec<String>,
         store: &mut S,
     ) -> Result<(), SessionError> {
         let PeerAccess::User { user_id, .. } = &self.peer else {
             return Err(protocol("revoked from an office node"));
         };
+        let records = store
+            .revocations(user_id, REVOCATIONS_SCAN_MAX)
+            .map_err(store_error)?;
         for id in ids {
             if self.revoked_sent.remove(&id) {
-                store.clear_revocation(user_id, &id).map_err(store_error)?;
+                // The document may have been assigned back and away again
+                // while our `Revoke` travelled: that refreshed the record,
+                // and the user is owed a new grace period and a new revoke.
+                // Clear only a record that has expired (simulator, seed 262).
+                let refreshed = records.iter().any(|(revoked, at)| {
+                    *revoked == id && now_ms < at.saturating_add(self.config.grace_ms)
+                });
+                if !refreshed {
+                    store.clear_revocation(user_id, &id).map_err(store_error)?;
+                }
             }
         }
         Ok(())
