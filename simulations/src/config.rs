@@ -29,7 +29,11 @@ pub enum Broken {
 }
 
 impl Broken {
-    pub const ALL: [Broken; 3] = [Broken::Nothing, Broken::CheckpointBeforeFlush, Broken::EgressFilterOff];
+    pub const ALL: [Broken; 3] = [
+        Broken::Nothing,
+        Broken::CheckpointBeforeFlush,
+        Broken::EgressFilterOff,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,7 +58,10 @@ pub struct UnknownBroken(pub String);
 impl FromStr for Broken {
     type Err = UnknownBroken;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Broken::ALL.into_iter().find(|b| b.as_str() == s).ok_or_else(|| UnknownBroken(s.to_string()))
+        Broken::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| UnknownBroken(s.to_string()))
     }
 }
 

@@ -21,7 +21,10 @@ fn contains_all(doc: Option<&Automerge>, heads: &[ChangeHash]) -> bool {
 }
 
 fn short(heads: &[ChangeHash]) -> String {
-    let hex: Vec<String> = heads.iter().map(|h| h.to_string()[..8].to_string()).collect();
+    let hex: Vec<String> = heads
+        .iter()
+        .map(|h| h.to_string()[..8].to_string())
+        .collect();
     format!("[{}]", hex.join(","))
 }
 
@@ -39,14 +42,23 @@ fn all_strings(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Vec<String
 
 /// A forged value visible in a document, if any.
 fn forged_value(doc: &Automerge) -> Option<String> {
-    if let Some(p) = all_strings(doc, &ROOT, "priority").into_iter().find(|p| p == FORGED_PRIORITY) {
+    if let Some(p) = all_strings(doc, &ROOT, "priority")
+        .into_iter()
+        .find(|p| p == FORGED_PRIORITY)
+    {
         return Some(format!("priority={p}"));
     }
-    if let Some(a) = all_strings(doc, &ROOT, "assignee").into_iter().find(|a| a.starts_with(FORGED_ASSIGNEE_PREFIX)) {
+    if let Some(a) = all_strings(doc, &ROOT, "assignee")
+        .into_iter()
+        .find(|a| a.starts_with(FORGED_ASSIGNEE_PREFIX))
+    {
         return Some(format!("assignee={a}"));
     }
     if let Ok(Some((Value::Object(_), customer))) = doc.get(ROOT, "customer") {
-        if let Some(n) = all_strings(doc, &customer, "name").into_iter().find(|n| n.starts_with(FORGED_CUSTOMER_PREFIX)) {
+        if let Some(n) = all_strings(doc, &customer, "name")
+            .into_iter()
+            .find(|n| n.starts_with(FORGED_CUSTOMER_PREFIX))
+        {
             return Some(format!("customer.name={n}"));
         }
     }
@@ -78,14 +90,27 @@ impl Sim {
             let (live_from, durable_from) = node.log_checked;
             for (index, entry) in live.iter().enumerate().skip(live_from.min(live.len())) {
                 if entry.seq != index as u64 + 1 {
-                    return Err(Failure::new(Invariant::Changelog, format!("{}: live changelog entry {index} has seq {}", node.name, entry.seq)));
+                    return Err(Failure::new(
+                        Invariant::Changelog,
+                        format!(
+                            "{}: live changelog entry {index} has seq {}",
+                            node.name, entry.seq
+                        ),
+                    ));
                 }
             }
-            for (index, entry) in durable.iter().enumerate().skip(durable_from.min(durable.len())) {
+            for (index, entry) in durable
+                .iter()
+                .enumerate()
+                .skip(durable_from.min(durable.len()))
+            {
                 if entry.seq != index as u64 + 1 || live.get(index) != Some(entry) {
                     return Err(Failure::new(
                         Invariant::Changelog,
-                        format!("{}: durable changelog entry {index} (seq {}) is not the live entry", node.name, entry.seq),
+                        format!(
+                            "{}: durable changelog entry {index} (seq {}) is not the live entry",
+                            node.name, entry.seq
+                        ),
                     ));
                 }
             }
@@ -103,10 +128,15 @@ impl Sim {
                 continue;
             }
             let node = &self.nodes[n];
-            let checkpoints: Vec<(String, fieldsync_schemas::sync_frame::WireCheckpoint)> =
-                node.store.durable_checkpoints().map(|(p, c)| (p.to_string(), c.clone())).collect();
+            let checkpoints: Vec<(String, fieldsync_schemas::sync_frame::WireCheckpoint)> = node
+                .store
+                .durable_checkpoints()
+                .map(|(p, c)| (p.to_string(), c.clone()))
+                .collect();
             for (peer_name, checkpoint) in checkpoints {
-                let Some(p) = self.nodes.iter().position(|x| x.name == peer_name) else { continue };
+                let Some(p) = self.nodes.iter().position(|x| x.name == peer_name) else {
+                    continue;
+                };
                 let peer = &self.nodes[p];
                 if peer.store.epoch() != checkpoint.epoch {
                     continue;
@@ -119,7 +149,12 @@ impl Sim {
                     ));
                 }
                 let key = (node.name.clone(), peer_name.clone(), checkpoint.epoch);
-                let from = self.model.checkpoint_verified.get(&key).copied().unwrap_or(0);
+                let from = self
+                    .model
+                    .checkpoint_verified
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(0);
                 if checkpoint.seq <= from {
                     continue;
                 }
@@ -127,10 +162,20 @@ impl Sim {
                     if contains_all(node.store.durable_doc(&entry.id), &entry.heads) {
                         continue;
                     }
-                    let refused = self.model.refused.contains(&(node.name.clone(), peer_name.clone(), entry.id.clone()));
-                    let purged = self.model.purged.contains(&(node.name.clone(), entry.id.clone()));
+                    let refused = self.model.refused.contains(&(
+                        node.name.clone(),
+                        peer_name.clone(),
+                        entry.id.clone(),
+                    ));
+                    let purged = self
+                        .model
+                        .purged
+                        .contains(&(node.name.clone(), entry.id.clone()));
                     let gone_at_peer = peer.store.live_meta(&entry.id).is_none()
-                        || self.model.purged.contains(&(peer_name.clone(), entry.id.clone()));
+                        || self
+                            .model
+                            .purged
+                            .contains(&(peer_name.clone(), entry.id.clone()));
                     let not_only_theirs = node.user().is_some_and(|u| {
                         let ever = self.model.assignees_ever.get(&entry.id);
                         ever.is_none_or(|set| set.len() != 1 || !set.contains(&self.users[u].id))
@@ -158,13 +203,27 @@ impl Sim {
 
     /// No central ever shows a value only a tampered laptop wrote, live or
     /// durable, as the winner or as a conflict.
-    fn check_forbidden(&self) -> Result<(), Failure> {
+    fn check_forbidden(&mut self) -> Result<(), Failure> {
         for node in self.nodes.iter().filter(|n| n.is_central()) {
             for id in node.store.doc_ids() {
-                for (state, doc) in [("live", node.store.live_doc(&id)), ("durable", node.store.durable_doc(&id))] {
-                    if let Some(value) = doc.and_then(forged_value) {
-                        return Err(Failure::new(Invariant::Forbidden, format!("{}'s {state} {id} shows forbidden {value}", node.name)));
+                for (durable, doc) in [
+                    (false, node.store.live_doc(&id)),
+                    (true, node.store.durable_doc(&id)),
+                ] {
+                    let Some(doc) = doc else { continue };
+                    let heads = doc.get_heads();
+                    let key = (node.name.clone(), durable, id.clone());
+                    if self.model.forbidden_checked.get(&key) == Some(&heads) {
+                        continue;
                     }
+                    if let Some(value) = forged_value(doc) {
+                        let state = if durable { "durable" } else { "live" };
+                        return Err(Failure::new(
+                            Invariant::Forbidden,
+                            format!("{}'s {state} {id} shows forbidden {value}", node.name),
+                        ));
+                    }
+                    self.model.forbidden_checked.insert(key, heads);
                 }
             }
         }
@@ -184,7 +243,9 @@ impl Sim {
             let tech_access = other.user().map(|u| self.tech_access(u));
             for id in other.store.doc_ids() {
                 let ours = other.store.live_meta(&id).expect("listed doc has meta");
-                let Some(meta) = central.store.live_meta(&id) else { continue };
+                let Some(meta) = central.store.live_meta(&id) else {
+                    continue;
+                };
                 if let Some(access) = &tech_access {
                     if !self.may_see(central, access, &id, meta) {
                         return Err(Failure::new(
@@ -223,17 +284,27 @@ impl Sim {
 
     /// The engine's visibility rule, restated: the policy, or the user's
     /// own revocation record at this central has not expired yet.
-    fn may_see(&self, central: &crate::world::Node, peer: &access::PeerAccess, id: &str, meta: &access::DocMeta) -> bool {
+    fn may_see(
+        &self,
+        central: &crate::world::Node,
+        peer: &access::PeerAccess,
+        id: &str,
+        meta: &access::DocMeta,
+    ) -> bool {
         if access::may_see(peer, meta, self.now_ms, self.cfg.grace_ms) {
             return true;
         }
-        let access::PeerAccess::User { user_id, .. } = peer else { return false };
+        let access::PeerAccess::User { user_id, .. } = peer else {
+            return false;
+        };
         central
             .store
             .revocations(user_id, usize::MAX)
             .unwrap_or_default()
             .iter()
-            .any(|(revoked, at)| revoked == id && self.now_ms < at.saturating_add(self.cfg.grace_ms))
+            .any(|(revoked, at)| {
+                revoked == id && self.now_ms < at.saturating_add(self.cfg.grace_ms)
+            })
     }
 
     /// Slow: every node still in the system keeps its own acknowledged
@@ -244,14 +315,24 @@ impl Sim {
             if node.name != write.origin_name || self.out_of_system(write.origin) {
                 continue;
             }
-            if self.model.purged.contains(&(node.name.clone(), write.doc.clone())) {
+            if self
+                .model
+                .purged
+                .contains(&(node.name.clone(), write.doc.clone()))
+            {
                 continue;
             }
             if let Some(doc) = node.store.durable_doc(&write.doc) {
                 if !contains_all(Some(doc), &write.heads) {
                     return Err(Failure::new(
                         Invariant::NoLostWrite,
-                        format!("{} lost its own acknowledged write `{}` ({} acked at {}ms)", node.name, write.what, short(&write.heads), write.acked_at_ms),
+                        format!(
+                            "{} lost its own acknowledged write `{}` ({} acked at {}ms)",
+                            node.name,
+                            write.what,
+                            short(&write.heads),
+                            write.acked_at_ms
+                        ),
                     ));
                 }
             }
@@ -263,7 +344,12 @@ impl Sim {
     fn check_converged_status(&self) -> Result<(), Failure> {
         for &(a, b) in self.links.keys() {
             for id in self.nodes[a].store.doc_ids() {
-                let (Some(x), Some(y)) = (self.nodes[a].store.live_meta(&id), self.nodes[b].store.live_meta(&id)) else { continue };
+                let (Some(x), Some(y)) = (
+                    self.nodes[a].store.live_meta(&id),
+                    self.nodes[b].store.live_meta(&id),
+                ) else {
+                    continue;
+                };
                 if x.heads != y.heads {
                     continue;
                 }
@@ -277,11 +363,20 @@ impl Sim {
         let mut first: Option<(String, fieldsync_schemas::Status, bool)> = None;
         for &n in nodes {
             let node = &self.nodes[n];
-            let Some(doc) = node.store.work_order(id) else { continue };
-            let view = doc.view().map_err(|e| Failure::new(Invariant::DerivedStatus, format!("{}'s {id} does not read as a work order: {e}", node.name)))?;
+            let Some(doc) = node.store.work_order(id) else {
+                continue;
+            };
+            let view = doc.view().map_err(|e| {
+                Failure::new(
+                    Invariant::DerivedStatus,
+                    format!("{}'s {id} does not read as a work order: {e}", node.name),
+                )
+            })?;
             match &first {
                 None => first = Some((node.name.clone(), view.status, view.conflict)),
-                Some((name, status, conflict)) if (*status, *conflict) != (view.status, view.conflict) => {
+                Some((name, status, conflict))
+                    if (*status, *conflict) != (view.status, view.conflict) =>
+                {
                     return Err(Failure::new(
                         Invariant::DerivedStatus,
                         format!("{id}: {name} derives {status} (conflict {conflict}), {} derives {} (conflict {})", node.name, view.status, view.conflict),
@@ -296,14 +391,23 @@ impl Sim {
     /// Everything, after the final heal.
     pub(crate) fn check_final(&mut self) -> Result<(), Failure> {
         self.log("final checks");
-        let system: Vec<usize> = (0..self.nodes.len()).filter(|&n| !self.out_of_system(n)).collect();
+        let system: Vec<usize> = (0..self.nodes.len())
+            .filter(|&n| !self.out_of_system(n))
+            .collect();
         for &n in &system {
             let node = &self.nodes[n];
             if node.store.queued_writes() > 0 || !node.up {
-                return Err(Failure::new(Invariant::Liveness, format!("{} is not settled after the heal", node.name)));
+                return Err(Failure::new(
+                    Invariant::Liveness,
+                    format!("{} is not settled after the heal", node.name),
+                ));
             }
         }
-        let centrals: Vec<usize> = system.iter().copied().filter(|&n| self.nodes[n].is_central()).collect();
+        let centrals: Vec<usize> = system
+            .iter()
+            .copied()
+            .filter(|&n| self.nodes[n].is_central())
+            .collect();
         let reference = &self.nodes[centrals[0]];
         // Centrals hold the same documents with the same heads.
         for &c in &centrals[1..] {
@@ -311,7 +415,13 @@ impl Sim {
             if reference.store.doc_ids() != other.store.doc_ids() {
                 return Err(Failure::new(
                     Invariant::Convergence,
-                    format!("{} holds {:?}, {} holds {:?}", reference.name, reference.store.doc_ids(), other.name, other.store.doc_ids()),
+                    format!(
+                        "{} holds {:?}, {} holds {:?}",
+                        reference.name,
+                        reference.store.doc_ids(),
+                        other.name,
+                        other.store.doc_ids()
+                    ),
                 ));
             }
         }
@@ -323,7 +433,11 @@ impl Sim {
                     .store
                     .doc_ids()
                     .into_iter()
-                    .filter(|id| reference.store.live_meta(id).is_some_and(|m| m.assignee.as_deref() == Some(self.users[u].id.as_str())))
+                    .filter(|id| {
+                        reference.store.live_meta(id).is_some_and(|m| {
+                            m.assignee.as_deref() == Some(self.users[u].id.as_str())
+                        })
+                    })
                     .collect(),
             };
             let held = node.store.doc_ids();
@@ -334,14 +448,29 @@ impl Sim {
                 ));
             }
             if let Some(missing) = expected.iter().find(|id| !held.contains(id)) {
-                return Err(Failure::new(Invariant::Convergence, format!("after the heal, {} lacks {missing}, which it may see", node.name)));
+                return Err(Failure::new(
+                    Invariant::Convergence,
+                    format!(
+                        "after the heal, {} lacks {missing}, which it may see",
+                        node.name
+                    ),
+                ));
             }
             for id in &held {
-                let (ours, theirs) = (node.store.durable_heads(id), reference.store.durable_heads(id));
+                let (ours, theirs) = (
+                    node.store.durable_heads(id),
+                    reference.store.durable_heads(id),
+                );
                 if ours != theirs {
                     return Err(Failure::new(
                         Invariant::Convergence,
-                        format!("after the heal, {} and {} disagree on {id}: {} vs {}", node.name, reference.name, short(&ours.unwrap_or_default()), short(&theirs.unwrap_or_default())),
+                        format!(
+                            "after the heal, {} and {} disagree on {id}: {} vs {}",
+                            node.name,
+                            reference.name,
+                            short(&ours.unwrap_or_default()),
+                            short(&theirs.unwrap_or_default())
+                        ),
                     ));
                 }
             }
@@ -349,13 +478,22 @@ impl Sim {
         // No acknowledged write is lost.
         for write in self.model.acked.iter().filter(|w| w.excused.is_none()) {
             let origin = &self.nodes[write.origin];
-            let origin_alive = origin.name == write.origin_name && !self.out_of_system(write.origin);
-            if origin_alive && !self.model.purged.contains(&(origin.name.clone(), write.doc.clone())) {
+            let origin_alive =
+                origin.name == write.origin_name && !self.out_of_system(write.origin);
+            if origin_alive
+                && !self
+                    .model
+                    .purged
+                    .contains(&(origin.name.clone(), write.doc.clone()))
+            {
                 if let Some(doc) = origin.store.durable_doc(&write.doc) {
                     if !contains_all(Some(doc), &write.heads) {
                         return Err(Failure::new(
                             Invariant::NoLostWrite,
-                            format!("{} lost its own acknowledged write `{}` (acked at {}ms)", origin.name, write.what, write.acked_at_ms),
+                            format!(
+                                "{} lost its own acknowledged write `{}` (acked at {}ms)",
+                                origin.name, write.what, write.acked_at_ms
+                            ),
                         ));
                     }
                 }
@@ -381,14 +519,21 @@ impl Sim {
         self.model.checkpoint_verified.clear();
         self.check_checkpoints()?;
         // Derived status is the same on every replica.
-        let ids: BTreeSet<String> = system.iter().flat_map(|&n| self.nodes[n].store.doc_ids()).collect();
+        let ids: BTreeSet<String> = system
+            .iter()
+            .flat_map(|&n| self.nodes[n].store.doc_ids())
+            .collect();
         for id in ids {
             self.same_status(&id, &system)?;
         }
         let text = format!(
             "final checks passed: {} acknowledged writes ({} excused), {} documents",
             self.model.acked.len(),
-            self.model.acked.iter().filter(|w| w.excused.is_some()).count(),
+            self.model
+                .acked
+                .iter()
+                .filter(|w| w.excused.is_some())
+                .count(),
             self.nodes[centrals[0]].store.doc_ids().len()
         );
         self.log(&text);

@@ -25,7 +25,9 @@ mod world;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-pub use config::{Broken, ConfigError, SimConfig, UnknownBroken, CENTRALS_MAX, STEPS_MAX, TECHS_MAX};
+pub use config::{
+    Broken, ConfigError, SimConfig, UnknownBroken, CENTRALS_MAX, STEPS_MAX, TECHS_MAX,
+};
 pub use model::Stats;
 pub use world::Sim;
 
@@ -86,13 +88,20 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(invariant: Invariant, detail: impl Into<String>) -> Failure {
-        Failure { invariant, detail: detail.into() }
+        Failure {
+            invariant,
+            detail: detail.into(),
+        }
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invariant `{}` violated: {}", self.invariant, self.detail)
+        write!(
+            f,
+            "invariant `{}` violated: {}",
+            self.invariant, self.detail
+        )
     }
 }
 

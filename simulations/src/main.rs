@@ -13,7 +13,10 @@ use clap::Parser;
 use fieldsync_sim::{run, Broken, RunReport, SimConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "fieldsync-sim", about = "Deterministic simulation of the fieldsync sync engine")]
+#[command(
+    name = "fieldsync-sim",
+    about = "Deterministic simulation of the fieldsync sync engine"
+)]
 struct Args {
     /// Replay one seed.
     #[arg(long, conflicts_with = "seeds")]
@@ -107,7 +110,9 @@ fn sweep(args: &Args, count: u64) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 || args.jobs > 256 {
         bail!("--jobs must be 1 to 256");
     }
-    config(args, args.first_seed).validate().context("bad configuration")?;
+    config(args, args.first_seed)
+        .validate()
+        .context("bad configuration")?;
     let next = AtomicU64::new(0);
     let events = AtomicU64::new(0);
     let done = AtomicU64::new(0);
@@ -124,21 +129,29 @@ fn sweep(args: &Args, count: u64) -> anyhow::Result<ExitCode> {
                         break;
                     }
                     let seed = args.first_seed + index;
-                    let Ok(report) = run(config(args, seed)) else { break };
+                    let Ok(report) = run(config(args, seed)) else {
+                        break;
+                    };
                     events.fetch_add(report.events, Ordering::Relaxed);
                     if report.failure.is_some() {
                         if let Some(text) = report.failure_text() {
                             eprintln!("{text}");
                         }
-                        failures.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+                        failures
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(report);
                         if !args.keep_going {
                             stop.store(true, Ordering::Relaxed);
                         }
                     }
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if finished % progress_every == 0 {
+                    if finished.is_multiple_of(progress_every) {
                         let elapsed = started.elapsed().as_secs_f64();
-                        eprintln!("  {finished}/{count} seeds, {:.0} events/s", events.load(Ordering::Relaxed) as f64 / elapsed.max(1e-9));
+                        eprintln!(
+                            "  {finished}/{count} seeds, {:.0} events/s",
+                            events.load(Ordering::Relaxed) as f64 / elapsed.max(1e-9)
+                        );
                     }
                 }
             });
@@ -163,7 +176,16 @@ fn sweep(args: &Args, count: u64) -> anyhow::Result<ExitCode> {
     if failures.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut seeds: Vec<String> = failures.iter().map(|r| format!("{} ({})", r.seed, r.failure.as_ref().map_or("?", |f| f.invariant.as_str()))).collect();
+    let mut seeds: Vec<String> = failures
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r.seed,
+                r.failure.as_ref().map_or("?", |f| f.invariant.as_str())
+            )
+        })
+        .collect();
     seeds.sort();
     println!("failing seeds: {}", seeds.join(", "));
     Ok(ExitCode::FAILURE)

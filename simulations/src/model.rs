@@ -51,6 +51,9 @@ pub(crate) struct Model {
     /// (node, peer, peer epoch) -> peer changelog seq already verified
     /// against the node's durable state.
     pub(crate) checkpoint_verified: BTreeMap<(String, String, [u8; 16]), u64>,
+    /// (central, durable?, doc) -> heads already found free of forged
+    /// values: a document is read again only when it changed.
+    pub(crate) forbidden_checked: BTreeMap<(String, bool, String), Vec<ChangeHash>>,
 }
 
 /// Counters shown in a run's summary.

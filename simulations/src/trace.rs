@@ -19,7 +19,13 @@ pub(crate) struct Trace {
 
 impl Trace {
     pub(crate) fn new(tail_max: usize, keep_all: bool) -> Trace {
-        Trace { tail: VecDeque::with_capacity(tail_max + 1), tail_max, full: keep_all.then(Vec::new), digest: Sha256::new(), lines: 0 }
+        Trace {
+            tail: VecDeque::with_capacity(tail_max + 1),
+            tail_max,
+            full: keep_all.then(Vec::new),
+            digest: Sha256::new(),
+            lines: 0,
+        }
     }
 
     pub(crate) fn push(&mut self, step: u64, now_ms: u64, text: &str) {

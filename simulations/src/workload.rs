@@ -8,10 +8,12 @@
 //! concurrent edits of the same document are the common case.
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ReadDoc, Value, ROOT};
+use automerge::{Automerge, ReadDoc, Value, ROOT};
 use fieldsync_node::doc::Operation;
 use fieldsync_node::sync::SyncStore;
-use fieldsync_schemas::{Actor, Customer, MaterialState, NewWorkOrder, OperatorPatch, Priority, Role, Status};
+use fieldsync_schemas::{
+    Actor, Customer, MaterialState, NewWorkOrder, OperatorPatch, Priority, Role, Status,
+};
 use rand::Rng;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -36,6 +38,30 @@ pub(crate) const FORGED_CUSTOMER_PREFIX: &str = "forged-";
 /// The priorities operators use (never the forged one).
 const OPERATOR_PRIORITIES: [Priority; 3] = [Priority::Low, Priority::Normal, Priority::High];
 
+/// The report's text, read in place (a whole view costs a clone).
+fn report_text(doc: &Automerge) -> String {
+    match doc.get(ROOT, "report") {
+        Ok(Some((Value::Object(_), report))) => doc.text(&report).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The ids of the materials requested so far, read in place.
+fn material_ids(doc: &Automerge) -> Vec<String> {
+    let Ok(Some((Value::Object(_), list))) = doc.get(ROOT, "materials") else {
+        return Vec::new();
+    };
+    (0..doc.length(&list))
+        .filter_map(|index| match doc.get(&list, index) {
+            Ok(Some((Value::Object(_), item))) => match doc.get(&item, "id") {
+                Ok(Some((Value::Scalar(id), _))) => id.as_str().map(str::to_string),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 impl Sim {
     pub(crate) fn timestamp(&self) -> String {
         let seconds = CLOCK_ZERO_S + (self.now_ms / 1000) as i64;
@@ -52,7 +78,9 @@ impl Sim {
     }
 
     fn active_users(&self) -> Vec<usize> {
-        (0..self.users.len()).filter(|&u| !self.users[u].revoked).collect()
+        (0..self.users.len())
+            .filter(|&u| !self.users[u].revoked)
+            .collect()
     }
 
     fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
@@ -67,13 +95,29 @@ impl Sim {
         self.pick(&users).map(|u| self.users[u].id.clone())
     }
 
-    fn record(&mut self, node: usize, doc: &str, result: Result<u64, impl std::fmt::Display>, what: String) {
+    fn record(
+        &mut self,
+        node: usize,
+        doc: &str,
+        result: Result<u64, impl std::fmt::Display>,
+        what: String,
+    ) {
         let name = self.nodes[node].name.clone();
         match result {
             Ok(write) => {
                 self.stats.ops_ok += 1;
-                let heads = self.nodes[node].store.live_meta(doc).map(|m| m.heads.clone()).unwrap_or_default();
-                self.nodes[node].pending.push(PendingWrite { write, doc: doc.to_string(), heads, what: what.clone(), doomed: false });
+                let heads = self.nodes[node]
+                    .store
+                    .live_meta(doc)
+                    .map(|m| m.heads.clone())
+                    .unwrap_or_default();
+                self.nodes[node].pending.push(PendingWrite {
+                    write,
+                    doc: doc.to_string(),
+                    heads,
+                    what: what.clone(),
+                    doomed: false,
+                });
                 self.log(&format!("{name}: {what} (write {write})"));
             }
             Err(error) => {
@@ -85,10 +129,17 @@ impl Sim {
 
     /// An operator or the integration acts at a central.
     pub(crate) fn central_op(&mut self) -> Result<(), Failure> {
-        let centrals: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].is_central() && self.nodes[i].up).collect();
-        let Some(node) = self.pick(&centrals) else { return Ok(()) };
+        let centrals: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_central() && self.nodes[i].up)
+            .collect();
+        let Some(node) = self.pick(&centrals) else {
+            return Ok(());
+        };
         let who = if self.rng.random_bool(0.8) {
-            Actor::new(format!("op{}", self.rng.random_range(1..=2)), Role::Operator)
+            Actor::new(
+                format!("op{}", self.rng.random_range(1..=2)),
+                Role::Operator,
+            )
         } else {
             Actor::new("erp", Role::Integration)
         };
@@ -101,38 +152,93 @@ impl Sim {
         let (op, what) = match roll {
             0..=29 => {
                 let assignee = self.pick_assignee();
-                let what = format!("{} reassigns {doc} to {}", who.user_id, assignee.as_deref().unwrap_or("nobody"));
-                (Operation::EditOperatorFields(OperatorPatch { assignee: Some(assignee), ..Default::default() }), what)
+                let what = format!(
+                    "{} reassigns {doc} to {}",
+                    who.user_id,
+                    assignee.as_deref().unwrap_or("nobody")
+                );
+                (
+                    Operation::EditOperatorFields(OperatorPatch {
+                        assignee: Some(assignee),
+                        ..Default::default()
+                    }),
+                    what,
+                )
             }
             30..=54 => self.operator_patch(&who, &doc),
             55..=69 => {
                 let id = self.next_item("n");
                 let at = self.timestamp();
                 let what = format!("{} adds note {id} to {doc}", who.user_id);
-                (Operation::AddNote { id, at, text: format!("office note {}", self.rng.random_range(0..1000)) }, what)
+                (
+                    Operation::AddNote {
+                        id,
+                        at,
+                        text: format!("office note {}", self.rng.random_range(0..1000)),
+                    },
+                    what,
+                )
             }
             70..=76 => {
                 let what = format!("{} cancels {doc}", who.user_id);
-                (Operation::AppendStatus { at: self.timestamp(), to: Status::Cancelled, note: "cancelled".into() }, what)
+                (
+                    Operation::AppendStatus {
+                        at: self.timestamp(),
+                        to: Status::Cancelled,
+                        note: "cancelled".into(),
+                    },
+                    what,
+                )
             }
             77..=81 => {
                 let what = format!("{} reopens {doc} as assigned", who.user_id);
-                (Operation::AppendStatus { at: self.timestamp(), to: Status::Assigned, note: String::new() }, what)
+                (
+                    Operation::AppendStatus {
+                        at: self.timestamp(),
+                        to: Status::Assigned,
+                        note: String::new(),
+                    },
+                    what,
+                )
             }
             82..=98 => {
-                let materials = self.nodes[node].store.work_order(&doc).and_then(|d| d.view().ok()).map(|v| v.materials).unwrap_or_default();
-                let ids: Vec<String> = materials.iter().map(|m| m.id.clone()).collect();
-                let Some(id) = self.pick(&ids) else { return Ok(()) };
-                let state = if self.rng.random_bool(0.7) { MaterialState::Approved } else { MaterialState::Rejected };
-                let what = format!("{} marks material {id} of {doc} {}", who.user_id, state.as_str());
+                let ids = self.nodes[node]
+                    .store
+                    .live_doc(&doc)
+                    .map(material_ids)
+                    .unwrap_or_default();
+                let Some(id) = self.pick(&ids) else {
+                    return Ok(());
+                };
+                let state = if self.rng.random_bool(0.7) {
+                    MaterialState::Approved
+                } else {
+                    MaterialState::Rejected
+                };
+                let what = format!(
+                    "{} marks material {id} of {doc} {}",
+                    who.user_id,
+                    state.as_str()
+                );
                 (Operation::SetMaterialState { id, state }, what)
             }
-            _ => (Operation::Tombstone, format!("{} deletes {doc}", who.user_id)),
+            _ => (
+                Operation::Tombstone,
+                format!("{} deletes {doc}", who.user_id),
+            ),
         };
         let result = self.nodes[node].store.apply(&doc, &who, &op, self.now_ms);
         if result.is_ok() {
-            if let Operation::EditOperatorFields(OperatorPatch { assignee: Some(assignee), .. }) = &op {
-                self.model.assignees_ever.entry(doc.clone()).or_default().insert(assignee.clone().unwrap_or_default());
+            if let Operation::EditOperatorFields(OperatorPatch {
+                assignee: Some(assignee),
+                ..
+            }) = &op
+            {
+                self.model
+                    .assignees_ever
+                    .entry(doc.clone())
+                    .or_default()
+                    .insert(assignee.clone().unwrap_or_default());
             }
         }
         self.record(node, &doc, result, what);
@@ -180,77 +286,160 @@ impl Sim {
             number: format!("WO-2026-{:06}", self.next_doc - 1),
             title: format!("Job {}", self.rng.random_range(0..100)),
             description: "Reported by phone".into(),
-            customer: Customer { name: format!("Customer {}", self.rng.random_range(0..20)), address: "Street 1".into(), phone: "555-0000".into(), document: String::new() },
+            customer: Customer {
+                name: format!("Customer {}", self.rng.random_range(0..20)),
+                address: "Street 1".into(),
+                phone: "555-0000".into(),
+                document: String::new(),
+            },
             priority: self.pick(&OPERATOR_PRIORITIES).unwrap_or(Priority::Normal),
             assignee: assignee.clone(),
             scheduled_for: None,
             created_at: self.timestamp(),
-            initial_status: if assignee.is_some() { Status::Assigned } else { Status::Open },
+            initial_status: if assignee.is_some() {
+                Status::Assigned
+            } else {
+                Status::Open
+            },
             notes: vec![],
             materials: vec![],
         };
-        self.model.assignees_ever.entry(id.clone()).or_default().insert(assignee.clone().unwrap_or_default());
+        self.model
+            .assignees_ever
+            .entry(id.clone())
+            .or_default()
+            .insert(assignee.clone().unwrap_or_default());
         self.stats.docs += 1;
         let result = self.nodes[node].store.create(who, &id, &new, self.now_ms);
-        let what = format!("{} creates {id} for {}", who.user_id, assignee.as_deref().unwrap_or("nobody"));
+        let what = format!(
+            "{} creates {id} for {}",
+            who.user_id,
+            assignee.as_deref().unwrap_or("nobody")
+        );
         self.record(node, &id, result, what);
         Ok(())
     }
 
     /// A technician on an up laptop works on one of their work orders.
     fn tech_and_doc(&mut self) -> Option<(usize, Actor, String)> {
-        let techs: Vec<usize> = (0..self.nodes.len()).filter(|&i| !self.nodes[i].is_central() && self.nodes[i].up && !self.out_of_system(i)).collect();
+        let techs: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].is_central() && self.nodes[i].up && !self.out_of_system(i))
+            .collect();
         let node = self.pick(&techs)?;
         let user = self.users[self.nodes[node].user()?].id.clone();
         let store = &self.nodes[node].store;
-        let mine: Vec<String> = store.doc_ids().into_iter().filter(|id| store.live_meta(id).is_some_and(|m| m.assignee.as_deref() == Some(user.as_str()))).collect();
+        let mine: Vec<String> = store
+            .doc_ids()
+            .into_iter()
+            .filter(|id| {
+                store
+                    .live_meta(id)
+                    .is_some_and(|m| m.assignee.as_deref() == Some(user.as_str()))
+            })
+            .collect();
         let doc = self.pick(&mine)?;
         Some((node, Actor::new(user, Role::Technician), doc))
     }
 
     pub(crate) fn tech_op(&mut self) -> Result<(), Failure> {
-        let Some((node, who, doc)) = self.tech_and_doc() else { return Ok(()) };
+        let Some((node, who, doc)) = self.tech_and_doc() else {
+            return Ok(());
+        };
         let at = self.timestamp();
         let roll = self.rng.random_range(0..100);
         let (op, what) = match roll {
             0..=24 => {
                 let id = self.next_item("n");
                 let what = format!("{} adds note {id} to {doc}", who.user_id);
-                (Operation::AddNote { id, at, text: format!("field note {}", self.rng.random_range(0..1000)) }, what)
+                (
+                    Operation::AddNote {
+                        id,
+                        at,
+                        text: format!("field note {}", self.rng.random_range(0..1000)),
+                    },
+                    what,
+                )
             }
             25..=39 => {
                 let id = self.next_item("m");
                 let what = format!("{} requests material {id} for {doc}", who.user_id);
                 let qty = f64::from(self.rng.random_range(1..=5));
-                (Operation::RequestMaterial { id, at, sku: format!("SKU-{}", self.rng.random_range(0..30)), qty, unit: "pc".into(), description: "part".into() }, what)
+                (
+                    Operation::RequestMaterial {
+                        id,
+                        at,
+                        sku: format!("SKU-{}", self.rng.random_range(0..30)),
+                        qty,
+                        unit: "pc".into(),
+                        description: "part".into(),
+                    },
+                    what,
+                )
             }
             40..=59 => {
-                let old = self.nodes[node].store.work_order(&doc).and_then(|d| d.view().ok()).map(|v| v.report).unwrap_or_default();
+                let old = self.nodes[node]
+                    .store
+                    .live_doc(&doc)
+                    .map(report_text)
+                    .unwrap_or_default();
                 let mut text = old.clone();
-                if text.len() > REPORT_BYTES_MAX || (self.rng.random_bool(0.2) && !text.is_empty()) {
+                if text.len() > REPORT_BYTES_MAX || (self.rng.random_bool(0.2) && !text.is_empty())
+                {
                     let cut = self.rng.random_range(0..text.len().max(1));
                     // Reports are ASCII, so every index is a char boundary.
                     text.truncate(cut);
                 }
                 text.push_str(&format!(" step{}", self.rng.random_range(0..100)));
-                let what = format!("{} edits the report of {doc} ({} -> {} bytes)", who.user_id, old.len(), text.len());
+                let what = format!(
+                    "{} edits the report of {doc} ({} -> {} bytes)",
+                    who.user_id,
+                    old.len(),
+                    text.len()
+                );
                 (Operation::EditReport { text }, what)
             }
             60..=74 => {
                 let minutes = self.rng.random_range(5..=120) as u64;
                 let start = self.timestamp();
                 let end_s = CLOCK_ZERO_S + (self.now_ms / 1000 + minutes * 60) as i64;
-                let end = OffsetDateTime::from_unix_timestamp(end_s).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| start.clone());
-                (Operation::AppendTime { start, end }, format!("{} logs {minutes} min on {doc}", who.user_id))
+                let end = OffsetDateTime::from_unix_timestamp(end_s)
+                    .ok()
+                    .and_then(|t| t.format(&Rfc3339).ok())
+                    .unwrap_or_else(|| start.clone());
+                (
+                    Operation::AppendTime { start, end },
+                    format!("{} logs {minutes} min on {doc}", who.user_id),
+                )
             }
             75..=91 => {
-                let to = self.pick(&[Status::EnRoute, Status::InProgress, Status::OnHold, Status::Completed]).unwrap_or(Status::InProgress);
+                let to = self
+                    .pick(&[
+                        Status::EnRoute,
+                        Status::InProgress,
+                        Status::OnHold,
+                        Status::Completed,
+                    ])
+                    .unwrap_or(Status::InProgress);
                 let what = format!("{} moves {doc} to {to}", who.user_id);
-                (Operation::AppendStatus { at, to, note: String::new() }, what)
+                (
+                    Operation::AppendStatus {
+                        at,
+                        to,
+                        note: String::new(),
+                    },
+                    what,
+                )
             }
             _ => {
                 let what = format!("{} closes {doc}", who.user_id);
-                (Operation::Close { at, resolution: "fixed".into(), signed_by: "Customer".into() }, what)
+                (
+                    Operation::Close {
+                        at,
+                        resolution: "fixed".into(),
+                        signed_by: "Customer".into(),
+                    },
+                    what,
+                )
             }
         };
         let result = self.nodes[node].store.apply(&doc, &who, &op, self.now_ms);
@@ -261,8 +450,12 @@ impl Sim {
     /// A tampered laptop writes an office-only field straight into its
     /// replica, bypassing the typed operations.
     pub(crate) fn forbidden_edit(&mut self) -> Result<(), Failure> {
-        let Some((node, who, doc)) = self.tech_and_doc() else { return Ok(()) };
-        let Some(mut automerge) = self.nodes[node].store.live_doc(&doc).cloned() else { return Ok(()) };
+        let Some((node, who, doc)) = self.tech_and_doc() else {
+            return Ok(());
+        };
+        let Some(mut automerge) = self.nodes[node].store.live_doc(&doc).cloned() else {
+            return Ok(());
+        };
         let before = automerge.get_heads();
         let n = self.next_item("");
         let field = self.rng.random_range(0..3);
@@ -276,7 +469,9 @@ impl Sim {
             0 => tx.put(ROOT, "priority", forged.as_str()),
             1 => tx.put(ROOT, "assignee", forged.as_str()),
             _ => match tx.get(ROOT, "customer") {
-                Ok(Some((Value::Object(_), customer))) => tx.put(&customer, "name", forged.as_str()),
+                Ok(Some((Value::Object(_), customer))) => {
+                    tx.put(&customer, "name", forged.as_str())
+                }
                 _ => Ok(()),
             },
         };
@@ -284,16 +479,25 @@ impl Sim {
             tx.rollback();
             return Ok(());
         }
-        tx.commit_with(CommitOptions::default().with_time(CLOCK_ZERO_S + (self.now_ms / 1000) as i64));
+        tx.commit_with(
+            CommitOptions::default().with_time(CLOCK_ZERO_S + (self.now_ms / 1000) as i64),
+        );
         let bytes = automerge.save_after(&before);
         if field == 1 {
-            self.model.assignees_ever.entry(doc.clone()).or_default().insert(forged.clone());
+            self.model
+                .assignees_ever
+                .entry(doc.clone())
+                .or_default()
+                .insert(forged.clone());
         }
         self.stats.forbidden_edits += 1;
         let name = self.nodes[node].name.clone();
         let key = ["priority", "assignee", "customer.name"][field];
         match self.nodes[node].store.merge(&doc, &bytes, self.now_ms) {
-            Ok(_) => self.log(&format!("{name}: TAMPERED {} writes {key}={forged} on {doc} directly", who.user_id)),
+            Ok(_) => self.log(&format!(
+                "{name}: TAMPERED {} writes {key}={forged} on {doc} directly",
+                who.user_id
+            )),
             Err(error) => self.log(&format!("{name}: tampered write on {doc} failed: {error}")),
         }
         Ok(())

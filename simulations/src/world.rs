@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use automerge::ActorId;
-use fieldsync_node::access::PeerAccess;
 use automerge::ReadDoc;
+use fieldsync_node::access::PeerAccess;
 use fieldsync_node::sync::{Event, MemStore, Session, SessionConfig, SyncStore, WriteId};
 use fieldsync_schemas::sync_frame::Frame;
 use fieldsync_schemas::Role;
@@ -173,16 +173,33 @@ fn choose<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> Option<T> {
 }
 
 fn summarize(frame: &Frame) -> String {
-    let checkpoint = |c: &Option<fieldsync_schemas::sync_frame::WireCheckpoint>| c.as_ref().map_or("none".to_string(), |c| c.seq.to_string());
+    let checkpoint = |c: &Option<fieldsync_schemas::sync_frame::WireCheckpoint>| {
+        c.as_ref().map_or("none".to_string(), |c| c.seq.to_string())
+    };
     match frame {
-        Frame::Hello { your_checkpoint, .. } => format!("hello your_checkpoint={}", checkpoint(your_checkpoint)),
+        Frame::Hello {
+            your_checkpoint, ..
+        } => format!("hello your_checkpoint={}", checkpoint(your_checkpoint)),
         Frame::Refuse { reason } => format!("refuse ({reason})"),
-        Frame::Announce { page, upto_seq, docs } => {
+        Frame::Announce {
+            page,
+            upto_seq,
+            docs,
+        } => {
             let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-            format!("announce page={page} upto={upto_seq} docs=[{}]", ids.join(","))
+            format!(
+                "announce page={page} upto={upto_seq} docs=[{}]",
+                ids.join(",")
+            )
         }
-        Frame::Want { page, full, sync } => format!("want page={page} full=[{}] sync=[{}]", full.join(","), sync.join(",")),
-        Frame::DocBatch { page, compressed } => format!("doc_batch page={page} {}B", compressed.len()),
+        Frame::Want { page, full, sync } => format!(
+            "want page={page} full=[{}] sync=[{}]",
+            full.join(","),
+            sync.join(",")
+        ),
+        Frame::DocBatch { page, compressed } => {
+            format!("doc_batch page={page} {}B", compressed.len())
+        }
         Frame::DocSync { id, message } => format!("doc_sync {id} {}B", message.len()),
         Frame::PageDone { page, upto_seq } => format!("page_done page={page} upto={upto_seq}"),
         Frame::Rejected { id, reason } => format!("rejected {id} ({reason})"),
@@ -194,11 +211,22 @@ fn summarize(frame: &Frame) -> String {
 impl Sim {
     pub fn new(cfg: SimConfig) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let centrals = cfg.centrals.unwrap_or_else(|| if rng.random_bool(0.5) { 2 } else { 1 });
+        let centrals = cfg
+            .centrals
+            .unwrap_or_else(|| if rng.random_bool(0.5) { 2 } else { 1 });
         // Optionally some users carry two laptops, which then sync with
         // each other.
-        let user_count = if cfg.shared_laptops { (cfg.techs - cfg.techs / 4).max(1) } else { cfg.techs };
-        let users: Vec<User> = (0..user_count).map(|u| User { id: format!("u{u}"), revoked: false }).collect();
+        let user_count = if cfg.shared_laptops {
+            (cfg.techs - cfg.techs / 4).max(1)
+        } else {
+            cfg.techs
+        };
+        let users: Vec<User> = (0..user_count)
+            .map(|u| User {
+                id: format!("u{u}"),
+                revoked: false,
+            })
+            .collect();
         let mut nodes = Vec::new();
         for c in 0..centrals {
             nodes.push(Node {
@@ -214,7 +242,9 @@ impl Sim {
         for t in 0..cfg.techs {
             nodes.push(Node {
                 name: format!("t{t}"),
-                kind: Kind::Tech { user: t % user_count },
+                kind: Kind::Tech {
+                    user: t % user_count,
+                },
                 store: new_store(&mut rng, cfg.broken),
                 up: true,
                 incarnation: 0,
@@ -257,7 +287,11 @@ impl Sim {
         );
         trace.push(0, 0, &text);
         for node in &nodes {
-            trace.push(0, 0, &format!("node {} actor {}", node.name, node.store.actor()));
+            trace.push(
+                0,
+                0,
+                &format!("node {} actor {}", node.name, node.store.actor()),
+            );
         }
         Sim {
             cfg,
@@ -286,11 +320,16 @@ impl Sim {
     /// Technician nodes whose user was revoked are out of the system: they
     /// never connect again and no invariant is owed to them.
     pub(crate) fn out_of_system(&self, node: usize) -> bool {
-        self.nodes[node].user().is_some_and(|u| self.users[u].revoked)
+        self.nodes[node]
+            .user()
+            .is_some_and(|u| self.users[u].revoked)
     }
 
     pub(crate) fn tech_access(&self, user: usize) -> PeerAccess {
-        PeerAccess::User { user_id: self.users[user].id.clone(), role: Role::Technician }
+        PeerAccess::User {
+            user_id: self.users[user].id.clone(),
+            role: Role::Technician,
+        }
     }
 
     /// How `viewer` sees `node` as a peer, as the real driver would from the
@@ -298,7 +337,12 @@ impl Sim {
     fn access(&self, viewer: usize, node: usize) -> PeerAccess {
         match self.nodes[node].kind {
             Kind::Central => PeerAccess::Office,
-            Kind::Tech { .. } if self.cfg.broken == Broken::EgressFilterOff && self.nodes[viewer].is_central() => PeerAccess::Office,
+            Kind::Tech { .. }
+                if self.cfg.broken == Broken::EgressFilterOff
+                    && self.nodes[viewer].is_central() =>
+            {
+                PeerAccess::Office
+            }
             Kind::Tech { user } => self.tech_access(user),
         }
     }
@@ -338,7 +382,12 @@ impl Sim {
             Action::Flush => self.flush_random(),
             Action::Connect => self.connect_random(),
             Action::Cut => {
-                let live: Vec<(usize, usize)> = self.links.iter().filter(|(_, l)| l.conn.is_some()).map(|(k, _)| *k).collect();
+                let live: Vec<(usize, usize)> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| l.conn.is_some())
+                    .map(|(k, _)| *k)
+                    .collect();
                 if let Some(key) = choose(&mut self.rng, &live) {
                     self.cut(key, "link cut");
                 }
@@ -355,14 +404,18 @@ impl Sim {
                 Ok(())
             }
             Action::Crash => {
-                let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].up && !self.out_of_system(i)).collect();
+                let up: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| self.nodes[i].up && !self.out_of_system(i))
+                    .collect();
                 if let Some(node) = choose(&mut self.rng, &up) {
                     self.crash(node);
                 }
                 Ok(())
             }
             Action::Restart => {
-                let down: Vec<usize> = (0..self.nodes.len()).filter(|&i| !self.nodes[i].up && !self.out_of_system(i)).collect();
+                let down: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| !self.nodes[i].up && !self.out_of_system(i))
+                    .collect();
                 if let Some(node) = choose(&mut self.rng, &down) {
                     self.nodes[node].up = true;
                     let text = format!("restart {}", self.nodes[node].name);
@@ -371,7 +424,9 @@ impl Sim {
                 Ok(())
             }
             Action::Wipe => {
-                let techs: Vec<usize> = (0..self.nodes.len()).filter(|&i| !self.nodes[i].is_central() && !self.out_of_system(i)).collect();
+                let techs: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| !self.nodes[i].is_central() && !self.out_of_system(i))
+                    .collect();
                 if let Some(node) = choose(&mut self.rng, &techs) {
                     self.wipe(node);
                 }
@@ -404,12 +459,20 @@ impl Sim {
     fn may_connect(&self, key: (usize, usize)) -> bool {
         let (a, b) = key;
         let grouped = self.groups.as_ref().is_none_or(|g| g[a] == g[b]);
-        self.nodes[a].up && self.nodes[b].up && grouped && !self.out_of_system(a) && !self.out_of_system(b)
+        self.nodes[a].up
+            && self.nodes[b].up
+            && grouped
+            && !self.out_of_system(a)
+            && !self.out_of_system(b)
     }
 
     fn connect_random(&mut self) -> Result<(), Failure> {
-        let candidates: Vec<(usize, usize)> =
-            self.links.iter().filter(|(k, l)| l.conn.is_none() && self.may_connect(**k)).map(|(k, _)| *k).collect();
+        let candidates: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(k, l)| l.conn.is_none() && self.may_connect(**k))
+            .map(|(k, _)| *k)
+            .collect();
         match choose(&mut self.rng, &candidates) {
             Some(key) => self.connect(key),
             None => Ok(()),
@@ -430,34 +493,67 @@ impl Sim {
         self.stats.connections += 1;
         let latency_ms = self.rng.random_range(1..=LATENCY_MS_MAX);
         let link = self.links.get_mut(&key).expect("connecting a known link");
-        link.conn = Some(Conn { id, sessions, queues: [VecDeque::new(), VecDeque::new()], latency_ms });
-        let text = format!("connect {}-{} #{id} latency={latency_ms}ms", self.nodes[a].name, self.nodes[b].name);
+        link.conn = Some(Conn {
+            id,
+            sessions,
+            queues: [VecDeque::new(), VecDeque::new()],
+            latency_ms,
+        });
+        let text = format!(
+            "connect {}-{} #{id} latency={latency_ms}ms",
+            self.nodes[a].name, self.nodes[b].name
+        );
         self.log(&text);
         self.feed(key, 0, Input::Start)?;
         self.feed(key, 1, Input::Start)
     }
 
     pub(crate) fn cut(&mut self, key: (usize, usize), why: &str) {
-        let Some(conn) = self.links.get_mut(&key).and_then(|l| l.conn.take()) else { return };
+        let Some(conn) = self.links.get_mut(&key).and_then(|l| l.conn.take()) else {
+            return;
+        };
         let lost = conn.queues[0].len() + conn.queues[1].len();
-        let text = format!("cut {}-{} #{} ({why}): {lost} frames lost", self.nodes[key.0].name, self.nodes[key.1].name, conn.id);
+        let text = format!(
+            "cut {}-{} #{} ({why}): {lost} frames lost",
+            self.nodes[key.0].name, self.nodes[key.1].name, conn.id
+        );
         self.log(&text);
     }
 
     fn cut_node(&mut self, node: usize, why: &str) {
-        let keys: Vec<(usize, usize)> = self.links.keys().filter(|(a, b)| *a == node || *b == node).copied().collect();
+        let keys: Vec<(usize, usize)> = self
+            .links
+            .keys()
+            .filter(|(a, b)| *a == node || *b == node)
+            .copied()
+            .collect();
         for key in keys {
             self.cut(key, why);
         }
     }
 
     fn partition(&mut self) {
-        let groups: Vec<u8> = (0..self.nodes.len()).map(|_| self.rng.random_range(0..2)).collect();
-        let side = |g: u8| -> Vec<&str> { (0..self.nodes.len()).filter(|&i| groups[i] == g).map(|i| self.nodes[i].name.as_str()).collect() };
-        let text = format!("partition [{}] | [{}]", side(0).join(","), side(1).join(","));
+        let groups: Vec<u8> = (0..self.nodes.len())
+            .map(|_| self.rng.random_range(0..2))
+            .collect();
+        let side = |g: u8| -> Vec<&str> {
+            (0..self.nodes.len())
+                .filter(|&i| groups[i] == g)
+                .map(|i| self.nodes[i].name.as_str())
+                .collect()
+        };
+        let text = format!(
+            "partition [{}] | [{}]",
+            side(0).join(","),
+            side(1).join(",")
+        );
         self.log(&text);
-        let crossing: Vec<(usize, usize)> =
-            self.links.iter().filter(|((a, b), l)| l.conn.is_some() && groups[*a] != groups[*b]).map(|(k, _)| *k).collect();
+        let crossing: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|((a, b), l)| l.conn.is_some() && groups[*a] != groups[*b])
+            .map(|(k, _)| *k)
+            .collect();
         self.groups = Some(groups);
         for key in crossing {
             self.cut(key, "partition");
@@ -470,8 +566,17 @@ impl Sim {
     fn feed(&mut self, key: (usize, usize), side: usize, input: Input<'_>) -> Result<(), Failure> {
         let (me, peer) = Sim::sides(key, side);
         let now_ms = self.now_ms;
-        let Sim { links, nodes, rng, model, stats, .. } = self;
-        let Some(conn) = links.get_mut(&key).and_then(|l| l.conn.as_mut()) else { return Ok(()) };
+        let Sim {
+            links,
+            nodes,
+            rng,
+            model,
+            stats,
+            ..
+        } = self;
+        let Some(conn) = links.get_mut(&key).and_then(|l| l.conn.as_mut()) else {
+            return Ok(());
+        };
         let store = &mut nodes[me].store;
         let session = &mut conn.sessions[side];
         let result = match input {
@@ -492,26 +597,46 @@ impl Sim {
             };
             let queue = &mut conn.queues[1 - side];
             let jitter = rng.random_range(0..=conn.latency_ms / 2);
-            let at_ms = (now_ms + conn.latency_ms + jitter).max(queue.back().map_or(0, |f| f.at_ms));
-            queue.push_back(InFlight { at_ms, bytes, summary: summarize(&frame), revoke });
+            let at_ms =
+                (now_ms + conn.latency_ms + jitter).max(queue.back().map_or(0, |f| f.at_ms));
+            queue.push_back(InFlight {
+                at_ms,
+                bytes,
+                summary: summarize(&frame),
+                revoke,
+            });
         }
         let (me_name, peer_name) = (nodes[me].name.clone(), nodes[peer].name.clone());
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Violation { id, reason } => {
                     stats.violations += 1;
-                    lines.push(format!("{me_name}: refuses {id} from {peer_name} ({reason})"));
-                    model.refused.insert((me_name.clone(), peer_name.clone(), id));
+                    lines.push(format!(
+                        "{me_name}: refuses {id} from {peer_name} ({reason})"
+                    ));
+                    model
+                        .refused
+                        .insert((me_name.clone(), peer_name.clone(), id));
                 }
-                Event::Rejected { id, reason } => lines.push(format!("{me_name}: {peer_name} rejected {id} ({reason})")),
+                Event::Rejected { id, reason } => {
+                    lines.push(format!("{me_name}: {peer_name} rejected {id} ({reason})"))
+                }
                 Event::Purged { ids } => {
                     stats.purges += ids.len() as u64;
                     lines.push(format!("{me_name}: purged [{}] durably", ids.join(",")));
                 }
-                Event::CaughtUp { seq } => lines.push(format!("{me_name}: durably caught up with {peer_name} to seq {seq}")),
-                Event::PeerCaughtUp { seq } => lines.push(format!("{me_name}: {peer_name} acknowledged up to seq {seq}")),
-                Event::Ready { .. } => lines.push(format!("{me_name}: session with {peer_name} ready")),
-                Event::DocsReceived { count } => lines.push(format!("{me_name}: received {count} whole docs from {peer_name}")),
+                Event::CaughtUp { seq } => lines.push(format!(
+                    "{me_name}: durably caught up with {peer_name} to seq {seq}"
+                )),
+                Event::PeerCaughtUp { seq } => lines.push(format!(
+                    "{me_name}: {peer_name} acknowledged up to seq {seq}"
+                )),
+                Event::Ready { .. } => {
+                    lines.push(format!("{me_name}: session with {peer_name} ready"))
+                }
+                Event::DocsReceived { count } => lines.push(format!(
+                    "{me_name}: received {count} whole docs from {peer_name}"
+                )),
             }
         }
         for line in lines {
@@ -535,7 +660,10 @@ impl Sim {
         for (key, link) in &self.links {
             let Some(conn) = &link.conn else { continue };
             for side in 0..2 {
-                if conn.queues[side].front().is_some_and(|f| f.at_ms <= self.now_ms) {
+                if conn.queues[side]
+                    .front()
+                    .is_some_and(|f| f.at_ms <= self.now_ms)
+                {
                     ready.push((*key, side));
                 }
             }
@@ -544,11 +672,18 @@ impl Sim {
     }
 
     fn next_arrival(&self) -> Option<u64> {
-        self.links.values().filter_map(|l| l.conn.as_ref()).flat_map(|c| c.queues.iter().filter_map(|q| q.front().map(|f| f.at_ms))).min()
+        self.links
+            .values()
+            .filter_map(|l| l.conn.as_ref())
+            .flat_map(|c| c.queues.iter().filter_map(|q| q.front().map(|f| f.at_ms)))
+            .min()
     }
 
     pub(crate) fn in_flight(&self) -> bool {
-        self.links.values().filter_map(|l| l.conn.as_ref()).any(|c| !c.queues[0].is_empty() || !c.queues[1].is_empty())
+        self.links
+            .values()
+            .filter_map(|l| l.conn.as_ref())
+            .any(|c| !c.queues[0].is_empty() || !c.queues[1].is_empty())
     }
 
     /// Deliver one frame whose time has come, chosen at random across
@@ -556,15 +691,28 @@ impl Sim {
     pub(crate) fn deliver_random(&mut self) -> Result<(), Failure> {
         let mut ready = self.ready();
         if ready.is_empty() {
-            let Some(next) = self.next_arrival() else { return Ok(()) };
+            let Some(next) = self.next_arrival() else {
+                return Ok(());
+            };
             self.now_ms = self.now_ms.max(next);
             ready = self.ready();
         }
-        let Some((key, side)) = choose(&mut self.rng, &ready) else { return Ok(()) };
+        let Some((key, side)) = choose(&mut self.rng, &ready) else {
+            return Ok(());
+        };
         let (me, peer) = Sim::sides(key, side);
-        let conn = self.links.get_mut(&key).and_then(|l| l.conn.as_mut()).expect("ready frames are on live links");
-        let frame = conn.queues[side].pop_front().expect("ready queue has a front");
-        let text = format!("{}>{} #{} {}", self.nodes[peer].name, self.nodes[me].name, conn.id, frame.summary);
+        let conn = self
+            .links
+            .get_mut(&key)
+            .and_then(|l| l.conn.as_mut())
+            .expect("ready frames are on live links");
+        let frame = conn.queues[side]
+            .pop_front()
+            .expect("ready queue has a front");
+        let text = format!(
+            "{}>{} #{} {}",
+            self.nodes[peer].name, self.nodes[me].name, conn.id, frame.summary
+        );
         self.log(&text);
         self.feed(key, side, Input::Bytes(&frame.bytes))?;
         if !frame.revoke.is_empty() {
@@ -576,19 +724,36 @@ impl Sim {
                 pending.doomed |= frame.revoke.contains(&pending.doc);
             }
             let ids = frame.revoke;
-            self.excuse_lost(&|node, doc| node == me && ids.iter().any(|id| id == doc), &format!("purged from {name} by revocation"));
+            self.excuse_lost(
+                &|node, doc| node == me && ids.iter().any(|id| id == doc),
+                Some(&ids),
+                &format!("purged from {name} by revocation"),
+            );
         }
         Ok(())
     }
 
     pub(crate) fn run_timers(&mut self) -> Result<(), Failure> {
-        let keys: Vec<(usize, usize)> = self.links.iter().filter(|(_, l)| l.conn.is_some()).map(|(k, _)| *k).collect();
+        let keys: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.conn.is_some())
+            .map(|(k, _)| *k)
+            .collect();
         for key in keys {
             for side in 0..2 {
-                let due = self.links[&key].conn.as_ref().and_then(|c| c.sessions[side].poll_timeout()).is_some_and(|t| t <= self.now_ms);
+                let due = self.links[&key]
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.sessions[side].poll_timeout())
+                    .is_some_and(|t| t <= self.now_ms);
                 if due {
                     let (me, _) = Sim::sides(key, side);
-                    let text = format!("{}: timer fires on #{}", self.nodes[me].name, self.links[&key].conn.as_ref().map_or(0, |c| c.id));
+                    let text = format!(
+                        "{}: timer fires on #{}",
+                        self.nodes[me].name,
+                        self.links[&key].conn.as_ref().map_or(0, |c| c.id)
+                    );
                     self.log(&text);
                     self.feed(key, side, Input::Timeout)?;
                 }
@@ -600,8 +765,12 @@ impl Sim {
     // ----- storage -----------------------------------------------------
 
     fn flush_random(&mut self) -> Result<(), Failure> {
-        let candidates: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].up && self.nodes[i].store.queued_writes() > 0).collect();
-        let Some(node) = choose(&mut self.rng, &candidates) else { return Ok(()) };
+        let candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].up && self.nodes[i].store.queued_writes() > 0)
+            .collect();
+        let Some(node) = choose(&mut self.rng, &candidates) else {
+            return Ok(());
+        };
         let queued = self.nodes[node].store.queued_writes();
         let count = self.rng.random_range(1..=queued);
         self.flush(node, count)
@@ -611,13 +780,24 @@ impl Sim {
     /// operations among them, and tell the node's sessions.
     pub(crate) fn flush(&mut self, node: usize, count: usize) -> Result<(), Failure> {
         let queued = self.nodes[node].store.queued_writes();
-        let Some(last) = self.nodes[node].store.flush_some(count) else { return Ok(()) };
-        let text = format!("flush {}: {} of {queued} queued writes durable (up to write {last})", self.nodes[node].name, count.min(queued));
+        let Some(last) = self.nodes[node].store.flush_some(count) else {
+            return Ok(());
+        };
+        let text = format!(
+            "flush {}: {} of {queued} queued writes durable (up to write {last})",
+            self.nodes[node].name,
+            count.min(queued)
+        );
         self.log(&text);
         let pending = std::mem::take(&mut self.nodes[node].pending);
-        let (done, rest): (Vec<PendingWrite>, Vec<PendingWrite>) = pending.into_iter().partition(|p| p.write <= last);
+        let (done, rest): (Vec<PendingWrite>, Vec<PendingWrite>) =
+            pending.into_iter().partition(|p| p.write <= last);
         self.nodes[node].pending = rest;
-        let doomed: Vec<String> = done.iter().filter(|w| w.doomed).map(|w| w.doc.clone()).collect();
+        let doomed: Vec<String> = done
+            .iter()
+            .filter(|w| w.doomed)
+            .map(|w| w.doc.clone())
+            .collect();
         for write in done {
             self.stats.acked_writes += 1;
             self.model.acked.push(AckedWrite {
@@ -632,9 +812,18 @@ impl Sim {
         }
         if !doomed.is_empty() {
             let name = self.nodes[node].name.clone();
-            self.excuse_lost(&|n, doc| n == node && doomed.iter().any(|d| d == doc), &format!("queued on {name} ahead of a revocation's purge"));
+            self.excuse_lost(
+                &|n, doc| n == node && doomed.iter().any(|d| d == doc),
+                Some(&doomed),
+                &format!("queued on {name} ahead of a revocation's purge"),
+            );
         }
-        let keys: Vec<(usize, usize)> = self.links.keys().filter(|(a, b)| *a == node || *b == node).copied().collect();
+        let keys: Vec<(usize, usize)> = self
+            .links
+            .keys()
+            .filter(|(a, b)| *a == node || *b == node)
+            .copied()
+            .collect();
         for key in keys {
             if self.links[&key].conn.is_some() {
                 let side = usize::from(key.1 == node);
@@ -653,7 +842,10 @@ impl Sim {
         self.nodes[node].pending.clear();
         self.nodes[node].up = false;
         self.stats.crashes += 1;
-        let text = format!("crash {}: {lost} unflushed writes lost", self.nodes[node].name);
+        let text = format!(
+            "crash {}: {lost} unflushed writes lost",
+            self.nodes[node].name
+        );
         self.log(&text);
         self.cut_node(node, "node crashed");
         let n = &mut self.nodes[node];
@@ -665,54 +857,88 @@ impl Sim {
     fn wipe(&mut self, node: usize) {
         self.cut_node(node, "laptop wiped");
         let old = self.nodes[node].name.clone();
-        self.excuse_lost(&|n, _| n == node, &format!("lost with wiped laptop {old}"));
+        self.excuse_lost(
+            &|n, _| n == node,
+            None,
+            &format!("lost with wiped laptop {old}"),
+        );
         let store = new_store(&mut self.rng, self.cfg.broken);
         let n = &mut self.nodes[node];
         n.incarnation += 1;
-        n.name = format!("{}w{}", old.split('w').next().unwrap_or(&old), n.incarnation);
+        n.name = format!(
+            "{}w{}",
+            old.split('w').next().unwrap_or(&old),
+            n.incarnation
+        );
         n.store = store;
         n.pending.clear();
         n.up = true;
         n.log_checked = (0, 0);
         self.stats.wipes += 1;
-        let text = format!("wipe {old}: re-enrolled as {} (actor {})", self.nodes[node].name, self.nodes[node].store.actor());
+        let text = format!(
+            "wipe {old}: re-enrolled as {} (actor {})",
+            self.nodes[node].name,
+            self.nodes[node].store.actor()
+        );
         self.log(&text);
     }
 
     fn revoke_random(&mut self) {
-        let active: Vec<usize> = (0..self.users.len()).filter(|&u| !self.users[u].revoked).collect();
+        let active: Vec<usize> = (0..self.users.len())
+            .filter(|&u| !self.users[u].revoked)
+            .collect();
         let revoked = self.users.len() - active.len();
         if active.len() < 2 || revoked + 1 > self.users.len() / 2 {
             return;
         }
-        let Some(user) = choose(&mut self.rng, &active) else { return };
+        let Some(user) = choose(&mut self.rng, &active) else {
+            return;
+        };
         self.users[user].revoked = true;
         self.stats.revoked_users += 1;
-        let text = format!("revoke user {}: the centrals refuse their laptops from now on", self.users[user].id);
+        let text = format!(
+            "revoke user {}: the centrals refuse their laptops from now on",
+            self.users[user].id
+        );
         self.log(&text);
-        let laptops: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].user() == Some(user)).collect();
+        let laptops: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].user() == Some(user))
+            .collect();
         for node in laptops {
             self.cut_node(node, "user revoked");
             self.nodes[node].up = false;
         }
         let id = self.users[user].id.clone();
-        self.excuse_lost(&|_, _| false, &format!("lost with revoked user {id}"));
+        self.excuse_lost(&|_, _| false, None, &format!("lost with revoked user {id}"));
     }
 
     /// After a legitimate loss (a wipe, a revocation, a purge), excuse every
     /// acknowledged write that no node still in the system holds durably,
     /// leaving out what `lost` says is going away.
-    pub(crate) fn excuse_lost(&mut self, lost: &dyn Fn(usize, &str) -> bool, why: &str) {
+    pub(crate) fn excuse_lost(
+        &mut self,
+        lost: &dyn Fn(usize, &str) -> bool,
+        docs: Option<&[String]>,
+        why: &str,
+    ) {
         let mut excused = 0;
         for index in 0..self.model.acked.len() {
             let write = &self.model.acked[index];
-            if write.excused.is_some() {
+            if write.excused.is_some() || docs.is_some_and(|docs| !docs.contains(&write.doc)) {
                 continue;
             }
             let kept = (0..self.nodes.len()).any(|node| {
                 !self.out_of_system(node)
                     && !lost(node, &write.doc)
-                    && self.nodes[node].store.durable_doc(&write.doc).is_some_and(|d| write.heads.iter().all(|h| d.get_change_by_hash(h).is_some()))
+                    && self.nodes[node]
+                        .store
+                        .durable_doc(&write.doc)
+                        .is_some_and(|d| {
+                            write
+                                .heads
+                                .iter()
+                                .all(|h| d.get_change_by_hash(h).is_some())
+                        })
             });
             if !kept {
                 self.model.acked[index].excused = Some(why.to_string());
@@ -755,14 +981,18 @@ impl Sim {
     }
 
     pub(crate) fn quiescent(&self, key: (usize, usize)) -> bool {
-        let Some(conn) = self.links.get(&key).and_then(|l| l.conn.as_ref()) else { return false };
+        let Some(conn) = self.links.get(&key).and_then(|l| l.conn.as_ref()) else {
+            return false;
+        };
         (0..2).all(|side| {
             let (me, _) = Sim::sides(key, side);
             let store = &self.nodes[me].store;
             conn.queues[side].is_empty()
                 && store.queued_writes() == 0
                 && conn.sessions[side].is_idle(store)
-                && conn.sessions[side].poll_timeout().is_none_or(|t| t > self.now_ms)
+                && conn.sessions[side]
+                    .poll_timeout()
+                    .is_none_or(|t| t > self.now_ms)
         })
     }
 
@@ -801,9 +1031,18 @@ impl Sim {
                 if stuck.is_empty() {
                     return Ok(());
                 }
-                return Err(Failure::new(Invariant::Liveness, format!("nothing in flight, nothing to flush, yet not idle: {}", stuck.join("; "))));
+                return Err(Failure::new(
+                    Invariant::Liveness,
+                    format!(
+                        "nothing in flight, nothing to flush, yet not idle: {}",
+                        stuck.join("; ")
+                    ),
+                ));
             }
         }
-        Err(Failure::new(Invariant::Liveness, format!("no quiescence after {HEAL_ROUNDS_MAX} heal rounds")))
+        Err(Failure::new(
+            Invariant::Liveness,
+            format!("no quiescence after {HEAL_ROUNDS_MAX} heal rounds"),
+        ))
     }
 }
