@@ -223,6 +223,9 @@ pub(crate) struct ManyResult {
     pub(crate) central_rss_peak_mb: f64,
     pub(crate) central_threads: u64,
     pub(crate) central_fds: u64,
+    /// CPU seconds of the technicians' process (all laptops) while
+    /// reconnecting.
+    pub(crate) runner_cpu_reconnect_s: f64,
     pub(crate) runner_rss_mb: f64,
     pub(crate) runner_threads: u64,
     pub(crate) runner_fds: u64,
@@ -255,7 +258,8 @@ pub(crate) fn many(args: &ManyArgs) -> anyhow::Result<Vec<ManyResult>> {
             serde_json::from_str(line).with_context(|| format!("run {run}'s output: {line}"))?;
         println!(
             "workload=many techs={} per_tech={} docs={} run={run} prime_s={:.3} converge_s={:.3} \
-             central_cpu_s={:.2} central_rss_mb={:.1} bytes_per_tech={:.0}",
+             central_cpu_s={:.2} central_rss_mb={:.1} bytes_per_tech={:.0} techs_cpu_s={:.2} \
+             techs_rss_mb={:.0}",
             result.techs,
             result.per_tech,
             result.docs,
@@ -264,6 +268,8 @@ pub(crate) fn many(args: &ManyArgs) -> anyhow::Result<Vec<ManyResult>> {
             result.central_cpu_reconnect_s,
             result.central_rss_peak_mb,
             result.reconnect_bytes_per_tech,
+            result.runner_cpu_reconnect_s,
+            result.runner_rss_mb,
         );
         runs.push(result);
     }
@@ -395,7 +401,13 @@ pub(crate) fn once(args: &ManyArgs) -> anyhow::Result<ExitCode> {
         .thread_name("bench-techs")
         .build()
         .context("starting the async runtime")?;
-    let mut techs = make_techs(args, identities, base.path(), central_address, &central_node_id)?;
+    let mut techs = make_techs(
+        args,
+        identities,
+        base.path(),
+        central_address,
+        &central_node_id,
+    )?;
     for doc in &created {
         techs[doc.tech]
             .pending
@@ -447,7 +459,9 @@ pub(crate) fn once(args: &ManyArgs) -> anyhow::Result<ExitCode> {
         let mut done = Vec::new();
         for (id, expected) in &tech.pending {
             let held = tech.store.doc_index(id)?.map(|index| index.heads);
-            if held.is_some_and(|heads| sorted(heads.iter().map(hex::encode).collect()) == *expected) {
+            if held
+                .is_some_and(|heads| sorted(heads.iter().map(hex::encode).collect()) == *expected)
+            {
                 done.push(id.clone());
             }
         }
@@ -468,6 +482,7 @@ pub(crate) fn once(args: &ManyArgs) -> anyhow::Result<ExitCode> {
     );
 
     // Reconnect: all at once.
+    let runner_cpu_before = proc_stats()?.cpu_s;
     let perf = args
         .perf_out
         .as_deref()
@@ -478,10 +493,14 @@ pub(crate) fn once(args: &ManyArgs) -> anyhow::Result<ExitCode> {
     wait_techs(&mut techs, started + timeout, "reconnect")?;
     let techs_converged_s = started.elapsed().as_secs_f64();
     let central_converged = central
-        .wait_event("converged", (started + timeout).saturating_duration_since(Instant::now()))?
+        .wait_event(
+            "converged",
+            (started + timeout).saturating_duration_since(Instant::now()),
+        )?
         .0;
     let central_converged_s = central_converged.duration_since(started).as_secs_f64();
     let converge_s = techs_converged_s.max(central_converged_s);
+    let runner_cpu_reconnect_s = proc_stats()?.cpu_s - runner_cpu_before;
     central.send("stats")?;
     let stats = central.wait_event("stats", timeout)?.1;
     if let Some(perf) = perf {
@@ -529,6 +548,7 @@ pub(crate) fn once(args: &ManyArgs) -> anyhow::Result<ExitCode> {
         central_rss_peak_mb: rss_before_mb.max(number(&stats, "rss_peak_mb")?),
         central_threads: number(&stats, "threads")? as u64,
         central_fds: number(&stats, "fds")? as u64,
+        runner_cpu_reconnect_s,
         runner_rss_mb: runner.rss_peak_mb,
         runner_threads: runner.threads,
         runner_fds: runner.fds,
@@ -575,8 +595,9 @@ fn make_techs(
                     dirs.iter()
                         .map(|dir| {
                             std::fs::create_dir_all(dir)?;
-                            Store::init(&dir.join("store"), store_config.clone())
-                                .with_context(|| format!("cannot make a store in {}", dir.display()))
+                            Store::init(&dir.join("store"), store_config.clone()).with_context(
+                                || format!("cannot make a store in {}", dir.display()),
+                            )
                         })
                         .collect::<anyhow::Result<Vec<Store>>>()
                 })
@@ -884,7 +905,8 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
         path.display()
     );
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is not what was expected", path.display()))
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not what was expected", path.display()))
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> anyhow::Result<&'a str> {
@@ -982,7 +1004,10 @@ impl CentralProcess {
                 }
                 Ok(other) => self.early.push_back(other),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    bail!("the central did not report `{name}` within {} s", timeout.as_secs())
+                    bail!(
+                        "the central did not report `{name}` within {} s",
+                        timeout.as_secs()
+                    )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait()?;
@@ -1233,11 +1258,7 @@ fn create_docs(store: &Store, plan: &Plan) -> anyhow::Result<Vec<CreatedDoc>> {
 
 /// The office changes `edit_percent`% of all work orders: a note on half of
 /// them, a new title and priority on the other half.
-fn edit_on_central(
-    store: &Store,
-    plan: &Plan,
-    created: &[CreatedDoc],
-) -> anyhow::Result<HeadsMap> {
+fn edit_on_central(store: &Store, plan: &Plan, created: &[CreatedDoc]) -> anyhow::Result<HeadsMap> {
     let mut ids: Vec<&str> = created.iter().map(|doc| doc.id.as_str()).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed);
     ids.shuffle(&mut rng);
@@ -1317,7 +1338,9 @@ fn all_heads(store: &Store) -> anyhow::Result<HeadsMap> {
     let mut after: Option<String> = None;
     loop {
         let ids = store.doc_ids(after.as_deref(), POLL_PAGE_ENTRIES_MAX)?;
-        let Some(last) = ids.last().cloned() else { break };
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
         for id in ids {
             if let Some(index) = store.doc_index(&id)? {
                 heads.insert(id, sorted(index.heads.iter().map(hex::encode).collect()));

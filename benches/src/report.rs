@@ -187,9 +187,7 @@ fn summary_line(outcome: &Outcome) -> String {
         get("bytes"),
         get("rss_mb")
     );
-    let shown = [
-        "workload", "n", "wall_s", "bytes", "rss_mb", "stat", "runs",
-    ];
+    let shown = ["workload", "n", "wall_s", "bytes", "rss_mb", "stat", "runs"];
     for (key, value) in &outcome.figures {
         if !shown.contains(&key.as_str()) {
             line.push_str(&format!(" {key}={value}"));
@@ -266,7 +264,10 @@ fn panel(
             continue;
         }
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(chart_error)?
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
