@@ -527,3 +527,41 @@ fn a_forged_value_that_loses_a_conflict_is_still_a_violation() {
         "forged customer.name not flagged for actors {missed:?}"
     );
 }
+
+/// Seed 4528 (10,000-seed sweep): the office refused and revoked a
+/// document a laptop offered but may not see; the connection died before
+/// the `Revoke` arrived, while the office's checkpoint for the laptop had
+/// already moved past the document, so the laptop never offered it again
+/// and kept it. The office's page now waits for the laptop's `Revoked`.
+#[test]
+fn a_revoke_lost_with_the_connection_is_sent_again() {
+    let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    create(&mut c, "wo-1", None, 1_000);
+    let mut scratch = MemStore::new([9; 16], ActorId::from(vec![9; 16]));
+    scratch
+        .merge("wo-1", &c.store.doc_bytes("wo-1").unwrap().unwrap(), 1_000)
+        .unwrap();
+    scratch
+        .apply("wo-1", &operator(), &assign(Some("u1")), 2_000)
+        .unwrap();
+    l.store
+        .merge("wo-1", &scratch.doc_bytes("wo-1").unwrap().unwrap(), 2_000)
+        .unwrap();
+    l.store.flush();
+    let mut conn = connect(&c, &l);
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 1, 3_000).unwrap()); // hello to the laptop
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 3_000).unwrap()); // hello to the central
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 3_000).unwrap()); // the laptop's announce
+    assert!(conn.queues[1]
+        .iter()
+        .any(|b| matches!(Frame::decode(b), Ok(Frame::Revoke { .. }))));
+    flush(&mut conn, &mut c, &mut l, 0, 3_000).unwrap();
+    // The connection dies with the `Revoke` on the wire.
+    drop(conn);
+    let mut conn = connect(&c, &l);
+    drive(&mut conn, &mut c, &mut l, 4_000).unwrap();
+    assert!(
+        l.store.doc_ids().is_empty(),
+        "revoked on the next connection"
+    );
+}

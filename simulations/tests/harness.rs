@@ -84,6 +84,10 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
         "unknown-document DocSync settled a pending whole-document request",
     ),
     (262, "late Revoked cleared a refreshed revocation record"),
+    (
+        4528,
+        "a Revoke lost with the connection was never sent again",
+    ),
 ];
 
 #[test]

@@ -167,6 +167,9 @@ pub struct Session {
     /// Documents whose changes from this peer we refused (technician to
     /// technician): settled for the rest of the session.
     refused: HashSet<String>,
+    /// Documents revoked because the peer offered them though it may not
+    /// see them: pages wait for the peer's `Revoked`.
+    revoking: HashSet<String>,
     progress: Progress,
     next_timeout_ms: Option<u64>,
 }
@@ -199,6 +202,7 @@ impl Session {
             purges: HashMap::new(),
             revoked_sent: HashSet::new(),
             refused: HashSet::new(),
+            revoking: HashSet::new(),
             progress: Progress::default(),
             next_timeout_ms: None,
         }
@@ -584,7 +588,14 @@ impl Session {
                 }
                 None => self.reject(&id, "you may not create work orders"),
                 Some(meta) if !self.visible(&id, &meta, now_ms, store)? => {
-                    self.reject_invisible(&id)
+                    // The office keeps the page open until the laptop
+                    // confirms the purge: if the `Revoke` is lost with the
+                    // connection, the laptop announces the document again
+                    // next time, instead of our checkpoint moving past it
+                    // for good (simulator, seed 4528).
+                    if self.reject_invisible(&id) {
+                        waiting.insert(id, heads);
+                    }
                 }
                 Some(meta) => {
                     let same = meta.heads.len() == heads.len()
@@ -661,7 +672,9 @@ impl Session {
     /// central served an unflushed assignment, then crashed and lost it),
     /// for which no revocation record exists, so no timer would ever remove
     /// it (simulator, seed 103).
-    fn reject_invisible(&mut self, id: &str) {
+    ///
+    /// Returns whether a purge confirmation (`Revoked`) is now awaited.
+    fn reject_invisible(&mut self, id: &str) -> bool {
         self.reject(id, "not assigned to you");
         let technician = matches!(
             self.peer,
@@ -670,11 +683,16 @@ impl Session {
                 ..
             }
         );
-        if self.config.office && technician && self.revoked_sent.insert(id.to_string()) {
+        if !(self.config.office && technician) {
+            return false;
+        }
+        if self.revoked_sent.insert(id.to_string()) {
             self.outbox.push_back(Frame::Revoke {
                 ids: vec![id.to_string()],
             });
         }
+        self.revoking.insert(id.to_string());
+        true
     }
 
     fn on_want<S: SyncStore>(
@@ -1059,10 +1077,14 @@ impl Session {
         let PeerAccess::User { user_id, .. } = &self.peer else {
             return Err(protocol("revoked from an office node"));
         };
+        let user_id = user_id.clone();
         let records = store
-            .revocations(user_id, REVOCATIONS_SCAN_MAX)
+            .revocations(&user_id, REVOCATIONS_SCAN_MAX)
             .map_err(store_error)?;
         for id in ids {
+            if self.revoking.remove(&id) {
+                self.settle(&id);
+            }
             if self.revoked_sent.remove(&id) {
                 // The document may have been assigned back and away again
                 // while our `Revoke` travelled: that refreshed the record,
@@ -1072,11 +1094,11 @@ impl Session {
                     *revoked == id && now_ms < at.saturating_add(self.config.grace_ms)
                 });
                 if !refreshed {
-                    store.clear_revocation(user_id, &id).map_err(store_error)?;
+                    store.clear_revocation(&user_id, &id).map_err(store_error)?;
                 }
             }
         }
-        Ok(())
+        self.complete_pages(store)
     }
 }
 
