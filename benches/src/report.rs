@@ -63,6 +63,10 @@ pub(crate) fn all(args: &RunArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
+    // The gateway's figures (changes feed, REST), at their own sizes.
+    for workload in ["feed", "rest"] {
+        jobs.push((workload.into(), 0, vec![workload.into()]));
+    }
     jobs.push((
         "many".into(),
         (MANY_TECHS * MANY_PER_TECH) as u64,
@@ -82,7 +86,7 @@ pub(crate) fn all(args: &RunArgs) -> anyhow::Result<ExitCode> {
             command.push(format!("--dir={}", dir.display()));
         }
         eprintln!("all: {}", command.join(" "));
-        outcomes.push(run_one(&exe, &workload, n, &command));
+        outcomes.extend(run_one(&exe, &workload, n, &command));
     }
 
     println!("\nsummary (medians of {} runs):", args.runs);
@@ -114,23 +118,37 @@ pub(crate) fn all(args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run one workload's subcommand, echo what it prints, keep its median line.
-fn run_one(exe: &Path, workload: &str, n: u64, command: &[String]) -> Outcome {
-    let mut outcome = Outcome {
-        workload: workload.to_string(),
-        n,
-        figures: BTreeMap::new(),
+/// Run one workload's subcommand, echo what it prints, and keep each of its
+/// median lines (one per result; `n` as the line says, if it says).
+fn run_one(exe: &Path, workload: &str, n: u64, command: &[String]) -> Vec<Outcome> {
+    let outcome = |figures: BTreeMap<String, String>, error: Option<String>| Outcome {
+        workload: figures
+            .get("workload")
+            .cloned()
+            .unwrap_or_else(|| workload.to_string()),
+        n: figures.get("n").and_then(|n| n.parse().ok()).unwrap_or(n),
+        figures,
         command: format!("fieldsync-bench {}", command.join(" ")),
-        error: None,
+        error,
     };
     match run_child(exe, command) {
-        Ok(lines) => match lines.iter().rev().find(|line| line.contains("stat=median")) {
-            Some(line) => outcome.figures = parse_line(line),
-            None => outcome.error = Some("printed no median line".into()),
-        },
-        Err(error) => outcome.error = Some(format!("{error:#}")),
+        Ok(lines) => {
+            let medians: Vec<Outcome> = lines
+                .iter()
+                .filter(|line| line.contains("stat=median"))
+                .map(|line| outcome(parse_line(line), None))
+                .collect();
+            if medians.is_empty() {
+                vec![outcome(
+                    BTreeMap::new(),
+                    Some("printed no median line".into()),
+                )]
+            } else {
+                medians
+            }
+        }
+        Err(error) => vec![outcome(BTreeMap::new(), Some(format!("{error:#}")))],
     }
-    outcome
 }
 
 fn run_child(exe: &Path, command: &[String]) -> anyhow::Result<Vec<String>> {
