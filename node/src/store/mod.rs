@@ -206,9 +206,11 @@ impl Store {
             .map_err(|e| sled_open_error(dir, e))?;
         db.flush().map_err(|e| sled_open_error(dir, e))?;
         drop(meta);
-        drop(db);
         format::write(dir, format::FORMAT_VERSION).map_err(io_error)?;
-        Store::open(dir, config)
+        // The same handle goes on: closing and reopening would race sled's
+        // background threads for the directory's lock (seen under load as
+        // "could not acquire lock", WouldBlock).
+        Store::open_db(dir, config, db, format::FORMAT_VERSION)
     }
 
     /// Open an existing store, migrating an older format (and saying so).
@@ -218,6 +220,16 @@ impl Store {
         let db = sled_config(dir, &config)
             .open()
             .map_err(|e| sled_open_error(dir, e))?;
+        Store::open_db(dir, config, db, found)
+    }
+
+    /// The rest of `open`, on an open sled database of format `found`.
+    fn open_db(
+        dir: &Path,
+        config: StoreConfig,
+        db: sled::Db,
+        found: u32,
+    ) -> Result<Store, OpenError> {
         if found < format::FORMAT_VERSION {
             for (from, step) in format::MIGRATIONS.iter().filter(|(from, _)| *from >= found) {
                 tracing::info!(from, to = from + 1, "migrating store format");
