@@ -2,29 +2,46 @@
 # A note added on a technician's laptop shows in the office's web UI after
 # sync: a central (`fieldsync run` with the gateway) and an enrolled laptop
 # as real processes on loopback, the UI in headless Chromium (Debian's
-# chromium and chromium-driver, through Selenium from PyPI). Sign in as an
+# chromium and chromium-driver, driven by Selenium). Sign in as an
 # operator, open a work order, add a note on the stopped laptop, run the
 # laptop until the central holds the note, reload: the note must be there.
 # Saves sync-note-before.png and sync-note-after.png to target/ui-sync/.
 #
-# Usage: gateway/scripts/ui-sync-test.sh   (installs chromium with apt-get
-# when chromedriver is missing, so run it as root or with it installed)
+# Usage: gateway/scripts/ui-sync-test.sh
+#
+# What it installs when missing: chromium and chromium-driver with apt-get
+# (so run it as root, or with them installed), and Selenium: Debian's
+# python3-selenium when apt-get is there (only Debian's mirrors needed),
+# else into a venv from PyPI. A venv that already has Selenium
+# ($UI_VENV, default target/ui-venv, made by ui-screenshots.sh) is used
+# first.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${UI_VENV:-$root/target/ui-venv}"
 out_dir="$root/target/ui-sync"
+debian_python=/usr/bin/python3
 
-if ! command -v chromedriver >/dev/null 2>&1; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
-fi
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
+has_selenium() { [ -x "$1" ] && "$1" -c 'import selenium' 2>/dev/null; }
+
+packages=()
+command -v chromedriver >/dev/null 2>&1 || packages+=(chromium chromium-driver)
+if has_selenium "$venv/bin/python"; then
+    python="$venv/bin/python"
+elif has_selenium "$debian_python" || command -v apt-get >/dev/null 2>&1; then
+    python="$debian_python"
+    has_selenium "$python" || packages+=(python3-selenium)
+else
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet "selenium==4.*"
+    python="$venv/bin/python"
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 fi
 
 cargo build --quiet --bin fieldsync --manifest-path "$root/Cargo.toml"
 target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" |
-    "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-"$venv/bin/python" "$root/gateway/scripts/ui_sync_test.py" "$target_dir/debug/fieldsync" "$out_dir"
+    "$python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+"$python" "$root/gateway/scripts/ui_sync_test.py" "$target_dir/debug/fieldsync" "$out_dir"
