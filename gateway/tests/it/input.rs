@@ -19,9 +19,15 @@ async fn malformed_bodies_wrong_types_unknown_fields_and_huge_bodies() {
     let server = Server::start().await;
     server.create("a", Some("tech-1")).await;
     let op = server.token("op").await;
+    // A fresh connection per request: after a 413 the server closes the
+    // connection, and a pooled one reused by the next case would fail with
+    // "incomplete message" depending on timing.
+    let unpooled = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client");
     let raw = |path: &str, body: Vec<u8>, content_type: Option<&str>| {
-        let mut request = server
-            .client
+        let mut request = unpooled
             .post(format!("{}{path}", server.url))
             .bearer_auth(&op)
             .body(body);
