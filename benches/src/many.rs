@@ -1044,7 +1044,9 @@ struct Perf {
 impl Perf {
     fn start(pid: u32, out: &Path) -> anyhow::Result<Perf> {
         let child = Command::new("perf")
-            .args(["record", "-F", "999", "-g", "-p"])
+            // DWARF unwinding: release builds keep no frame pointers, and
+            // the question is who calls the hot functions.
+            .args(["record", "-F", "299", "--call-graph", "dwarf,16384", "-p"])
             .arg(pid.to_string())
             .arg("-o")
             .arg(out)
