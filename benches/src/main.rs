@@ -23,6 +23,9 @@ use fieldsync_node::import::{import_jsonl, open_jsonl, ImportOptions};
 use fieldsync_node::store::{Store, StoreConfig};
 use serde_json::json;
 
+mod many;
+mod report;
+
 /// The fixture, relative to this crate's directory (the workspace root's
 /// sibling `shared/bench`).
 const FIXTURE_DEFAULT: &str = "../../shared/bench/wo-10000-42.jsonl.gz";
@@ -49,6 +52,14 @@ enum Workload {
     W3Once(OnceArgs),
     /// Where W3's CPU time goes: each stage timed alone, on one thread.
     Stages(StagesArgs),
+    /// Many technicians reconnecting at once after an outage.
+    Many(many::ManyArgs),
+    /// One many-technicians run (the technicians' side).
+    #[command(hide = true)]
+    ManyOnce(many::ManyArgs),
+    /// The central of a many-technicians run.
+    #[command(hide = true)]
+    ManyCentral(many::CentralArgs),
 }
 
 #[derive(Args)]
@@ -103,10 +114,10 @@ fn main() -> ExitCode {
         Workload::W1(_) => not_implemented("W1"),
         Workload::W2(_) => not_implemented("W2"),
         Workload::W3(args) => w3(&args).map(|()| ExitCode::SUCCESS),
-        Workload::All(args) => {
-            eprintln!("note: W1 and W2 are not implemented yet (they need the sync issue)");
-            w3(&args).map(|()| ExitCode::SUCCESS)
-        }
+        Workload::All(args) => report::all(&args),
+        Workload::Many(args) => many::many(&args).map(|_| ExitCode::SUCCESS),
+        Workload::ManyOnce(args) => many::once(&args),
+        Workload::ManyCentral(args) => many::central(&args),
         Workload::W3Once(args) => w3_once(&args),
         Workload::Stages(args) => stages(&args).map(|()| ExitCode::SUCCESS),
     };
