@@ -109,6 +109,10 @@ pub(crate) struct ManyArgs {
     /// Technicians' redial backoff ceiling, in ms (the floor is 200 ms).
     #[arg(long, default_value_t = 5_000)]
     pub(crate) reconnect_delay_ms_max: u64,
+    /// Connections the central serves at once (default: every technician,
+    /// plus room; `fieldsync run` uses the driver's default, 256).
+    #[arg(long)]
+    pub(crate) central_connections_max: Option<usize>,
     /// Record the central with `perf record` during the reconnect phase,
     /// into this file.
     #[arg(long)]
@@ -131,6 +135,9 @@ impl ManyArgs {
             format!("--tech-cache-docs-max={}", self.tech_cache_docs_max),
             format!("--reconnect-delay-ms-max={}", self.reconnect_delay_ms_max),
         ];
+        if let Some(max) = self.central_connections_max {
+            args.push(format!("--central-connections-max={max}"));
+        }
         let paths = [
             ("--fixture", &self.fixture),
             ("--dir", &self.dir),
@@ -154,6 +161,10 @@ impl ManyArgs {
         );
         ensure!(self.runs > 0, "--runs must be at least 1");
         ensure!(self.timeout_s > 0, "--timeout-s must be at least 1");
+        ensure!(
+            self.central_connections_max != Some(0),
+            "--central-connections-max must be at least 1"
+        );
         ensure!(
             self.reconnect_delay_ms_max >= 200,
             "--reconnect-delay-ms-max must be at least 200"
@@ -180,6 +191,7 @@ struct Plan {
     edit_percent: u32,
     seed: u64,
     fixture: PathBuf,
+    connections_max: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -236,7 +248,7 @@ pub(crate) struct ManyResult {
 
 pub(crate) fn many(args: &ManyArgs) -> anyhow::Result<Vec<ManyResult>> {
     args.check()?;
-    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let (_copy, exe) = crate::report::private_exe()?;
     let mut runs = Vec::new();
     for run in 1..=args.runs {
         let output = Command::new(&exe)
@@ -375,6 +387,7 @@ pub(crate) fn once(args: &ManyArgs) -> anyhow::Result<ExitCode> {
         edit_percent: args.edit_percent,
         seed: args.seed,
         fixture,
+        connections_max: args.central_connections_max.unwrap_or(args.techs + 64),
     };
     let plan_path = base.path().join("plan.json");
     std::fs::write(&plan_path, serde_json::to_vec(&plan)?)?;
@@ -1123,7 +1136,7 @@ fn central_inner(args: &CentralArgs) -> anyhow::Result<()> {
     let mut node = NodeConfig::new(NodeRole::Central, "bench-central");
     node.sync.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut config = DriverConfig::new(&node, &identity)?;
-    config.connections_max = plan.techs.len() + 64;
+    config.connections_max = plan.connections_max;
     let driver = {
         let _entered = runtime.enter();
         Driver::bind(config, store.clone())?
