@@ -23,8 +23,10 @@ use fieldsync_node::import::{import_jsonl, open_jsonl, ImportOptions};
 use fieldsync_node::store::{Store, StoreConfig};
 use serde_json::json;
 
+mod gateway_bench;
 mod many;
 mod report;
+mod sync_bench;
 
 /// The fixture, relative to this crate's directory (the workspace root's
 /// sibling `shared/bench`).
@@ -39,10 +41,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
-    /// W1: prime a fresh node over QUIC (not implemented yet).
-    W1(RunArgs),
-    /// W2: reconnect after 10 edits (not implemented yet).
-    W2(RunArgs),
+    /// W1: prime a fresh node over QUIC (two node processes).
+    W1(sync_bench::SyncRunArgs),
+    /// W2: reconnect after 10 edits (two node processes).
+    W2(sync_bench::SyncRunArgs),
     /// W3: import N work orders into a fresh store, durably.
     W3(RunArgs),
     /// Every workload implemented so far.
@@ -52,6 +54,12 @@ enum Workload {
     W3Once(OnceArgs),
     /// Where W3's CPU time goes: each stage timed alone, on one thread.
     Stages(StagesArgs),
+    /// W1/W2 setup: A's store and both identities (one process).
+    #[command(hide = true)]
+    SyncSetup(sync_bench::SetupArgs),
+    /// W1/W2: node A or B in this process.
+    #[command(hide = true)]
+    SyncNode(sync_bench::NodeArgs),
     /// Many technicians reconnecting at once after an outage.
     Many(many::ManyArgs),
     /// One many-technicians run (the technicians' side).
@@ -60,6 +68,10 @@ enum Workload {
     /// The central of a many-technicians run.
     #[command(hide = true)]
     ManyCentral(many::CentralArgs),
+    /// Changes feed throughput: one reader over 100,000 changes.
+    Feed(gateway_bench::FeedArgs),
+    /// REST create/read latency percentiles under 64 concurrent clients.
+    Rest(gateway_bench::RestArgs),
 }
 
 #[derive(Args)]
@@ -111,13 +123,17 @@ struct OnceArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Workload::W1(_) => not_implemented("W1"),
-        Workload::W2(_) => not_implemented("W2"),
+        Workload::W1(args) => sync_bench::w1(&args).map(|()| ExitCode::SUCCESS),
+        Workload::W2(args) => sync_bench::w2(&args).map(|()| ExitCode::SUCCESS),
+        Workload::SyncSetup(args) => sync_bench::setup(&args).map(|()| ExitCode::SUCCESS),
+        Workload::SyncNode(args) => sync_bench::node(&args).map(|()| ExitCode::SUCCESS),
         Workload::W3(args) => w3(&args).map(|()| ExitCode::SUCCESS),
         Workload::All(args) => report::all(&args),
         Workload::Many(args) => many::many(&args).map(|_| ExitCode::SUCCESS),
         Workload::ManyOnce(args) => many::once(&args),
         Workload::ManyCentral(args) => many::central(&args),
+        Workload::Feed(args) => gateway_bench::feed(&args).map(|()| ExitCode::SUCCESS),
+        Workload::Rest(args) => gateway_bench::rest(&args).map(|()| ExitCode::SUCCESS),
         Workload::W3Once(args) => w3_once(&args),
         Workload::Stages(args) => stages(&args).map(|()| ExitCode::SUCCESS),
     };
@@ -125,11 +141,6 @@ fn main() -> ExitCode {
         eprintln!("error: {error:#}");
         ExitCode::FAILURE
     })
-}
-
-fn not_implemented(workload: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("{workload}: not implemented yet: needs the sync issue");
-    Ok(ExitCode::from(2))
 }
 
 fn fixture_path(tunables: &Tunables) -> PathBuf {

@@ -3,6 +3,7 @@
 //! A failure prints the seed, the invariant and the last events, and the
 //! process exits non-zero; rerunning with `--seed N` replays it exactly.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -82,8 +83,12 @@ fn one(args: &Args, seed: u64) -> anyhow::Result<ExitCode> {
     let report = run(cfg).context("bad configuration")?;
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(trace) = &report.trace {
+        let mut out = std::io::stdout().lock();
         for line in trace {
-            println!("{line}");
+            // A closed pipe (`| head`) ends the listing, not the process.
+            if writeln!(out, "{line}").is_err() {
+                return Ok(ExitCode::SUCCESS);
+            }
         }
     }
     if let Some(text) = report.failure_text() {

@@ -54,6 +54,14 @@ pub(crate) struct Model {
     /// (central, durable?, doc) -> heads already found free of forged
     /// values: a document is read again only when it changed.
     pub(crate) forbidden_checked: BTreeMap<(String, bool, String), Vec<ChangeHash>>,
+    /// (node, node, doc) -> heads at which the pair's derived statuses were
+    /// compared (slow checks).
+    pub(crate) status_checked: BTreeMap<(String, String, String), Vec<ChangeHash>>,
+    /// Acknowledged writes already found in their author's durable state
+    /// (slow checks).
+    pub(crate) own_writes_checked: usize,
+    /// Slow-check rounds run (steps and heal rounds alike).
+    pub(crate) slow_rounds: u64,
 }
 
 /// Counters shown in a run's summary.

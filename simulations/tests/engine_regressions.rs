@@ -565,3 +565,41 @@ fn a_revoke_lost_with_the_connection_is_sent_again() {
         "revoked on the next connection"
     );
 }
+
+/// Seeds 1786 and 7249 (10,000-seed sweep): the office revoked a document
+/// on a reassignment that was not durable yet, then crashed and lost it;
+/// the document was the laptop's user's again, but the laptop had purged
+/// it and its checkpoint was past it. Revokes now rest on durable state.
+#[test]
+fn no_revoke_rests_on_a_reassignment_a_crash_can_undo() {
+    let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    create(&mut c, "wo-1", Some("u1"), 1_000);
+    prime(&mut c, &mut l, 1_000);
+    c.store
+        .apply("wo-1", &operator(), &assign(Some("u2")), 10_000)
+        .unwrap();
+    // Past the grace period, connected, the central's reassignment still
+    // unflushed: the laptop flushes, the central does not.
+    let at = 10_000 + GRACE_MS + 1;
+    let mut conn = connect(&c, &l);
+    for _ in 0..20 {
+        for side in [0, 1] {
+            while deliver_one(&mut conn, &mut c, &mut l, side, at).unwrap() {}
+        }
+        flush(&mut conn, &mut c, &mut l, 1, at).unwrap();
+        fire_timers(&mut conn, &mut c, &mut l, at).unwrap();
+    }
+    c.store.crash();
+    drop(conn);
+    assert_eq!(
+        c.store.work_order("wo-1").unwrap().assignee().as_deref(),
+        Some("u1")
+    );
+    let mut conn = connect(&c, &l);
+    drive(&mut conn, &mut c, &mut l, at).unwrap();
+    assert_eq!(
+        l.store.doc_ids(),
+        ["wo-1"],
+        "u1's document is still on u1's laptop"
+    );
+}

@@ -88,6 +88,8 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
         4528,
         "a Revoke lost with the connection was never sent again",
     ),
+    (1786, "a revoke rested on a reassignment the crash undid"),
+    (7249, "a revoke rested on a reassignment the crash undid"),
 ];
 
 #[test]

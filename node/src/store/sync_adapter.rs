@@ -299,11 +299,10 @@ impl SyncAdapter {
     fn create(
         &mut self,
         id: &str,
+        document: WorkOrderDoc,
         bytes: &[u8],
     ) -> Result<Option<Vec<ChangeHash>>, SyncStoreError> {
         let store = &self.shared.store;
-        let document =
-            WorkOrderDoc::load(bytes, store.actor()).map_err(|e| document_error(id, e))?;
         if document.id() != id {
             return Err(document_error(id, "the document names another id"));
         }
@@ -496,10 +495,39 @@ impl SyncStore for SyncAdapter {
         if let Some(handle) = self.handle(id)? {
             return self.merge_into(id, handle, bytes, now_ms);
         }
-        if let Some(heads) = self.create(id, bytes)? {
+        let actor = self.shared.store.actor();
+        let document = WorkOrderDoc::load(bytes, actor).map_err(|e| document_error(id, e))?;
+        if let Some(heads) = self.create(id, document, bytes)? {
             return Ok(heads);
         }
         // Someone created it meanwhile: merge into theirs.
+        let handle = self
+            .handle(id)?
+            .ok_or_else(|| document_error(id, "vanished while being created"))?;
+        self.merge_into(id, handle, bytes, now_ms)
+    }
+
+    fn merge_loaded(
+        &mut self,
+        id: &str,
+        doc: Automerge,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<ChangeHash>, SyncStoreError> {
+        crate::doc::validate_doc_id(id).map_err(|e| document_error(id, e))?;
+        if let Some(pinned) = self.pinned.get(id) {
+            let handle = pinned.handle.clone();
+            return self.merge_into(id, handle, bytes, now_ms);
+        }
+        // Most likely new here (priming): `create` checks under its lock
+        // whether it exists after all, without a read from disk first. It
+        // keeps the engine's copy instead of loading the bytes again.
+        let actor = self.shared.store.actor();
+        let document =
+            WorkOrderDoc::from_automerge(doc, actor).map_err(|e| document_error(id, e))?;
+        if let Some(heads) = self.create(id, document, bytes)? {
+            return Ok(heads);
+        }
         let handle = self
             .handle(id)?
             .ok_or_else(|| document_error(id, "vanished while being created"))?;

@@ -65,6 +65,15 @@ struct MemState {
 }
 
 impl MemState {
+    fn revocations_of(&self, user: &str, limit: usize) -> Vec<(String, u64)> {
+        self.revocations
+            .range((user.to_string(), String::new())..)
+            .take_while(|((u, _), _)| u == user)
+            .take(limit)
+            .map(|((_, id), at)| (id.clone(), *at))
+            .collect()
+    }
+
     fn apply(&mut self, op: &MemOp, actor: &ActorId) -> Result<Vec<ChangeHash>, MemError> {
         match op {
             MemOp::Merge { id, bytes, now_ms } => {
@@ -369,14 +378,19 @@ impl SyncStore for MemStore {
     }
 
     fn revocations(&self, user: &str, limit: usize) -> Result<Vec<(String, u64)>, MemError> {
-        Ok(self
-            .live
-            .revocations
-            .range((user.to_string(), String::new())..)
-            .take_while(|((u, _), _)| u == user)
-            .take(limit)
-            .map(|((_, id), at)| (id.clone(), *at))
-            .collect())
+        Ok(self.live.revocations_of(user, limit))
+    }
+
+    fn durable_doc_meta(&self, id: &str) -> Result<Option<DocMeta>, MemError> {
+        Ok(self.durable.docs.get(id).map(|d| d.meta.clone()))
+    }
+
+    fn durable_revocations(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, MemError> {
+        Ok(self.durable.revocations_of(user, limit))
     }
 
     fn merge(&mut self, id: &str, bytes: &[u8], now_ms: u64) -> Result<Vec<ChangeHash>, MemError> {

@@ -48,6 +48,22 @@ pub trait SyncStore {
     fn checkpoint(&self, peer: &str) -> Result<Option<WireCheckpoint>, Self::Error>;
     /// Documents reassigned away from `user`: (id, reassigned_at_ms).
     fn revocations(&self, user: &str, limit: usize) -> Result<Vec<(String, u64)>, Self::Error>;
+    /// [`SyncStore::doc_meta`] as it would be after a crash. The engine
+    /// decides revokes on it: a revoke destroys the peer's copy, so it must
+    /// not rest on a write a crash can undo. The default suits a store
+    /// whose reads see only durable writes.
+    fn durable_doc_meta(&self, id: &str) -> Result<Option<DocMeta>, Self::Error> {
+        self.doc_meta(id)
+    }
+    /// [`SyncStore::revocations`] as they would be after a crash (see
+    /// [`SyncStore::durable_doc_meta`]).
+    fn durable_revocations(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, Self::Error> {
+        self.revocations(user, limit)
+    }
 
     /// Merge Automerge bytes (changes or a whole saved document) into
     /// document `id`, creating it if absent, and queue the write. Returns
@@ -58,6 +74,22 @@ pub trait SyncStore {
         bytes: &[u8],
         now_ms: u64,
     ) -> Result<Vec<ChangeHash>, Self::Error>;
+
+    /// [`SyncStore::merge`] for a whole document the engine has already
+    /// loaded from `bytes` and checked (`doc` is `Automerge::load(bytes)`):
+    /// a store may keep it instead of loading the bytes a second time
+    /// (loading costs as much as everything else priming does per
+    /// document). The default merges the bytes.
+    fn merge_loaded(
+        &mut self,
+        id: &str,
+        doc: Automerge,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<ChangeHash>, Self::Error> {
+        drop(doc);
+        self.merge(id, bytes, now_ms)
+    }
     /// Queue a checkpoint write; it becomes durable after every write
     /// queued before it.
     fn save_checkpoint(

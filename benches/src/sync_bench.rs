@@ -1,0 +1,721 @@
+//! W1 (prime a fresh node) and W2 (reconnect after 10 edits): two real node
+//! processes syncing over QUIC on 127.0.0.1, as `../shared/bench/README.md`
+//! describes.
+//!
+//! Each run, in a fresh temporary directory:
+//! 1. `sync-setup` (its own process, untimed): imports the first N fixture
+//!    lines into A's store through the normal write path, makes both node
+//!    identities, and pre-authorises B as an operator's node in A's store.
+//! 2. `sync-node a` (a fresh process): opens that store, listens on port 0,
+//!    prints its address, then obeys `edit` and `exit` on stdin.
+//! 3. `sync-node b` (W1): an empty store; loads the fixture's expectations;
+//!    starts the clock, dials A; a checker thread reads every document that
+//!    becomes durable back from B's own store and compares it with its
+//!    fixture line; the clock stops when all N are checked.
+//! 4. W2: B exits; A applies the fixture's edits (a note and a status, for
+//!    each edit whose line is below N); a new B process reopens its store,
+//!    starts the clock, dials, and stops it when every edit shows.
+//!
+//! Bytes are what quinn counted at the UDP socket for B's session with A
+//! (`ConnectionStats::udp_tx.bytes + udp_rx.bytes`, both directions: QUIC,
+//! TLS, acks and the handshake included; IP and UDP headers excluded).
+//! Peak RSS is each process's `VmHWM`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use clap::{Args, ValueEnum};
+use fieldsync_node::config::PeerConfig;
+use fieldsync_node::doc::{Operation, WorkOrderDoc};
+use fieldsync_node::identity::Identity;
+use fieldsync_node::import::{import_jsonl, open_jsonl, ImportOptions};
+use fieldsync_node::quic::{Credentials, Driver, DriverConfig, LinkTiming};
+use fieldsync_node::store::{Store, StoreConfig, User};
+use fieldsync_node::sync::SessionConfig;
+use fieldsync_schemas::fixture::FixtureWorkOrder;
+use fieldsync_schemas::{Actor, Role, Status};
+use serde_json::json;
+
+use crate::{fixture_path, peak_rss_mb, results_dir, RunArgs};
+
+/// The W2 edits, beside the fixture.
+const MODS_FILE: &str = "wo-10000-42.mods.json";
+/// Largest mods file read.
+const MODS_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// B gives up after this long.
+const NODE_DEADLINE_MS: u64 = 300_000;
+/// The checker looks for new durable documents this often when idle.
+const CHECK_POLL_US: u64 = 200;
+/// The operator user B's node is pre-authorised for.
+const BENCH_USER: &str = "bench-operator";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Side {
+    A,
+    B,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Phase {
+    W1,
+    W2,
+}
+
+/// Knobs of the sync engine, to tune the workloads.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct SyncTunables {
+    /// Pages announced and not yet acknowledged, at most.
+    #[arg(long, default_value_t = 4)]
+    pages_in_flight: usize,
+    /// Changelog entries per page, at most.
+    #[arg(long, default_value_t = 512)]
+    page_docs: usize,
+    /// Uncompressed bytes per document batch, at most.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    batch_bytes: usize,
+}
+
+impl SyncTunables {
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--pages-in-flight".into(),
+            self.pages_in_flight.to_string(),
+            "--page-docs".into(),
+            self.page_docs.to_string(),
+            "--batch-bytes".into(),
+            self.batch_bytes.to_string(),
+        ]
+    }
+
+    fn session(&self, identity: &Identity, office: bool) -> SessionConfig {
+        let mut session = SessionConfig::new(identity.node_id(), office);
+        session.pages_in_flight_max = self.pages_in_flight;
+        session.page_scan_entries_max = self.page_docs;
+        session.batch_bytes_max = self.batch_bytes;
+        session
+    }
+}
+
+/// `w1` / `w2` arguments: the runner's, plus the engine's knobs.
+#[derive(Args)]
+pub(crate) struct SyncRunArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    sync: SyncTunables,
+}
+
+impl From<&RunArgs> for SyncRunArgs {
+    fn from(run: &RunArgs) -> SyncRunArgs {
+        SyncRunArgs {
+            run: run.clone(),
+            sync: SyncTunables::default(),
+        }
+    }
+}
+
+impl Default for SyncTunables {
+    fn default() -> Self {
+        SyncTunables {
+            pages_in_flight: 4,
+            page_docs: 512,
+            batch_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct SetupArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    n: u64,
+    #[arg(long)]
+    fixture: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct NodeArgs {
+    #[arg(value_enum)]
+    side: Side,
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    n: u64,
+    #[arg(long)]
+    fixture: PathBuf,
+    #[arg(long, value_enum, default_value = "w1")]
+    phase: Phase,
+    /// A's address (B only).
+    #[arg(long)]
+    peer_address: Option<String>,
+    /// A's node id (B only).
+    #[arg(long)]
+    peer_id: Option<String>,
+    #[command(flatten)]
+    tunables: SyncTunables,
+}
+
+/// One run's figures for one workload.
+#[derive(Clone, Debug)]
+struct Figures {
+    wall_s: f64,
+    bytes: u64,
+    docs: u64,
+    rss_a_mb: f64,
+    rss_b_mb: f64,
+}
+
+pub(crate) fn w1(args: &SyncRunArgs) -> anyhow::Result<()> {
+    workload(&args.run, &args.sync, Phase::W1)
+}
+
+pub(crate) fn w2(args: &SyncRunArgs) -> anyhow::Result<()> {
+    workload(&args.run, &args.sync, Phase::W2)
+}
+
+fn workload(args: &RunArgs, tunables: &SyncTunables, phase: Phase) -> anyhow::Result<()> {
+    ensure!(
+        args.n > 0 && args.n <= 10_000,
+        "--n must be 1 to 10000 (the fixture's size)"
+    );
+    ensure!(args.runs > 0, "--runs must be at least 1");
+    let fixture = fixture_path(&args.once);
+    ensure!(
+        fixture.exists(),
+        "no fixture at {} (pass --fixture PATH)",
+        fixture.display()
+    );
+    let name = match phase {
+        Phase::W1 => "W1",
+        Phase::W2 => "W2",
+    };
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        let figures = one_run(args, tunables, &fixture, phase)
+            .with_context(|| format!("{name} run {run}"))?;
+        println!(
+            "workload={name} n={} run={run} wall_s={:.4} bytes={} bytes_per_doc={:.0} docs={} \
+             rss_mb=A:{:.1},B:{:.1}",
+            args.n,
+            figures.wall_s,
+            figures.bytes,
+            figures.bytes as f64 / figures.docs.max(1) as f64,
+            figures.docs,
+            figures.rss_a_mb,
+            figures.rss_b_mb
+        );
+        runs.push(figures);
+    }
+    let median = |pick: fn(&Figures) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let wall_s = median(|f| f.wall_s);
+    let bytes = median(|f| f.bytes as f64);
+    let docs = median(|f| f.docs as f64);
+    let (rss_a, rss_b) = (median(|f| f.rss_a_mb), median(|f| f.rss_b_mb));
+    println!(
+        "workload={name} n={} stat=median runs={} wall_s={wall_s:.4} bytes={bytes:.0} \
+         bytes_per_doc={:.0} docs={docs:.0} rss_mb=A:{rss_a:.1},B:{rss_b:.1}",
+        args.n,
+        args.runs,
+        bytes / docs.max(1.0)
+    );
+    let report = json!({
+        "workload": name,
+        "n": args.n,
+        "fixture": fixture.display().to_string(),
+        "bytes_counted": "quinn ConnectionStats udp_tx.bytes + udp_rx.bytes of B's session (UDP payloads, both directions)",
+        "tunables": {
+            "pages_in_flight": tunables.pages_in_flight,
+            "page_docs": tunables.page_docs,
+            "batch_bytes": tunables.batch_bytes,
+        },
+        "runs": runs.iter().map(|f| json!({
+            "wall_s": f.wall_s, "bytes": f.bytes, "docs": f.docs,
+            "rss_mb_a": f.rss_a_mb, "rss_mb_b": f.rss_b_mb,
+        })).collect::<Vec<_>>(),
+        "median": {"wall_s": wall_s, "bytes": bytes, "docs": docs, "rss_mb_a": rss_a, "rss_mb_b": rss_b},
+    });
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}-n{}.json", name.to_lowercase(), args.n));
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("results written to {}", path.display());
+    Ok(())
+}
+
+/// A child process speaking one JSON line per message on stdout.
+struct NodeProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl NodeProcess {
+    fn spawn(args: &[String]) -> anyhow::Result<NodeProcess> {
+        let exe = std::env::current_exe().context("cannot find this program's path")?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start a node process")?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("no stdout")?;
+        Ok(NodeProcess {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    fn read(&mut self) -> anyhow::Result<serde_json::Value> {
+        let line = self
+            .lines
+            .next()
+            .context("the node process ended without answering")??;
+        serde_json::from_str(&line).with_context(|| format!("bad line from a node: {line}"))
+    }
+
+    fn send(&mut self, command: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin closed")?;
+        writeln!(stdin, "{command}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        let status = self.child.wait()?;
+        ensure!(status.success(), "a node process failed ({status})");
+        Ok(())
+    }
+}
+
+fn one_run(
+    args: &RunArgs,
+    tunables: &SyncTunables,
+    fixture: &Path,
+    phase: Phase,
+) -> anyhow::Result<Figures> {
+    let parent = match &args.once.dir {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .context("cannot make a temporary directory")?;
+    let dir = parent.path();
+    let n = args.n.to_string();
+    let fixture_arg = fixture.display().to_string();
+    let exe = std::env::current_exe()?;
+    let setup = Command::new(&exe)
+        .args(["sync-setup", "--dir", &dir.display().to_string(), "--n", &n])
+        .args(["--fixture", &fixture_arg])
+        .status()
+        .context("cannot run the setup")?;
+    ensure!(setup.success(), "setup failed ({setup})");
+    let node_args = |side: &str, phase: &str, extra: &[String]| -> Vec<String> {
+        let mut all: Vec<String> = vec![
+            "sync-node".into(),
+            side.into(),
+            "--dir".into(),
+            dir.join(side).display().to_string(),
+            "--n".into(),
+            n.clone(),
+            "--fixture".into(),
+            fixture_arg.clone(),
+            "--phase".into(),
+            phase.into(),
+        ];
+        all.extend(tunables.args());
+        all.extend_from_slice(extra);
+        all
+    };
+    let mut a = NodeProcess::spawn(&node_args("a", "w1", &[]))?;
+    let listening = a.read()?;
+    let peer = vec![
+        "--peer-address".to_string(),
+        listening["listen"]
+            .as_str()
+            .context("no listen address")?
+            .to_string(),
+        "--peer-id".to_string(),
+        listening["node_id"]
+            .as_str()
+            .context("no node id")?
+            .to_string(),
+    ];
+    let mut b = NodeProcess::spawn(&node_args("b", "w1", &peer))?;
+    let primed = b.read()?;
+    b.finish()?;
+    let result = match phase {
+        Phase::W1 => primed,
+        Phase::W2 => {
+            a.send("edit")?;
+            let edited = a.read()?;
+            ensure!(
+                edited["edited"].as_u64() > Some(0),
+                "A applied no edits: {edited}"
+            );
+            let mut b = NodeProcess::spawn(&node_args("b", "w2", &peer))?;
+            let reconnected = b.read()?;
+            b.finish()?;
+            reconnected
+        }
+    };
+    a.send("exit")?;
+    let a_done = a.read()?;
+    a.finish()?;
+    let number = |value: &serde_json::Value, key: &str| {
+        value[key]
+            .as_f64()
+            .with_context(|| format!("no `{key}` in {value}"))
+    };
+    Ok(Figures {
+        wall_s: number(&result, "wall_s")?,
+        bytes: number(&result, "bytes")? as u64,
+        docs: number(&result, "docs")? as u64,
+        rss_a_mb: number(&a_done, "rss_mb")?,
+        rss_b_mb: number(&result, "rss_mb")?,
+    })
+}
+
+/// Build A's store (the W3 write path) and both identities; pre-authorise B.
+pub(crate) fn setup(args: &SetupArgs) -> anyhow::Result<()> {
+    let (dir_a, dir_b) = (args.dir.join("a"), args.dir.join("b"));
+    let store = Store::init(&dir_a.join("store"), StoreConfig::default())?;
+    let options = ImportOptions {
+        lines_max: Some(args.n),
+        ..ImportOptions::default()
+    };
+    let reader = open_jsonl(&args.fixture)
+        .with_context(|| format!("cannot open {}", args.fixture.display()))?;
+    let report = import_jsonl(&store, reader, options, |_, _| {})?;
+    ensure!(
+        report.created == args.n,
+        "imported {} of {}",
+        report.created,
+        args.n
+    );
+    let a = Identity::generate("bench-a")?;
+    a.save(&dir_a)?;
+    std::fs::create_dir_all(&dir_b)?;
+    let b = Identity::generate("bench-b")?;
+    b.save(&dir_b)?;
+    store.put_user(&User {
+        id: BENCH_USER.into(),
+        role: Role::Operator,
+        scopes: Vec::new(),
+        secret_hash: None,
+        enroll_code_hash: None,
+        node_ids: vec![b.node_id().to_string()],
+        revoked: false,
+        created_at: "2026-01-01T00:00:00Z".into(),
+    })?;
+    store.close();
+    Ok(())
+}
+
+fn timing() -> LinkTiming {
+    LinkTiming {
+        keep_alive_ms: 10_000,
+        idle_timeout_ms: 60_000,
+    }
+}
+
+fn driver_config(
+    identity: &Identity,
+    office: bool,
+    peers: Vec<PeerConfig>,
+    tunables: &SyncTunables,
+) -> anyhow::Result<DriverConfig> {
+    Ok(DriverConfig {
+        node_id: identity.node_id().to_string(),
+        credentials: Credentials {
+            cert: identity.cert_der().clone(),
+            key: identity.key_der()?,
+        },
+        office,
+        listen: "127.0.0.1:0".parse()?,
+        peers,
+        timing: timing(),
+        reconnect_delay_ms_min: 50,
+        reconnect_delay_ms_max: 1_000,
+        session: tunables.session(identity, office),
+        connections_max: 4,
+        status_dir: None,
+    })
+}
+
+/// A or B, in this process.
+pub(crate) fn node(args: &NodeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.side {
+        Side::A => runtime.block_on(node_a(args)),
+        Side::B => runtime.block_on(node_b(args)),
+    }
+}
+
+async fn node_a(args: &NodeArgs) -> anyhow::Result<()> {
+    let identity = Identity::load(&args.dir)?;
+    let store = Store::open(&args.dir.join("store"), StoreConfig::default())?;
+    let config = driver_config(&identity, true, Vec::new(), &args.tunables)?;
+    let driver = Driver::bind(config, store.clone())?;
+    println!(
+        "{}",
+        json!({"listen": driver.local_addr().to_string(), "node_id": identity.node_id()})
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(driver.run(async {
+        let _ = stopped.await;
+    }));
+    let commands = {
+        let store = store.clone();
+        let (n, fixture) = (args.n, args.fixture.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            for line in std::io::stdin().lock().lines() {
+                match line?.trim() {
+                    "edit" => {
+                        let edited = apply_edits(&store, &fixture, n)?;
+                        println!("{}", json!({"edited": edited}));
+                    }
+                    "exit" | "" => return Ok(()),
+                    other => bail!("unknown command `{other}`"),
+                }
+            }
+            Ok(())
+        })
+    };
+    commands.await??;
+    let _ = stop.send(());
+    running.await??;
+    store.close();
+    println!("{}", json!({"rss_mb": peak_rss_mb()?}));
+    Ok(())
+}
+
+/// One W2 edit, as the fixture gives it.
+struct Edit {
+    id: String,
+    status: Status,
+    author: String,
+    text: String,
+    at: String,
+}
+
+fn edits(fixture: &Path, n: u64) -> anyhow::Result<Vec<Edit>> {
+    let path = fixture.with_file_name(MODS_FILE);
+    let size = std::fs::metadata(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    ensure!(
+        size <= MODS_FILE_BYTES_MAX,
+        "{} is too large",
+        path.display()
+    );
+    let mods: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let lines = fixture_lines(fixture, n)?;
+    let mut edits = Vec::new();
+    for item in mods.as_array().context("the mods file is not a list")? {
+        let index = item["index"].as_u64().context("a mod without an index")?;
+        if index >= n {
+            continue;
+        }
+        let note = &item["note"];
+        let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+        edits.push(Edit {
+            id: lines[index as usize].id.clone(),
+            status: text(&item["status"]).parse()?,
+            author: text(&note["author"]),
+            text: text(&note["text"]),
+            at: text(&note["at"]),
+        });
+    }
+    Ok(edits)
+}
+
+fn apply_edits(store: &Store, fixture: &Path, n: u64) -> anyhow::Result<usize> {
+    let edits = edits(fixture, n)?;
+    for edit in &edits {
+        let who = Actor::new(edit.author.clone(), Role::Operator);
+        let note = Operation::AddNote {
+            id: format!("w2-{}", edit.id),
+            at: edit.at.clone(),
+            text: edit.text.clone(),
+        };
+        let status = Operation::AppendStatus {
+            at: edit.at.clone(),
+            to: edit.status,
+            note: String::new(),
+        };
+        store.update_work_order(&edit.id, &who, &note, 1)?;
+        store.update_work_order(&edit.id, &who, &status, 1)?;
+    }
+    Ok(edits.len())
+}
+
+fn fixture_lines(fixture: &Path, n: u64) -> anyhow::Result<Vec<FixtureWorkOrder>> {
+    let reader = open_jsonl(fixture)?;
+    let mut lines = Vec::with_capacity(n as usize);
+    for line in reader.lines().take(n as usize) {
+        lines.push(serde_json::from_str(&line?)?);
+    }
+    ensure!(
+        lines.len() as u64 == n,
+        "the fixture holds fewer than {n} lines"
+    );
+    Ok(lines)
+}
+
+async fn node_b(args: &NodeArgs) -> anyhow::Result<()> {
+    let identity = Identity::load(&args.dir)?;
+    let path = args.dir.join("store");
+    let store = match args.phase {
+        Phase::W1 => Store::init(&path, StoreConfig::default())?,
+        Phase::W2 => Store::open(&path, StoreConfig::default())?,
+    };
+    // Expectations are loaded before the clock starts.
+    let checker = match args.phase {
+        Phase::W1 => Checker::Prime(
+            fixture_lines(&args.fixture, args.n)?
+                .into_iter()
+                .map(|line| (line.id.clone(), line))
+                .collect(),
+        ),
+        Phase::W2 => Checker::Edits(edits(&args.fixture, args.n)?),
+    };
+    let expected = checker.count();
+    let peer = PeerConfig {
+        address: args.peer_address.clone().context("--peer-address")?,
+        node_id: args.peer_id.clone().context("--peer-id")?,
+    };
+    let peer_id = peer.node_id.clone();
+    let config = driver_config(&identity, false, vec![peer], &args.tunables)?;
+    let driver = Driver::bind(config, store.clone())?;
+    let peers = driver.peers();
+    let done = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let running = tokio::spawn(driver.run(async {
+        let _ = stopped.await;
+    }));
+    let check = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::task::spawn_blocking(move || checker.run(&store, &done))
+    };
+    let checked = tokio::time::timeout(Duration::from_millis(NODE_DEADLINE_MS), check)
+        .await
+        .context("B did not finish in time")???;
+    let wall_s = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    ensure!(checked == expected, "checked {checked} of {expected}");
+    let _ = stop.send(());
+    running.await??;
+    let session = peers.get(&peer_id).context("no session with A")?;
+    store.close();
+    println!(
+        "{}",
+        json!({
+            "wall_s": wall_s,
+            "bytes": session.udp_bytes_sent + session.udp_bytes_received,
+            "docs": checked,
+            "rss_mb": peak_rss_mb()?,
+        })
+    );
+    Ok(())
+}
+
+/// What B checks, as documents become durable in its own store.
+enum Checker {
+    Prime(HashMap<String, FixtureWorkOrder>),
+    Edits(Vec<Edit>),
+}
+
+impl Checker {
+    fn count(&self) -> u64 {
+        match self {
+            Checker::Prime(lines) => lines.len() as u64,
+            Checker::Edits(edits) => edits.len() as u64,
+        }
+    }
+
+    /// Follow the changelog until every expected document checks out.
+    fn run(self, store: &Store, stop: &AtomicBool) -> anyhow::Result<u64> {
+        let expected = self.count();
+        let mut after = store.last_seq();
+        let mut pending: HashMap<String, Edit> = HashMap::new();
+        let mut lines = HashMap::new();
+        match self {
+            Checker::Prime(map) => lines = map,
+            Checker::Edits(edits) => {
+                pending = edits.into_iter().map(|e| (e.id.clone(), e)).collect();
+            }
+        }
+        let mut checked = 0u64;
+        while checked < expected && !stop.load(Ordering::Relaxed) {
+            let entries = store.changes_since(after, 4096)?;
+            if entries.is_empty() {
+                std::thread::sleep(Duration::from_micros(CHECK_POLL_US));
+                continue;
+            }
+            for entry in entries {
+                after = entry.seq;
+                let Some(bytes) = store.doc_bytes(&entry.id)? else {
+                    continue;
+                };
+                let document = WorkOrderDoc::load(&bytes, store.actor())?;
+                let view = document.view()?;
+                if let Some(line) = lines.remove(&entry.id) {
+                    check_line(&view, &line)?;
+                    checked += 1;
+                } else if let Some(edit) = pending.get(&entry.id) {
+                    let noted = view.notes.iter().any(|note| note.text == edit.text);
+                    if noted && view.status == edit.status {
+                        pending.remove(&entry.id);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        Ok(checked)
+    }
+}
+
+fn check_line(
+    view: &fieldsync_schemas::WorkOrderView,
+    line: &FixtureWorkOrder,
+) -> anyhow::Result<()> {
+    let same = view.id == line.id
+        && view.number == line.number
+        && view.customer == line.customer
+        && view.priority == line.priority
+        && view.assignee == line.assignee
+        && view.description == line.description
+        && view.status == line.status
+        && view.notes.len() == line.notes.len()
+        && view.materials.len() == line.materials.len()
+        && view
+            .notes
+            .iter()
+            .zip(&line.notes)
+            .all(|(a, b)| a.text == b.text)
+        && view
+            .materials
+            .iter()
+            .zip(&line.materials)
+            .all(|(a, b)| a.sku == b.sku);
+    ensure!(same, "document {} differs from its fixture line", line.id);
+    Ok(())
+}
