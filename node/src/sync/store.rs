@@ -74,6 +74,22 @@ pub trait SyncStore {
         bytes: &[u8],
         now_ms: u64,
     ) -> Result<Vec<ChangeHash>, Self::Error>;
+
+    /// [`SyncStore::merge`] for a whole document the engine has already
+    /// loaded from `bytes` and checked (`doc` is `Automerge::load(bytes)`):
+    /// a store may keep it instead of loading the bytes a second time
+    /// (loading costs as much as everything else priming does per
+    /// document). The default merges the bytes.
+    fn merge_loaded(
+        &mut self,
+        id: &str,
+        doc: Automerge,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<ChangeHash>, Self::Error> {
+        drop(doc);
+        self.merge(id, bytes, now_ms)
+    }
     /// Queue a checkpoint write; it becomes durable after every write
     /// queued before it.
     fn save_checkpoint(
