@@ -451,6 +451,26 @@ impl SyncStore for SyncAdapter {
         Ok(self.shared.store.doc_index(id)?.map(meta_of))
     }
 
+    /// The index on disk, ignoring this session's queued writes; `None`
+    /// (cannot be judged) while the index names a write that is not yet
+    /// flushed: sled shows a batch to readers just before the committer's
+    /// flush returns.
+    fn durable_doc_meta(&self, id: &str) -> Result<Option<DocMeta>, SyncStoreError> {
+        let store = &self.shared.store;
+        Ok(store
+            .doc_index(id)?
+            .filter(|index| index.last_seq <= store.last_seq())
+            .map(meta_of))
+    }
+
+    fn durable_revocations(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, SyncStoreError> {
+        Ok(self.shared.store.revocations(user, limit)?)
+    }
+
     fn doc(&self, id: &str) -> Result<Option<Automerge>, SyncStoreError> {
         let Some(handle) = self.handle(id)? else {
             return Ok(None);

@@ -439,3 +439,76 @@ fn version_mismatch_is_refused_on_both_sides() {
     ));
     assert!(laptop.store.doc_ids().is_empty());
 }
+
+#[test]
+fn documents_received_are_not_announced_back() {
+    use fieldsync_schemas::sync_frame::Frame;
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    for i in 0..30 {
+        create(&mut central, &format!("wo-{i}"), "tech-1");
+    }
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    // Drive by hand to see what the laptop says.
+    let mut echoed = Vec::new();
+    for _ in 0..1_000 {
+        let mut moved = false;
+        while let Some(frame) = link.a.poll_frame() {
+            link.b
+                .handle_frame(2_000, frame, &mut laptop.store)
+                .unwrap();
+            moved = true;
+        }
+        while let Some(frame) = link.b.poll_frame() {
+            if let Frame::Announce { docs, .. } = &frame {
+                echoed.extend(docs.iter().map(|d| d.id.clone()));
+            }
+            link.a
+                .handle_frame(2_000, frame, &mut central.store)
+                .unwrap();
+            moved = true;
+        }
+        for (session, store) in [
+            (&mut link.a, &mut central.store),
+            (&mut link.b, &mut laptop.store),
+        ] {
+            if let Some(write) = store.flush() {
+                session.handle_write_done(2_000, write, store).unwrap();
+                session.handle_local_change(2_000, store).unwrap();
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert_eq!(laptop.store.doc_ids().len(), 30);
+    assert!(
+        echoed.is_empty(),
+        "the laptop announced back what it received: {echoed:?}"
+    );
+    assert_eq!(
+        central.store.durable_checkpoint("laptop").map(|c| c.seq),
+        Some(30),
+        "the laptop's changelog is still acknowledged"
+    );
+    // A change of the laptop's own is announced as usual.
+    laptop
+        .store
+        .apply("wo-7", &tech("tech-1"), &note("field"), 3_000)
+        .unwrap();
+    laptop.store.flush();
+    let mut again = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut again, &mut central, &mut laptop, 3_000);
+    assert_eq!(
+        central
+            .store
+            .work_order("wo-7")
+            .unwrap()
+            .view()
+            .unwrap()
+            .notes
+            .len(),
+        1
+    );
+}
