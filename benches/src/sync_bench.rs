@@ -71,8 +71,9 @@ pub(crate) enum Phase {
 /// Knobs of the sync engine, to tune the workloads.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct SyncTunables {
-    /// Pages announced and not yet acknowledged, at most.
-    #[arg(long, default_value_t = 4)]
+    /// Pages announced and not yet acknowledged, at most (default: what
+    /// the QUIC driver runs).
+    #[arg(long, default_value_t = fieldsync_node::quic::PAGES_IN_FLIGHT_MAX)]
     pages_in_flight: usize,
     /// Changelog entries per page, at most.
     #[arg(long, default_value_t = 512)]
@@ -100,7 +101,7 @@ impl SyncTunables {
     }
 
     fn session(&self, identity: &Identity, office: bool) -> SessionConfig {
-        let mut session = SessionConfig::new(identity.node_id(), office);
+        let mut session = fieldsync_node::quic::session_config(identity.node_id(), office);
         session.pages_in_flight_max = self.pages_in_flight;
         session.page_scan_entries_max = self.page_docs;
         session.batch_bytes_max = self.batch_bytes;
@@ -130,7 +131,7 @@ impl From<&RunArgs> for SyncRunArgs {
 impl Default for SyncTunables {
     fn default() -> Self {
         SyncTunables {
-            pages_in_flight: 4,
+            pages_in_flight: fieldsync_node::quic::PAGES_IN_FLIGHT_MAX,
             page_docs: 512,
             batch_bytes: 1024 * 1024,
             zstd_level: 3,

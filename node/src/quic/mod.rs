@@ -116,11 +116,25 @@ impl DriverConfig {
             },
             reconnect_delay_ms_min: config.sync.reconnect_delay_ms_min,
             reconnect_delay_ms_max: config.sync.reconnect_delay_ms_max,
-            session: SessionConfig::new(identity.node_id(), office),
+            session: session_config(identity.node_id(), office),
             connections_max: CONNECTIONS_MAX,
             status_dir: None,
         })
     }
+}
+
+/// Pages in flight per session. Deeper than the engine's default: on a
+/// disk whose flush takes milliseconds, four 512-document pages leave the
+/// link idle while the receiver waits for its flushes (W1 at N = 10,000
+/// went from ~3 s to ~1.5 s). Every node runs this driver, so sender and
+/// receiver agree on the window.
+pub const PAGES_IN_FLIGHT_MAX: usize = 8;
+
+/// The engine's tunables as the driver runs them.
+pub fn session_config(node_id: &str, office: bool) -> SessionConfig {
+    let mut session = SessionConfig::new(node_id, office);
+    session.pages_in_flight_max = PAGES_IN_FLIGHT_MAX;
+    session
 }
 
 /// One open session, for the one-session-per-peer rule.
