@@ -41,6 +41,8 @@ const CLOSE_FLUSH_MS: u64 = 1_000;
 const REPORT_INTERVAL_MS: u64 = 100;
 /// Close reasons longer than this are cut (QUIC carries them in one packet).
 const CLOSE_REASON_BYTES_MAX: usize = 256;
+/// While documents arrive, progress is logged at most this often.
+const PROGRESS_LOG_INTERVAL_MS: u64 = 2_000;
 /// Added to two round trips when waiting for the peer's first announce.
 const SETTLE_MARGIN_MS: u64 = 100;
 
@@ -188,6 +190,8 @@ struct Pump {
     was_idle: bool,
     last_seen_ms: Option<u64>,
     last_report_ms: u64,
+    /// When receiving progress was last logged, and the count then.
+    progress_logged: (u64, u64),
 }
 
 impl Pump {
@@ -210,6 +214,7 @@ impl Pump {
             was_idle: false,
             last_seen_ms: None,
             last_report_ms: 0,
+            progress_logged: (0, 0),
         }
     }
 
@@ -406,6 +411,22 @@ impl Pump {
         self.was_idle = idle;
         let progress = self.session.progress();
         let last_seq = self.adapter.store().last_seq();
+        let (logged_at, logged_docs) = self.progress_logged;
+        if !idle
+            && progress.docs_received > logged_docs
+            && now >= logged_at + PROGRESS_LOG_INTERVAL_MS
+        {
+            // Priming a laptop takes a while: say how it goes.
+            if logged_at != 0 {
+                tracing::info!(
+                    peer = %self.peer_id,
+                    docs_received = progress.docs_received,
+                    docs_pending = progress.pending_in,
+                    "receiving documents"
+                );
+            }
+            self.progress_logged = (now, progress.docs_received);
+        }
         if transition && idle {
             tracing::info!(
                 peer = %self.peer_id,
