@@ -63,6 +63,13 @@ struct Args {
     keep_going: bool,
 }
 
+/// `println!` that does not panic when stdout is a closed pipe (`| head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn config(args: &Args, seed: u64) -> SimConfig {
     let mut cfg = SimConfig::new(seed);
     cfg.techs = args.techs;
@@ -96,7 +103,7 @@ fn one(args: &Args, seed: u64) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let s = &report.stats;
-    println!(
+    out!(
         "seed {seed}: ok, {} events in {:.2}s ({:.0} events/s), virtual time {}s, trace sha256 {}",
         report.events,
         elapsed,
@@ -104,7 +111,7 @@ fn one(args: &Args, seed: u64) -> anyhow::Result<ExitCode> {
         report.end_ms / 1000,
         report.digest
     );
-    println!(
+    out!(
         "  {} docs, {} ops ({} refused), {} forbidden edits, {} violations, {} connections, {} frames ({} bytes), {} crashes, {} wipes, {} revoked users, {} purges, {} acknowledged writes ({} excused)",
         s.docs, s.ops_ok, s.ops_refused, s.forbidden_edits, s.violations, s.connections, s.frames, s.frame_bytes, s.crashes, s.wipes, s.revoked_users, s.purges, s.acked_writes, s.excused_writes
     );
@@ -166,7 +173,7 @@ fn sweep(args: &Args, count: u64) -> anyhow::Result<ExitCode> {
     let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     let ran = done.load(Ordering::Relaxed);
     let events = events.load(Ordering::Relaxed);
-    println!(
+    out!(
         "{ran} seeds ({}..{}), {} failures, {events} events in {elapsed:.1}s: {:.0} events/s, {:.1} seeds/s (jobs={}, steps={}, techs={}, broken={})",
         args.first_seed,
         args.first_seed + count - 1,
@@ -192,7 +199,7 @@ fn sweep(args: &Args, count: u64) -> anyhow::Result<ExitCode> {
         })
         .collect();
     seeds.sort();
-    println!("failing seeds: {}", seeds.join(", "));
+    out!("failing seeds: {}", seeds.join(", "));
     Ok(ExitCode::FAILURE)
 }
 

@@ -603,3 +603,67 @@ fn no_revoke_rests_on_a_reassignment_a_crash_can_undo() {
         "u1's document is still on u1's laptop"
     );
 }
+
+/// Seeds 3101 and 3102 (10,000-seed sweep): a document announced in
+/// several pages in a row made the receiver restart Automerge's sync
+/// protocol for it each time, with the old conversation's messages still
+/// in flight; the two sides then answered each other for ever.
+#[test]
+fn a_document_announced_in_several_pages_is_reconciled_once() {
+    let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    create(&mut c, "wo-1", Some("u1"), 1_000);
+    prime(&mut c, &mut l, 1_000);
+    // Offline edits on both sides, the central's flushed one by one so
+    // each is its own changelog entry, hence its own one-entry page.
+    let tech = Actor::new("u1", Role::Technician);
+    for n in 0..3 {
+        l.store
+            .apply("wo-1", &tech, &note(&format!("field-{n}")), 2_000)
+            .unwrap();
+        c.store
+            .apply("wo-1", &operator(), &note(&format!("office-{n}")), 2_000)
+            .unwrap();
+        c.store.flush();
+    }
+    l.store.flush();
+    let session = |node: &Node, peer: &Node| {
+        let mut config = config(node);
+        config.page_scan_entries_max = 1;
+        config.pages_in_flight_max = 4;
+        let mut session = Session::new(config, peer.name, peer.access.clone());
+        session.start(&node.store).unwrap();
+        session
+    };
+    let mut conn = Conn {
+        sessions: [session(&c, &l), session(&l, &c)],
+        queues: [VecDeque::new(), VecDeque::new()],
+    };
+    collect(&mut conn);
+    // Hellos, then every announce reaches the laptop before any reply
+    // reaches the central.
+    deliver_one(&mut conn, &mut c, &mut l, 0, 3_000).unwrap();
+    while deliver_one(&mut conn, &mut c, &mut l, 1, 3_000).unwrap() {}
+    let openings = conn.queues[0]
+        .iter()
+        .filter(|b| matches!(Frame::decode(b), Ok(Frame::DocSync { .. })))
+        .count();
+    assert_eq!(
+        openings, 1,
+        "one sync conversation for wo-1, not one per announce"
+    );
+    drive(&mut conn, &mut c, &mut l, 3_000).expect("settles");
+    assert_eq!(
+        c.store.live_meta("wo-1").unwrap().heads,
+        l.store.live_meta("wo-1").unwrap().heads
+    );
+    assert_eq!(
+        c.store
+            .work_order("wo-1")
+            .unwrap()
+            .view()
+            .unwrap()
+            .notes
+            .len(),
+        6
+    );
+}

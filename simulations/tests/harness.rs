@@ -90,6 +90,14 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
     ),
     (1786, "a revoke rested on a reassignment the crash undid"),
     (7249, "a revoke rested on a reassignment the crash undid"),
+    (
+        3101,
+        "restarted sync conversations answered each other for ever",
+    ),
+    (
+        3102,
+        "restarted sync conversations answered each other for ever",
+    ),
 ];
 
 #[test]

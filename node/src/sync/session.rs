@@ -647,18 +647,22 @@ impl Session {
             return Err(protocol("too many documents being reconciled"));
         }
         for id in &to_sync {
-            let mut state = sync::State::new();
             let doc = store
                 .doc(id)
                 .map_err(store_error)?
                 .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
-            if let Some(message) = doc.generate_sync_message(&mut state) {
+            // One conversation per document: a document announced again
+            // while it is being reconciled continues with the same state.
+            // A fresh state per announce restarted the conversation with
+            // messages of the old one still in flight, and the two sides
+            // answered each other for ever (simulator, seeds 3101, 3102).
+            let state = self.syncing.entry(id.clone()).or_default();
+            if let Some(message) = doc.generate_sync_message(state) {
                 self.outbox.push_back(Frame::DocSync {
                     id: id.clone(),
                     message: message.encode(),
                 });
             }
-            self.syncing.insert(id.clone(), state);
         }
         if !full.is_empty() || !to_sync.is_empty() {
             self.outbox.push_back(Frame::Want {
