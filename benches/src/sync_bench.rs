@@ -50,7 +50,7 @@ const MODS_FILE: &str = "wo-10000-42.mods.json";
 /// Largest mods file read.
 const MODS_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// B gives up after this long.
-const NODE_DEADLINE_MS: u64 = 300_000;
+const NODE_DEADLINE_MS: u64 = 60_000;
 /// The checker looks for new durable documents this often when idle.
 const CHECK_POLL_US: u64 = 200;
 /// The operator user B's node is pre-authorised for.
@@ -485,10 +485,7 @@ async fn node_a(args: &NodeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.dir.join("store"), StoreConfig::default())?;
     let config = driver_config(&identity, true, Vec::new(), &args.tunables)?;
     let driver = Driver::bind(config, store.clone())?;
-    println!(
-        "{}",
-        json!({"listen": driver.local_addr().to_string(), "node_id": identity.node_id()})
-    );
+    emit(&json!({"listen": driver.local_addr().to_string(), "node_id": identity.node_id()}))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(driver.run(async {
         let _ = stopped.await;
@@ -501,7 +498,7 @@ async fn node_a(args: &NodeArgs) -> anyhow::Result<()> {
                 match line?.trim() {
                     "edit" => {
                         let edited = apply_edits(&store, &fixture, n)?;
-                        println!("{}", json!({"edited": edited}));
+                        emit(&json!({"edited": edited}))?;
                     }
                     "exit" | "" => return Ok(()),
                     other => bail!("unknown command `{other}`"),
@@ -514,7 +511,7 @@ async fn node_a(args: &NodeArgs) -> anyhow::Result<()> {
     let _ = stop.send(());
     running.await??;
     store.close();
-    println!("{}", json!({"rss_mb": peak_rss_mb()?}));
+    emit(&json!({"rss_mb": peak_rss_mb()?}))?;
     Ok(())
 }
 
@@ -619,17 +616,27 @@ async fn node_b(args: &NodeArgs) -> anyhow::Result<()> {
     let peers = driver.peers();
     let done = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Read before dialling: the sync may finish before the checker thread
+    // starts, and it must still see every change.
+    let start_seq = store.last_seq();
     let started = Instant::now();
     let running = tokio::spawn(driver.run(async {
         let _ = stopped.await;
     }));
     let check = {
         let (store, done) = (store.clone(), done.clone());
-        tokio::task::spawn_blocking(move || checker.run(&store, &done))
+        tokio::task::spawn_blocking(move || checker.run(&store, start_seq, &done))
     };
-    let checked = tokio::time::timeout(Duration::from_millis(NODE_DEADLINE_MS), check)
-        .await
-        .context("B did not finish in time")???;
+    // Whatever happens below, the checker stops: the runtime waits for it
+    // before this process can exit.
+    let _stop_checker = StopOnDrop(done.clone());
+    let checked = match tokio::time::timeout(Duration::from_millis(NODE_DEADLINE_MS), check).await {
+        Ok(checked) => checked??,
+        Err(_) => bail!(
+            "B did not finish within {NODE_DEADLINE_MS} ms; its view of A: {:?}",
+            peers.get(&peer_id)
+        ),
+    };
     let wall_s = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     ensure!(checked == expected, "checked {checked} of {expected}");
@@ -637,16 +644,29 @@ async fn node_b(args: &NodeArgs) -> anyhow::Result<()> {
     running.await??;
     let session = peers.get(&peer_id).context("no session with A")?;
     store.close();
-    println!(
-        "{}",
-        json!({
-            "wall_s": wall_s,
-            "bytes": session.udp_bytes_sent + session.udp_bytes_received,
-            "docs": checked,
-            "rss_mb": peak_rss_mb()?,
-        })
-    );
-    Ok(())
+    emit(&json!({
+        "wall_s": wall_s,
+        "bytes": session.udp_bytes_sent + session.udp_bytes_received,
+        "docs": checked,
+        "rss_mb": peak_rss_mb()?,
+    }))
+}
+
+/// One JSON line to the runner. An error (the runner is gone), not a panic.
+fn emit(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")
+        .and_then(|()| stdout.flush())
+        .context("cannot answer the runner")
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What B checks, as documents become durable in its own store.
@@ -664,9 +684,9 @@ impl Checker {
     }
 
     /// Follow the changelog until every expected document checks out.
-    fn run(self, store: &Store, stop: &AtomicBool) -> anyhow::Result<u64> {
+    fn run(self, store: &Store, start_seq: u64, stop: &AtomicBool) -> anyhow::Result<u64> {
         let expected = self.count();
-        let mut after = store.last_seq();
+        let mut after = start_seq;
         let mut pending: HashMap<String, Edit> = HashMap::new();
         let mut lines = HashMap::new();
         match self {

@@ -200,7 +200,31 @@ fn summarize(frame: &Frame) -> String {
         Frame::DocBatch { page, compressed } => {
             format!("doc_batch page={page} {}B", compressed.len())
         }
-        Frame::DocSync { id, message } => format!("doc_sync {id} {}B", message.len()),
+        Frame::DocSync { id, message } => {
+            // What the message says, not only its size: livelocks between
+            // two sync states show up as the same summary over and over.
+            let summary = match automerge::sync::Message::decode(message) {
+                Ok(m) => format!(
+                    " heads={} need={} have={} changes={}",
+                    short_hashes(&m.heads),
+                    short_hashes(&m.need),
+                    m.have.len(),
+                    {
+                        let parts: Vec<String> = m
+                            .changes
+                            .iter()
+                            .map(|c| match automerge::Change::from_bytes(c.to_vec()) {
+                                Ok(change) => change.hash().to_string()[..6].to_string(),
+                                Err(e) => format!("chunk{}B({e})", c.len()),
+                            })
+                            .collect();
+                        format!("[{}]", parts.join(","))
+                    }
+                ),
+                Err(_) => " (undecodable)".to_string(),
+            };
+            format!("doc_sync {id} {}B{summary}", message.len())
+        }
         Frame::PageDone { page, upto_seq } => format!("page_done page={page} upto={upto_seq}"),
         Frame::Rejected { id, reason } => format!("rejected {id} ({reason})"),
         Frame::Revoke { ids } => format!("revoke [{}]", ids.join(",")),
@@ -1045,4 +1069,12 @@ impl Sim {
             format!("no quiescence after {HEAL_ROUNDS_MAX} heal rounds"),
         ))
     }
+}
+
+fn short_hashes(hashes: &[automerge::ChangeHash]) -> String {
+    let short: Vec<String> = hashes
+        .iter()
+        .map(|h| h.to_string()[..6].to_string())
+        .collect();
+    format!("[{}]", short.join(","))
 }

@@ -92,11 +92,15 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
     (7249, "a revoke rested on a reassignment the crash undid"),
     (
         3101,
-        "restarted sync conversations answered each other for ever",
+        "a change queued for a missing dependency was lost between messages",
     ),
     (
         3102,
-        "restarted sync conversations answered each other for ever",
+        "a change queued for a missing dependency was lost between messages",
+    ),
+    (
+        1756,
+        "a change queued for a missing dependency was lost between messages",
     ),
 ];
 

@@ -166,6 +166,10 @@ pub struct Session {
     in_pages: VecDeque<InPage>,
     in_checkpoint_seq: u64,
     syncing: HashMap<String, sync::State>,
+    /// Change bytes from the peer that could not apply yet (dependencies
+    /// missing), by document; at most `ORPHAN_BYTES_MAX` in all.
+    orphans: HashMap<String, Vec<u8>>,
+    orphan_bytes: usize,
     purges: HashMap<WriteId, Vec<String>>,
     revoked_sent: HashSet<String>,
     /// Heads the peer announced, by document: announcing a document back
@@ -183,6 +187,9 @@ pub struct Session {
 }
 
 const REVOCATIONS_SCAN_MAX: usize = PAGE_DOCS_MAX;
+/// Bytes of not-yet-applicable changes a session keeps, at most. Past it
+/// they are dropped: the peer sends them again once we name them in `need`.
+const ORPHAN_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Documents whose announced heads a session remembers, at most.
 const PEER_HEADS_REMEMBERED_MAX: usize = 65_536;
 
@@ -209,6 +216,8 @@ impl Session {
             in_pages: VecDeque::new(),
             in_checkpoint_seq: 0,
             syncing: HashMap::new(),
+            orphans: HashMap::new(),
+            orphan_bytes: 0,
             purges: HashMap::new(),
             revoked_sent: HashSet::new(),
             peer_heads: HashMap::new(),
@@ -647,22 +656,18 @@ impl Session {
             return Err(protocol("too many documents being reconciled"));
         }
         for id in &to_sync {
+            let mut state = sync::State::new();
             let doc = store
                 .doc(id)
                 .map_err(store_error)?
                 .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
-            // One conversation per document: a document announced again
-            // while it is being reconciled continues with the same state.
-            // A fresh state per announce restarted the conversation with
-            // messages of the old one still in flight, and the two sides
-            // answered each other for ever (simulator, seeds 3101, 3102).
-            let state = self.syncing.entry(id.clone()).or_default();
-            if let Some(message) = doc.generate_sync_message(state) {
+            if let Some(message) = doc.generate_sync_message(&mut state) {
                 self.outbox.push_back(Frame::DocSync {
                     id: id.clone(),
                     message: message.encode(),
                 });
             }
+            self.syncing.insert(id.clone(), state);
         }
         if !full.is_empty() || !to_sync.is_empty() {
             self.outbox.push_back(Frame::Want {
@@ -863,15 +868,45 @@ impl Session {
             .map_err(store_error)?
             .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
         let before = doc.get_heads();
-        let state = self.syncing.entry(id.clone()).or_default();
+        let incoming: Vec<u8> = message.changes.iter().flatten().copied().collect();
         let mut trial = doc.clone();
-        let mut trial_state = state.clone();
+        // Changes that arrived before their dependencies wait in Automerge's
+        // queue, which the store never sees: without this the next message
+        // starts from the stored document, the queue is gone, and the peer
+        // (which never resends a hash) and we ask and answer for ever
+        // (simulator, seeds 3102, 1756).
+        if let Some(orphans) = self.orphans.get(&id) {
+            trial
+                .load_incremental(orphans)
+                .map_err(|e| SessionError::Document {
+                    id: id.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let mut trial_state = self.syncing.entry(id.clone()).or_default().clone();
         trial
             .receive_sync_message(&mut trial_state, message)
             .map_err(|e| SessionError::Document {
                 id: id.clone(),
                 reason: e.to_string(),
             })?;
+        self.keep_orphans(&id, &trial, &incoming);
+        // What the peer says it needs, it does not have, though we may have
+        // sent it: a message can be lost to the conversation (its changes
+        // were queued for missing dependencies and never stored, or it
+        // crossed a refusal). Automerge never resends a hash it sent once,
+        // so both sides would repeat need and have for ever (simulator,
+        // seed 1756): forget having sent what was lost.
+        // Forget all of them, not only the needed hash: the peer names
+        // only what it can see is missing, and the ancestors it lacks are
+        // behind it (the bloom filter in its `have` decides what goes).
+        let resend = trial_state
+            .their_need
+            .as_ref()
+            .is_some_and(|need| need.iter().any(|h| trial_state.sent_hashes.contains(h)));
+        if resend {
+            trial_state.sent_hashes.clear();
+        }
         let mut accept = true;
         if trial.get_heads() != before {
             check_is_work_order(&id, &trial)?;
@@ -918,10 +953,23 @@ impl Session {
         }
         if accept {
             doc = trial;
-            *state = trial_state;
+            self.syncing.insert(id.clone(), trial_state);
         }
         let state = self.syncing.get_mut(&id).expect("inserted above");
-        match doc.generate_sync_message(state) {
+        // With changes queued, `save()` appends them to the document, and a
+        // v2 message sending the whole document is then refused whole by
+        // the peer's `load_incremental`: send changes one by one instead.
+        let queued = !doc.get_missing_deps(&[]).is_empty();
+        let capabilities = if queued {
+            state.their_capabilities.take()
+        } else {
+            None
+        };
+        let reply = doc.generate_sync_message(state);
+        if queued {
+            state.their_capabilities = capabilities;
+        }
+        match reply {
             Some(reply) => self.outbox.push_back(Frame::DocSync {
                 id: id.clone(),
                 message: reply.encode(),
@@ -1008,6 +1056,7 @@ impl Session {
     /// or purged, so nothing more about it will arrive.
     fn settle(&mut self, id: &str) {
         self.syncing.remove(id);
+        self.drop_orphans(id);
         for page in self.in_pages.iter_mut() {
             page.waiting.remove(id);
             page.full.remove(id);
@@ -1165,6 +1214,30 @@ impl Session {
 }
 
 impl Session {
+    /// Keep the message's changes while `doc` still has changes waiting for
+    /// dependencies; forget them once everything applied.
+    fn keep_orphans(&mut self, id: &str, doc: &Automerge, incoming: &[u8]) {
+        if doc.get_missing_deps(&[]).is_empty() {
+            self.drop_orphans(id);
+            return;
+        }
+        if self.orphan_bytes + incoming.len() > ORPHAN_BYTES_MAX {
+            self.drop_orphans(id);
+            return;
+        }
+        self.orphan_bytes += incoming.len();
+        self.orphans
+            .entry(id.to_string())
+            .or_default()
+            .extend_from_slice(incoming);
+    }
+
+    fn drop_orphans(&mut self, id: &str) {
+        if let Some(bytes) = self.orphans.remove(id) {
+            self.orphan_bytes -= bytes.len();
+        }
+    }
+
     fn remember_peer_heads(&mut self, id: &str, heads: &[ChangeHash]) {
         if self.peer_heads.len() >= PEER_HEADS_REMEMBERED_MAX && !self.peer_heads.contains_key(id) {
             // Forgetting only costs announcing some documents back.
