@@ -29,6 +29,9 @@ pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 pub const NODE_NAME_CHARS_MAX: usize = 64;
 /// Most peers one node may list.
 pub const PEERS_MAX: usize = 1024;
+/// Highest `sync.connections_max` accepted: each connection holds a task,
+/// a session and QUIC buffers (~100 KiB idle, more while priming).
+pub const SYNC_CONNECTIONS_MAX: usize = 65_536;
 
 /// What this node is in the deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +134,10 @@ pub struct SyncConfig {
     pub reconnect_delay_ms_min: u64,
     /// The backoff (with jitter) never waits longer than this.
     pub reconnect_delay_ms_max: u64,
+    /// Peer connections served at once, at most; more are refused at the
+    /// handshake (and redial later). A central needs one per laptop online
+    /// at the same time, plus other centrals.
+    pub connections_max: usize,
 }
 
 impl Default for SyncConfig {
@@ -142,6 +149,7 @@ impl Default for SyncConfig {
             idle_timeout_ms: 30_000,
             reconnect_delay_ms_min: 500,
             reconnect_delay_ms_max: 60_000,
+            connections_max: 1_024,
         }
     }
 }
@@ -332,6 +340,15 @@ impl NodeConfig {
                 ),
             ));
         }
+        if sync.connections_max == 0 || sync.connections_max > SYNC_CONNECTIONS_MAX {
+            return Err(invalid(
+                "sync.connections_max",
+                format!(
+                    "({}) must be between 1 and {SYNC_CONNECTIONS_MAX}",
+                    sync.connections_max
+                ),
+            ));
+        }
         if sync.peers.len() > PEERS_MAX {
             return Err(invalid(
                 "sync.peers",
@@ -422,6 +439,8 @@ idle_timeout_ms = {idle_timeout_ms}
 # Redial backoff after a failure: starts at min, doubles with jitter up to max.
 reconnect_delay_ms_min = {reconnect_delay_ms_min}
 reconnect_delay_ms_max = {reconnect_delay_ms_max}
+# Peer connections served at once, at most (a central: one per laptop online).
+connections_max = {connections_max}
 
 [gateway]
 # Serve the HTTP API, changes feed and web UI (usually on central nodes only).
@@ -449,6 +468,7 @@ filter = {log_filter}
             idle_timeout_ms = self.sync.idle_timeout_ms,
             reconnect_delay_ms_min = self.sync.reconnect_delay_ms_min,
             reconnect_delay_ms_max = self.sync.reconnect_delay_ms_max,
+            connections_max = self.sync.connections_max,
             gateway_enabled = self.gateway.enabled,
             gateway_listen = quote(&self.gateway.listen.to_string()),
             log_format = quote(self.log.format.as_str()),
@@ -611,6 +631,10 @@ mod tests {
             (
                 "role = \"field\"\nname = \"c\"\n[sync]\nkeep_alive_ms = 40000\n",
                 "sync.keep_alive_ms",
+            ),
+            (
+                "role = \"central\"\nname = \"c\"\n[sync]\nconnections_max = 0\n",
+                "sync.connections_max",
             ),
             (
                 "role = \"field\"\nname = \"c\"\n[sync]\npeers = [{ address = \"h:1\", node_id = \"XY\" }]\n",

@@ -59,8 +59,6 @@ use crate::store::{now_ms, Store};
 use crate::sync::SessionConfig;
 use conn::{close, CLOSE_DUPLICATE, CLOSE_NOT_ALLOWED};
 
-/// Connections served at once, at most; more are refused.
-pub const CONNECTIONS_MAX: usize = 256;
 /// How long stopping waits for sessions to say goodbye.
 const STOP_GRACE_MS: u64 = 3_000;
 /// The status file is rewritten at most this often.
@@ -117,7 +115,7 @@ impl DriverConfig {
             reconnect_delay_ms_min: config.sync.reconnect_delay_ms_min,
             reconnect_delay_ms_max: config.sync.reconnect_delay_ms_max,
             session: session_config(identity.node_id(), office),
-            connections_max: CONNECTIONS_MAX,
+            connections_max: config.sync.connections_max,
             status_dir: None,
         })
     }
