@@ -122,6 +122,14 @@ struct OnceArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Node processes log only when asked (RUST_LOG), to stderr: e.g.
+    // `RUST_LOG=fieldsync_node::quic::conn=trace` shows every frame sent.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let outcome = match cli.command {
         Workload::W1(args) => sync_bench::w1(&args).map(|()| ExitCode::SUCCESS),
         Workload::W2(args) => sync_bench::w2(&args).map(|()| ExitCode::SUCCESS),

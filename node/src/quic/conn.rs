@@ -350,7 +350,10 @@ impl Pump {
 
     fn drain(&mut self, queued: &mut VecDeque<Vec<u8>>) {
         while let Some(frame) = self.session.poll_frame() {
-            queued.push_back(frame.encode());
+            let kind = frame.kind();
+            let bytes = frame.encode();
+            tracing::trace!(peer = %self.peer_id, kind, bytes = bytes.len(), "frame out");
+            queued.push_back(bytes);
         }
         while let Some(event) = self.session.poll_event() {
             match event {

@@ -512,3 +512,65 @@ fn documents_received_are_not_announced_back() {
         1
     );
 }
+
+#[test]
+fn an_edit_travels_as_its_change_not_as_the_whole_document() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-1", "tech-1");
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, 2_000);
+    let whole = central.store.doc_bytes("wo-1").unwrap().unwrap().len() as u64;
+    // One small edit: a third of the document's changes, which made
+    // Automerge send the whole document (a v2 sync message).
+    central
+        .store
+        .apply("wo-1", &operator(), &note("x"), 3_000)
+        .unwrap();
+    central.store.flush();
+    let mut again = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    let mut sync_bytes = 0;
+    for _ in 0..10_000 {
+        let mut moved = false;
+        while let Some(frame) = again.a.poll_frame() {
+            if let fieldsync_schemas::sync_frame::Frame::DocSync { message, .. } = &frame {
+                sync_bytes += message.len() as u64;
+            }
+            again
+                .b
+                .handle_bytes(4_000, &frame.encode(), &mut laptop.store)
+                .unwrap();
+            moved = true;
+        }
+        while let Some(frame) = again.b.poll_frame() {
+            again
+                .a
+                .handle_bytes(4_000, &frame.encode(), &mut central.store)
+                .unwrap();
+            moved = true;
+        }
+        for (session, node) in [(&mut again.a, &mut central), (&mut again.b, &mut laptop)] {
+            if let Some(write) = node.store.flush() {
+                session
+                    .handle_write_done(4_000, write, &mut node.store)
+                    .unwrap();
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let notes = laptop
+        .store
+        .work_order("wo-1")
+        .unwrap()
+        .view()
+        .unwrap()
+        .notes;
+    assert_eq!(notes.len(), 1, "the edit arrived");
+    assert!(
+        sync_bytes < whole,
+        "the central sent {sync_bytes} B of sync messages for one note; the whole document is {whole} B"
+    );
+}
