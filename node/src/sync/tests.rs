@@ -1,6 +1,7 @@
 //! Two engines wired back to back in memory, time simulated.
 
 use automerge::ActorId;
+use fieldsync_schemas::sync_frame::Frame;
 use fieldsync_schemas::{Actor, OperatorPatch, Role, Status};
 
 use super::*;
@@ -38,6 +39,8 @@ struct Link {
     b: Session,
     frames: u64,
     bytes: u64,
+    /// Bytes of Automerge sync messages `a` sent.
+    a_sync_bytes: u64,
 }
 
 fn connect(a: &Node, b: &Node, b_access: PeerAccess, a_access: PeerAccess) -> Link {
@@ -50,6 +53,7 @@ fn connect(a: &Node, b: &Node, b_access: PeerAccess, a_access: PeerAccess) -> Li
         b: sb,
         frames: 0,
         bytes: 0,
+        a_sync_bytes: 0,
     }
 }
 
@@ -58,6 +62,9 @@ fn drive(link: &mut Link, a: &mut Node, b: &mut Node, now_ms: u64) {
     for _ in 0..10_000 {
         let mut moved = false;
         while let Some(frame) = link.a.poll_frame() {
+            if let Frame::DocSync { message, .. } = &frame {
+                link.a_sync_bytes += message.len() as u64;
+            }
             let bytes = frame.encode();
             link.frames += 1;
             link.bytes += bytes.len() as u64;
@@ -529,38 +536,8 @@ fn an_edit_travels_as_its_change_not_as_the_whole_document() {
         .unwrap();
     central.store.flush();
     let mut again = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
-    let mut sync_bytes = 0;
-    for _ in 0..10_000 {
-        let mut moved = false;
-        while let Some(frame) = again.a.poll_frame() {
-            if let fieldsync_schemas::sync_frame::Frame::DocSync { message, .. } = &frame {
-                sync_bytes += message.len() as u64;
-            }
-            again
-                .b
-                .handle_bytes(4_000, &frame.encode(), &mut laptop.store)
-                .unwrap();
-            moved = true;
-        }
-        while let Some(frame) = again.b.poll_frame() {
-            again
-                .a
-                .handle_bytes(4_000, &frame.encode(), &mut central.store)
-                .unwrap();
-            moved = true;
-        }
-        for (session, node) in [(&mut again.a, &mut central), (&mut again.b, &mut laptop)] {
-            if let Some(write) = node.store.flush() {
-                session
-                    .handle_write_done(4_000, write, &mut node.store)
-                    .unwrap();
-                moved = true;
-            }
-        }
-        if !moved {
-            break;
-        }
-    }
+    drive(&mut again, &mut central, &mut laptop, 4_000);
+    let sync_bytes = again.a_sync_bytes;
     let notes = laptop
         .store
         .work_order("wo-1")
