@@ -14,6 +14,7 @@ mod gateway_task;
 mod logging;
 mod node;
 mod peers;
+mod priming;
 mod sync_driver;
 
 use std::path::PathBuf;

@@ -117,6 +117,7 @@ impl Node {
         // shows (`crate::peers::DriverPeers`).
         let (sync_peers, sync_task) = crate::sync_driver::start(&self, stop_rx.clone())?;
         tasks.spawn(sync_task);
+        tasks.spawn(crate::priming::show(sync_peers.clone(), stop_rx.clone()));
         if self.config.gateway.enabled {
             tasks.spawn(crate::gateway_task::start(&self, sync_peers, stop_rx.clone()).await?);
         }

@@ -635,6 +635,7 @@ fn make_techs(
             config.sync.peers = vec![PeerConfig {
                 address: central_address.to_string(),
                 node_id: central_node_id.to_string(),
+                user: None,
             }];
             config.sync.reconnect_delay_ms_min = 200;
             config.sync.reconnect_delay_ms_max = args.reconnect_delay_ms_max;

@@ -609,6 +609,7 @@ async fn node_b(args: &NodeArgs) -> anyhow::Result<()> {
     let peer = PeerConfig {
         address: args.peer_address.clone().context("--peer-address")?,
         node_id: args.peer_id.clone().context("--peer-id")?,
+        user: None,
     };
     let peer_id = peer.node_id.clone();
     let config = driver_config(&identity, false, vec![peer], &args.tunables)?;

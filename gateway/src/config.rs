@@ -13,7 +13,7 @@ pub struct GatewayConfig {
     /// Largest request body accepted, in bytes. A work order edit is ~1 KB;
     /// a report may hold 64 KiB (the node's `FIELD_TEXT_BYTES_MAX`).
     pub body_bytes_max: usize,
-    /// A request that takes longer is answered 503 and dropped.
+    /// A request that takes longer is answered 504 (`timeout`) and dropped.
     pub request_timeout_ms: u64,
     /// Longest a longpoll on the changes feed may wait. Kept below
     /// `request_timeout_ms` so a longpoll ends before the timeout kills it.

@@ -89,7 +89,8 @@ impl ErrorKind {
             AlreadyExists | Deleted => StatusCode::CONFLICT,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Timeout | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             OAuthInvalidRequest | OAuthUnsupportedGrantType | OAuthInvalidScope => {
                 StatusCode::BAD_REQUEST
@@ -416,5 +417,45 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .map_err(|rejection: PathRejection| {
                 ApiError::new(ErrorKind::InvalidId, rejection.body_text())
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn problem_of(response: Response) -> (StatusCode, serde_json::Value) {
+        let response = problemize(response).await;
+        let status = response.status();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .expect("a small body");
+        (
+            status,
+            serde_json::from_slice(&body).expect("a JSON problem"),
+        )
+    }
+
+    #[tokio::test]
+    async fn bare_layer_responses_become_problems_with_their_own_type() {
+        let bare = |status: StatusCode| {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = status;
+            response
+        };
+        let cases = [
+            (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+            (StatusCode::NOT_FOUND, "not-found"),
+        ];
+        for (status, slug) in cases {
+            let (got, problem) = problem_of(bare(status)).await;
+            assert_eq!(got, status);
+            assert_eq!(problem["status"], status.as_u16());
+            let type_uri = problem["type"].as_str().expect("a type");
+            assert_eq!(type_uri, format!("{PROBLEM_TYPE_PREFIX}{slug}"), "{status}");
+        }
     }
 }

@@ -83,8 +83,10 @@ pub fn app(state: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(config.body_bytes_max))
+        // 504 so `problemize` names it `timeout`, not `unavailable`: the
+        // client learns its request was too slow, not that we are down.
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
             config.request_timeout(),
         ))
         .layer(axum::middleware::from_fn(telemetry::record))

@@ -162,6 +162,12 @@ pub struct PeerConfig {
     pub address: String,
     /// The peer's certificate fingerprint (its `fieldsync status` shows it).
     pub node_id: String,
+    /// Another technician's laptop (same LAN), for this user: it gets only
+    /// what that user may see, and its changes pass the field rules. Absent:
+    /// an office node (a laptop's central, or another central), trusted
+    /// with everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `[gateway]`: the HTTP front door (central nodes).
@@ -372,6 +378,10 @@ impl NodeConfig {
                     ),
                 ));
             }
+            if let Some(user) = &peer.user {
+                crate::store::users::validate_id(user)
+                    .map_err(|reason| invalid(&format!("{key}.user"), reason))?;
+            }
         }
         if let Err(e) = self.log.filter.parse::<FilterCheck>() {
             return Err(invalid("log.filter", e));
@@ -393,13 +403,18 @@ impl NodeConfig {
     pub fn to_commented_toml(&self) -> String {
         let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
         let peers = if self.sync.peers.is_empty() {
-            "peers = []\n# peers = [\n#   { address = \"central.example.com:7400\", node_id = \"<64 hex digits>\" },\n# ]\n"
+            "peers = []\n# peers = [\n#   { address = \"central.example.com:7400\", node_id = \"<64 hex digits>\" },\n#   { address = \"10.0.0.7:7400\", node_id = \"<64 hex digits>\", user = \"bob\" },  # bob's laptop\n# ]\n"
                 .to_string()
         } else {
             let mut text = String::from("peers = [\n");
             for peer in &self.sync.peers {
+                let user = peer
+                    .user
+                    .as_ref()
+                    .map(|user| format!(", user = {}", quote(user)))
+                    .unwrap_or_default();
                 text.push_str(&format!(
-                    "  {{ address = {}, node_id = {} }},\n",
+                    "  {{ address = {}, node_id = {}{user} }},\n",
                     quote(&peer.address),
                     quote(&peer.node_id)
                 ));
@@ -431,7 +446,9 @@ compact_chunks_max = {compact_chunks_max}
 [sync]
 # UDP address the QUIC endpoint listens on for other nodes.
 listen = {listen}
-# Nodes to dial, each pinned by its node id:
+# Nodes to dial, each pinned by its node id. Without `user`, an office node
+# (trusted with everything); with `user = "bob"`, bob's laptop on the same
+# LAN: it gets only what bob may see, and its changes pass the field rules.
 {peers}# Keep-alive interval on idle connections (keeps NAT bindings open).
 keep_alive_ms = {keep_alive_ms}
 # A connection silent for this long is closed, then redialled.
@@ -562,6 +579,12 @@ mod tests {
             config.sync.peers.push(PeerConfig {
                 address: "central.example.com:7400".into(),
                 node_id: "ab".repeat(32),
+                user: None,
+            });
+            config.sync.peers.push(PeerConfig {
+                address: "10.0.0.7:7400".into(),
+                node_id: "cd".repeat(32),
+                user: Some("bob".into()),
             });
             config.log.format = LogFormat::Json;
             let text = config.to_commented_toml();
@@ -643,6 +666,10 @@ mod tests {
             (
                 "role = \"field\"\nname = \"c\"\n[sync]\npeers = [{ address = \"nohost\", node_id = \"XY\" }]\n",
                 "sync.peers[0].address",
+            ),
+            (
+                "role = \"field\"\nname = \"c\"\n[sync]\npeers = [{ address = \"h:1\", node_id = \"abababababababababababababababababababababababababababababababab\", user = \"bob smith\" }]\n",
+                "sync.peers[0].user",
             ),
             (
                 "role = \"field\"\nname = \"c\"\n[store]\ncompact_chunks_max = 1\n",

@@ -64,7 +64,9 @@ pub enum Frame {
         docs: Vec<DocHeads>,
     },
     /// The receiver's answer to a page: documents it has never seen (send
-    /// whole) and documents to reconcile with Automerge's sync protocol.
+    /// whole). `sync` is left empty and ignored (the receiver starts each
+    /// reconciliation with its own `DocSync`); it stays in the frame so
+    /// protocol version 1 peers decode each other.
     Want {
         page: u64,
         full: Vec<String>,

@@ -221,6 +221,7 @@ async fn demo(
         laptop.config.sync.peers = vec![PeerConfig {
             address: central_address.to_string(),
             node_id: central.node_id().to_string(),
+            user: None,
         }];
     }
 

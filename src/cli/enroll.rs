@@ -109,6 +109,7 @@ pub(crate) fn run(dir: &Path, args: &EnrollArgs) -> anyhow::Result<()> {
     let peer = PeerConfig {
         address: args.central.clone(),
         node_id: enrolled.central_node_id.clone(),
+        user: None,
     };
     match config
         .sync

@@ -32,6 +32,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     let handle = state.metrics();
     handle.run_upkeep();
     let mut text = handle.render();
+    let peers = state.peers().peers();
+    let sessions = peers.iter().filter(|peer| peer.connected).count() as u64;
+    let pending: u64 = peers.iter().filter_map(|peer| peer.docs_pending).sum();
     // This node's own figures are written here rather than into the
     // process-wide registry, which several gateways (tests) may share.
     let own = [
@@ -44,7 +47,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         (
             "fieldsync_peers",
             "Sync peers known to this node.",
-            state.peers().peers().len() as u64,
+            peers.len() as u64,
+        ),
+        (
+            "fieldsync_sync_sessions",
+            "Sync sessions open now.",
+            sessions,
+        ),
+        (
+            "fieldsync_sync_docs_pending",
+            "Documents changed here and not yet acknowledged, summed over peers.",
+            pending,
         ),
     ];
     for (name, help, value) in own {

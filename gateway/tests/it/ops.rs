@@ -145,6 +145,24 @@ async fn peers_show_what_the_directory_holds() {
     assert_eq!(ids, vec!["aa", "bb"]);
     assert_eq!(peers[1]["connected"], false);
     assert_eq!(peers[1]["docs_pending"], 3);
+    // The metrics count open sessions and pending documents from the same
+    // directory.
+    table.upsert(peer("cc", true));
+    let text = server
+        .call(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .map(str::to_string)
+    };
+    assert_eq!(gauge("fieldsync_peers").as_deref(), Some("3"));
+    assert_eq!(gauge("fieldsync_sync_sessions").as_deref(), Some("1"));
+    assert_eq!(gauge("fieldsync_sync_docs_pending").as_deref(), Some("9"));
+    table.remove("cc");
     table.remove("aa");
     let (_, peers) = server.get_json("/api/v1/peers", &op).await;
     assert_eq!(peers.as_array().unwrap().len(), 1);

@@ -5,7 +5,7 @@
 //! change them while the node runs, and a handshake is rare enough that a
 //! scan of a few hundred user records costs nothing.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 
 use fieldsync_schemas::Role;
@@ -35,8 +35,8 @@ impl PeerIdentity {
 pub struct Directory {
     store: Store,
     /// Node ids from `[sync] peers`: other office nodes (or, on a laptop,
-    /// its central).
-    configured: HashSet<String>,
+    /// its central), and other technicians' laptops with their user.
+    configured: HashMap<String, Option<String>>,
 }
 
 impl fmt::Debug for Directory {
@@ -48,7 +48,12 @@ impl fmt::Debug for Directory {
 }
 
 impl Directory {
-    pub fn new(store: Store, configured: impl IntoIterator<Item = String>) -> Directory {
+    /// `configured`: node ids from `[sync] peers`, each with the user whose
+    /// laptop it is, or `None` for an office node.
+    pub fn new(
+        store: Store,
+        configured: impl IntoIterator<Item = (String, Option<String>)>,
+    ) -> Directory {
         Directory {
             store,
             configured: configured.into_iter().collect(),
@@ -57,11 +62,27 @@ impl Directory {
 
     /// The identity of `node_id`, or `None` if it may not connect.
     pub fn lookup(&self, node_id: &str) -> Option<PeerIdentity> {
-        if self.configured.contains(node_id) {
-            return Some(PeerIdentity {
-                access: PeerAccess::Office,
-                user: None,
-            });
+        match self.configured.get(node_id) {
+            // A laptop on the same LAN is a technician, never the office: it
+            // gets what its user may see and its changes pass the field
+            // rules (a configured peer used to count as office whatever it
+            // was, trusted with every document and every change).
+            Some(Some(user)) => {
+                return Some(PeerIdentity {
+                    access: PeerAccess::User {
+                        user_id: user.clone(),
+                        role: Role::Technician,
+                    },
+                    user: Some(user.clone()),
+                })
+            }
+            Some(None) => {
+                return Some(PeerIdentity {
+                    access: PeerAccess::Office,
+                    user: None,
+                })
+            }
+            None => {}
         }
         let users = match self.store.users() {
             Ok(users) => users,
@@ -90,5 +111,53 @@ impl Directory {
 impl NodeAllowList for Directory {
     fn allows(&self, node_id: &str) -> bool {
         self.lookup(node_id).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreConfig, User};
+
+    #[test]
+    fn configured_laptops_are_their_users_technicians_never_the_office() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+        store
+            .put_user(&User {
+                id: "carol".into(),
+                role: Role::Technician,
+                scopes: vec![],
+                secret_hash: None,
+                enroll_code_hash: None,
+                node_ids: vec!["c".repeat(64)],
+                revoked: false,
+                created_at: "2026-01-01T00:00:00Z".into(),
+            })
+            .unwrap();
+        let directory = Directory::new(
+            store,
+            [
+                ("a".repeat(64), None),
+                ("b".repeat(64), Some("bob".to_string())),
+            ],
+        );
+        let office = directory.lookup(&"a".repeat(64)).unwrap();
+        assert_eq!(office.access, PeerAccess::Office);
+        assert_eq!(office.user, None);
+        let bob = directory.lookup(&"b".repeat(64)).unwrap();
+        assert_eq!(
+            bob.access,
+            PeerAccess::User {
+                user_id: "bob".into(),
+                role: Role::Technician
+            }
+        );
+        assert!(!bob.access.is_office());
+        assert_eq!(bob.role_name(), "technician");
+        let carol = directory.lookup(&"c".repeat(64)).unwrap();
+        assert_eq!(carol.user.as_deref(), Some("carol"));
+        assert!(directory.lookup(&"d".repeat(64)).is_none());
+        assert!(!directory.allows(&"d".repeat(64)));
     }
 }

@@ -232,7 +232,10 @@ impl Driver {
         session.office = config.office;
         let directory = Arc::new(Directory::new(
             store.clone(),
-            config.peers.iter().map(|peer| peer.node_id.clone()),
+            config
+                .peers
+                .iter()
+                .map(|peer| (peer.node_id.clone(), peer.user.clone())),
         ));
         let server = tls::server_config(&config.credentials, directory.clone(), config.timing)?;
         let endpoint =

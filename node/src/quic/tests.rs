@@ -84,6 +84,7 @@ impl TestNode {
         PeerConfig {
             address: self.addr.to_string(),
             node_id: self.identity.node_id().to_string(),
+            user: None,
         }
     }
 
