@@ -82,6 +82,16 @@ async fn health_registry_openapi_and_request_ids() {
     server.stop().await;
 }
 
+/// `/metrics` as text (it needs no token).
+async fn metrics_text(server: &Server) -> String {
+    server
+        .call(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_documents() {
     let server = Server::start().await;
@@ -90,12 +100,7 @@ async fn metrics_count_requests_and_documents() {
     let op = server.token("op").await;
     let (status, _) = server.get_json("/api/v1/changes", &op).await;
     assert_eq!(status, StatusCode::OK);
-    let text = server
-        .call(Method::GET, "/metrics", None, None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     for needle in [
         "fieldsync_http_requests_total{method=\"GET\",route=\"/api/v1/changes\",status=\"200\"}",
         "fieldsync_http_request_duration_seconds_bucket",
@@ -148,12 +153,7 @@ async fn peers_show_what_the_directory_holds() {
     // The metrics count open sessions and pending documents from the same
     // directory.
     table.upsert(peer("cc", true));
-    let text = server
-        .call(Method::GET, "/metrics", None, None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     let gauge = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(&format!("{name} ")))

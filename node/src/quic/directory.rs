@@ -62,27 +62,22 @@ impl Directory {
 
     /// The identity of `node_id`, or `None` if it may not connect.
     pub fn lookup(&self, node_id: &str) -> Option<PeerIdentity> {
-        match self.configured.get(node_id) {
-            // A laptop on the same LAN is a technician, never the office: it
-            // gets what its user may see and its changes pass the field
-            // rules (a configured peer used to count as office whatever it
-            // was, trusted with every document and every change).
-            Some(Some(user)) => {
-                return Some(PeerIdentity {
-                    access: PeerAccess::User {
-                        user_id: user.clone(),
-                        role: Role::Technician,
-                    },
-                    user: Some(user.clone()),
-                })
-            }
-            Some(None) => {
-                return Some(PeerIdentity {
-                    access: PeerAccess::Office,
-                    user: None,
-                })
-            }
-            None => {}
+        // A laptop on the same LAN is a technician, never the office: it
+        // gets what its user may see and its changes pass the field rules
+        // (a configured peer used to count as office whatever it was,
+        // trusted with every document and every change).
+        if let Some(user) = self.configured.get(node_id) {
+            let access = match user {
+                Some(user) => PeerAccess::User {
+                    user_id: user.clone(),
+                    role: Role::Technician,
+                },
+                None => PeerAccess::Office,
+            };
+            return Some(PeerIdentity {
+                access,
+                user: user.clone(),
+            });
         }
         let users = match self.store.users() {
             Ok(users) => users,
