@@ -660,3 +660,54 @@ fn a_change_that_arrives_before_its_dependency_is_kept_until_it_comes() {
         "both changes applied once the dependency arrived"
     );
 }
+
+/// Seeds 3894 and 8109 (10,000-seed sweep): a laptop purged a revoked
+/// document, and before that purge was durable it asked for the document
+/// whole again (assigned back, then away within moments). The office sent
+/// it, as the previous assignee's grace period allowed; the laptop's
+/// `Revoked` for the earlier purge then cleared the revocation record of
+/// the new copy, which the laptop kept for good. Sending a whole document
+/// now forgets the earlier revoke, so the grace timer revokes the new copy.
+#[test]
+fn a_late_revoked_does_not_clear_the_revocation_of_a_copy_sent_since() {
+    let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    create(&mut c, "wo-1", Some("u1"), 1_000);
+    prime(&mut c, &mut l, 1_000);
+    c.store
+        .apply("wo-1", &operator(), &assign(Some("u2")), 2_000)
+        .unwrap();
+    c.store.flush();
+    let at = 2_000 + GRACE_MS + 1;
+    let mut conn = connect(&c, &l);
+    // The laptop takes the central's revoke; its purge stays unflushed.
+    for _ in 0..5 {
+        for side in [0, 1] {
+            while deliver_one(&mut conn, &mut c, &mut l, side, at).unwrap() {}
+        }
+        flush(&mut conn, &mut c, &mut l, 0, at).unwrap();
+    }
+    assert!(l.store.doc_ids().is_empty(), "purged (not yet durably)");
+    assert!(l.store.queued_writes() > 0, "the purge is not flushed");
+    // Assigned back: the central announces it, the laptop wants it whole.
+    c.store
+        .apply("wo-1", &operator(), &assign(Some("u1")), at)
+        .unwrap();
+    flush(&mut conn, &mut c, &mut l, 0, at).unwrap();
+    while deliver_one(&mut conn, &mut c, &mut l, 1, at).unwrap() {}
+    assert!(conn.queues[0]
+        .iter()
+        .any(|b| matches!(Frame::decode(b), Ok(Frame::Want { .. }))));
+    // And away again before the want arrives.
+    c.store
+        .apply("wo-1", &operator(), &assign(Some("u2")), at)
+        .unwrap();
+    flush(&mut conn, &mut c, &mut l, 0, at).unwrap();
+    while deliver_one(&mut conn, &mut c, &mut l, 0, at).unwrap() {}
+    // Everything else happens after the new grace period.
+    drive(&mut conn, &mut c, &mut l, at + GRACE_MS + 1).unwrap();
+    drive(&mut conn, &mut c, &mut l, at + 2 * GRACE_MS).unwrap();
+    assert!(
+        l.store.doc_ids().is_empty(),
+        "u2's document left u1's laptop"
+    );
+}

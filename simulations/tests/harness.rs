@@ -102,6 +102,15 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
         1756,
         "a change queued for a missing dependency was lost between messages",
     ),
+    (
+        3894,
+        "a late Revoked cleared the revocation of a copy sent since",
+    ),
+    (
+        8109,
+        "a late Revoked cleared the revocation of a copy sent since",
+    ),
+    (153, "refusing a want rested on an unflushed reassignment"),
 ];
 
 #[test]

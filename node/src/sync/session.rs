@@ -772,6 +772,13 @@ impl Session {
                 batch_bytes = 0;
             }
             batch_bytes += bytes.len();
+            // The peer holds this copy from now on (perhaps only for a grace
+            // period): a `Revoked` for an earlier copy, still in flight, no
+            // longer proves it purged the document, and must not clear the
+            // revocation of this one (simulator, seeds 3894 and 8109).
+            // Refusing the copy instead would rest on a reassignment that
+            // may not be durable yet (seed 153).
+            self.revoked_sent.remove(&id);
             self.progress.docs_sent += 1;
             batch.push((id, bytes));
         }
