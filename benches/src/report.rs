@@ -122,12 +122,19 @@ pub(crate) fn all(args: &RunArgs) -> anyhow::Result<ExitCode> {
 /// is shared: a `cargo build` elsewhere may replace the binary while a long
 /// run is under way, and later runs would then start another program (seen:
 /// "unrecognized subcommand" in the third many-technicians run).
+///
+/// `FIELDSYNC_BENCH_NO_COPY=1` runs the children from this program's own
+/// path instead: a profiler needs the binary to stay on disk to name
+/// functions and unwind stacks (do not rebuild during such a run).
 pub(crate) fn private_exe() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let dir = tempfile::Builder::new()
         .prefix("fieldsync-bench-exe-")
         .tempdir()
         .context("cannot make a temporary directory")?;
+    if std::env::var_os("FIELDSYNC_BENCH_NO_COPY").is_some_and(|v| v == "1") {
+        return Ok((dir, exe));
+    }
     let copy = dir.path().join("fieldsync-bench");
     std::fs::copy(&exe, &copy)
         .with_context(|| format!("cannot copy {} to {}", exe.display(), copy.display()))?;

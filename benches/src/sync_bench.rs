@@ -51,6 +51,8 @@ const MODS_FILE: &str = "wo-10000-42.mods.json";
 const MODS_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// B gives up after this long.
 const NODE_DEADLINE_MS: u64 = 60_000;
+/// B waits this long at most, untimed, for its session to go idle.
+const IDLE_WAIT_MS: u64 = 10_000;
 /// The checker looks for new durable documents this often when idle.
 const CHECK_POLL_US: u64 = 200;
 /// The operator user B's node is pre-authorised for.
@@ -641,6 +643,15 @@ async fn node_b(args: &NodeArgs) -> anyhow::Result<()> {
     let wall_s = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     ensure!(checked == expected, "checked {checked} of {expected}");
+    // Untimed: stay until the session is idle both ways, as a laptop left
+    // connected would. B's own changelog (what it just received) is still
+    // being acknowledged by A; leaving now would make the next session
+    // announce some of it back to A, and W2's bytes would depend on how
+    // far this one got (seen: 15 KB or 35 KB).
+    let idle_deadline = Instant::now() + Duration::from_millis(IDLE_WAIT_MS);
+    while !peers.get(&peer_id).is_some_and(|p| p.in_sync) && Instant::now() < idle_deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let _ = stop.send(());
     running.await??;
     let session = peers.get(&peer_id).context("no session with A")?;

@@ -12,7 +12,13 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks best.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// - 1: announce, want, batches of whole documents, Automerge sync.
+/// - 2: adds `Prime`: an office primes a peer that holds nothing of its
+///   changelog with whole documents, without announcing them first.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The first version that has `Prime`.
+pub const PROTOCOL_VERSION_PRIME: u16 = 2;
 /// The oldest version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -88,6 +94,18 @@ pub enum Frame {
     Revoke { ids: Vec<String> },
     /// The sender purged these documents durably.
     Revoked { ids: Vec<String> },
+    /// Version 2. A page of the office's changelog for a peer that holds
+    /// none of it (no checkpoint for the office, or one from a wiped
+    /// store): the whole documents visible to the peer that changed up to
+    /// `upto_seq`, in one zstd-compressed batch, as in `DocBatch`. It
+    /// stands for `Announce`, `Want` and `DocBatch` at once (those cost
+    /// ~110 bytes per document on the wire when priming). Answered with
+    /// `PageDone` once durable.
+    Prime {
+        page: u64,
+        upto_seq: u64,
+        compressed: Vec<u8>,
+    },
 }
 
 /// A frame could not be decoded.
@@ -160,6 +178,7 @@ impl Frame {
             Frame::Rejected { .. } => "rejected",
             Frame::Revoke { .. } => "revoke",
             Frame::Revoked { .. } => "revoked",
+            Frame::Prime { .. } => "prime",
         }
     }
 }

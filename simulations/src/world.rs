@@ -229,6 +229,11 @@ fn summarize(frame: &Frame) -> String {
         Frame::Rejected { id, reason } => format!("rejected {id} ({reason})"),
         Frame::Revoke { ids } => format!("revoke [{}]", ids.join(",")),
         Frame::Revoked { ids } => format!("revoked [{}]", ids.join(",")),
+        Frame::Prime {
+            page,
+            upto_seq,
+            compressed,
+        } => format!("prime page={page} upto={upto_seq} {}B", compressed.len()),
     }
 }
 

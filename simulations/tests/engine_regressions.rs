@@ -359,6 +359,10 @@ fn a_purge_moves_the_store_to_a_new_actor() {
 #[test]
 fn a_want_after_the_grace_period_is_answered_with_rejected() {
     let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    // Primed once: later documents are announced (a fresh laptop is primed
+    // with whole documents, unannounced).
+    create(&mut c, "wo-0", Some("u1"), 500);
+    prime(&mut c, &mut l, 500);
     create(&mut c, "wo-1", Some("u1"), 1_000);
     c.store
         .apply("wo-1", &operator(), &assign(Some("u2")), 10_000)
@@ -376,7 +380,7 @@ fn a_want_after_the_grace_period_is_answered_with_rejected() {
     // ...the want arrives after it.
     let after = 10_000 + GRACE_MS + 1;
     drive(&mut conn, &mut c, &mut l, after).expect("no protocol violation");
-    assert!(l.store.doc_ids().is_empty());
+    assert_eq!(l.store.doc_ids(), ["wo-0"]);
 }
 
 /// Seed 14 (third sweep): reassigned away and again within the grace

@@ -6,7 +6,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use fieldsync_schemas::sync_frame::{
     DocHeads, Frame, FrameError, WireCheckpoint, BATCH_BYTES_MAX, FRAME_BYTES_MAX, PAGE_DOCS_MAX,
-    PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME,
 };
 use fieldsync_schemas::Role;
 
@@ -159,6 +159,9 @@ pub struct Session {
     peer_epoch: [u8; 16],
     // Outbound: our changes to the peer.
     out_cursor: u64,
+    /// While `out_cursor` is below this, pages go out as `Prime` (whole
+    /// documents, unannounced): the peer holds nothing of our changelog.
+    prime_until_seq: u64,
     out_next_page: u64,
     out_pages: BTreeMap<u64, OutPage>,
     // Inbound: the peer's changes to us.
@@ -210,6 +213,7 @@ impl Session {
             events: VecDeque::new(),
             peer_epoch: [0; 16],
             out_cursor: 0,
+            prime_until_seq: 0,
             out_next_page: 0,
             out_pages: BTreeMap::new(),
             in_next_page: 0,
@@ -382,6 +386,14 @@ impl Session {
             }
             (Phase::Ready, Frame::Revoke { ids }) => self.on_revoke(ids, store),
             (Phase::Ready, Frame::Revoked { ids }) => self.on_revoked(now_ms, ids, store),
+            (
+                Phase::Ready,
+                Frame::Prime {
+                    page,
+                    upto_seq,
+                    compressed,
+                },
+            ) => self.on_prime(now_ms, page, upto_seq, &compressed, store),
         }
     }
 
@@ -504,6 +516,14 @@ impl Session {
             _ => 0,
         };
         self.progress.peer_acked_seq = self.out_cursor;
+        // A peer with nothing of ours is primed with whole documents, by
+        // an office only: a receiver takes unannounced documents from no
+        // one else (a technician's must pass the field rules, change by
+        // change). A peer that holds some documents anyway (a wiped
+        // office's laptops) merges them whole: more bytes, same result.
+        if self.config.office && common >= PROTOCOL_VERSION_PRIME && self.out_cursor == 0 {
+            self.prime_until_seq = store.last_seq();
+        }
         // Ours for them likewise: if they were wiped, start from zero.
         self.in_checkpoint_seq = match store.checkpoint(&self.peer_node_id).map_err(store_error)? {
             Some(checkpoint) if checkpoint.epoch == epoch => checkpoint.seq,
@@ -521,6 +541,12 @@ impl Session {
         while self.out_pages.len() < self.config.pages_in_flight_max
             && self.out_cursor < store.last_seq()
         {
+            if self.out_cursor < self.prime_until_seq {
+                self.prime_page(now_ms, store)?;
+                pages_sent += 1;
+                assert!(pages_sent <= self.config.pages_in_flight_max);
+                continue;
+            }
             let entries = store
                 .changes_after(self.out_cursor, self.config.page_scan_entries_max)
                 .map_err(store_error)?;
@@ -573,6 +599,142 @@ impl Session {
             assert!(pages_sent <= self.config.pages_in_flight_max);
         }
         Ok(())
+    }
+
+    /// Send the next page of the changelog as `Prime`: the whole documents
+    /// visible to the peer, until the batch is full (the page then ends
+    /// early, at the last entry it covers).
+    fn prime_page<S: SyncStore>(&mut self, now_ms: u64, store: &mut S) -> Result<(), SessionError> {
+        let entries = store
+            .changes_after(self.out_cursor, self.config.page_scan_entries_max)
+            .map_err(store_error)?;
+        let mut upto_seq = self.out_cursor;
+        let mut seen = HashSet::new();
+        let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut revocations = None;
+        for entry in &entries {
+            assert!(entry.seq > upto_seq, "changelog moves forward");
+            if !seen.insert(entry.id.as_str()) || self.peer_has(&entry.id, &entry.heads) {
+                upto_seq = entry.seq;
+                continue;
+            }
+            let visible = match store.doc_meta(&entry.id).map_err(store_error)? {
+                Some(meta) => {
+                    !self.peer_has(&entry.id, &meta.heads)
+                        && self.visible_cached(&entry.id, &meta, now_ms, store, &mut revocations)?
+                }
+                None => false,
+            };
+            let bytes = if visible {
+                store.doc_bytes(&entry.id).map_err(store_error)?
+            } else {
+                None
+            };
+            let Some(bytes) = bytes else {
+                upto_seq = entry.seq;
+                continue;
+            };
+            if batch_bytes + bytes.len() > self.config.batch_bytes_max && !batch.is_empty() {
+                break; // The next page starts with this entry.
+            }
+            batch_bytes += bytes.len();
+            // As in `on_want`: a `Revoked` still in flight must not clear
+            // the revocation of this copy.
+            self.revoked_sent.remove(&entry.id);
+            batch.push((entry.id.clone(), bytes));
+            upto_seq = entry.seq;
+        }
+        assert!(
+            upto_seq > self.out_cursor,
+            "a page covers at least one entry"
+        );
+        let page = self.out_next_page;
+        self.out_next_page += 1;
+        self.out_cursor = upto_seq;
+        let docs = batch.len() as u64;
+        self.progress.docs_sent += docs;
+        self.out_pages.insert(page, OutPage { upto_seq, docs });
+        let compressed = compress_batch(&batch, self.config.batch_zstd_level);
+        self.outbox.push_back(Frame::Prime {
+            page,
+            upto_seq,
+            compressed,
+        });
+        Ok(())
+    }
+
+    /// A page of an office's changelog, whole documents (see `Frame::Prime`).
+    fn on_prime<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        page: u64,
+        upto_seq: u64,
+        compressed: &[u8],
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        if !self.peer.is_office() {
+            return Err(protocol("only an office node may prime"));
+        }
+        if page != self.in_next_page {
+            return Err(protocol(format!(
+                "prime page {page}, expected {}",
+                self.in_next_page
+            )));
+        }
+        let last_upto = self
+            .in_pages
+            .back()
+            .map_or(self.in_checkpoint_seq, |p| p.upto_seq);
+        if upto_seq <= last_upto {
+            return Err(protocol(format!(
+                "prime up to seq {upto_seq} does not advance past {last_upto}"
+            )));
+        }
+        if self.in_pages.len() >= self.config.pages_in_flight_max * 2 {
+            return Err(protocol("too many pages in flight"));
+        }
+        let batch = self.decode_batch(compressed)?;
+        if batch.len() > PAGE_DOCS_MAX {
+            return Err(protocol("too many documents in a prime page"));
+        }
+        self.in_next_page += 1;
+        let mut received = 0;
+        for (id, bytes) in batch {
+            if validate_doc_id(&id).is_err() {
+                return Err(protocol(format!("bad document id in prime: {id:?}")));
+            }
+            let doc = Automerge::load(&bytes).map_err(|e| SessionError::Document {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
+            check_is_work_order(&id, &doc)?;
+            let heads = doc.get_heads();
+            match store.doc_meta(&id).map_err(store_error)? {
+                None => {
+                    store
+                        .merge_loaded(&id, doc, &bytes, now_ms)
+                        .map_err(store_error)?;
+                }
+                Some(meta) if has_all(&meta.heads, &heads, || store.doc(&id))? => {}
+                Some(_) => {
+                    store.merge(&id, &bytes, now_ms).map_err(store_error)?;
+                }
+            }
+            self.remember_peer_heads(&id, &heads);
+            received += 1;
+        }
+        self.progress.docs_received += received;
+        self.events
+            .push_back(Event::DocsReceived { count: received });
+        self.in_pages.push_back(InPage {
+            page,
+            upto_seq,
+            waiting: HashMap::new(),
+            full: HashSet::new(),
+            checkpoint_write: None,
+        });
+        self.complete_pages(store)
     }
 
     fn on_announce<S: SyncStore>(
@@ -789,12 +951,16 @@ impl Session {
     }
 
     fn send_batch(&mut self, page: u64, batch: Vec<(String, Vec<u8>)>) {
-        let plain = postcard::to_allocvec(&batch).expect("postcard encoding of a batch");
-        // zstd over many saved documents shares their dictionary of field
-        // names: ~290 B per work order instead of ~930 B (bench notes).
-        let compressed = zstd::bulk::compress(&plain, self.config.batch_zstd_level)
-            .expect("zstd compression into memory");
+        let compressed = compress_batch(&batch, self.config.batch_zstd_level);
         self.outbox.push_back(Frame::DocBatch { page, compressed });
+    }
+
+    /// The documents of a `DocBatch` or `Prime`, at most twice
+    /// `batch_bytes_max` uncompressed.
+    fn decode_batch(&self, compressed: &[u8]) -> Result<Vec<(String, Vec<u8>)>, SessionError> {
+        let plain = zstd::bulk::decompress(compressed, self.config.batch_bytes_max * 2)
+            .map_err(|e| protocol(format!("undecodable document batch: {e}")))?;
+        postcard::from_bytes(&plain).map_err(|e| protocol(format!("malformed document batch: {e}")))
     }
 
     fn on_batch<S: SyncStore>(
@@ -804,10 +970,7 @@ impl Session {
         compressed: &[u8],
         store: &mut S,
     ) -> Result<(), SessionError> {
-        let plain = zstd::bulk::decompress(compressed, self.config.batch_bytes_max * 2)
-            .map_err(|e| protocol(format!("undecodable document batch: {e}")))?;
-        let batch: Vec<(String, Vec<u8>)> = postcard::from_bytes(&plain)
-            .map_err(|e| protocol(format!("malformed document batch: {e}")))?;
+        let batch = self.decode_batch(compressed)?;
         let Some(in_page) = self.in_pages.iter_mut().find(|p| p.page == page) else {
             if page < self.in_next_page {
                 // The page completed meanwhile: every document it asked for
@@ -1310,6 +1473,14 @@ fn has_all<E: std::error::Error>(
     Ok(announced
         .iter()
         .all(|head| doc.get_change_by_hash(head).is_some()))
+}
+
+/// Whole documents, `postcard`-encoded and zstd-compressed together: zstd
+/// over many saved documents shares their dictionary of field names, ~290
+/// B per work order instead of ~930 B (bench notes).
+pub(super) fn compress_batch(batch: &[(String, Vec<u8>)], level: i32) -> Vec<u8> {
+    let plain = postcard::to_allocvec(batch).expect("postcard encoding of a batch");
+    zstd::bulk::compress(&plain, level).expect("zstd compression into memory")
 }
 
 fn check_is_work_order(id: &str, doc: &Automerge) -> Result<(), SessionError> {

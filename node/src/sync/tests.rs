@@ -1,9 +1,10 @@
 //! Two engines wired back to back in memory, time simulated.
 
 use automerge::ActorId;
-use fieldsync_schemas::sync_frame::Frame;
+use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION};
 use fieldsync_schemas::{Actor, OperatorPatch, Role, Status};
 
+use super::session::compress_batch;
 use super::*;
 use crate::access::PeerAccess;
 use crate::doc::tests::sample;
@@ -152,6 +153,146 @@ fn prime_sends_only_assigned_documents() {
         );
     }
     assert_eq!(laptop.store.durable_checkpoint("central").unwrap().seq, 50);
+}
+
+/// Frame kinds one side sends, in order, for a connection driven to idle.
+fn kinds_sent_by_central(
+    central: &mut Node,
+    laptop: &mut Node,
+    central_version_max: u16,
+) -> Vec<&'static str> {
+    let mut config = SessionConfig::new(&central.id, true);
+    config.protocol_version_max = central_version_max;
+    let mut c = Session::new(config, &laptop.id, tech_access("tech-1"));
+    let mut l = Session::new(
+        SessionConfig::new(&laptop.id, false),
+        &central.id,
+        PeerAccess::Office,
+    );
+    c.start(&central.store).unwrap();
+    l.start(&laptop.store).unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..10_000 {
+        let mut moved = false;
+        while let Some(frame) = c.poll_frame() {
+            kinds.push(frame.kind());
+            l.handle_bytes(2_000, &frame.encode(), &mut laptop.store)
+                .unwrap();
+            moved = true;
+        }
+        while let Some(frame) = l.poll_frame() {
+            c.handle_bytes(2_000, &frame.encode(), &mut central.store)
+                .unwrap();
+            moved = true;
+        }
+        for (session, store) in [(&mut c, &mut central.store), (&mut l, &mut laptop.store)] {
+            if let Some(write) = store.flush() {
+                session.handle_write_done(2_000, write, store).unwrap();
+                session.handle_local_change(2_000, store).unwrap();
+                moved = true;
+            }
+        }
+        if !moved {
+            assert!(c.is_idle(&central.store) && l.is_idle(&laptop.store));
+            return kinds;
+        }
+    }
+    panic!("did not settle");
+}
+
+#[test]
+fn an_office_primes_a_fresh_peer_with_whole_documents_unannounced() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    for i in 0..30 {
+        create(&mut central, &format!("wo-{i}"), "tech-1");
+    }
+    let kinds = kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    assert!(kinds.contains(&"prime"), "{kinds:?}");
+    assert!(
+        !kinds.contains(&"announce") && !kinds.contains(&"doc_batch"),
+        "{kinds:?}"
+    );
+    assert_eq!(laptop.store.doc_ids().len(), 30);
+    assert_eq!(laptop.store.durable_checkpoint("central").unwrap().seq, 30);
+    // Later changes are announced, not primed: the laptop has the rest.
+    central
+        .store
+        .apply("wo-3", &operator(), &note("office"), 3_000)
+        .unwrap();
+    central.store.flush();
+    let kinds = kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    assert!(!kinds.contains(&"prime"), "{kinds:?}");
+    assert_eq!(
+        laptop.store.durable_heads("wo-3"),
+        central.store.durable_heads("wo-3")
+    );
+}
+
+#[test]
+fn a_version_1_peer_is_primed_with_announce_and_want() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    for i in 0..5 {
+        create(&mut central, &format!("wo-{i}"), "tech-1");
+    }
+    let kinds = kinds_sent_by_central(&mut central, &mut laptop, 1);
+    assert!(!kinds.contains(&"prime"), "{kinds:?}");
+    assert!(kinds.contains(&"announce") && kinds.contains(&"doc_batch"));
+    assert_eq!(laptop.store.doc_ids().len(), 5);
+}
+
+#[test]
+fn a_prime_from_a_technician_or_with_garbage_closes_the_session() {
+    let mut central = Node::new("central", 1, true);
+    let laptop = Node::new("laptop", 2, false);
+    let hello = |from: &Node| Frame::Hello {
+        version_min: 1,
+        version_max: PROTOCOL_VERSION,
+        node_id: from.id.clone(),
+        epoch: from.store.epoch(),
+        your_checkpoint: None,
+    };
+    let prime = |compressed: Vec<u8>| Frame::Prime {
+        page: 0,
+        upto_seq: 1,
+        compressed,
+    };
+    let batch = |docs: &[(String, Vec<u8>)]| compress_batch(docs, 3);
+    // A technician's laptop may not push documents unannounced.
+    let mut session = Session::new(
+        SessionConfig::new("central", true),
+        "laptop",
+        tech_access("tech-1"),
+    );
+    session.start(&central.store).unwrap();
+    session
+        .handle_frame(0, hello(&laptop), &mut central.store)
+        .unwrap();
+    assert!(session
+        .handle_frame(0, prime(batch(&[])), &mut central.store)
+        .is_err());
+    // From an office: garbage, a bad id, a document that is not one.
+    let mut laptop = laptop;
+    for compressed in [
+        vec![1, 2, 3],
+        batch(&[("bad id!".to_string(), Vec::new())]),
+        batch(&[("wo-1".to_string(), vec![0x85, 0x6f, 0x4a, 0x83])]),
+    ] {
+        let mut session = Session::new(
+            SessionConfig::new("laptop", false),
+            "central",
+            PeerAccess::Office,
+        );
+        session.start(&laptop.store).unwrap();
+        session
+            .handle_frame(0, hello(&central), &mut laptop.store)
+            .unwrap();
+        assert!(session
+            .handle_frame(0, prime(compressed), &mut laptop.store)
+            .is_err());
+        assert!(laptop.store.doc_ids().is_empty());
+    }
 }
 
 #[test]
