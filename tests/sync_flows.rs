@@ -214,3 +214,69 @@ fn tamper(laptop: &Node, id: &str) {
         .unwrap();
     store.close();
 }
+
+/// Two technicians' laptops on the same LAN sync directly, the central
+/// unreachable: each side serves the other only what the other's user may
+/// see, so neither work order crosses.
+#[test]
+fn two_laptops_syncing_directly_see_only_what_both_may_see() {
+    let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
+    create(&central, "wo-a", "tech-1");
+    create(&central, "wo-b", "tech-2");
+    central.start();
+    let mut laptop1 = enrolled_laptop("laptop-1", &central, &codes[0]);
+    let mut laptop2 = enrolled_laptop("laptop-2", &central, &codes[1]);
+    laptop1.start();
+    laptop2.start();
+    wait_converged(&laptop1, &central);
+    wait_converged(&laptop2, &central);
+    laptop1.stop();
+    laptop2.stop();
+    central.stop();
+    laptop1
+        .run(&["wo", "note", "wo-a", "--text", "only for tech-1"])
+        .success();
+    // Each laptop lists the other as its user's laptop.
+    let (id1, id2) = (laptop1.node_id(), laptop2.node_id());
+    add_laptop_peer(&laptop1, &laptop2.address(), &id2, "tech-2");
+    add_laptop_peer(&laptop2, &laptop1.address(), &id1, "tech-1");
+    laptop1.start();
+    laptop2.start();
+    wait_converged(&laptop1, &laptop2);
+    laptop1.stop();
+    laptop2.stop();
+    assert!(laptop2.show("wo-a").is_none(), "tech-1's order crossed");
+    assert!(laptop1.show("wo-b").is_none(), "tech-2's order crossed");
+    assert_eq!(
+        laptop1.show("wo-a").unwrap()["notes"][0]["text"],
+        "only for tech-1"
+    );
+    assert!(laptop2.show("wo-b").is_some());
+    let status = laptop1.run(&["status", "--json"]).success().json();
+    let peer = status["sync"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node_id"] == id2.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("laptop-2 in laptop-1's status: {status:#}"));
+    assert_eq!(peer["user"], "tech-2", "{peer:#}");
+    for node in [&laptop1, &laptop2] {
+        node.verify_clean();
+    }
+}
+
+/// Add `{ address, node_id, user }` to a stopped node's `[sync] peers`.
+fn add_laptop_peer(node: &Node, address: &str, node_id: &str, user: &str) {
+    let path = node.dir.join("fieldsync.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let entry =
+        format!("  {{ address = \"{address}\", node_id = \"{node_id}\", user = \"{user}\" }},\n");
+    let updated = if text.contains("peers = [\n") {
+        text.replacen("peers = [\n", &format!("peers = [\n{entry}"), 1)
+    } else {
+        assert!(text.contains("peers = []"), "a peers list in:\n{text}");
+        text.replacen("peers = []", &format!("peers = [\n{entry}]"), 1)
+    };
+    std::fs::write(&path, updated).unwrap();
+}
