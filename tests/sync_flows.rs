@@ -15,19 +15,8 @@ use sync_support::*;
 
 #[test]
 fn three_flows_between_a_central_and_two_technicians() {
-    let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
     // Flow 1: the office creates and assigns work orders.
-    create(&central, "wo-a", "tech-1");
-    create(&central, "wo-b", "tech-2");
-    central.start();
-    let mut laptop1 = enrolled_laptop("laptop-1", &central, &codes[0]);
-    let mut laptop2 = enrolled_laptop("laptop-2", &central, &codes[1]);
-    laptop1.start();
-    laptop2.start();
-    wait_converged(&laptop1, &central);
-    wait_converged(&laptop2, &central);
-    laptop1.stop();
-    laptop2.stop();
+    let (mut central, mut laptop1, mut laptop2) = central_and_two_primed_laptops();
     // Only the assigned technician got each work order.
     assert_eq!(laptop1.show("wo-a").unwrap()["assignee"], "tech-1");
     assert!(
@@ -220,18 +209,7 @@ fn tamper(laptop: &Node, id: &str) {
 /// see, so neither work order crosses.
 #[test]
 fn two_laptops_syncing_directly_see_only_what_both_may_see() {
-    let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
-    create(&central, "wo-a", "tech-1");
-    create(&central, "wo-b", "tech-2");
-    central.start();
-    let mut laptop1 = enrolled_laptop("laptop-1", &central, &codes[0]);
-    let mut laptop2 = enrolled_laptop("laptop-2", &central, &codes[1]);
-    laptop1.start();
-    laptop2.start();
-    wait_converged(&laptop1, &central);
-    wait_converged(&laptop2, &central);
-    laptop1.stop();
-    laptop2.stop();
+    let (mut central, mut laptop1, mut laptop2) = central_and_two_primed_laptops();
     central.stop();
     laptop1
         .run(&["wo", "note", "wo-a", "--text", "only for tech-1"])
@@ -264,6 +242,24 @@ fn two_laptops_syncing_directly_see_only_what_both_may_see() {
     for node in [&laptop1, &laptop2] {
         node.verify_clean();
     }
+}
+
+/// A running central with `wo-a` for tech-1 and `wo-b` for tech-2, and
+/// each technician's laptop enrolled, primed and stopped.
+fn central_and_two_primed_laptops() -> (Node, Node, Node) {
+    let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
+    create(&central, "wo-a", "tech-1");
+    create(&central, "wo-b", "tech-2");
+    central.start();
+    let mut laptop1 = enrolled_laptop("laptop-1", &central, &codes[0]);
+    let mut laptop2 = enrolled_laptop("laptop-2", &central, &codes[1]);
+    laptop1.start();
+    laptop2.start();
+    wait_converged(&laptop1, &central);
+    wait_converged(&laptop2, &central);
+    laptop1.stop();
+    laptop2.stop();
+    (central, laptop1, laptop2)
 }
 
 /// Add `{ address, node_id, user }` to a stopped node's `[sync] peers`.

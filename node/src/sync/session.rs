@@ -676,29 +676,11 @@ impl Session {
         if !self.peer.is_office() {
             return Err(protocol("only an office node may prime"));
         }
-        if page != self.in_next_page {
-            return Err(protocol(format!(
-                "prime page {page}, expected {}",
-                self.in_next_page
-            )));
-        }
-        let last_upto = self
-            .in_pages
-            .back()
-            .map_or(self.in_checkpoint_seq, |p| p.upto_seq);
-        if upto_seq <= last_upto {
-            return Err(protocol(format!(
-                "prime up to seq {upto_seq} does not advance past {last_upto}"
-            )));
-        }
-        if self.in_pages.len() >= self.config.pages_in_flight_max * 2 {
-            return Err(protocol("too many pages in flight"));
-        }
+        self.open_in_page("prime", page, upto_seq, false)?;
         let batch = self.decode_batch(compressed)?;
         if batch.len() > PAGE_DOCS_MAX {
             return Err(protocol("too many documents in a prime page"));
         }
-        self.in_next_page += 1;
         let mut received = 0;
         for (id, bytes) in batch {
             if validate_doc_id(&id).is_err() {
@@ -737,6 +719,38 @@ impl Session {
         self.complete_pages(store)
     }
 
+    /// Check that an incoming page (`Announce` or `Prime`) comes in order,
+    /// advances the peer's changelog (an empty page may repeat the last
+    /// seq), and fits the window; then count it.
+    fn open_in_page(
+        &mut self,
+        kind: &str,
+        page: u64,
+        upto_seq: u64,
+        empty: bool,
+    ) -> Result<(), SessionError> {
+        if page != self.in_next_page {
+            return Err(protocol(format!(
+                "{kind} page {page}, expected {}",
+                self.in_next_page
+            )));
+        }
+        let last_upto = self
+            .in_pages
+            .back()
+            .map_or(self.in_checkpoint_seq, |p| p.upto_seq);
+        if upto_seq <= last_upto && !(upto_seq == last_upto && empty) {
+            return Err(protocol(format!(
+                "{kind} up to seq {upto_seq} does not advance past {last_upto}"
+            )));
+        }
+        if self.in_pages.len() >= self.config.pages_in_flight_max * 2 {
+            return Err(protocol("too many pages in flight"));
+        }
+        self.in_next_page += 1;
+        Ok(())
+    }
+
     fn on_announce<S: SyncStore>(
         &mut self,
         now_ms: u64,
@@ -745,25 +759,7 @@ impl Session {
         docs: Vec<DocHeads>,
         store: &mut S,
     ) -> Result<(), SessionError> {
-        if page != self.in_next_page {
-            return Err(protocol(format!(
-                "announce page {page}, expected {}",
-                self.in_next_page
-            )));
-        }
-        let last_upto = self
-            .in_pages
-            .back()
-            .map_or(self.in_checkpoint_seq, |p| p.upto_seq);
-        if upto_seq <= last_upto && !(upto_seq == last_upto && docs.is_empty()) {
-            return Err(protocol(format!(
-                "announce up to seq {upto_seq} does not advance past {last_upto}"
-            )));
-        }
-        if self.in_pages.len() >= self.config.pages_in_flight_max * 2 {
-            return Err(protocol("too many pages in flight"));
-        }
-        self.in_next_page += 1;
+        self.open_in_page("announce", page, upto_seq, docs.is_empty())?;
         let mut waiting = HashMap::new();
         let (mut full, mut to_sync) = (Vec::new(), Vec::new());
         for DocHeads { id, heads } in docs {
