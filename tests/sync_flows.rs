@@ -16,7 +16,7 @@ use sync_support::*;
 #[test]
 fn three_flows_between_a_central_and_two_technicians() {
     // Flow 1: the office creates and assigns work orders.
-    let (mut central, mut laptop1, mut laptop2) = central_and_two_primed_laptops();
+    let (mut central, mut laptop1, laptop2) = central_and_two_primed_laptops();
     // Only the assigned technician got each work order.
     assert_eq!(laptop1.show("wo-a").unwrap()["assignee"], "tech-1");
     assert!(
