@@ -48,6 +48,11 @@ pub struct DocMeta {
     /// When the latest reassignment was stored (ms, the driver's clock).
     pub reassigned_at_ms: u64,
     pub heads: Vec<ChangeHash>,
+    /// Is this what survives a crash? `false` while a write to the document
+    /// is queued or not yet flushed: a decision to withhold the document
+    /// must then also be judged on the durable state (a crash may undo
+    /// the reassignment it rests on). Stores set it when they answer.
+    pub durable: bool,
 }
 
 /// May `peer` see (receive, and send changes to) this document at `now_ms`?

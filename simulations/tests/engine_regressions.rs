@@ -715,3 +715,43 @@ fn a_late_revoked_does_not_clear_the_revocation_of_a_copy_sent_since() {
         "u2's document left u1's laptop"
     );
 }
+
+/// Seeds 3563 and 6364 (10,000-seed sweep, protocol 2): the office left a
+/// document out of a laptop's page (and refused it in a want) because it
+/// was reassigned away past the grace period, but that reassignment was
+/// not durable; a crash undid it, the document was the laptop's user's
+/// again, and the laptop's checkpoint was already past it. Withholding now
+/// also asks the durable state.
+#[test]
+fn nothing_is_withheld_on_a_reassignment_a_crash_can_undo() {
+    let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    create(&mut c, "wo-0", Some("u1"), 500);
+    prime(&mut c, &mut l, 500);
+    create(&mut c, "wo-1", Some("u1"), 1_000);
+    // Reassigned away, not flushed; the session runs after the grace period.
+    c.store
+        .apply("wo-1", &operator(), &assign(Some("u2")), 2_000)
+        .unwrap();
+    let at = 2_000 + GRACE_MS + 1;
+    let mut conn = connect(&c, &l);
+    for _ in 0..20 {
+        for side in [0, 1] {
+            while deliver_one(&mut conn, &mut c, &mut l, side, at).unwrap() {}
+        }
+        flush(&mut conn, &mut c, &mut l, 1, at).unwrap();
+    }
+    c.store.crash();
+    drop(conn);
+    assert_eq!(
+        c.store.work_order("wo-1").unwrap().assignee().as_deref(),
+        Some("u1"),
+        "the crash undid the reassignment"
+    );
+    let mut conn = connect(&c, &l);
+    drive(&mut conn, &mut c, &mut l, at).unwrap();
+    assert_eq!(
+        l.store.doc_ids(),
+        ["wo-0", "wo-1"],
+        "u1's document reached u1's laptop"
+    );
+}

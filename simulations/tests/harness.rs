@@ -111,6 +111,14 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
         "a late Revoked cleared the revocation of a copy sent since",
     ),
     (153, "refusing a want rested on an unflushed reassignment"),
+    (
+        3563,
+        "a page withheld a document on an unflushed reassignment",
+    ),
+    (
+        6364,
+        "a page withheld a document on an unflushed reassignment",
+    ),
 ];
 
 #[test]

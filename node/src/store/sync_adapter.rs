@@ -312,6 +312,7 @@ impl SyncAdapter {
             previous_assignee: None,
             reassigned_at_ms: 0,
             heads: heads.clone(),
+            durable: false,
         };
         let write = DocWrite {
             id: id.to_string(),
@@ -389,11 +390,15 @@ fn next_meta(
         previous_assignee,
         reassigned_at_ms,
         heads,
+        durable: false,
     }
 }
 
-fn meta_of(index: DocIndex) -> DocMeta {
+/// The meta of an index entry; `durable_upto_seq`: the store's last
+/// durable seq.
+fn meta_of(index: DocIndex, durable_upto_seq: u64) -> DocMeta {
     DocMeta {
+        durable: index.last_seq <= durable_upto_seq,
         assignee: index.assignee,
         previous_assignee: index.previous_assignee,
         reassigned_at_ms: index.reassigned_at_ms,
@@ -448,7 +453,11 @@ impl SyncStore for SyncAdapter {
         if let Some(creating) = self.shared.lock().creating.get(id) {
             return Ok(Some(creating.meta.clone()));
         }
-        Ok(self.shared.store.doc_index(id)?.map(meta_of))
+        let store = &self.shared.store;
+        let durable_upto_seq = store.last_seq();
+        Ok(store
+            .doc_index(id)?
+            .map(|index| meta_of(index, durable_upto_seq)))
     }
 
     /// The index on disk, ignoring this session's queued writes; `None`
@@ -457,10 +466,11 @@ impl SyncStore for SyncAdapter {
     /// flush returns.
     fn durable_doc_meta(&self, id: &str) -> Result<Option<DocMeta>, SyncStoreError> {
         let store = &self.shared.store;
+        let durable_upto_seq = store.last_seq();
         Ok(store
             .doc_index(id)?
-            .filter(|index| index.last_seq <= store.last_seq())
-            .map(meta_of))
+            .filter(|index| index.last_seq <= durable_upto_seq)
+            .map(|index| meta_of(index, durable_upto_seq)))
     }
 
     fn durable_revocations(

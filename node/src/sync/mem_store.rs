@@ -362,7 +362,11 @@ impl SyncStore for MemStore {
     }
 
     fn doc_meta(&self, id: &str) -> Result<Option<DocMeta>, MemError> {
-        Ok(self.live.docs.get(id).map(|d| d.meta.clone()))
+        let durable = self.durable.docs.get(id).map(|d| &d.meta);
+        Ok(self.live.docs.get(id).map(|d| DocMeta {
+            durable: durable == Some(&d.meta),
+            ..d.meta.clone()
+        }))
     }
 
     fn doc(&self, id: &str) -> Result<Option<Automerge>, MemError> {
@@ -382,7 +386,10 @@ impl SyncStore for MemStore {
     }
 
     fn durable_doc_meta(&self, id: &str) -> Result<Option<DocMeta>, MemError> {
-        Ok(self.durable.docs.get(id).map(|d| d.meta.clone()))
+        Ok(self.durable.docs.get(id).map(|d| DocMeta {
+            durable: true,
+            ..d.meta.clone()
+        }))
     }
 
     fn durable_revocations(

@@ -572,7 +572,7 @@ impl Session {
                 if self.peer_has(&entry.id, &meta.heads) {
                     continue;
                 }
-                if self.visible_cached(&entry.id, &meta, now_ms, store, &mut revocations)? {
+                if self.visible_or_durably(&entry.id, &meta, now_ms, store, &mut revocations)? {
                     docs.push(DocHeads {
                         id: entry.id.clone(),
                         heads: meta.heads.iter().map(|h| h.0).collect(),
@@ -622,7 +622,13 @@ impl Session {
             let visible = match store.doc_meta(&entry.id).map_err(store_error)? {
                 Some(meta) => {
                     !self.peer_has(&entry.id, &meta.heads)
-                        && self.visible_cached(&entry.id, &meta, now_ms, store, &mut revocations)?
+                        && self.visible_or_durably(
+                            &entry.id,
+                            &meta,
+                            now_ms,
+                            store,
+                            &mut revocations,
+                        )?
                 }
                 None => false,
             };
@@ -909,7 +915,7 @@ impl Session {
         let mut batch_bytes = 0usize;
         for id in full {
             let visible = match store.doc_meta(&id).map_err(store_error)? {
-                Some(meta) => self.visible(&id, &meta, now_ms, store)?,
+                Some(meta) => self.visible_or_durably(&id, &meta, now_ms, store, &mut None)?,
                 None => false,
             };
             if !visible {
@@ -1204,6 +1210,32 @@ impl Session {
         Ok(revocations.iter().any(|(revoked, reassigned_at_ms)| {
             revoked == id && now_ms < reassigned_at_ms.saturating_add(self.config.grace_ms)
         }))
+    }
+
+    /// Visible now, or in what survives a crash. What we withhold from the
+    /// peer (leave out of a page, refuse in a want) moves its checkpoint
+    /// past the document for good, so that must not rest on a reassignment
+    /// that is not durable yet: the crash that undoes it would leave the
+    /// peer without a document it may see (simulator, seeds 3563, 6364).
+    /// Sending it instead is safe: if the reassignment lands, the
+    /// revocation removes the copy.
+    fn visible_or_durably<S: SyncStore>(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        now_ms: u64,
+        store: &S,
+        revocations: &mut Option<Vec<(String, u64)>>,
+    ) -> Result<bool, SessionError> {
+        let visible = self.visible_cached(id, meta, now_ms, store, revocations)?;
+        if visible || meta.durable {
+            return Ok(visible);
+        }
+        // Never durably here (created, not flushed): nothing to judge.
+        if store.durable_doc_meta(id).map_err(store_error)?.is_none() {
+            return Ok(false);
+        }
+        self.visible_durably(id, now_ms, store)
     }
 
     /// [`Session::visible`], judged on what survives a crash. A document we
