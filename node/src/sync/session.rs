@@ -542,7 +542,9 @@ impl Session {
             && self.out_cursor < store.last_seq()
         {
             if self.out_cursor < self.prime_until_seq {
-                self.prime_page(now_ms, store)?;
+                if !self.prime_page(now_ms, store)? {
+                    break;
+                }
                 pages_sent += 1;
                 assert!(pages_sent <= self.config.pages_in_flight_max);
                 continue;
@@ -603,11 +605,19 @@ impl Session {
 
     /// Send the next page of the changelog as `Prime`: the whole documents
     /// visible to the peer, until the batch is full (the page then ends
-    /// early, at the last entry it covers).
-    fn prime_page<S: SyncStore>(&mut self, now_ms: u64, store: &mut S) -> Result<(), SessionError> {
+    /// early, at the last entry it covers). Returns whether a page went
+    /// out (not when the changelog has nothing after our cursor).
+    fn prime_page<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<bool, SessionError> {
         let entries = store
             .changes_after(self.out_cursor, self.config.page_scan_entries_max)
             .map_err(store_error)?;
+        if entries.is_empty() {
+            return Ok(false);
+        }
         let mut upto_seq = self.out_cursor;
         let mut seen = HashSet::new();
         let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
@@ -667,7 +677,7 @@ impl Session {
             upto_seq,
             compressed,
         });
-        Ok(())
+        Ok(true)
     }
 
     /// A page of an office's changelog, whole documents (see `Frame::Prime`).
