@@ -777,7 +777,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         self.open_in_page("announce", page, upto_seq, docs.is_empty())?;
         let mut waiting = HashMap::new();
-        let mut full = Vec::new();
+        let (mut full, mut to_sync) = (Vec::new(), Vec::new());
         for DocHeads { id, heads } in docs {
             if validate_doc_id(&id).is_err() || waiting.contains_key(&id) {
                 return Err(protocol(format!(
@@ -809,16 +809,8 @@ impl Session {
                     if same {
                         continue;
                     }
-                    // Loaded once, for the check and for our first message
-                    // (loading and cloning it twice was a third of a
-                    // reconnect's time on the receiving side).
-                    let doc = store
-                        .doc(&id)
-                        .map_err(store_error)?
-                        .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
-                    let has_all = heads.iter().all(|h| doc.get_change_by_hash(h).is_some());
-                    if !has_all {
-                        self.start_reconciling(&id, &doc)?;
+                    if !has_all(&meta.heads, &heads, || store.doc(&id))? {
+                        to_sync.push(id.clone());
                         // A document we refused from this peer counts as
                         // settled: waiting for it would stall the page.
                         if !self.refused.contains(&id) {
@@ -830,10 +822,27 @@ impl Session {
                         // past them, e.g. after it refused the document
                         // before it had it), so reconcile now (simulator,
                         // seed 25). Nothing to wait for.
-                        self.start_reconciling(&id, &doc)?;
+                        to_sync.push(id);
                     }
                 }
             }
+        }
+        if self.syncing.len() + to_sync.len() > self.config.syncing_docs_max {
+            return Err(protocol("too many documents being reconciled"));
+        }
+        for id in &to_sync {
+            let mut state = sync::State::new();
+            let doc = store
+                .doc(id)
+                .map_err(store_error)?
+                .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
+            if let Some(message) = generate_changes_only(&doc, &mut state) {
+                self.outbox.push_back(Frame::DocSync {
+                    id: id.clone(),
+                    message: message.encode(),
+                });
+            }
+            self.syncing.insert(id.clone(), state);
         }
         // Only whole documents need asking for: reconciling starts with our
         // `DocSync` above, and the announcer ignores `sync` (naming those
@@ -853,23 +862,6 @@ impl Session {
             checkpoint_write: None,
         });
         self.complete_pages(store)
-    }
-
-    /// Open Automerge's sync protocol for `id`: a fresh state, and our
-    /// first message (our heads, what we have).
-    fn start_reconciling(&mut self, id: &str, doc: &Automerge) -> Result<(), SessionError> {
-        if !self.syncing.contains_key(id) && self.syncing.len() >= self.config.syncing_docs_max {
-            return Err(protocol("too many documents being reconciled"));
-        }
-        let mut state = sync::State::new();
-        if let Some(message) = generate_changes_only(doc, &mut state) {
-            self.outbox.push_back(Frame::DocSync {
-                id: id.to_string(),
-                message: message.encode(),
-            });
-        }
-        self.syncing.insert(id.to_string(), state);
-        Ok(())
     }
 
     fn reject(&mut self, id: &str, reason: &str) {
