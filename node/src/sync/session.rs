@@ -1217,9 +1217,15 @@ impl Session {
             );
         }
         let revocations = revocations.as_deref().unwrap_or_default();
-        Ok(revocations.iter().any(|(revoked, reassigned_at_ms)| {
+        Ok(self.in_grace(revocations, id, now_ms))
+    }
+
+    /// Does one of the user's revocation records keep `id` visible (its
+    /// grace period still running)?
+    fn in_grace(&self, revocations: &[(String, u64)], id: &str, now_ms: u64) -> bool {
+        revocations.iter().any(|(revoked, reassigned_at_ms)| {
             revoked == id && now_ms < reassigned_at_ms.saturating_add(self.config.grace_ms)
-        }))
+        })
     }
 
     /// Visible now, or in what survives a crash. What we withhold from the
@@ -1268,9 +1274,7 @@ impl Session {
         let revocations = store
             .durable_revocations(user_id, REVOCATIONS_SCAN_MAX)
             .map_err(store_error)?;
-        Ok(revocations.iter().any(|(revoked, reassigned_at_ms)| {
-            revoked == id && now_ms < reassigned_at_ms.saturating_add(self.config.grace_ms)
-        }))
+        Ok(self.in_grace(&revocations, id, now_ms))
     }
 
     /// Stop waiting for a document in every pending page: it was refused
