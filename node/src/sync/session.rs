@@ -10,7 +10,7 @@ use fieldsync_schemas::sync_frame::{
 };
 use fieldsync_schemas::Role;
 
-use super::store::{SyncStore, WriteId};
+use super::store::{LogEntry, SyncStore, WriteId};
 use crate::access::{self, DocMeta, PeerAccess};
 use crate::doc::validate_doc_id;
 
@@ -562,19 +562,7 @@ impl Session {
                 if !seen.insert(entry.id.as_str()) {
                     continue;
                 }
-                // What the peer announced and we merged: no echo. (If the
-                // document moved on since this entry, a later entry names
-                // it.)
-                if self.peer_has(&entry.id, &entry.heads) {
-                    continue;
-                }
-                let Some(meta) = store.doc_meta(&entry.id).map_err(store_error)? else {
-                    continue;
-                };
-                if self.peer_has(&entry.id, &meta.heads) {
-                    continue;
-                }
-                if self.visible_or_durably(&entry.id, &meta, now_ms, store, &mut revocations)? {
+                if let Some(meta) = self.to_offer(entry, now_ms, store, &mut revocations)? {
                     docs.push(DocHeads {
                         id: entry.id.clone(),
                         heads: meta.heads.iter().map(|h| h.0).collect(),
@@ -603,6 +591,31 @@ impl Session {
         Ok(())
     }
 
+    /// The document of a changelog entry, if it goes to the peer: it exists,
+    /// the peer may see it, and the peer did not just send us these heads
+    /// (no echo; if the document moved on since this entry, a later entry
+    /// names it).
+    fn to_offer<S: SyncStore>(
+        &self,
+        entry: &LogEntry,
+        now_ms: u64,
+        store: &S,
+        revocations: &mut Option<Vec<(String, u64)>>,
+    ) -> Result<Option<DocMeta>, SessionError> {
+        if self.peer_has(&entry.id, &entry.heads) {
+            return Ok(None);
+        }
+        let Some(meta) = store.doc_meta(&entry.id).map_err(store_error)? else {
+            return Ok(None);
+        };
+        if self.peer_has(&entry.id, &meta.heads)
+            || !self.visible_or_durably(&entry.id, &meta, now_ms, store, revocations)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(meta))
+    }
+
     /// Send the next page of the changelog as `Prime`: the whole documents
     /// visible to the peer, until the batch is full (the page then ends
     /// early, at the last entry it covers). Returns whether a page went
@@ -625,23 +638,10 @@ impl Session {
         let mut revocations = None;
         for entry in &entries {
             assert!(entry.seq > upto_seq, "changelog moves forward");
-            if !seen.insert(entry.id.as_str()) || self.peer_has(&entry.id, &entry.heads) {
-                upto_seq = entry.seq;
-                continue;
-            }
-            let visible = match store.doc_meta(&entry.id).map_err(store_error)? {
-                Some(meta) => {
-                    !self.peer_has(&entry.id, &meta.heads)
-                        && self.visible_or_durably(
-                            &entry.id,
-                            &meta,
-                            now_ms,
-                            store,
-                            &mut revocations,
-                        )?
-                }
-                None => false,
-            };
+            let visible = seen.insert(entry.id.as_str())
+                && self
+                    .to_offer(entry, now_ms, store, &mut revocations)?
+                    .is_some();
             let bytes = if visible {
                 store.doc_bytes(&entry.id).map_err(store_error)?
             } else {
