@@ -16,9 +16,14 @@ use serde::{Deserialize, Serialize};
 /// - 1: announce, want, batches of whole documents, Automerge sync.
 /// - 2: adds `Prime`: an office primes a peer that holds nothing of its
 ///   changelog with whole documents, without announcing them first.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// - 3: adds `AnnouncePush`: an office sends the changes it expects the
+///   peer to lack together with its announce, so a reconnect after small
+///   edits needs no Automerge sync round trips.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The first version that has `Prime`.
 pub const PROTOCOL_VERSION_PRIME: u16 = 2;
+/// The first version that has `AnnouncePush`.
+pub const PROTOCOL_VERSION_PUSH: u16 = 3;
 /// The oldest version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -106,6 +111,19 @@ pub enum Frame {
         upto_seq: u64,
         compressed: Vec<u8>,
     },
+    /// Version 3. An office's `Announce` with changes: `compressed` is a
+    /// zstd-compressed `postcard` `Vec<Vec<u8>>`, one entry per document
+    /// in `docs` (in that order), each Automerge change chunks the office
+    /// expects the receiver to lack (empty: none pushed). The receiver
+    /// applies what it can; a document still missing announced heads is
+    /// reconciled as after `Announce`. Edits made since the last sync then
+    /// cost one frame instead of three sync messages per document.
+    AnnouncePush {
+        page: u64,
+        upto_seq: u64,
+        docs: Vec<DocHeads>,
+        compressed: Vec<u8>,
+    },
 }
 
 /// A frame could not be decoded.
@@ -154,7 +172,11 @@ impl Frame {
             {
                 too_large("reason")
             }
-            Frame::Announce { docs, .. } if docs.len() > PAGE_DOCS_MAX => too_large("docs"),
+            Frame::Announce { docs, .. } | Frame::AnnouncePush { docs, .. }
+                if docs.len() > PAGE_DOCS_MAX =>
+            {
+                too_large("docs")
+            }
             Frame::Want { full, sync, .. } if full.len() + sync.len() > PAGE_DOCS_MAX => {
                 too_large("want")
             }
@@ -179,6 +201,7 @@ impl Frame {
             Frame::Revoke { .. } => "revoke",
             Frame::Revoked { .. } => "revoked",
             Frame::Prime { .. } => "prime",
+            Frame::AnnouncePush { .. } => "announce_push",
         }
     }
 }

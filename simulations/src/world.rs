@@ -234,6 +234,19 @@ fn summarize(frame: &Frame) -> String {
             upto_seq,
             compressed,
         } => format!("prime page={page} upto={upto_seq} {}B", compressed.len()),
+        Frame::AnnouncePush {
+            page,
+            upto_seq,
+            docs,
+            compressed,
+        } => {
+            let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+            format!(
+                "announce_push page={page} upto={upto_seq} docs=[{}] {}B",
+                ids.join(","),
+                compressed.len()
+            )
+        }
     }
 }
 

@@ -440,6 +440,9 @@ impl Pump {
         }
         let last_seen_ms = self.last_seen_ms;
         let udp = self.connection.stats();
+        if transition && idle {
+            tracing::debug!(peer = %self.peer_id, stats = ?udp, "connection stats when in sync");
+        }
         self.peers.update(&self.peer_id, |peer| {
             peer.in_sync = idle;
             if idle {

@@ -6,7 +6,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use fieldsync_schemas::sync_frame::{
     DocHeads, Frame, FrameError, WireCheckpoint, BATCH_BYTES_MAX, FRAME_BYTES_MAX, PAGE_DOCS_MAX,
-    PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME,
+    PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME, PROTOCOL_VERSION_PUSH,
 };
 use fieldsync_schemas::Role;
 
@@ -35,6 +35,14 @@ pub struct SessionConfig {
     /// zstd level of `DocBatch` frames: higher saves bytes on the wire for
     /// CPU at the sender (the receiver's cost barely changes).
     pub batch_zstd_level: i32,
+    /// Uncompressed change bytes an office pushes with one announce page
+    /// (`AnnouncePush`), at most; documents past it are reconciled with
+    /// the sync protocol as before.
+    pub push_page_bytes_max: usize,
+    /// Change bytes pushed for one document, at most: a document that
+    /// changed more is reconciled instead (its changes may be more than
+    /// the peer lacks, and the sync protocol sends only what it lacks).
+    pub push_doc_bytes_max: usize,
 }
 
 impl SessionConfig {
@@ -49,6 +57,8 @@ impl SessionConfig {
             syncing_docs_max: 4 * PAGE_DOCS_MAX,
             protocol_version_max: PROTOCOL_VERSION,
             batch_zstd_level: 3,
+            push_page_bytes_max: 256 * 1024,
+            push_doc_bytes_max: 16 * 1024,
         }
     }
 }
@@ -157,6 +167,8 @@ pub struct Session {
     outbox: VecDeque<Frame>,
     events: VecDeque<Event>,
     peer_epoch: [u8; 16],
+    /// The protocol version both sides speak (set by the peer's hello).
+    version: u16,
     // Outbound: our changes to the peer.
     out_cursor: u64,
     /// While `out_cursor` is below this, pages go out as `Prime` (whole
@@ -204,6 +216,9 @@ impl Session {
     ) -> Session {
         assert!(config.pages_in_flight_max > 0 && config.page_scan_entries_max > 0);
         assert!(config.batch_bytes_max <= FRAME_BYTES_MAX / 2);
+        // Pushed changes share the batch decoder's limit at the receiver.
+        assert!(config.push_page_bytes_max <= config.batch_bytes_max);
+        assert!(config.push_doc_bytes_max <= config.push_page_bytes_max);
         Session {
             config,
             peer_node_id: peer_node_id.into(),
@@ -212,6 +227,7 @@ impl Session {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             peer_epoch: [0; 16],
+            version: 0,
             out_cursor: 0,
             prime_until_seq: 0,
             out_next_page: 0,
@@ -360,7 +376,27 @@ impl Session {
                     upto_seq,
                     docs,
                 },
-            ) => self.on_announce(now_ms, page, upto_seq, docs, store),
+            ) => self.on_announce(now_ms, page, upto_seq, docs, Vec::new(), store),
+            (
+                Phase::Ready,
+                Frame::AnnouncePush {
+                    page,
+                    upto_seq,
+                    docs,
+                    compressed,
+                },
+            ) => {
+                // Pushed changes skip the field rules (see `on_announce`):
+                // only an office may push, and only in version 3.
+                if self.version < PROTOCOL_VERSION_PUSH || !self.peer.is_office() {
+                    return Err(protocol("only an office may push changes (version 3)"));
+                }
+                let pushed: Vec<Vec<u8>> = self.decode_batch(&compressed)?;
+                if pushed.len() != docs.len() {
+                    return Err(protocol("pushed changes do not match the announced documents"));
+                }
+                self.on_announce(now_ms, page, upto_seq, docs, pushed, store)
+            }
             (Phase::Ready, Frame::Want { page, full, sync }) => {
                 self.on_want(now_ms, page, full, sync, store)
             }
@@ -505,6 +541,7 @@ impl Session {
             ));
         }
         self.peer_epoch = epoch;
+        self.version = common;
         // Their checkpoint for us counts only if it is for this store's
         // life: a wiped-and-recreated store restarts its seqs.
         self.out_cursor = match your_checkpoint {
@@ -558,6 +595,12 @@ impl Session {
             let mut seen = HashSet::new();
             let mut docs = Vec::new();
             let mut revocations = None;
+            // The first entry of each document in this page: what it was
+            // before that write is what the peer holds (see `push_changes`).
+            let mut first: HashMap<&str, &[ChangeHash]> = HashMap::new();
+            for entry in &entries {
+                first.entry(entry.id.as_str()).or_insert(&entry.heads);
+            }
             for entry in entries.iter().rev() {
                 if !seen.insert(entry.id.as_str()) {
                     continue;
@@ -570,6 +613,7 @@ impl Session {
                 }
             }
             docs.reverse();
+            let pushed = self.push_changes(&docs, &first, store)?;
             let page = self.out_next_page;
             self.out_next_page += 1;
             self.out_cursor = upto_seq;
@@ -580,15 +624,65 @@ impl Session {
                     docs: docs.len() as u64,
                 },
             );
-            self.outbox.push_back(Frame::Announce {
-                page,
-                upto_seq,
-                docs,
+            self.outbox.push_back(match pushed {
+                Some(pushed) => Frame::AnnouncePush {
+                    page,
+                    upto_seq,
+                    docs,
+                    compressed: compress_batch(&pushed, self.config.batch_zstd_level),
+                },
+                None => Frame::Announce {
+                    page,
+                    upto_seq,
+                    docs,
+                },
             });
             pages_sent += 1;
             assert!(pages_sent <= self.config.pages_in_flight_max);
         }
         Ok(())
+    }
+
+    /// The changes an office pushes with a page (`AnnouncePush`), one entry
+    /// per announced document, or `None` when it pushes nothing.
+    ///
+    /// What the peer lacks is guessed without asking: the peer holds each
+    /// document as of our changelog before this page (its checkpoint, or
+    /// the pages before this one, which it processes first), which is the
+    /// document before its first write in this page: the dependencies of
+    /// that write's heads. Exact for a local edit (one change); after a
+    /// merge of several changes the guess is too new, the peer cannot apply
+    /// them, and reconciles as without a push. Sending changes the peer
+    /// has already costs only bytes.
+    fn push_changes<S: SyncStore>(
+        &self,
+        docs: &[DocHeads],
+        first: &HashMap<&str, &[ChangeHash]>,
+        store: &S,
+    ) -> Result<Option<Vec<Vec<u8>>>, SessionError> {
+        if !self.config.office || self.version < PROTOCOL_VERSION_PUSH || docs.is_empty() {
+            return Ok(None);
+        }
+        let mut pushed = Vec::with_capacity(docs.len());
+        let mut page_bytes = 0usize;
+        for announced in docs {
+            let changes = match (first.get(announced.id.as_str()), page_bytes < self.config.push_page_bytes_max) {
+                (Some(heads), true) => match store.doc(&announced.id).map_err(store_error)? {
+                    Some(doc) => changes_since_write(&doc, heads),
+                    None => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            let fits = changes.len() <= self.config.push_doc_bytes_max
+                && page_bytes + changes.len() <= self.config.push_page_bytes_max;
+            if fits {
+                page_bytes += changes.len();
+                pushed.push(changes);
+            } else {
+                pushed.push(Vec::new());
+            }
+        }
+        Ok((page_bytes > 0).then_some(pushed))
     }
 
     /// The document of a changelog entry, if it goes to the peer: it exists,
@@ -693,7 +787,7 @@ impl Session {
             return Err(protocol("only an office node may prime"));
         }
         self.open_in_page("prime", page, upto_seq, false)?;
-        let batch = self.decode_batch(compressed)?;
+        let batch: Vec<(String, Vec<u8>)> = self.decode_batch(compressed)?;
         if batch.len() > PAGE_DOCS_MAX {
             return Err(protocol("too many documents in a prime page"));
         }
@@ -773,12 +867,17 @@ impl Session {
         page: u64,
         upto_seq: u64,
         docs: Vec<DocHeads>,
+        pushed: Vec<Vec<u8>>,
         store: &mut S,
     ) -> Result<(), SessionError> {
         self.open_in_page("announce", page, upto_seq, docs.is_empty())?;
+        assert!(pushed.is_empty() || pushed.len() == docs.len());
+        let mut pushed = pushed.into_iter();
         let mut waiting = HashMap::new();
         let (mut full, mut to_sync) = (Vec::new(), Vec::new());
+        let mut received = 0;
         for DocHeads { id, heads } in docs {
+            let push = pushed.next().unwrap_or_default();
             if validate_doc_id(&id).is_err() || waiting.contains_key(&id) {
                 return Err(protocol(format!(
                     "bad or repeated document id in announce: {id:?}"
@@ -786,7 +885,17 @@ impl Session {
             }
             let heads: Vec<ChangeHash> = heads.into_iter().map(ChangeHash).collect();
             self.remember_peer_heads(&id, &heads);
-            match store.doc_meta(&id).map_err(store_error)? {
+            let mut meta = store.doc_meta(&id).map_err(store_error)?;
+            // Pushed changes come from an office only (checked on receipt),
+            // whose changes pass without field rules, as in `on_doc_sync`.
+            let settled_before = meta.as_ref().is_some_and(|m| same_heads(&m.heads, &heads));
+            if !push.is_empty() && !settled_before {
+                if let Some(after) = self.apply_push(now_ms, &id, &push, meta.is_none(), store)? {
+                    received += 1;
+                    meta = Some(after);
+                }
+            }
+            match meta {
                 None if self.peer.is_office() => {
                     full.push(id.clone());
                     waiting.insert(id, heads);
@@ -804,9 +913,7 @@ impl Session {
                     }
                 }
                 Some(meta) => {
-                    let same = meta.heads.len() == heads.len()
-                        && heads.iter().all(|h| meta.heads.contains(h));
-                    if same {
+                    if same_heads(&meta.heads, &heads) {
                         continue;
                     }
                     if !has_all(&meta.heads, &heads, || store.doc(&id))? {
@@ -847,6 +954,11 @@ impl Session {
         // Only whole documents need asking for: reconciling starts with our
         // `DocSync` above, and the announcer ignores `sync` (naming those
         // documents again cost ~37 bytes each on every reconnect).
+        if received > 0 {
+            self.progress.docs_received += received;
+            self.events
+                .push_back(Event::DocsReceived { count: received });
+        }
         if !full.is_empty() {
             self.outbox.push_back(Frame::Want {
                 page,
@@ -862,6 +974,48 @@ impl Session {
             checkpoint_write: None,
         });
         self.complete_pages(store)
+    }
+
+    /// Merge changes an office pushed for document `id` (`creating`: we do
+    /// not hold it). Returns the document's metadata after, or `None` when
+    /// nothing applied (their dependencies are missing: the push guessed
+    /// wrong, and the document is reconciled or asked for whole instead).
+    fn apply_push<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        id: &str,
+        changes: &[u8],
+        creating: bool,
+        store: &mut S,
+    ) -> Result<Option<DocMeta>, SessionError> {
+        let document_error = |e: automerge::AutomergeError| SessionError::Document {
+            id: id.to_string(),
+            reason: e.to_string(),
+        };
+        let mut doc = match store.doc(id).map_err(store_error)? {
+            Some(doc) => doc,
+            None if creating => Automerge::new(),
+            None => return Err(SessionError::Store(format!("`{id}` vanished"))),
+        };
+        let before = doc.get_heads();
+        doc.load_incremental(changes).map_err(document_error)?;
+        if doc.get_heads() == before {
+            return Ok(None);
+        }
+        // A new document whose first changes did not all arrive is asked
+        // for whole; a document we hold must stay a work order.
+        if creating && check_is_work_order(id, &doc).is_err() {
+            return Ok(None);
+        }
+        check_is_work_order(id, &doc)?;
+        let bytes = doc.save_after(&before);
+        if creating {
+            store.merge_loaded(id, doc, &bytes, now_ms)
+        } else {
+            store.merge(id, &bytes, now_ms)
+        }
+        .map_err(store_error)?;
+        store.doc_meta(id).map_err(store_error)
     }
 
     fn reject(&mut self, id: &str, reason: &str) {
@@ -967,9 +1121,13 @@ impl Session {
         self.outbox.push_back(Frame::DocBatch { page, compressed });
     }
 
-    /// The documents of a `DocBatch` or `Prime`, at most twice
+    /// The documents of a `DocBatch` or `Prime` (or the changes of an
+    /// `AnnouncePush`), at most twice
     /// `batch_bytes_max` uncompressed.
-    fn decode_batch(&self, compressed: &[u8]) -> Result<Vec<(String, Vec<u8>)>, SessionError> {
+    fn decode_batch<T: serde::de::DeserializeOwned>(
+        &self,
+        compressed: &[u8],
+    ) -> Result<T, SessionError> {
         let plain = zstd::bulk::decompress(compressed, self.config.batch_bytes_max * 2)
             .map_err(|e| protocol(format!("undecodable document batch: {e}")))?;
         postcard::from_bytes(&plain).map_err(|e| protocol(format!("malformed document batch: {e}")))
@@ -982,7 +1140,7 @@ impl Session {
         compressed: &[u8],
         store: &mut S,
     ) -> Result<(), SessionError> {
-        let batch = self.decode_batch(compressed)?;
+        let batch: Vec<(String, Vec<u8>)> = self.decode_batch(compressed)?;
         let Some(in_page) = self.in_pages.iter_mut().find(|p| p.page == page) else {
             if page < self.in_next_page {
                 // The page completed meanwhile: every document it asked for
@@ -1495,6 +1653,24 @@ fn generate_changes_only(doc: &Automerge, state: &mut sync::State) -> Option<syn
     message
 }
 
+/// The changes of `doc` from the write that left it at `heads` on:
+/// everything not behind those heads' dependencies. Empty when a head is
+/// unknown (the document was purged and came back since).
+fn changes_since_write(doc: &Automerge, heads: &[ChangeHash]) -> Vec<u8> {
+    let mut base = Vec::new();
+    for head in heads {
+        let Some(change) = doc.get_change_by_hash(head) else {
+            return Vec::new();
+        };
+        base.extend_from_slice(change.deps());
+    }
+    doc.save_after(&base)
+}
+
+fn same_heads(ours: &[ChangeHash], theirs: &[ChangeHash]) -> bool {
+    ours.len() == theirs.len() && theirs.iter().all(|h| ours.contains(h))
+}
+
 fn store_error(error: impl std::error::Error) -> SessionError {
     SessionError::Store(error.to_string())
 }
@@ -1520,7 +1696,7 @@ fn has_all<E: std::error::Error>(
 /// Whole documents, `postcard`-encoded and zstd-compressed together: zstd
 /// over many saved documents shares their dictionary of field names, ~290
 /// B per work order instead of ~930 B (bench notes).
-pub(super) fn compress_batch(batch: &[(String, Vec<u8>)], level: i32) -> Vec<u8> {
+pub(super) fn compress_batch<T: serde::Serialize + ?Sized>(batch: &T, level: i32) -> Vec<u8> {
     let plain = postcard::to_allocvec(batch).expect("postcard encoding of a batch");
     zstd::bulk::compress(&plain, level).expect("zstd compression into memory")
 }

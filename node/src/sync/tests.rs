@@ -161,6 +161,16 @@ fn kinds_sent_by_central(
     laptop: &mut Node,
     central_version_max: u16,
 ) -> Vec<&'static str> {
+    kinds_sent(central, laptop, central_version_max).0
+}
+
+/// Frame kinds each side sends (central's, laptop's), in order, for a
+/// connection driven to idle.
+fn kinds_sent(
+    central: &mut Node,
+    laptop: &mut Node,
+    central_version_max: u16,
+) -> (Vec<&'static str>, Vec<&'static str>) {
     let mut config = SessionConfig::new(&central.id, true);
     config.protocol_version_max = central_version_max;
     let mut c = Session::new(config, &laptop.id, tech_access("tech-1"));
@@ -171,7 +181,7 @@ fn kinds_sent_by_central(
     );
     c.start(&central.store).unwrap();
     l.start(&laptop.store).unwrap();
-    let mut kinds = Vec::new();
+    let (mut kinds, mut laptop_kinds) = (Vec::new(), Vec::new());
     for _ in 0..10_000 {
         let mut moved = false;
         while let Some(frame) = c.poll_frame() {
@@ -181,6 +191,7 @@ fn kinds_sent_by_central(
             moved = true;
         }
         while let Some(frame) = l.poll_frame() {
+            laptop_kinds.push(frame.kind());
             c.handle_bytes(2_000, &frame.encode(), &mut central.store)
                 .unwrap();
             moved = true;
@@ -194,7 +205,7 @@ fn kinds_sent_by_central(
         }
         if !moved {
             assert!(c.is_idle(&central.store) && l.is_idle(&laptop.store));
-            return kinds;
+            return (kinds, laptop_kinds);
         }
     }
     panic!("did not settle");
@@ -240,6 +251,193 @@ fn a_version_1_peer_is_primed_with_announce_and_want() {
     assert!(!kinds.contains(&"prime"), "{kinds:?}");
     assert!(kinds.contains(&"announce") && kinds.contains(&"doc_batch"));
     assert_eq!(laptop.store.doc_ids().len(), 5);
+}
+
+fn assert_same_durable_docs(central: &Node, laptop: &Node) {
+    for id in laptop.store.doc_ids() {
+        assert_eq!(
+            laptop.store.durable_heads(&id),
+            central.store.durable_heads(&id),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn an_office_pushes_its_edits_with_the_announce() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    for i in 0..20 {
+        create(&mut central, &format!("wo-{i}"), "tech-1");
+    }
+    kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    // Two writes on each of three documents, and a new document.
+    for i in [2, 9, 17] {
+        let id = format!("wo-{i}");
+        central
+            .store
+            .apply(&id, &operator(), &note("office"), 3_000)
+            .unwrap();
+        central
+            .store
+            .apply(&id, &operator(), &note("again"), 3_000)
+            .unwrap();
+    }
+    create(&mut central, "wo-new", "tech-1");
+    central.store.flush();
+    let (central_kinds, laptop_kinds) = kinds_sent(&mut central, &mut laptop, PROTOCOL_VERSION);
+    // One frame carries it all: no want, no whole document, no sync
+    // messages either way.
+    assert!(central_kinds.contains(&"announce_push"), "{central_kinds:?}");
+    for kind in ["doc_sync", "want", "doc_batch"] {
+        assert!(
+            !central_kinds.contains(&kind) && !laptop_kinds.contains(&kind),
+            "{central_kinds:?} {laptop_kinds:?}"
+        );
+    }
+    assert_eq!(laptop.store.doc_ids().len(), 21);
+    assert_same_durable_docs(&central, &laptop);
+    assert_eq!(
+        laptop.store.durable_checkpoint("central").unwrap().seq,
+        central.store.log_len() as u64
+    );
+}
+
+#[test]
+fn a_version_2_peer_gets_edits_through_the_sync_protocol() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    for i in 0..5 {
+        create(&mut central, &format!("wo-{i}"), "tech-1");
+    }
+    kinds_sent_by_central(&mut central, &mut laptop, 2);
+    central
+        .store
+        .apply("wo-3", &operator(), &note("office"), 3_000)
+        .unwrap();
+    central.store.flush();
+    let (central_kinds, laptop_kinds) = kinds_sent(&mut central, &mut laptop, 2);
+    assert!(!central_kinds.contains(&"announce_push"), "{central_kinds:?}");
+    assert!(central_kinds.contains(&"doc_sync") && laptop_kinds.contains(&"doc_sync"));
+    assert_same_durable_docs(&central, &laptop);
+}
+
+#[test]
+fn a_push_that_guessed_wrong_falls_back_to_the_sync_protocol() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-1", "tech-1");
+    kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    // One write that merges two chained changes from elsewhere: the push
+    // guesses the laptop holds the first of them, which it does not.
+    let mut other = central.store.live_doc("wo-1").unwrap().clone();
+    other.set_actor(ActorId::from(vec![9; 16]));
+    let before = other.get_heads();
+    for text in ["first", "second"] {
+        let mut tx = other.transaction();
+        automerge::transaction::Transactable::put(&mut tx, automerge::ROOT, "description", text)
+            .unwrap();
+        tx.commit();
+    }
+    central
+        .store
+        .merge("wo-1", &other.save_after(&before), 3_000)
+        .unwrap();
+    central.store.flush();
+    let (central_kinds, laptop_kinds) = kinds_sent(&mut central, &mut laptop, PROTOCOL_VERSION);
+    assert!(central_kinds.contains(&"announce_push"), "{central_kinds:?}");
+    assert!(laptop_kinds.contains(&"doc_sync"), "{laptop_kinds:?}");
+    assert_same_durable_docs(&central, &laptop);
+}
+
+#[test]
+fn a_push_from_a_technician_or_a_bad_push_closes_the_session() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-1", "tech-1");
+    kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    let hello = |from: &Node, version_max: u16| Frame::Hello {
+        version_min: 1,
+        version_max,
+        node_id: from.id.clone(),
+        epoch: from.store.epoch(),
+        your_checkpoint: None,
+    };
+    // Heads the laptop lacks, past its checkpoint: the push is applied.
+    let push = |compressed: Vec<u8>| Frame::AnnouncePush {
+        page: 0,
+        upto_seq: 2,
+        docs: vec![fieldsync_schemas::sync_frame::DocHeads {
+            id: "wo-1".into(),
+            heads: vec![[7; 32]],
+        }],
+        compressed,
+    };
+    let pushed = |chunks: Vec<Vec<u8>>| compress_batch(&chunks, 3);
+    // A technician's laptop may not push changes: they skip the field rules.
+    let mut session = Session::new(
+        SessionConfig::new("central", true),
+        "laptop",
+        tech_access("tech-1"),
+    );
+    session.start(&central.store).unwrap();
+    session
+        .handle_frame(0, hello(&laptop, PROTOCOL_VERSION), &mut central.store)
+        .unwrap();
+    let error = session
+        .handle_frame(0, push(pushed(vec![Vec::new()])), &mut central.store)
+        .unwrap_err();
+    assert!(error.to_string().contains("only an office"), "{error}");
+    // From an office: garbage, a count that does not match, changes that
+    // are not Automerge, a push in version 2.
+    let before = laptop.store.durable_heads("wo-1");
+    for (version, compressed, why) in [
+        (PROTOCOL_VERSION, vec![1, 2, 3], "undecodable"),
+        (
+            PROTOCOL_VERSION,
+            pushed(vec![Vec::new(), Vec::new()]),
+            "do not match",
+        ),
+        (2, pushed(vec![Vec::new()]), "only an office"),
+    ] {
+        let mut session = Session::new(
+            SessionConfig::new("laptop", false),
+            "central",
+            PeerAccess::Office,
+        );
+        session.start(&laptop.store).unwrap();
+        session
+            .handle_frame(0, hello(&central, version), &mut laptop.store)
+            .unwrap();
+        let error = session
+            .handle_frame(0, push(compressed), &mut laptop.store)
+            .unwrap_err();
+        assert!(error.to_string().contains(why), "{why}: {error}");
+        laptop.store.flush();
+        assert_eq!(laptop.store.durable_heads("wo-1"), before);
+    }
+    // Changes that are not Automerge are skipped (Automerge ignores an
+    // unparsable tail): nothing merged, and the laptop reconciles instead.
+    let mut session = Session::new(
+        SessionConfig::new("laptop", false),
+        "central",
+        PeerAccess::Office,
+    );
+    session.start(&laptop.store).unwrap();
+    session
+        .handle_frame(0, hello(&central, PROTOCOL_VERSION), &mut laptop.store)
+        .unwrap();
+    while session.poll_frame().is_some() {}
+    session
+        .handle_frame(
+            0,
+            push(pushed(vec![vec![0x85, 0x6f, 0x4a, 0x83, 1, 2]])),
+            &mut laptop.store,
+        )
+        .unwrap();
+    assert!(matches!(session.poll_frame(), Some(Frame::DocSync { id, .. }) if id == "wo-1"));
+    laptop.store.flush();
+    assert_eq!(laptop.store.durable_heads("wo-1"), before);
 }
 
 #[test]
