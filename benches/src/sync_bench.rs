@@ -55,6 +55,12 @@ const NODE_DEADLINE_MS: u64 = 60_000;
 const IDLE_WAIT_MS: u64 = 10_000;
 /// The checker looks for new durable documents this often when idle.
 const CHECK_POLL_US: u64 = 200;
+/// Changelog entries the checker reads at once, at most.
+const CHECK_ENTRIES_MAX: usize = 4096;
+/// Threads checking documents, at most (this machine has 2 cores).
+const CHECK_THREADS_MAX: usize = 2;
+/// Fewer documents than this per thread are checked on one thread.
+const CHECK_IDS_PER_THREAD_MIN: usize = 64;
 /// The operator user B's node is pre-authorised for.
 const BENCH_USER: &str = "bench-operator";
 
@@ -699,39 +705,76 @@ impl Checker {
     fn run(self, store: &Store, start_seq: u64, stop: &AtomicBool) -> anyhow::Result<u64> {
         let expected = self.count();
         let mut after = start_seq;
-        let mut pending: HashMap<String, Edit> = HashMap::new();
-        let mut lines = HashMap::new();
-        match self {
-            Checker::Prime(map) => lines = map,
-            Checker::Edits(edits) => {
-                pending = edits.into_iter().map(|e| (e.id.clone(), e)).collect();
-            }
-        }
         let mut checked = 0u64;
+        let mut done: std::collections::HashSet<String> = std::collections::HashSet::new();
         while checked < expected && !stop.load(Ordering::Relaxed) {
-            let entries = store.changes_since(after, 4096)?;
-            if entries.is_empty() {
+            let entries = store.changes_since(after, CHECK_ENTRIES_MAX)?;
+            let Some(last) = entries.last() else {
                 std::thread::sleep(Duration::from_micros(CHECK_POLL_US));
                 continue;
-            }
-            for entry in entries {
-                after = entry.seq;
-                let Some(bytes) = store.doc_bytes(&entry.id)? else {
-                    continue;
-                };
-                let doc = automerge::Automerge::load(&bytes)?;
-                if let Some(line) = lines.remove(&entry.id) {
-                    check_line(&doc, &line)?;
+            };
+            after = last.seq;
+            let ids: Vec<&str> = entries
+                .iter()
+                .map(|entry| entry.id.as_str())
+                .filter(|id| !done.contains(*id))
+                .collect();
+            for id in self.check_all(store, &ids)? {
+                if done.insert(id.to_string()) {
                     checked += 1;
-                } else if let Some(edit) = pending.get(&entry.id) {
-                    if has_edit(&doc, edit)? {
-                        pending.remove(&entry.id);
-                        checked += 1;
-                    }
                 }
             }
         }
         Ok(checked)
+    }
+
+    /// The documents of `ids` that check out, each read back from disk
+    /// and loaded. The check is the bench's own work, not the node's:
+    /// it uses up to `CHECK_THREADS_MAX` threads, so that it keeps up
+    /// with the node instead of finishing a second after it.
+    fn check_all<'a>(&self, store: &Store, ids: &[&'a str]) -> anyhow::Result<Vec<&'a str>> {
+        let threads = CHECK_THREADS_MAX
+            .min(ids.len() / CHECK_IDS_PER_THREAD_MIN)
+            .max(1);
+        let chunk_len = ids.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = ids
+                .chunks(chunk_len)
+                .map(|chunk| scope.spawn(move || self.check_chunk(store, chunk)))
+                .collect();
+            let mut ok = Vec::new();
+            for worker in workers {
+                let part = worker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a checker thread panicked"))??;
+                ok.extend(part);
+            }
+            Ok(ok)
+        })
+    }
+
+    fn check_chunk<'a>(&self, store: &Store, ids: &[&'a str]) -> anyhow::Result<Vec<&'a str>> {
+        let mut ok = Vec::new();
+        for &id in ids {
+            let Some(bytes) = store.doc_bytes(id)? else {
+                continue;
+            };
+            let doc = automerge::Automerge::load(&bytes)?;
+            let checks_out = match self {
+                Checker::Prime(lines) => match lines.get(id) {
+                    Some(line) => check_line(&doc, line).map(|()| true)?,
+                    None => false,
+                },
+                Checker::Edits(edits) => match edits.iter().find(|e| e.id == id) {
+                    Some(edit) => has_edit(&doc, edit)?,
+                    None => false,
+                },
+            };
+            if checks_out {
+                ok.push(id);
+            }
+        }
+        Ok(ok)
     }
 }
 

@@ -18,7 +18,7 @@ use automerge::ActorId;
 use automerge::ReadDoc;
 use fieldsync_node::access::PeerAccess;
 use fieldsync_node::sync::{Event, MemStore, Session, SessionConfig, SyncStore, WriteId};
-use fieldsync_schemas::sync_frame::Frame;
+use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION};
 use fieldsync_schemas::Role;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -158,6 +158,10 @@ pub struct Sim {
     pub(crate) next_doc: u64,
     pub(crate) next_item: u64,
     pub(crate) docs_max: u64,
+    /// A rollout in progress: every other node still speaks the previous
+    /// protocol version (chosen from the seed, not drawn, so the worlds
+    /// of other seeds stay as they were).
+    pub(crate) rollout: bool,
 }
 
 fn new_store(rng: &mut ChaCha8Rng, broken: Broken) -> MemStore {
@@ -313,9 +317,10 @@ impl Sim {
         session_template.pages_in_flight_max = [1, 2, 4][rng.random_range(0..3)];
         session_template.page_scan_entries_max = [1, 2, 3, 8, 512][rng.random_range(0..5)];
         let docs_max = rng.random_range(3..=10);
+        let rollout = cfg.seed % 3 == 2;
         let mut trace = Trace::new(cfg.tail_lines, cfg.keep_trace);
         let text = format!(
-            "world seed={} centrals={} techs={} users={} shared_laptops={} pages_in_flight_max={} page_scan_entries_max={} grace_ms={} docs_max={} broken={}",
+            "world seed={} centrals={} techs={} users={} shared_laptops={} pages_in_flight_max={} page_scan_entries_max={} grace_ms={} docs_max={} rollout={} broken={}",
             cfg.seed,
             centrals,
             cfg.techs,
@@ -325,6 +330,7 @@ impl Sim {
             session_template.page_scan_entries_max,
             cfg.grace_ms,
             docs_max,
+            rollout,
             cfg.broken
         );
         trace.push(0, 0, &text);
@@ -352,6 +358,7 @@ impl Sim {
             next_doc: 1,
             next_item: 1,
             docs_max,
+            rollout,
         }
     }
 
@@ -527,6 +534,9 @@ impl Sim {
             let mut config = sim.session_template.clone();
             config.node_id = sim.nodes[me].name.clone();
             config.office = sim.nodes[me].is_central();
+            if sim.rollout && me % 2 == 1 {
+                config.protocol_version_max = PROTOCOL_VERSION - 1;
+            }
             Session::new(config, sim.nodes[peer].name.clone(), sim.access(me, peer))
         };
         let sessions = [session(self, a, b), session(self, b, a)];

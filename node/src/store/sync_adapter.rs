@@ -31,7 +31,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use automerge::{ActorId, Automerge, ChangeHash};
+use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
 use fieldsync_schemas::sync_frame::WireCheckpoint;
 use fieldsync_schemas::{ChangeOp, Collection};
 
@@ -406,6 +406,51 @@ fn meta_of(index: DocIndex, durable_upto_seq: u64) -> DocMeta {
     }
 }
 
+/// Threads that parse one batch of received documents, at most.
+const LOAD_THREADS_MAX: usize = 4;
+/// Fewer documents than this per thread are parsed on the caller's thread:
+/// starting a thread costs about as much as parsing a few documents.
+const LOAD_DOCS_PER_THREAD_MIN: usize = 16;
+
+/// `Automerge::load` of each document, in order, spread over up to
+/// `LOAD_THREADS_MAX` scoped threads: priming a laptop is bound by this
+/// parse (~125 µs per work order), and the engine's thread would otherwise
+/// do it alone while the other cores wait.
+fn load_in_parallel(docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeError>> {
+    let load = |chunk: &[(String, Vec<u8>)]| -> Vec<_> {
+        chunk
+            .iter()
+            .map(|(_, bytes)| Automerge::load(bytes))
+            .collect()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores
+        .min(LOAD_THREADS_MAX)
+        .min(docs.len() / LOAD_DOCS_PER_THREAD_MIN)
+        .max(1);
+    if threads == 1 {
+        return load(docs);
+    }
+    let chunk_len = docs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = docs.chunks(chunk_len);
+        // This thread parses the first chunk itself.
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|chunk| scope.spawn(move || load(chunk)))
+            .collect();
+        let mut loaded = load(first);
+        for handle in others {
+            match handle.join() {
+                Ok(part) => loaded.extend(part),
+                // As without threads: a panic while parsing is a panic here.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        loaded
+    })
+}
+
 impl SyncStore for SyncAdapter {
     type Error = SyncStoreError;
 
@@ -487,6 +532,10 @@ impl SyncStore for SyncAdapter {
         };
         let cached = handle.lock().unwrap_or_else(|p| p.into_inner());
         Ok(Some(cached.doc.automerge().clone()))
+    }
+
+    fn load_docs(&self, docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeError>> {
+        load_in_parallel(docs)
     }
 
     fn doc_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, SyncStoreError> {

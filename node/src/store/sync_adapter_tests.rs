@@ -446,3 +446,32 @@ fn two_sessions_receiving_the_same_new_document_store_it_once() {
     );
     assert_verifies(&laptop);
 }
+
+#[test]
+fn parallel_loading_keeps_the_order_and_reports_each_bad_document() {
+    let docs: Vec<(String, Vec<u8>)> = (0..200)
+        .map(|i| {
+            let id = format!("wo-{i}");
+            if i % 37 == 5 {
+                return (id, vec![0x85, 0x6f, 0x4a, 0x83, 9, 9, 9]);
+            }
+            let mut doc = automerge::Automerge::new();
+            let mut tx = doc.transaction();
+            tx.put(automerge::ROOT, "id", id.as_str()).unwrap();
+            tx.commit();
+            (id, doc.save_nocompress())
+        })
+        .collect();
+    let loaded = load_in_parallel(&docs);
+    assert_eq!(loaded.len(), docs.len());
+    for (i, ((id, _), doc)) in docs.iter().zip(&loaded).enumerate() {
+        match doc {
+            Ok(doc) => {
+                let value = automerge::ReadDoc::get(doc, automerge::ROOT, "id").unwrap();
+                assert_eq!(value.unwrap().0.to_str(), Some(id.as_str()));
+            }
+            Err(_) => assert_eq!(i % 37, 5, "{id} should have loaded"),
+        }
+    }
+    assert_eq!(loaded.iter().filter(|d| d.is_err()).count(), 6);
+}

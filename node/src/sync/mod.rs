@@ -31,6 +31,12 @@
 //! queues its checkpoint write *after* the document writes (the store is
 //! FIFO, so the checkpoint is never durable before them) and, once it is
 //! durable, sends `PageDone`. An unchanged peer costs one round trip.
+//!
+//! Two shortcuts for an office, each negotiated in `Hello`: a peer holding
+//! nothing of its changelog is primed with whole documents, unannounced
+//! (`Prime`, version 2); and an announce page carries the changes the
+//! office expects the peer to lack (`AnnouncePush`, version 3), which the
+//! peer merges before deciding what is left to reconcile.
 
 mod mem_store;
 mod session;

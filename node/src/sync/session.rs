@@ -393,7 +393,9 @@ impl Session {
                 }
                 let pushed: Vec<Vec<u8>> = self.decode_batch(&compressed)?;
                 if pushed.len() != docs.len() {
-                    return Err(protocol("pushed changes do not match the announced documents"));
+                    return Err(protocol(
+                        "pushed changes do not match the announced documents",
+                    ));
                 }
                 self.on_announce(now_ms, page, upto_seq, docs, pushed, store)
             }
@@ -666,7 +668,10 @@ impl Session {
         let mut pushed = Vec::with_capacity(docs.len());
         let mut page_bytes = 0usize;
         for announced in docs {
-            let changes = match (first.get(announced.id.as_str()), page_bytes < self.config.push_page_bytes_max) {
+            let changes = match (
+                first.get(announced.id.as_str()),
+                page_bytes < self.config.push_page_bytes_max,
+            ) {
                 (Some(heads), true) => match store.doc(&announced.id).map_err(store_error)? {
                     Some(doc) => changes_since_write(&doc, heads),
                     None => Vec::new(),
@@ -791,12 +796,14 @@ impl Session {
         if batch.len() > PAGE_DOCS_MAX {
             return Err(protocol("too many documents in a prime page"));
         }
+        if let Some((id, _)) = batch.iter().find(|(id, _)| validate_doc_id(id).is_err()) {
+            return Err(protocol(format!("bad document id in prime: {id:?}")));
+        }
+        let loaded = store.load_docs(&batch);
+        assert_eq!(loaded.len(), batch.len());
         let mut received = 0;
-        for (id, bytes) in batch {
-            if validate_doc_id(&id).is_err() {
-                return Err(protocol(format!("bad document id in prime: {id:?}")));
-            }
-            let doc = Automerge::load(&bytes).map_err(|e| SessionError::Document {
+        for ((id, bytes), doc) in batch.into_iter().zip(loaded) {
+            let doc = doc.map_err(|e| SessionError::Document {
                 id: id.clone(),
                 reason: e.to_string(),
             })?;
@@ -1153,6 +1160,7 @@ impl Session {
             )));
         };
         let mut received = 0;
+        let mut wanted = Vec::with_capacity(batch.len());
         for (id, bytes) in batch {
             if !in_page.full.remove(&id) {
                 // Settled meanwhile (we purged it on a `Revoke` that crossed
@@ -1162,7 +1170,12 @@ impl Session {
                 tracing::debug!(peer = %self.peer_node_id, %id, "ignoring a document no longer asked for");
                 continue;
             }
-            let doc = Automerge::load(&bytes).map_err(|e| SessionError::Document {
+            wanted.push((id, bytes));
+        }
+        let loaded = store.load_docs(&wanted);
+        assert_eq!(loaded.len(), wanted.len());
+        for ((id, bytes), doc) in wanted.into_iter().zip(loaded) {
+            let doc = doc.map_err(|e| SessionError::Document {
                 id: id.clone(),
                 reason: e.to_string(),
             })?;

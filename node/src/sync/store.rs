@@ -2,7 +2,7 @@
 //! production (`crate::store::sync_adapter`), [`super::MemStore`] for tests
 //! and the simulator.
 
-use automerge::{ActorId, Automerge, ChangeHash};
+use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
 use fieldsync_schemas::sync_frame::WireCheckpoint;
 
 use crate::access::DocMeta;
@@ -44,6 +44,15 @@ pub trait SyncStore {
     fn doc(&self, id: &str) -> Result<Option<Automerge>, Self::Error>;
     /// The document's stored bytes, ready for `Automerge::load`.
     fn doc_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// Parse whole documents a peer sent (`Automerge::load` of each, in
+    /// order). Parsing is most of what receiving a whole document costs,
+    /// so a store may spread it over threads; the engine itself never
+    /// starts one. The default parses one after the other.
+    fn load_docs(&self, docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeError>> {
+        docs.iter()
+            .map(|(_, bytes)| Automerge::load(bytes))
+            .collect()
+    }
     /// The checkpoint held for `peer` (its epoch and seq).
     fn checkpoint(&self, peer: &str) -> Result<Option<WireCheckpoint>, Self::Error>;
     /// Documents reassigned away from `user`: (id, reassigned_at_ms).

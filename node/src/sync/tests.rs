@@ -288,7 +288,10 @@ fn an_office_pushes_its_edits_with_the_announce() {
     let (central_kinds, laptop_kinds) = kinds_sent(&mut central, &mut laptop, PROTOCOL_VERSION);
     // One frame carries it all: no want, no whole document, no sync
     // messages either way.
-    assert!(central_kinds.contains(&"announce_push"), "{central_kinds:?}");
+    assert!(
+        central_kinds.contains(&"announce_push"),
+        "{central_kinds:?}"
+    );
     for kind in ["doc_sync", "want", "doc_batch"] {
         assert!(
             !central_kinds.contains(&kind) && !laptop_kinds.contains(&kind),
@@ -317,7 +320,10 @@ fn a_version_2_peer_gets_edits_through_the_sync_protocol() {
         .unwrap();
     central.store.flush();
     let (central_kinds, laptop_kinds) = kinds_sent(&mut central, &mut laptop, 2);
-    assert!(!central_kinds.contains(&"announce_push"), "{central_kinds:?}");
+    assert!(
+        !central_kinds.contains(&"announce_push"),
+        "{central_kinds:?}"
+    );
     assert!(central_kinds.contains(&"doc_sync") && laptop_kinds.contains(&"doc_sync"));
     assert_same_durable_docs(&central, &laptop);
 }
@@ -345,7 +351,10 @@ fn a_push_that_guessed_wrong_falls_back_to_the_sync_protocol() {
         .unwrap();
     central.store.flush();
     let (central_kinds, laptop_kinds) = kinds_sent(&mut central, &mut laptop, PROTOCOL_VERSION);
-    assert!(central_kinds.contains(&"announce_push"), "{central_kinds:?}");
+    assert!(
+        central_kinds.contains(&"announce_push"),
+        "{central_kinds:?}"
+    );
     assert!(laptop_kinds.contains(&"doc_sync"), "{laptop_kinds:?}");
     assert_same_durable_docs(&central, &laptop);
 }
