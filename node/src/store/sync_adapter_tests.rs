@@ -468,7 +468,7 @@ fn parallel_loading_keeps_the_order_and_reports_each_bad_document() {
         match doc {
             Ok(doc) => {
                 let value = automerge::ReadDoc::get(doc, automerge::ROOT, "id").unwrap();
-                assert_eq!(value.unwrap().0.to_str(), Some(id.as_str()));
+                assert_eq!(value.unwrap().0.as_str(), Some(id.as_str()));
             }
             Err(_) => assert_eq!(i % 37, 5, "{id} should have loaded"),
         }
