@@ -99,8 +99,16 @@ fn config(node: &Node) -> SessionConfig {
 }
 
 fn connect(a: &Node, b: &Node) -> Conn {
-    let mut sa = Session::new(config(a), b.name, b.access.clone());
-    let mut sb = Session::new(config(b), a.name, a.access.clone());
+    connect_with(a, b, |_| {})
+}
+
+/// [`connect`], with both sides' configuration changed by `tweak`.
+fn connect_with(a: &Node, b: &Node, tweak: impl Fn(&mut SessionConfig)) -> Conn {
+    let (mut config_a, mut config_b) = (config(a), config(b));
+    tweak(&mut config_a);
+    tweak(&mut config_b);
+    let mut sa = Session::new(config_a, b.name, b.access.clone());
+    let mut sb = Session::new(config_b, a.name, a.access.clone());
     sa.start(&a.store).unwrap();
     sb.start(&b.store).unwrap();
     let mut conn = Conn {
@@ -368,7 +376,9 @@ fn a_want_after_the_grace_period_is_answered_with_rejected() {
         .apply("wo-1", &operator(), &assign(Some("u2")), 10_000)
         .unwrap();
     c.store.flush();
-    let mut conn = connect(&c, &l);
+    // The document is too large to push with the announce (no push at
+    // all here), so the laptop asks for it whole.
+    let mut conn = connect_with(&c, &l, |config| config.push_doc_bytes_max = 0);
     // Hellos and the announce travel within the grace period...
     let within = 11_000;
     assert!(deliver_one(&mut conn, &mut c, &mut l, 1, within).unwrap()); // hello to the laptop

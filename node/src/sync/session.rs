@@ -657,7 +657,7 @@ impl Session {
     /// them, and reconciles as without a push. Sending changes the peer
     /// has already costs only bytes.
     fn push_changes<S: SyncStore>(
-        &self,
+        &mut self,
         docs: &[DocHeads],
         first: &HashMap<&str, &[ChangeHash]>,
         store: &S,
@@ -674,13 +674,18 @@ impl Session {
             ) {
                 (Some(heads), true) => match store.doc(&announced.id).map_err(store_error)? {
                     Some(doc) => changes_since_write(&doc, heads),
-                    None => Vec::new(),
+                    None => (Vec::new(), false),
                 },
-                _ => Vec::new(),
+                _ => (Vec::new(), false),
             };
+            let (changes, whole) = changes;
             let fits = changes.len() <= self.config.push_doc_bytes_max
                 && page_bytes + changes.len() <= self.config.push_page_bytes_max;
             if fits {
+                if whole {
+                    // A whole history makes a new copy, as in `on_want`.
+                    self.revoked_sent.remove(&announced.id);
+                }
                 page_bytes += changes.len();
                 pushed.push(changes);
             } else {
@@ -1667,17 +1672,18 @@ fn generate_changes_only(doc: &Automerge, state: &mut sync::State) -> Option<syn
 }
 
 /// The changes of `doc` from the write that left it at `heads` on:
-/// everything not behind those heads' dependencies. Empty when a head is
-/// unknown (the document was purged and came back since).
-fn changes_since_write(doc: &Automerge, heads: &[ChangeHash]) -> Vec<u8> {
+/// everything not behind those heads' dependencies, and whether that is
+/// the whole history (the write created the document). Empty when a head
+/// is unknown (the document was purged and came back since).
+fn changes_since_write(doc: &Automerge, heads: &[ChangeHash]) -> (Vec<u8>, bool) {
     let mut base = Vec::new();
     for head in heads {
         let Some(change) = doc.get_change_by_hash(head) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         base.extend_from_slice(change.deps());
     }
-    doc.save_after(&base)
+    (doc.save_after(&base), base.is_empty())
 }
 
 fn same_heads(ours: &[ChangeHash], theirs: &[ChangeHash]) -> bool {
