@@ -253,6 +253,40 @@ fn a_version_1_peer_is_primed_with_announce_and_want() {
     assert_eq!(laptop.store.doc_ids().len(), 5);
 }
 
+/// A central holding `count` work orders of tech-1 (`wo-0`...), and
+/// tech-1's laptop primed with them.
+fn primed_pair(count: usize, central_version_max: u16) -> (Node, Node) {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    for i in 0..count {
+        create(&mut central, &format!("wo-{i}"), "tech-1");
+    }
+    kinds_sent_by_central(&mut central, &mut laptop, central_version_max);
+    (central, laptop)
+}
+
+fn hello_from(node: &Node, version_max: u16) -> Frame {
+    Frame::Hello {
+        version_min: 1,
+        version_max,
+        node_id: node.id.clone(),
+        epoch: node.store.epoch(),
+        your_checkpoint: None,
+    }
+}
+
+/// `me`'s session with `peer` (seen as `access`), past the hellos, its own
+/// frames drained.
+fn session_past_hello(me: &mut Node, peer: &Node, access: PeerAccess, version: u16) -> Session {
+    let mut session = Session::new(SessionConfig::new(&me.id, me.office), &peer.id, access);
+    session.start(&me.store).unwrap();
+    session
+        .handle_frame(0, hello_from(peer, version), &mut me.store)
+        .unwrap();
+    while session.poll_frame().is_some() {}
+    session
+}
+
 fn assert_same_durable_docs(central: &Node, laptop: &Node) {
     for id in laptop.store.doc_ids() {
         assert_eq!(
@@ -265,12 +299,7 @@ fn assert_same_durable_docs(central: &Node, laptop: &Node) {
 
 #[test]
 fn an_office_pushes_its_edits_with_the_announce() {
-    let mut central = Node::new("central", 1, true);
-    let mut laptop = Node::new("laptop", 2, false);
-    for i in 0..20 {
-        create(&mut central, &format!("wo-{i}"), "tech-1");
-    }
-    kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    let (mut central, mut laptop) = primed_pair(20, PROTOCOL_VERSION);
     // Two writes on each of three documents, and a new document.
     for i in [2, 9, 17] {
         let id = format!("wo-{i}");
@@ -308,12 +337,7 @@ fn an_office_pushes_its_edits_with_the_announce() {
 
 #[test]
 fn a_version_2_peer_gets_edits_through_the_sync_protocol() {
-    let mut central = Node::new("central", 1, true);
-    let mut laptop = Node::new("laptop", 2, false);
-    for i in 0..5 {
-        create(&mut central, &format!("wo-{i}"), "tech-1");
-    }
-    kinds_sent_by_central(&mut central, &mut laptop, 2);
+    let (mut central, mut laptop) = primed_pair(5, 2);
     central
         .store
         .apply("wo-3", &operator(), &note("office"), 3_000)
@@ -330,10 +354,7 @@ fn a_version_2_peer_gets_edits_through_the_sync_protocol() {
 
 #[test]
 fn a_push_that_guessed_wrong_falls_back_to_the_sync_protocol() {
-    let mut central = Node::new("central", 1, true);
-    let mut laptop = Node::new("laptop", 2, false);
-    create(&mut central, "wo-1", "tech-1");
-    kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    let (mut central, mut laptop) = primed_pair(2, PROTOCOL_VERSION);
     // One write that merges two chained changes from elsewhere: the push
     // guesses the laptop holds the first of them, which it does not.
     let mut other = central.store.live_doc("wo-1").unwrap().clone();
@@ -361,21 +382,11 @@ fn a_push_that_guessed_wrong_falls_back_to_the_sync_protocol() {
 
 #[test]
 fn a_push_from_a_technician_or_a_bad_push_closes_the_session() {
-    let mut central = Node::new("central", 1, true);
-    let mut laptop = Node::new("laptop", 2, false);
-    create(&mut central, "wo-1", "tech-1");
-    kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
-    let hello = |from: &Node, version_max: u16| Frame::Hello {
-        version_min: 1,
-        version_max,
-        node_id: from.id.clone(),
-        epoch: from.store.epoch(),
-        your_checkpoint: None,
-    };
+    let (mut central, mut laptop) = primed_pair(2, PROTOCOL_VERSION);
     // Heads the laptop lacks, past its checkpoint: the push is applied.
     let push = |compressed: Vec<u8>| Frame::AnnouncePush {
         page: 0,
-        upto_seq: 2,
+        upto_seq: 3,
         docs: vec![fieldsync_schemas::sync_frame::DocHeads {
             id: "wo-1".into(),
             heads: vec![[7; 32]],
@@ -384,15 +395,12 @@ fn a_push_from_a_technician_or_a_bad_push_closes_the_session() {
     };
     let pushed = |chunks: Vec<Vec<u8>>| compress_batch(&chunks, 3);
     // A technician's laptop may not push changes: they skip the field rules.
-    let mut session = Session::new(
-        SessionConfig::new("central", true),
-        "laptop",
+    let mut session = session_past_hello(
+        &mut central,
+        &laptop,
         tech_access("tech-1"),
+        PROTOCOL_VERSION,
     );
-    session.start(&central.store).unwrap();
-    session
-        .handle_frame(0, hello(&laptop, PROTOCOL_VERSION), &mut central.store)
-        .unwrap();
     let error = session
         .handle_frame(0, push(pushed(vec![Vec::new()])), &mut central.store)
         .unwrap_err();
@@ -409,15 +417,7 @@ fn a_push_from_a_technician_or_a_bad_push_closes_the_session() {
         ),
         (2, pushed(vec![Vec::new()]), "only an office"),
     ] {
-        let mut session = Session::new(
-            SessionConfig::new("laptop", false),
-            "central",
-            PeerAccess::Office,
-        );
-        session.start(&laptop.store).unwrap();
-        session
-            .handle_frame(0, hello(&central, version), &mut laptop.store)
-            .unwrap();
+        let mut session = session_past_hello(&mut laptop, &central, PeerAccess::Office, version);
         let error = session
             .handle_frame(0, push(compressed), &mut laptop.store)
             .unwrap_err();
@@ -427,16 +427,8 @@ fn a_push_from_a_technician_or_a_bad_push_closes_the_session() {
     }
     // Changes that are not Automerge are skipped (Automerge ignores an
     // unparsable tail): nothing merged, and the laptop reconciles instead.
-    let mut session = Session::new(
-        SessionConfig::new("laptop", false),
-        "central",
-        PeerAccess::Office,
-    );
-    session.start(&laptop.store).unwrap();
-    session
-        .handle_frame(0, hello(&central, PROTOCOL_VERSION), &mut laptop.store)
-        .unwrap();
-    while session.poll_frame().is_some() {}
+    let mut session =
+        session_past_hello(&mut laptop, &central, PeerAccess::Office, PROTOCOL_VERSION);
     session
         .handle_frame(
             0,
@@ -452,14 +444,7 @@ fn a_push_from_a_technician_or_a_bad_push_closes_the_session() {
 #[test]
 fn a_prime_from_a_technician_or_with_garbage_closes_the_session() {
     let mut central = Node::new("central", 1, true);
-    let laptop = Node::new("laptop", 2, false);
-    let hello = |from: &Node| Frame::Hello {
-        version_min: 1,
-        version_max: PROTOCOL_VERSION,
-        node_id: from.id.clone(),
-        epoch: from.store.epoch(),
-        your_checkpoint: None,
-    };
+    let mut laptop = Node::new("laptop", 2, false);
     let prime = |compressed: Vec<u8>| Frame::Prime {
         page: 0,
         upto_seq: 1,
@@ -467,34 +452,23 @@ fn a_prime_from_a_technician_or_with_garbage_closes_the_session() {
     };
     let batch = |docs: &[(String, Vec<u8>)]| compress_batch(docs, 3);
     // A technician's laptop may not push documents unannounced.
-    let mut session = Session::new(
-        SessionConfig::new("central", true),
-        "laptop",
+    let mut session = session_past_hello(
+        &mut central,
+        &laptop,
         tech_access("tech-1"),
+        PROTOCOL_VERSION,
     );
-    session.start(&central.store).unwrap();
-    session
-        .handle_frame(0, hello(&laptop), &mut central.store)
-        .unwrap();
     assert!(session
         .handle_frame(0, prime(batch(&[])), &mut central.store)
         .is_err());
     // From an office: garbage, a bad id, a document that is not one.
-    let mut laptop = laptop;
     for compressed in [
         vec![1, 2, 3],
         batch(&[("bad id!".to_string(), Vec::new())]),
         batch(&[("wo-1".to_string(), vec![0x85, 0x6f, 0x4a, 0x83])]),
     ] {
-        let mut session = Session::new(
-            SessionConfig::new("laptop", false),
-            "central",
-            PeerAccess::Office,
-        );
-        session.start(&laptop.store).unwrap();
-        session
-            .handle_frame(0, hello(&central), &mut laptop.store)
-            .unwrap();
+        let mut session =
+            session_past_hello(&mut laptop, &central, PeerAccess::Office, PROTOCOL_VERSION);
         assert!(session
             .handle_frame(0, prime(compressed), &mut laptop.store)
             .is_err());
