@@ -765,3 +765,96 @@ fn nothing_is_withheld_on_a_reassignment_a_crash_can_undo() {
         "u1's document reached u1's laptop"
     );
 }
+
+/// Seed 4726 (10,000-seed sweep, protocol 3): the central revoked a
+/// document (its reassignment away durable and past the grace period),
+/// assigned it back, and only then took in the laptop's announce of it,
+/// made before the laptop purged it. Visible again, so the page waited for
+/// the laptop's changes; the purge destroyed them, the laptop (holding a
+/// new copy by then) answered the central's sync messages without them,
+/// and the session never went idle. The laptop's `Revoked` now settles
+/// every page waiting on the document. (Reaching that order of frames
+/// takes a fresh laptop primed over several pages; here the `Revoked` is
+/// handed to the central directly.)
+#[test]
+fn a_revoked_settles_the_pages_waiting_for_the_destroyed_copy() {
+    let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    create(&mut c, "wo-1", Some("u1"), 1_000);
+    prime(&mut c, &mut l, 1_000);
+    l.store
+        .apply(
+            "wo-1",
+            &Actor::new("u1", Role::Technician),
+            &note("destroyed"),
+            1_500,
+        )
+        .unwrap();
+    l.store.flush();
+    let mut conn = connect(&c, &l);
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 1, 2_000).unwrap()); // hello to the laptop
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 2_000).unwrap()); // hello to the central
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 2_000).unwrap()); // the laptop's announce
+    assert_eq!(conn.sessions[0].progress().pending_in, 1);
+    // The laptop purged its copy, note and all.
+    let revoked = Frame::Revoked {
+        ids: vec!["wo-1".into()],
+    };
+    conn.sessions[0]
+        .handle_bytes(2_000, &revoked.encode(), &mut c.store)
+        .expect("a purge confirmation");
+    flush(&mut conn, &mut c, &mut l, 0, 2_000).unwrap();
+    assert_eq!(
+        conn.sessions[0].progress().pending_in,
+        0,
+        "the page no longer waits for the destroyed note"
+    );
+    assert_eq!(
+        conn.sessions[0].progress().our_checkpoint_seq,
+        l.store.log_len() as u64
+    );
+}
+
+/// What lets the central settle on `Revoked` (above): a laptop announces
+/// nothing written after a purge before the purge's `Revoked`, even when
+/// its driver hears of the new seqs before it hears the purge is durable
+/// (the QUIC driver waits on both at once).
+#[test]
+fn a_laptop_announces_nothing_newer_than_a_purge_before_its_revoked() {
+    let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
+    create(&mut c, "wo-1", Some("u1"), 1_000);
+    create(&mut c, "wo-2", Some("u1"), 1_000);
+    prime(&mut c, &mut l, 1_000);
+    let mut conn = connect(&c, &l);
+    drive(&mut conn, &mut c, &mut l, 2_000).unwrap();
+    let revoke = Frame::Revoke {
+        ids: vec!["wo-1".into()],
+    };
+    conn.sessions[1]
+        .handle_bytes(2_000, &revoke.encode(), &mut l.store)
+        .unwrap();
+    l.store
+        .apply(
+            "wo-2",
+            &Actor::new("u1", Role::Technician),
+            &note("after"),
+            2_000,
+        )
+        .unwrap();
+    let write = l.store.flush().expect("the purge and the note");
+    conn.sessions[1]
+        .handle_local_change(2_000, &mut l.store)
+        .unwrap();
+    conn.sessions[1]
+        .handle_write_done(2_000, write, &mut l.store)
+        .unwrap();
+    let mut kinds = Vec::new();
+    while let Some(frame) = conn.sessions[1].poll_frame() {
+        kinds.push(frame.kind());
+    }
+    let revoked = kinds.iter().position(|k| *k == "revoked");
+    let announce = kinds.iter().position(|k| *k == "announce");
+    assert!(
+        revoked.is_some() && announce.is_some() && revoked < announce,
+        "{kinds:?}"
+    );
+}

@@ -119,6 +119,10 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
         6364,
         "a page withheld a document on an unflushed reassignment",
     ),
+    (
+        4726,
+        "a page waited for changes the laptop's purge had destroyed",
+    ),
 ];
 
 #[test]
