@@ -8,6 +8,11 @@
 //! the highest common version is used, and with none in common both sides
 //! send `Refuse` and close without touching any data. New frame variants are
 //! added at the end of the enum only (postcard encodes the variant index).
+//!
+//! Byte payloads are `serde_bytes`: postcard encodes them exactly as a
+//! `Vec<u8>` (length, then the bytes), but reads and writes them in one go
+//! instead of one serde call per byte, which was 7% of a primed laptop's
+//! sync thread.
 
 use serde::{Deserialize, Serialize};
 
@@ -85,9 +90,17 @@ pub enum Frame {
     },
     /// Whole documents (`save_nocompress` bytes), zstd-compressed together:
     /// a `postcard` `Vec<(String, Vec<u8>)>` inside.
-    DocBatch { page: u64, compressed: Vec<u8> },
+    DocBatch {
+        page: u64,
+        #[serde(with = "serde_bytes")]
+        compressed: Vec<u8>,
+    },
     /// One Automerge sync message for one document.
-    DocSync { id: String, message: Vec<u8> },
+    DocSync {
+        id: String,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
     /// Everything announced up to `upto_seq` is durable on the sender of
     /// this frame (it advanced its checkpoint).
     PageDone { page: u64, upto_seq: u64 },
@@ -109,6 +122,7 @@ pub enum Frame {
     Prime {
         page: u64,
         upto_seq: u64,
+        #[serde(with = "serde_bytes")]
         compressed: Vec<u8>,
     },
     /// Version 3. An office's `Announce` with changes: `compressed` is a
@@ -122,6 +136,7 @@ pub enum Frame {
         page: u64,
         upto_seq: u64,
         docs: Vec<DocHeads>,
+        #[serde(with = "serde_bytes")]
         compressed: Vec<u8>,
     },
 }
@@ -221,6 +236,13 @@ mod tests {
             }],
         };
         assert_eq!(Frame::decode(&frame.encode()), Ok(frame));
+        // Bytes on the wire as a plain `Vec<u8>` encodes them (variant 5,
+        // id, length, bytes): older peers read these frames unchanged.
+        let sync = Frame::DocSync {
+            id: "a".into(),
+            message: vec![1, 2, 3],
+        };
+        assert_eq!(sync.encode(), [5, 1, b'a', 3, 1, 2, 3]);
         assert!(matches!(
             Frame::decode(&[0xff, 0xff, 0xff]),
             Err(FrameError::Malformed(_))
