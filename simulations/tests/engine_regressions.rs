@@ -215,6 +215,18 @@ fn drive(conn: &mut Conn, a: &mut Node, b: &mut Node, now_ms: u64) -> Result<(),
     panic!("did not settle");
 }
 
+/// u1, on laptop `l`, adds a note to document `id` (not flushed).
+fn technician_note(l: &mut Node, id: &str, note_id: &str, now_ms: u64) {
+    l.store
+        .apply(
+            id,
+            &Actor::new("u1", Role::Technician),
+            &note(note_id),
+            now_ms,
+        )
+        .unwrap();
+}
+
 fn create(node: &mut Node, id: &str, assignee: Option<&str>, now_ms: u64) {
     node.store
         .create(&operator(), id, &new_order(id, assignee), now_ms)
@@ -401,14 +413,7 @@ fn pending_changes_are_accepted_within_the_users_own_grace_period() {
     let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
     create(&mut c, "wo-1", Some("u1"), 1_000);
     prime(&mut c, &mut l, 1_000);
-    l.store
-        .apply(
-            "wo-1",
-            &Actor::new("u1", Role::Technician),
-            &note("late"),
-            9_000,
-        )
-        .unwrap();
+    technician_note(&mut l, "wo-1", "late", 9_000);
     l.store.flush();
     c.store
         .apply("wo-1", &operator(), &assign(Some("u2")), 10_000)
@@ -781,14 +786,7 @@ fn a_revoked_settles_the_pages_waiting_for_the_destroyed_copy() {
     let (mut c, mut l) = (central(), laptop("t1", "u1", 2));
     create(&mut c, "wo-1", Some("u1"), 1_000);
     prime(&mut c, &mut l, 1_000);
-    l.store
-        .apply(
-            "wo-1",
-            &Actor::new("u1", Role::Technician),
-            &note("destroyed"),
-            1_500,
-        )
-        .unwrap();
+    technician_note(&mut l, "wo-1", "destroyed", 1_500);
     l.store.flush();
     let mut conn = connect(&c, &l);
     assert!(deliver_one(&mut conn, &mut c, &mut l, 1, 2_000).unwrap()); // hello to the laptop
@@ -832,14 +830,7 @@ fn a_laptop_announces_nothing_newer_than_a_purge_before_its_revoked() {
     conn.sessions[1]
         .handle_bytes(2_000, &revoke.encode(), &mut l.store)
         .unwrap();
-    l.store
-        .apply(
-            "wo-2",
-            &Actor::new("u1", Role::Technician),
-            &note("after"),
-            2_000,
-        )
-        .unwrap();
+    technician_note(&mut l, "wo-2", "after", 2_000);
     let write = l.store.flush().expect("the purge and the note");
     conn.sessions[1]
         .handle_local_change(2_000, &mut l.store)
