@@ -681,7 +681,7 @@ impl Session {
         let mut pushed = Vec::with_capacity(docs.len());
         let mut page_bytes = 0usize;
         for announced in docs {
-            let changes = match (
+            let (changes, whole) = match (
                 first.get(announced.id.as_str()),
                 page_bytes < self.config.push_page_bytes_max,
             ) {
@@ -691,7 +691,6 @@ impl Session {
                 },
                 _ => (Vec::new(), false),
             };
-            let (changes, whole) = changes;
             let fits = changes.len() <= self.config.push_doc_bytes_max
                 && page_bytes + changes.len() <= self.config.push_page_bytes_max;
             if fits {
@@ -1147,8 +1146,7 @@ impl Session {
     }
 
     /// The documents of a `DocBatch` or `Prime` (or the changes of an
-    /// `AnnouncePush`), at most twice
-    /// `batch_bytes_max` uncompressed.
+    /// `AnnouncePush`), at most twice `batch_bytes_max` uncompressed.
     fn decode_batch<T: serde::de::DeserializeOwned>(
         &self,
         compressed: &[u8],
@@ -1610,9 +1608,10 @@ impl Session {
             // The peer destroyed its copy, and with it the changes our
             // pending pages from it still wait for (it announced them
             // before the purge; it announces nothing newer before this
-            // `Revoked`, see `pump`): they will never come. Waiting only
-            // for documents we refused stalled a page that had taken the
-            // document in while it was assigned back (simulator, seed 4726).
+            // `Revoked`, see `pump`): they will never come. Settling only
+            // the documents we had refused left a page stalled that took
+            // the document in while it was assigned back (simulator, seed
+            // 4726).
             self.revoking.remove(&id);
             self.settle(&id);
             if self.revoked_sent.remove(&id) {
