@@ -238,11 +238,21 @@ impl Driver {
                 .map(|peer| (peer.node_id.clone(), peer.user.clone())),
         ));
         let server = tls::server_config(&config.credentials, directory.clone(), config.timing)?;
-        let endpoint =
-            quinn::Endpoint::server(server, config.listen).map_err(|e| DriverError::Bind {
-                address: config.listen.to_string(),
-                reason: e.to_string(),
-            })?;
+        let bind_error = |reason: String| DriverError::Bind {
+            address: config.listen.to_string(),
+            reason,
+        };
+        let socket =
+            std::net::UdpSocket::bind(config.listen).map_err(|e| bind_error(e.to_string()))?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| bind_error("not inside a tokio runtime".into()))?;
+        let endpoint = quinn::Endpoint::new(
+            tls::endpoint_config(&config.credentials),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(|e| bind_error(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
         let (alive_tx, alive) = mpsc::channel(1);
         let ctx = Arc::new(Context {

@@ -444,3 +444,33 @@ async fn bad_frames_close_that_connection_and_the_node_keeps_serving() {
     laptop.stop().await;
     central.stop().await;
 }
+
+/// What lets a restarted node answer its peers' packets on a connection
+/// it lost with a stateless reset (they redial at once instead of waiting
+/// out the idle timeout; the chaos test measures it): it recognises its
+/// old connection ids, and signs the reset with its old key.
+#[test]
+fn connection_ids_and_reset_keys_survive_a_restart_and_differ_between_nodes() {
+    let credentials = |identity: &Identity| Credentials {
+        cert: identity.cert_der().clone(),
+        key: identity.key_der().unwrap(),
+    };
+    let (node, other) = (
+        Identity::generate("node").unwrap(),
+        Identity::generate("other").unwrap(),
+    );
+    let token = |identity: &Identity| {
+        let key = tls::reset_key(&credentials(identity));
+        ring::hmac::sign(&key, b"a connection id").as_ref().to_vec()
+    };
+    // A restarted process derives its keys again from the same identity.
+    assert_eq!(token(&node), token(&node));
+    assert_ne!(token(&node), token(&other));
+    use quinn_proto::ConnectionIdGenerator;
+    let generator = |identity: &Identity| {
+        quinn_proto::HashedConnectionIdGenerator::from_key(tls::cid_key(&credentials(identity)))
+    };
+    let cid = generator(&node).generate_cid();
+    assert!(generator(&node).validate(&cid).is_ok());
+    assert!(generator(&other).validate(&cid).is_err());
+}

@@ -189,6 +189,49 @@ fn transport(timing: LinkTiming) -> Result<Arc<quinn::TransportConfig>, TlsError
     Ok(Arc::new(transport))
 }
 
+/// The endpoint's settings: connection ids and stateless resets that
+/// survive a restart.
+///
+/// Why: after a node restarts, its peers' packets on the old connection
+/// reach a process that does not know it. With quinn's defaults (random
+/// keys per process) the new process neither recognises the connection id
+/// as one of its own nor can prove the connection is gone, so it drops the
+/// packets and each peer waits out its idle timeout before redialling (the
+/// chaos test's laptops sat 3 s after a central restart). With both keys
+/// derived from the node's private key, the new process answers with a
+/// valid stateless reset and the peer redials after one round trip. The
+/// keys stay secret with the private key (a forged reset could cut
+/// connections), and each is domain-separated from every other use of it.
+pub fn endpoint_config(credentials: &Credentials) -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset_key(credentials)));
+    let cid_key = cid_key(credentials);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
+
+/// See [`endpoint_config`].
+pub(crate) fn cid_key(credentials: &Credentials) -> u64 {
+    let secret = derived_secret(credentials, b"fieldsync connection id key v1");
+    u64::from_le_bytes(secret[..8].try_into().expect("8 of 32 bytes"))
+}
+
+/// See [`endpoint_config`].
+pub(crate) fn reset_key(credentials: &Credentials) -> ring::hmac::Key {
+    let secret = derived_secret(credentials, b"fieldsync stateless reset key v1");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret)
+}
+
+fn derived_secret(credentials: &Credentials, label: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(label)
+        .chain_update(credentials.key.secret_der())
+        .finalize()
+        .into()
+}
+
 /// This node's certificate and key, for both directions.
 pub struct Credentials {
     pub cert: CertificateDer<'static>,
