@@ -391,8 +391,7 @@ impl Session {
                 if self.version < PROTOCOL_VERSION_PUSH || !self.peer.is_office() {
                     return Err(protocol("only an office may push changes (version 3)"));
                 }
-                let pushed: Vec<serde_bytes::ByteBuf> = self.decode_batch(&compressed)?;
-                let pushed: Vec<Vec<u8>> = pushed.into_iter().map(|c| c.into_vec()).collect();
+                let pushed = decode_pushes(self.decode_batch(&compressed)?);
                 if pushed.len() != docs.len() {
                     return Err(protocol(
                         "pushed changes do not match the announced documents",
@@ -604,12 +603,6 @@ impl Session {
             let mut seen = HashSet::new();
             let mut docs = Vec::new();
             let mut revocations = None;
-            // The first entry of each document in this page: what it was
-            // before that write is what the peer holds (see `push_changes`).
-            let mut first: HashMap<&str, &[ChangeHash]> = HashMap::new();
-            for entry in &entries {
-                first.entry(entry.id.as_str()).or_insert(&entry.heads);
-            }
             for entry in entries.iter().rev() {
                 if !seen.insert(entry.id.as_str()) {
                     continue;
@@ -622,7 +615,7 @@ impl Session {
                 }
             }
             docs.reverse();
-            let pushed = self.push_changes(&docs, &first, store)?;
+            let pushed = self.push_changes(&docs, &entries, store)?;
             let page = self.out_next_page;
             self.out_next_page += 1;
             self.out_cursor = upto_seq;
@@ -639,10 +632,7 @@ impl Session {
                     upto_seq,
                     docs,
                     compressed: compress_batch(
-                        &pushed
-                            .iter()
-                            .map(|c| serde_bytes::Bytes::new(c))
-                            .collect::<Vec<_>>(),
+                        &pushes_as_bytes(&pushed),
                         self.config.batch_zstd_level,
                     ),
                 },
@@ -672,11 +662,16 @@ impl Session {
     fn push_changes<S: SyncStore>(
         &mut self,
         docs: &[DocHeads],
-        first: &HashMap<&str, &[ChangeHash]>,
+        entries: &[LogEntry],
         store: &S,
     ) -> Result<Option<Vec<Vec<u8>>>, SessionError> {
         if !self.config.office || self.version < PROTOCOL_VERSION_PUSH || docs.is_empty() {
             return Ok(None);
+        }
+        // Each document's first write in this page.
+        let mut first: HashMap<&str, &[ChangeHash]> = HashMap::new();
+        for entry in entries {
+            first.entry(entry.id.as_str()).or_insert(&entry.heads);
         }
         let mut pushed = Vec::with_capacity(docs.len());
         let mut page_bytes = 0usize;
@@ -816,15 +811,9 @@ impl Session {
         if let Some((id, _)) = batch.iter().find(|(id, _)| validate_doc_id(id).is_err()) {
             return Err(protocol(format!("bad document id in prime: {id:?}")));
         }
-        let loaded = store.load_docs(&batch);
-        assert_eq!(loaded.len(), batch.len());
+        let loaded = load_work_orders(&batch, store)?;
         let mut received = 0;
         for ((id, bytes), doc) in batch.into_iter().zip(loaded) {
-            let doc = doc.map_err(|e| SessionError::Document {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
-            check_is_work_order(&id, &doc)?;
             let heads = doc.get_heads();
             match store.doc_meta(&id).map_err(store_error)? {
                 None => {
@@ -840,9 +829,7 @@ impl Session {
             self.remember_peer_heads(&id, &heads);
             received += 1;
         }
-        self.progress.docs_received += received;
-        self.events
-            .push_back(Event::DocsReceived { count: received });
+        self.count_received(received);
         self.in_pages.push_back(InPage {
             page,
             upto_seq,
@@ -851,6 +838,11 @@ impl Session {
             checkpoint_write: None,
         });
         self.complete_pages(store)
+    }
+
+    fn count_received(&mut self, count: u64) {
+        self.progress.docs_received += count;
+        self.events.push_back(Event::DocsReceived { count });
     }
 
     /// Check that an incoming page (`Announce` or `Prime`) comes in order,
@@ -979,9 +971,7 @@ impl Session {
         // `DocSync` above, and the announcer ignores `sync` (naming those
         // documents again cost ~37 bytes each on every reconnect).
         if received > 0 {
-            self.progress.docs_received += received;
-            self.events
-                .push_back(Event::DocsReceived { count: received });
+            self.count_received(received);
         }
         if !full.is_empty() {
             self.outbox.push_back(Frame::Want {
@@ -1188,23 +1178,15 @@ impl Session {
             }
             wanted.push((id, bytes));
         }
-        let loaded = store.load_docs(&wanted);
-        assert_eq!(loaded.len(), wanted.len());
+        let loaded = load_work_orders(&wanted, store)?;
         for ((id, bytes), doc) in wanted.into_iter().zip(loaded) {
-            let doc = doc.map_err(|e| SessionError::Document {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
-            check_is_work_order(&id, &doc)?;
             store
                 .merge_loaded(&id, doc, &bytes, now_ms)
                 .map_err(store_error)?;
             in_page.waiting.remove(&id);
             received += 1;
         }
-        self.progress.docs_received += received;
-        self.events
-            .push_back(Event::DocsReceived { count: received });
+        self.count_received(received);
         self.complete_pages(store)
     }
 
@@ -1666,9 +1648,9 @@ impl Session {
 
     /// Did the peer announce exactly these heads for `id`?
     fn peer_has(&self, id: &str, heads: &[ChangeHash]) -> bool {
-        self.peer_heads.get(id).is_some_and(|theirs| {
-            theirs.len() == heads.len() && heads.iter().all(|head| theirs.contains(head))
-        })
+        self.peer_heads
+            .get(id)
+            .is_some_and(|theirs| same_heads(theirs, heads))
     }
 }
 
@@ -1751,6 +1733,39 @@ fn decode_docs(batch: Vec<(String, serde_bytes::ByteBuf)>) -> Vec<(String, Vec<u
     batch
         .into_iter()
         .map(|(id, bytes)| (id, bytes.into_vec()))
+        .collect()
+}
+
+/// The changes of an `AnnouncePush` as postcard writes them (see
+/// [`docs_as_bytes`]).
+fn pushes_as_bytes(pushed: &[Vec<u8>]) -> Vec<&serde_bytes::Bytes> {
+    pushed.iter().map(|c| serde_bytes::Bytes::new(c)).collect()
+}
+
+/// The reading side of [`pushes_as_bytes`].
+fn decode_pushes(pushed: Vec<serde_bytes::ByteBuf>) -> Vec<Vec<u8>> {
+    pushed.into_iter().map(|c| c.into_vec()).collect()
+}
+
+/// Whole documents a peer sent, parsed (by the store, perhaps on several
+/// threads) and each checked to be the work order its id names.
+fn load_work_orders<S: SyncStore>(
+    batch: &[(String, Vec<u8>)],
+    store: &S,
+) -> Result<Vec<Automerge>, SessionError> {
+    let loaded = store.load_docs(batch);
+    assert_eq!(loaded.len(), batch.len());
+    batch
+        .iter()
+        .zip(loaded)
+        .map(|((id, _), doc)| {
+            let doc = doc.map_err(|e| SessionError::Document {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
+            check_is_work_order(id, &doc)?;
+            Ok(doc)
+        })
         .collect()
 }
 
