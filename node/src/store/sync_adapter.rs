@@ -414,16 +414,13 @@ const LOAD_DOCS_PER_THREAD_MIN: usize = 16;
 
 /// `Automerge::load` of each document, in order, spread over up to
 /// `LOAD_THREADS_MAX` scoped threads: priming a laptop is bound by this
-/// parse (~125 µs per work order), and the engine's thread would otherwise
-/// do it alone while the other cores wait.
+/// parse (75-125 µs per work order on the 2-core bench machine), and the
+/// engine's thread would otherwise do it alone while the other cores wait.
 fn load_in_parallel(docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeError>> {
-    let load = |chunk: &[(String, Vec<u8>)]| -> Vec<_> {
-        chunk
-            .iter()
-            .map(|(_, bytes)| Automerge::load(bytes))
-            .collect()
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    use crate::sync::load_each as load;
+    // Asked once: on Linux it reads the cgroup files on every call.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let threads = cores
         .min(LOAD_THREADS_MAX)
         .min(docs.len() / LOAD_DOCS_PER_THREAD_MIN)

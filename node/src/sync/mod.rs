@@ -46,4 +46,4 @@ mod tests;
 
 pub use mem_store::{MemOp, MemStore};
 pub use session::{Event, Progress, Session, SessionConfig, SessionError};
-pub use store::{LogEntry, SyncStore, WriteId};
+pub use store::{load_each, LogEntry, SyncStore, WriteId};

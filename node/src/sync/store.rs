@@ -49,9 +49,7 @@ pub trait SyncStore {
     /// so a store may spread it over threads; the engine itself never
     /// starts one. The default parses one after the other.
     fn load_docs(&self, docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeError>> {
-        docs.iter()
-            .map(|(_, bytes)| Automerge::load(bytes))
-            .collect()
+        load_each(docs)
     }
     /// The checkpoint held for `peer` (its epoch and seq).
     fn checkpoint(&self, peer: &str) -> Result<Option<WireCheckpoint>, Self::Error>;
@@ -110,4 +108,11 @@ pub trait SyncStore {
     fn purge(&mut self, id: &str) -> Result<WriteId, Self::Error>;
     /// Forget a revocation once the peer has purged the document.
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), Self::Error>;
+}
+
+/// `Automerge::load` of each document, in order, on this thread.
+pub fn load_each(docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeError>> {
+    docs.iter()
+        .map(|(_, bytes)| Automerge::load(bytes))
+        .collect()
 }
