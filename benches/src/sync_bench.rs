@@ -736,7 +736,10 @@ impl Checker {
         let threads = CHECK_THREADS_MAX
             .min(ids.len() / CHECK_IDS_PER_THREAD_MIN)
             .max(1);
-        let chunk_len = ids.len().div_ceil(threads).max(1);
+        if threads == 1 {
+            return self.check_chunk(store, ids);
+        }
+        let chunk_len = ids.len().div_ceil(threads);
         std::thread::scope(|scope| {
             let workers: Vec<_> = ids
                 .chunks(chunk_len)

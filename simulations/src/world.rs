@@ -177,6 +177,12 @@ fn choose<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> Option<T> {
 }
 
 fn summarize(frame: &Frame) -> String {
+    let ids = |docs: &[fieldsync_schemas::sync_frame::DocHeads]| {
+        docs.iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let checkpoint = |c: &Option<fieldsync_schemas::sync_frame::WireCheckpoint>| {
         c.as_ref().map_or("none".to_string(), |c| c.seq.to_string())
     };
@@ -189,13 +195,7 @@ fn summarize(frame: &Frame) -> String {
             page,
             upto_seq,
             docs,
-        } => {
-            let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-            format!(
-                "announce page={page} upto={upto_seq} docs=[{}]",
-                ids.join(",")
-            )
-        }
+        } => format!("announce page={page} upto={upto_seq} docs=[{}]", ids(docs)),
         Frame::Want { page, full, sync } => format!(
             "want page={page} full=[{}] sync=[{}]",
             full.join(","),
@@ -243,14 +243,11 @@ fn summarize(frame: &Frame) -> String {
             upto_seq,
             docs,
             compressed,
-        } => {
-            let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-            format!(
-                "announce_push page={page} upto={upto_seq} docs=[{}] {}B",
-                ids.join(","),
-                compressed.len()
-            )
-        }
+        } => format!(
+            "announce_push page={page} upto={upto_seq} docs=[{}] {}B",
+            ids(docs),
+            compressed.len()
+        ),
     }
 }
 
