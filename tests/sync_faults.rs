@@ -1,6 +1,7 @@
 //! Sync under faults, with real processes over QUIC on loopback: a stranger's
 //! certificate, the central killed with SIGKILL in the middle of priming a
-//! laptop, and a peer sending malformed, oversized and out-of-order frames.
+//! laptop, a peer sending malformed, oversized and out-of-order frames, and
+//! an enrolled laptop sending a decompression bomb.
 
 mod sync_support;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use fieldsync_node::identity::Identity;
 use fieldsync_node::quic::{self, tls, Credentials, LinkTiming};
-use fieldsync_schemas::sync_frame::Frame;
+use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN};
 use sync_support::*;
 
 #[test]
@@ -227,5 +228,100 @@ fn bad_frames_close_only_that_connection() {
     assert_eq!(
         central.show("wo-a").unwrap()["notes"][0]["text"],
         "after the attack"
+    );
+}
+
+/// An Automerge compressed change chunk (type 2) whose deflate body
+/// inflates to `inflated_bytes` zeros: ~1000:1, and Automerge inflated it
+/// with no cap before the intake check.
+fn deflate_bomb(inflated_bytes: u64) -> Vec<u8> {
+    use std::io::Read;
+    let zeros = std::io::repeat(0).take(inflated_bytes);
+    let mut body = Vec::new();
+    flate2::read::DeflateEncoder::new(zeros, flate2::Compression::best())
+        .read_to_end(&mut body)
+        .unwrap();
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 2];
+    let mut length = body.len() as u64;
+    loop {
+        let byte = (length & 0x7f) as u8;
+        length >>= 7;
+        if length == 0 {
+            chunk.push(byte);
+            break;
+        }
+        chunk.push(byte | 0x80);
+    }
+    chunk.extend_from_slice(&body);
+    chunk
+}
+
+#[test]
+fn a_decompression_bomb_closes_the_session_and_the_central_stays_small() {
+    let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
+    create(&central, "wo-a", "tech-1");
+    create(&central, "wo-b", "tech-2");
+    central.start();
+    let central_id = central.node_id_from_status();
+    let address: SocketAddr = central.address().parse().unwrap();
+    let mut laptop = enrolled_laptop("laptop-1", &central, &codes[0]);
+    laptop.start();
+    wait_converged(&laptop, &central);
+    let rss_before_kib = central.peak_rss_kib().unwrap();
+    // 1 GiB of zeros in ~1 MiB: one frame.
+    let bomb = deflate_bomb(1 << 30);
+    assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+    let message = automerge::sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: vec![bomb].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let reason = runtime.block_on(async {
+        let rogue = enrolled_identity(address, &codes[1]).await;
+        let hello = Frame::Hello {
+            version_min: PROTOCOL_VERSION_MIN,
+            version_max: PROTOCOL_VERSION,
+            node_id: rogue.node_id().to_string(),
+            epoch: [7; 16],
+            your_checkpoint: None,
+        };
+        let doc_sync = Frame::DocSync {
+            id: "wo-b".into(),
+            message,
+        };
+        let bytes = [framed(&hello.encode()), framed(&doc_sync.encode())].concat();
+        send_raw(address, &central_id, &rogue, &bytes).await
+    });
+    assert!(reason.contains("inflates past the limit"), "{reason}");
+    let rss_after_kib = central.peak_rss_kib().unwrap();
+    // Without the intake check the central's peak grew by over 2 GiB
+    // (the inflated chunk, then a copy of it).
+    assert!(
+        rss_after_kib < rss_before_kib + 100 * 1024,
+        "peak RSS grew from {rss_before_kib} KiB to {rss_after_kib} KiB"
+    );
+    assert!(central.is_running());
+    // The other laptop keeps syncing.
+    assert_eq!(laptop.peer(&central_id).unwrap()["connected"], true);
+    laptop.stop();
+    laptop
+        .run(&["wo", "note", "wo-a", "--text", "after the bomb"])
+        .success();
+    laptop.start();
+    wait_converged(&laptop, &central);
+    laptop.stop();
+    central.stop();
+    assert_eq!(
+        central.show("wo-a").unwrap()["notes"][0]["text"],
+        "after the bomb"
     );
 }

@@ -206,6 +206,16 @@ impl Node {
         }
     }
 
+    /// The running process's peak resident set size (`VmHWM`), in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// The driver's status file (`sync-status.json`), if written.
     pub(crate) fn sync_status(&self) -> Option<serde_json::Value> {
         let text = std::fs::read_to_string(self.dir.join("sync-status.json")).ok()?;

@@ -10,6 +10,7 @@
 //! stored chunks and each edit yields the bytes of its new change(s), which
 //! the store appends as a chunk.
 
+pub mod intake;
 mod ops;
 mod read;
 mod status;

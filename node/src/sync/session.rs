@@ -12,7 +12,7 @@ use fieldsync_schemas::Role;
 
 use super::store::{LogEntry, SyncStore, WriteId};
 use crate::access::{self, DocMeta, PeerAccess};
-use crate::doc::validate_doc_id;
+use crate::doc::{intake, validate_doc_id};
 
 /// Tunables of a session.
 #[derive(Clone, Debug)]
@@ -43,6 +43,13 @@ pub struct SessionConfig {
     /// changed more is reconciled instead (its changes may be more than
     /// the peer lacks, and the sync protocol sends only what it lacks).
     pub push_doc_bytes_max: usize,
+    /// Bytes the compressed parts of one intake from the peer (a sync
+    /// message's changes, a push, a whole document) may inflate to, in all
+    /// (`doc::intake`): Automerge would inflate them with no cap.
+    pub inflated_bytes_max: u64,
+    /// Operations a document may hold after a technician's changes, at
+    /// most: a larger document is refused from that peer, not merged.
+    pub peer_doc_ops_max: u64,
 }
 
 impl SessionConfig {
@@ -59,6 +66,8 @@ impl SessionConfig {
             batch_zstd_level: 3,
             push_page_bytes_max: 256 * 1024,
             push_doc_bytes_max: 16 * 1024,
+            inflated_bytes_max: intake::INFLATED_BYTES_MAX,
+            peer_doc_ops_max: PEER_DOC_OPS_MAX,
         }
     }
 }
@@ -205,6 +214,10 @@ const REVOCATIONS_SCAN_MAX: usize = PAGE_DOCS_MAX;
 /// Bytes of not-yet-applicable changes a session keeps, at most. Past it
 /// they are dropped: the peer sends them again once we name them in `need`.
 const ORPHAN_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Default of `SessionConfig::peer_doc_ops_max`. A work order holds a few
+/// hundred operations; a 64 KiB report typed in full is ~64k.
+const PEER_DOC_OPS_MAX: u64 = 1_000_000;
 /// Documents whose announced heads a session remembers, at most.
 const PEER_HEADS_REMEMBERED_MAX: usize = 65_536;
 
@@ -811,7 +824,7 @@ impl Session {
         if let Some((id, _)) = batch.iter().find(|(id, _)| validate_doc_id(id).is_err()) {
             return Err(protocol(format!("bad document id in prime: {id:?}")));
         }
-        let loaded = load_work_orders(&batch, store)?;
+        let loaded = load_work_orders(&batch, self.config.inflated_bytes_max, store)?;
         let mut received = 0;
         for ((id, bytes), doc) in batch.into_iter().zip(loaded) {
             let heads = doc.get_heads();
@@ -1012,7 +1025,9 @@ impl Session {
             None => return Err(SessionError::Store(format!("`{id}` vanished"))),
         };
         let before = doc.get_heads();
-        doc.load_incremental(changes).map_err(document_error)?;
+        let checked = self.check_intake(id, changes, 0)?;
+        doc.load_incremental(&changes[..checked.prefix_bytes])
+            .map_err(document_error)?;
         if doc.get_heads() == before {
             return Ok(None);
         }
@@ -1178,7 +1193,7 @@ impl Session {
             }
             wanted.push((id, bytes));
         }
-        let loaded = load_work_orders(&wanted, store)?;
+        let loaded = load_work_orders(&wanted, self.config.inflated_bytes_max, store)?;
         for ((id, bytes), doc) in wanted.into_iter().zip(loaded) {
             store
                 .merge_loaded(&id, doc, &bytes, now_ms)
@@ -1216,14 +1231,25 @@ impl Session {
         if !self.syncing.contains_key(&id) && self.syncing.len() >= self.config.syncing_docs_max {
             return Err(protocol("too many documents being reconciled"));
         }
-        let message = sync::Message::decode(message)
+        let mut message = sync::Message::decode(message)
             .map_err(|e| protocol(format!("bad sync message for `{id}`: {e}")))?;
         let mut doc = store
             .doc(&id)
             .map_err(store_error)?
             .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
         let before = doc.get_heads();
-        let incoming: Vec<u8> = message.changes.iter().flatten().copied().collect();
+        let mut incoming: Vec<u8> = message.changes.iter().flatten().copied().collect();
+        // Orphans were checked when they came; they inflate again with
+        // these changes, so they share the budget.
+        let orphans_inflated = match self.orphans.get(&id) {
+            Some(orphans) => self.check_intake(&id, orphans, 0)?.inflated_bytes,
+            None => 0,
+        };
+        let checked = self.check_intake(&id, &incoming, orphans_inflated)?;
+        if !checked.is_whole(&incoming) {
+            incoming.truncate(checked.prefix_bytes);
+            message.changes = incoming.clone().into();
+        }
         let mut trial = doc.clone();
         // Changes that arrived before their dependencies wait in Automerge's
         // queue, which the store never sees: without this the next message
@@ -1265,7 +1291,16 @@ impl Session {
         let mut accept = true;
         if trial.get_heads() != before {
             check_is_work_order(&id, &trial)?;
-            if let PeerAccess::User { role, .. } = &self.peer {
+            if let Some(reason) = self.too_large_from_peer(&trial) {
+                tracing::warn!(peer = %self.peer_node_id, %id, %reason, "refusing a document grown too large");
+                accept = false;
+                self.refused.insert(id.clone());
+                self.outbox.push_back(Frame::Rejected {
+                    id: id.clone(),
+                    reason,
+                });
+            }
+            if let (true, PeerAccess::User { role, .. }) = (accept, &self.peer) {
                 if !self.peer.is_office() {
                     let violations = access::check_changes(*role, &trial, &before);
                     if !violations.is_empty() {
@@ -1614,6 +1649,37 @@ impl Session {
 }
 
 impl Session {
+    /// Check Automerge bytes from the peer before Automerge parses them
+    /// (`doc::intake`): compressed parts may inflate to the session's
+    /// budget less `already_inflated_bytes`, or the session ends.
+    fn check_intake(
+        &self,
+        id: &str,
+        bytes: &[u8],
+        already_inflated_bytes: u64,
+    ) -> Result<intake::Checked, SessionError> {
+        let budget = self
+            .config
+            .inflated_bytes_max
+            .saturating_sub(already_inflated_bytes);
+        intake::check(bytes, budget).map_err(|e| SessionError::Document {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Why `doc`, grown by a technician's changes, is refused: `None` when
+    /// it is within `peer_doc_ops_max` or the peer is an office.
+    fn too_large_from_peer(&self, doc: &Automerge) -> Option<String> {
+        let ops = doc.stats().num_ops;
+        (!self.peer.is_office() && ops > self.config.peer_doc_ops_max).then(|| {
+            format!(
+                "the document would hold {ops} operations, over the limit of {}",
+                self.config.peer_doc_ops_max
+            )
+        })
+    }
+
     /// Keep the message's changes while `doc` still has changes waiting for
     /// dependencies; forget them once everything applied.
     fn keep_orphans(&mut self, id: &str, doc: &Automerge, incoming: &[u8]) {
@@ -1751,8 +1817,25 @@ fn decode_pushes(pushed: Vec<serde_bytes::ByteBuf>) -> Vec<Vec<u8>> {
 /// threads) and each checked to be the work order its id names.
 fn load_work_orders<S: SyncStore>(
     batch: &[(String, Vec<u8>)],
+    inflated_bytes_max: u64,
     store: &S,
 ) -> Result<Vec<Automerge>, SessionError> {
+    for (id, bytes) in batch {
+        let checked =
+            intake::check(bytes, inflated_bytes_max).map_err(|e| SessionError::Document {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
+        if !checked.is_whole(bytes) {
+            return Err(SessionError::Document {
+                id: id.clone(),
+                reason: format!(
+                    "unreadable Automerge chunk at byte {}",
+                    checked.prefix_bytes
+                ),
+            });
+        }
+    }
     let loaded = store.load_docs(batch);
     assert_eq!(loaded.len(), batch.len());
     batch

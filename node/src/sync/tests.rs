@@ -45,7 +45,24 @@ struct Link {
 }
 
 fn connect(a: &Node, b: &Node, b_access: PeerAccess, a_access: PeerAccess) -> Link {
-    let mut sa = Session::new(SessionConfig::new(&a.id, a.office), &b.id, b_access);
+    connect_with(
+        SessionConfig::new(&a.id, a.office),
+        a,
+        b,
+        b_access,
+        a_access,
+    )
+}
+
+/// As [`connect`], with `a`'s session configured by the caller.
+fn connect_with(
+    a_config: SessionConfig,
+    a: &Node,
+    b: &Node,
+    b_access: PeerAccess,
+    a_access: PeerAccess,
+) -> Link {
+    let mut sa = Session::new(a_config, &b.id, b_access);
     let mut sb = Session::new(SessionConfig::new(&b.id, b.office), &a.id, a_access);
     sa.start(&a.store).unwrap();
     sb.start(&b.store).unwrap();
@@ -651,6 +668,47 @@ fn forbidden_field_change_is_compensated_and_converges() {
         "both replicas converge on the restored values"
     );
     assert_eq!(b.priority, fieldsync_schemas::Priority::Normal);
+}
+
+#[test]
+fn a_document_a_technician_grows_past_the_ops_limit_is_refused() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-1", "tech-1");
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, 2_000);
+    let ops_before =
+        automerge::ReadDoc::stats(&central.store.doc("wo-1").unwrap().unwrap()).num_ops;
+    for index in 0..5 {
+        laptop
+            .store
+            .apply("wo-1", &tech("tech-1"), &note(&format!("n{index}")), 3_000)
+            .unwrap();
+    }
+    laptop.store.flush();
+    let mut config = SessionConfig::new("central", true);
+    config.peer_doc_ops_max = ops_before + 10;
+    let mut link = connect_with(
+        config,
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+    );
+    drive(&mut link, &mut central, &mut laptop, 4_000);
+    let view = central.store.work_order("wo-1").unwrap().view().unwrap();
+    assert!(
+        view.notes.is_empty(),
+        "nothing of the refused changes merged"
+    );
+    let rejected: Vec<Event> = std::iter::from_fn(|| link.b.poll_event())
+        .filter(|e| matches!(e, Event::Rejected { .. }))
+        .collect();
+    assert!(
+        matches!(&rejected[..], [Event::Rejected { id, reason }]
+            if id == "wo-1" && reason.contains("over the limit")),
+        "{rejected:?}"
+    );
 }
 
 #[test]
