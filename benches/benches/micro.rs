@@ -169,6 +169,7 @@ fn changelog_append(c: &mut Criterion) {
                 store
                     .submit(WriteSet {
                         docs: vec![write],
+                        records: Vec::new(),
                         checkpoint: None,
                     })
                     .expect("queued")

@@ -1,5 +1,6 @@
-//! The access policy: who may see a document, and which incoming changes a
-//! peer may make. Enforced where data leaves (the sync engine announces only
+//! The access policy: who may see a work order or a record (`visible`, the
+//! one place visibility is decided), and which incoming changes a peer may
+//! make. Enforced where data leaves (the sync engine announces only
 //! visible documents) and where it enters (every change from a peer is
 //! checked against `fieldsync_schemas::FIELD_RULES` before it counts).
 //!
@@ -18,7 +19,8 @@ use std::collections::HashSet;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value, ROOT};
 use fieldsync_schemas::field_rules::{self, FieldShape, Permission};
-use fieldsync_schemas::{Role, Status};
+use fieldsync_schemas::{CollectionKind, Role, Scope, Status};
+use serde::{Deserialize, Serialize};
 
 /// Who is on the other end of a sync session, as established by the
 /// driver from the peer's pinned certificate.
@@ -55,34 +57,143 @@ pub struct DocMeta {
     pub durable: bool,
 }
 
-/// May `peer` see (receive, and send changes to) this document at `now_ms`?
-/// A technician sees its assigned work orders, and a work order reassigned
-/// away from it until the grace period ends.
-pub fn may_see(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) -> bool {
-    match peer {
-        _ if peer.is_office() => true,
-        PeerAccess::User { user_id, .. } => {
-            meta.assignee.as_deref() == Some(user_id.as_str())
-                || (meta.previous_assignee.as_deref() == Some(user_id.as_str())
-                    && now_ms < meta.reassigned_at_ms.saturating_add(grace_ms))
+/// How long a technician still sees a work order reassigned away from it
+/// (and may still send its pending changes), unless configured.
+pub const GRACE_MS_DEFAULT: u64 = 24 * 3600 * 1000;
+
+/// Who asks: a peer node, a gateway caller, or the node's own tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    /// An office node, or the node itself (background tasks): everything.
+    Office,
+    User {
+        id: &'a str,
+        role: Role,
+        /// An integration client's scopes (empty for people).
+        scopes: &'a [Scope],
+    },
+}
+
+impl<'a> Viewer<'a> {
+    /// The viewer a sync peer is.
+    pub fn of_peer(peer: &'a PeerAccess) -> Viewer<'a> {
+        match peer {
+            PeerAccess::Office => Viewer::Office,
+            PeerAccess::User { user_id, role } => Viewer::User {
+                id: user_id,
+                role: *role,
+                scopes: &[],
+            },
         }
-        PeerAccess::Office => true,
     }
 }
 
-/// Is the grace period over for a document reassigned away from `peer`?
-pub fn must_revoke(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) -> bool {
-    match peer {
-        PeerAccess::User {
-            user_id,
-            role: Role::Technician,
-        } => {
-            meta.previous_assignee.as_deref() == Some(user_id.as_str())
-                && meta.assignee.as_deref() != Some(user_id.as_str())
-                && now_ms >= meta.reassigned_at_ms.saturating_add(grace_ms)
+/// What the rule needs to know about a work order (from its index entry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkOrderFacts<'a> {
+    pub assignee: Option<&'a str>,
+    pub previous_assignee: Option<&'a str>,
+    /// When the latest reassignment was stored (ms; 0: never).
+    pub reassigned_at_ms: u64,
+    pub deleted: bool,
+}
+
+/// Who may read a data collection, besides operators and office nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadGrants {
+    /// Roles that may read. Operators always may; an integration client
+    /// also needs the `records:read` scope.
+    pub readers: Vec<Role>,
+}
+
+impl Default for ReadGrants {
+    /// Operators and integrations with `records:read`; technicians only
+    /// where configured.
+    fn default() -> Self {
+        ReadGrants {
+            readers: vec![Role::Operator, Role::Integration],
         }
-        _ => false,
     }
+}
+
+/// What is asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject<'a> {
+    WorkOrder(WorkOrderFacts<'a>),
+    Record {
+        collection: &'a str,
+        grants: &'a ReadGrants,
+    },
+}
+
+/// Why it is asked: sync must move tombstones (so deletes propagate), a
+/// read (REST, web UI, the feed, webhooks) hides them from technicians.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Sync,
+    Read,
+}
+
+/// The visibility rule: may `viewer` see `subject` at `now_ms`? The one
+/// place this is decided; sync, REST, the feed and the web UI call it.
+///
+/// - Office nodes, the node itself and operators see everything, internal
+///   records included for the node itself only.
+/// - A technician sees a work order assigned to it, and one reassigned
+///   away from it until `grace_ms` after the reassignment; never a deleted
+///   one on a read. An integration client reads every work order (its
+///   scopes are checked per endpoint) and syncs none.
+/// - Data records: the roles in the collection's grants (an integration
+///   client with `records:read`). Internal records: nobody but the node.
+pub fn visible(
+    viewer: &Viewer<'_>,
+    subject: &Subject<'_>,
+    purpose: Purpose,
+    now_ms: u64,
+    grace_ms: u64,
+) -> bool {
+    let Viewer::User { id, role, scopes } = viewer else {
+        return true;
+    };
+    match subject {
+        Subject::Record { collection, grants } => {
+            CollectionKind::of(collection) == CollectionKind::Data
+                && match role {
+                    Role::Operator => true,
+                    Role::Integration => {
+                        grants.readers.contains(role) && scopes.contains(&Scope::RecordsRead)
+                    }
+                    Role::Technician => grants.readers.contains(role),
+                }
+        }
+        Subject::WorkOrder(facts) => match (role, purpose) {
+            (Role::Operator, _) | (Role::Integration, Purpose::Read) => true,
+            (_, Purpose::Read) if facts.deleted => false,
+            _ => {
+                facts.assignee == Some(id)
+                    || (facts.previous_assignee == Some(id)
+                        && now_ms < facts.reassigned_at_ms.saturating_add(grace_ms))
+            }
+        },
+    }
+}
+
+/// May `peer` see (receive, and send changes to) this document at
+/// `now_ms`? [`visible`] for a sync peer.
+pub fn may_see(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) -> bool {
+    let facts = WorkOrderFacts {
+        assignee: meta.assignee.as_deref(),
+        previous_assignee: meta.previous_assignee.as_deref(),
+        reassigned_at_ms: meta.reassigned_at_ms,
+        deleted: false,
+    };
+    visible(
+        &Viewer::of_peer(peer),
+        &Subject::WorkOrder(facts),
+        Purpose::Sync,
+        now_ms,
+        grace_ms,
+    )
 }
 
 /// One forbidden change found in an incoming batch.
@@ -421,4 +532,159 @@ fn copy_object(
         ObjType::Text => tx.splice_text(to, 0, 0, &before.text(from)?)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: u64 = 1_000;
+
+    fn facts(
+        assignee: &'static str,
+        previous: Option<&'static str>,
+        deleted: bool,
+    ) -> WorkOrderFacts<'static> {
+        WorkOrderFacts {
+            assignee: Some(assignee),
+            previous_assignee: previous,
+            reassigned_at_ms: 10_000,
+            deleted,
+        }
+    }
+
+    /// The rule, pinned: (viewer, subject, purpose, now) → visible.
+    #[test]
+    fn the_visibility_table() {
+        let none: &[Scope] = &[];
+        let read: &[Scope] = &[Scope::RecordsRead];
+        let bob = Viewer::User {
+            id: "bob",
+            role: Role::Technician,
+            scopes: none,
+        };
+        let ann = Viewer::User {
+            id: "ann",
+            role: Role::Technician,
+            scopes: none,
+        };
+        let op = Viewer::User {
+            id: "op",
+            role: Role::Operator,
+            scopes: none,
+        };
+        let erp = Viewer::User {
+            id: "erp",
+            role: Role::Integration,
+            scopes: read,
+        };
+        let erp_unscoped = Viewer::User {
+            id: "erp2",
+            role: Role::Integration,
+            scopes: none,
+        };
+        let defaults = ReadGrants::default();
+        let field = ReadGrants {
+            readers: vec![Role::Technician],
+        };
+        let bobs = Subject::WorkOrder(facts("bob", None, false));
+        let moved = Subject::WorkOrder(facts("ann", Some("bob"), false));
+        let deleted = Subject::WorkOrder(facts("bob", None, true));
+        let materials = Subject::Record {
+            collection: "materials",
+            grants: &field,
+        };
+        let customers = Subject::Record {
+            collection: "customers",
+            grants: &defaults,
+        };
+        let hooks = Subject::Record {
+            collection: "webhooks",
+            grants: &field,
+        };
+        use Purpose::{Read, Sync};
+        let table: &[(&str, Viewer, Subject, Purpose, u64, bool)] = &[
+            ("own work order", bob, bobs, Read, 0, true),
+            ("own work order, sync", bob, bobs, Sync, 0, true),
+            ("someone else's", ann, bobs, Read, 0, false),
+            ("operator", op, bobs, Read, 0, true),
+            ("integration reads all", erp_unscoped, bobs, Read, 0, true),
+            ("integration never syncs others'", erp, bobs, Sync, 0, false),
+            ("office node", Viewer::Office, bobs, Sync, 0, true),
+            ("reassigned: in grace", bob, moved, Sync, 10_999, true),
+            ("reassigned: in grace, read", bob, moved, Read, 10_999, true),
+            ("reassigned: grace over", bob, moved, Sync, 11_000, false),
+            ("reassigned: the new assignee", ann, moved, Read, 0, true),
+            ("tombstone: read", bob, deleted, Read, 0, false),
+            ("tombstone: sync moves it", bob, deleted, Sync, 0, true),
+            ("tombstone: operator", op, deleted, Read, 0, true),
+            ("granted collection", bob, materials, Sync, 0, true),
+            ("ungranted collection", bob, customers, Read, 0, false),
+            ("ungranted collection, sync", bob, customers, Sync, 0, false),
+            (
+                "operator: any data collection",
+                op,
+                customers,
+                Read,
+                0,
+                true,
+            ),
+            (
+                "integration with records:read",
+                erp,
+                customers,
+                Read,
+                0,
+                true,
+            ),
+            (
+                "integration without the scope",
+                erp_unscoped,
+                customers,
+                Read,
+                0,
+                false,
+            ),
+            ("integration not granted", erp, materials, Read, 0, false),
+            ("internal: not even an operator", op, hooks, Read, 0, false),
+            ("internal: a technician", bob, hooks, Sync, 0, false),
+            (
+                "internal: the node itself",
+                Viewer::Office,
+                hooks,
+                Read,
+                0,
+                true,
+            ),
+        ];
+        for (name, viewer, subject, purpose, now_ms, expected) in table {
+            assert_eq!(
+                visible(viewer, subject, *purpose, *now_ms, GRACE),
+                *expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sync_peer_goes_through_the_same_rule() {
+        let peer = PeerAccess::User {
+            user_id: "bob".into(),
+            role: Role::Technician,
+        };
+        let meta = DocMeta {
+            assignee: Some("ann".into()),
+            previous_assignee: Some("bob".into()),
+            reassigned_at_ms: 10_000,
+            ..DocMeta::default()
+        };
+        assert!(may_see(&peer, &meta, 10_500, GRACE));
+        assert!(!may_see(&peer, &meta, 11_000, GRACE));
+        assert!(may_see(&PeerAccess::Office, &meta, 11_000, GRACE));
+        let operator = PeerAccess::User {
+            user_id: "op".into(),
+            role: Role::Operator,
+        };
+        assert!(may_see(&operator, &meta, 11_000, GRACE));
+    }
 }

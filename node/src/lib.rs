@@ -7,6 +7,7 @@
 //! code that runs in production, deterministically, in one thread.
 
 pub mod access;
+pub mod clock;
 pub mod doc;
 pub mod sync;
 

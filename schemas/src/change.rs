@@ -42,6 +42,9 @@ pub struct ChangeEntry {
     /// External id (the work order number), when the document has one.
     pub number: Option<String>,
     pub op: ChangeOp,
-    /// Heads of the document after this change, hex-encoded change hashes.
+    /// Heads of the document after this change, hex-encoded change hashes
+    /// (empty for records).
     pub heads: Vec<String>,
+    /// A record's version after this change (`None` for work orders).
+    pub version: Option<u64>,
 }

@@ -7,6 +7,7 @@
 //! contract. This crate does no IO and knows nothing of Automerge or sled.
 
 pub mod change;
+pub mod collection;
 pub mod field_rules;
 pub mod fixture;
 pub mod role;
@@ -14,6 +15,7 @@ pub mod sync_frame;
 pub mod work_order;
 
 pub use change::{ChangeEntry, ChangeOp, Collection};
+pub use collection::CollectionKind;
 pub use field_rules::{FieldRule, FieldShape, Permission, FIELD_RULES};
 pub use role::{Actor, Role, Scope};
 pub use work_order::{

@@ -74,16 +74,22 @@ pub enum Scope {
     WorkOrdersRead,
     #[serde(rename = "work-orders:write")]
     WorkOrdersWrite,
+    #[serde(rename = "records:read")]
+    RecordsRead,
+    #[serde(rename = "records:write")]
+    RecordsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::ChangesRead,
         Scope::WebhooksManage,
         Scope::EventsWrite,
         Scope::BatchesWrite,
         Scope::WorkOrdersRead,
         Scope::WorkOrdersWrite,
+        Scope::RecordsRead,
+        Scope::RecordsWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +100,8 @@ impl Scope {
             Scope::BatchesWrite => "batches:write",
             Scope::WorkOrdersRead => "work-orders:read",
             Scope::WorkOrdersWrite => "work-orders:write",
+            Scope::RecordsRead => "records:read",
+            Scope::RecordsWrite => "records:write",
         }
     }
 }
@@ -108,7 +116,7 @@ impl FromStr for Scope {
                 what: "scope",
                 value: s.to_string(),
                 expected: "changes:read, webhooks:manage, events:write, batches:write, \
-                       work-orders:read, work-orders:write",
+                       work-orders:read, work-orders:write, records:read, records:write",
             })
     }
 }

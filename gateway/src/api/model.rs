@@ -467,8 +467,11 @@ pub struct Change {
     /// External id (the work order number), when the document has one.
     pub number: Option<String>,
     pub op: ChangeOp,
-    /// Heads of the document after this change.
+    /// Heads of the document after this change (empty for records).
     pub heads: Vec<String>,
+    /// A record's version after this change (absent for work orders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 impl From<domain::ChangeEntry> for Change {
@@ -480,6 +483,7 @@ impl From<domain::ChangeEntry> for Change {
             number,
             op,
             heads,
+            version,
         } = entry;
         Change {
             seq,
@@ -488,6 +492,7 @@ impl From<domain::ChangeEntry> for Change {
             number,
             op: op.into(),
             heads,
+            version,
         }
     }
 }

@@ -300,8 +300,8 @@ async fn enrollment_spends_the_code_and_lets_the_node_sync() {
     let hash = crate::secret::hash(&code).unwrap();
     let mut central = TestNode::start(true, vec![], |store| {
         create(store, "wo-1", "tech-1");
-        store
-            .put_user(&User {
+        blocking(|| {
+            store.put_user(&User {
                 id: "tech-1".into(),
                 role: Role::Technician,
                 scopes: vec![],
@@ -311,7 +311,8 @@ async fn enrollment_spends_the_code_and_lets_the_node_sync() {
                 revoked: false,
                 created_at: "2026-01-01T00:00:00Z".into(),
             })
-            .unwrap();
+        })
+        .unwrap();
     });
     let laptop = Identity::generate("laptop").unwrap();
     let wrong = enroll(

@@ -17,6 +17,7 @@ use fieldsync_schemas::{ChangeOp, Collection};
 use tokio::sync::{oneshot, watch};
 
 use super::keys;
+use super::record_writes::{self, RecordReceipt, RecordWrite, StagedRecords};
 use super::records::{decode, encode, ChangeRecord, Checkpoint, DocIndex};
 use super::revocation::{self, Upkeep};
 use super::WriteError;
@@ -47,6 +48,8 @@ pub struct DocWrite {
 #[derive(Debug, Default)]
 pub struct WriteSet {
     pub docs: Vec<DocWrite>,
+    /// Record writes, staged after the documents (`record_writes.rs`).
+    pub records: Vec<RecordWrite>,
     /// A peer checkpoint that may advance only with these documents.
     pub checkpoint: Option<(String, Checkpoint)>,
 }
@@ -58,6 +61,8 @@ pub struct Receipt {
     pub seqs: Vec<u64>,
     /// Chunk count per document after the write (drives compaction).
     pub chunk_counts: Vec<u32>,
+    /// One receipt per record write, in order.
+    pub records: Vec<RecordReceipt>,
 }
 
 pub(crate) struct Request {
@@ -112,6 +117,7 @@ fn commit_group(
 ) -> u64 {
     let mut batch = sled::Batch::default();
     let mut staged: HashMap<String, Option<DocIndex>> = HashMap::new();
+    let mut staged_records = StagedRecords::default();
     let mut outcomes = Vec::with_capacity(group.len());
     let mut seq = first_seq;
     let now_ms = revocation::now_ms();
@@ -119,7 +125,7 @@ fn commit_group(
         let outcome = stage(
             &request.writes,
             data,
-            &mut staged,
+            (&mut staged, &mut staged_records),
             &mut batch,
             &mut seq,
             now_ms,
@@ -183,7 +189,7 @@ pub(crate) fn current_index(
 fn stage(
     writes: &WriteSet,
     data: &sled::Tree,
-    staged: &mut HashMap<String, Option<DocIndex>>,
+    (staged, staged_records): (&mut HashMap<String, Option<DocIndex>>, &mut StagedRecords),
     batch: &mut sled::Batch,
     seq: &mut u64,
     now_ms: u64,
@@ -199,9 +205,11 @@ fn stage(
         }
         indexes.push(current);
     }
+    let current_records = record_writes::check(&writes.records, data, staged_records)?;
     let mut receipt = Receipt {
         seqs: Vec::new(),
         chunk_counts: Vec::new(),
+        records: Vec::new(),
     };
     for (write, current) in writes.docs.iter().zip(indexes) {
         let this_seq = *seq;
@@ -240,6 +248,7 @@ fn stage(
             number: write.number.clone(),
             op: write.op,
             heads: write.heads.clone(),
+            version: 0,
         };
         batch.insert(&keys::changelog(this_seq), encode(&record));
         batch.insert(keys::index(&write.id), encode(&index));
@@ -247,6 +256,8 @@ fn stage(
         receipt.chunk_counts.push(index.chunk_count());
         staged.insert(write.id.clone(), Some(index));
     }
+    receipt.records =
+        record_writes::stage(&writes.records, current_records, staged_records, batch, seq);
     if let Some((peer, checkpoint)) = &writes.checkpoint {
         batch.insert(keys::checkpoint(peer), encode(checkpoint));
     }

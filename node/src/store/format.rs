@@ -7,7 +7,7 @@
 use std::path::Path;
 
 /// The format this binary writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format this binary can migrate from.
 pub const FORMAT_VERSION_MIN: u32 = 1;
 
@@ -92,10 +92,45 @@ pub(crate) fn write(dir: &Path, version: u32) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Migrations from older formats, applied in order by `Store::open`. Format 1
-/// is the first; when format 2 comes, its step goes here and `open` reports
-/// "migrated store from format 1 to 2".
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+/// Migrations from older formats, applied in order by `Store::open`.
+///
+/// 1 → 2: records. Changelog entries gained a version; old entries still
+/// decode (`ChangeRecord::decode`), so the log is not rewritten. Users move
+/// from their own tree into the internal `users` collection of the `data`
+/// tree, so that their writes go through the committer.
+pub(crate) const MIGRATIONS: &[Migration] = &[(1, users_into_records)];
+
+/// Copy every user into `users` records (version 1), count them, then
+/// empty the old tree. Re-running it after a crash copies the same users
+/// again and counts what is there: it is idempotent.
+fn users_into_records(db: &sled::Db) -> sled::Result<()> {
+    use super::keys;
+    use super::record_store::USERS;
+    use super::records::{encode, CollectionStats, StoredRecord};
+    let users = db.open_tree("users")?;
+    let data = db.open_tree("data")?;
+    let mut batch = sled::Batch::default();
+    for item in users.iter() {
+        let (id, value) = item?;
+        let record = StoredRecord {
+            version: 1,
+            deleted: false,
+            last_seq: 0,
+            value: value.to_vec(),
+        };
+        let id = String::from_utf8_lossy(&id);
+        batch.insert(keys::record(USERS, &id), encode(&record));
+    }
+    data.apply_batch(batch)?;
+    let live = data.scan_prefix(keys::record_prefix(USERS)).count() as u64;
+    if live > 0 {
+        data.insert(keys::collection(USERS), encode(&CollectionStats { live }))?;
+    }
+    db.flush()?;
+    users.clear()?;
+    db.flush()?;
+    Ok(())
+}
 
 /// A migration step: the format it starts from, and what it does.
 pub(crate) type Migration = (u32, fn(&sled::Db) -> sled::Result<()>);

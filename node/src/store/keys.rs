@@ -5,12 +5,16 @@
 //! chunk, its index entry, its changelog entry and a checkpoint that depends
 //! on it must land together or not at all, so they share a tree and are told
 //! apart by a one-byte prefix. Big-endian integers keep range scans ordered.
+//! Records (`r`) and their per-collection figures (`k`) live here too, so
+//! a write set may hold documents and records and still land atomically.
 
 pub(crate) const CHANGELOG: u8 = b'c';
 pub(crate) const CHUNK: u8 = b'd';
 pub(crate) const INDEX: u8 = b'i';
 pub(crate) const CHECKPOINT: u8 = b'p';
 pub(crate) const REVOCATION: u8 = b'v';
+pub(crate) const RECORD: u8 = b'r';
+pub(crate) const COLLECTION: u8 = b'k';
 
 pub use crate::doc::DOC_ID_BYTES_MAX;
 
@@ -70,5 +74,28 @@ pub(crate) fn revocation_prefix(user: &str) -> Vec<u8> {
 pub(crate) fn revocation(user: &str, id: &str) -> Vec<u8> {
     let mut key = revocation_prefix(user);
     key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Records of one collection: prefix, name, a zero byte. Collection names
+/// never hold a zero byte (`validate_collection_name`).
+pub(crate) fn record_prefix(collection: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + collection.len());
+    key.push(RECORD);
+    key.extend_from_slice(collection.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn record(collection: &str, record_key: &str) -> Vec<u8> {
+    let mut key = record_prefix(collection);
+    key.extend_from_slice(record_key.as_bytes());
+    key
+}
+
+pub(crate) fn collection(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + name.len());
+    key.push(COLLECTION);
+    key.extend_from_slice(name.as_bytes());
     key
 }

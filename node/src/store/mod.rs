@@ -2,9 +2,10 @@
 //! checkpoints, users, and a bounded cache of loaded documents.
 //!
 //! Layout (see `keys.rs`): tree `data` holds document chunks, the document
-//! index, the changelog and checkpoints, so one batch can cover all four;
-//! tree `meta` holds the epoch and actor; tree `users` holds users. The
-//! format version lives in a plain `FORMAT` file (see `format.rs`).
+//! index, the changelog, checkpoints and records (users among them, in the
+//! internal `users` collection), so one batch can cover them all; tree
+//! `meta` holds the epoch and actor. The format version lives in a plain
+//! `FORMAT` file (see `format.rs`).
 //!
 //! Writes go through the group committer (`commit.rs`); a write is
 //! acknowledged only after the flush that covers it returns. Reads of the
@@ -14,6 +15,10 @@ mod cache;
 mod commit;
 pub mod format;
 mod keys;
+mod record_store;
+#[cfg(test)]
+mod record_tests;
+mod record_writes;
 pub mod records;
 mod revocation;
 pub mod sync_adapter;
@@ -35,6 +40,8 @@ use tokio::sync::{oneshot, watch};
 pub use cache::CachedDoc;
 pub use commit::{DocWrite, Receipt, WriteSet};
 pub use keys::DOC_ID_BYTES_MAX;
+pub use record_store::{CollectionInfo, Record};
+pub use record_writes::{Expect, RecordReceipt, RecordWrite};
 pub use records::{ChangeRecord, Checkpoint, DocIndex};
 pub use revocation::now_ms;
 pub use users::User;
@@ -96,6 +103,15 @@ pub enum WriteError {
     Io(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("record `{collection}/{key}` is at version {}, not the one expected", current.map_or("none (absent)".to_string(), |v| v.to_string()))]
+    VersionMismatch {
+        collection: String,
+        key: String,
+        /// The live record's version, `None` when absent or deleted.
+        current: Option<u64>,
+    },
     #[error("an earlier flush failed; reopen the store")]
     StoreFailed,
     #[error("the store is closed")]
@@ -150,9 +166,7 @@ pub struct Committed {
 
 struct Inner {
     path: PathBuf,
-    db: sled::Db,
     data: sled::Tree,
-    users: sled::Tree,
     epoch: [u8; 16],
     actor: ActorId,
     config: StoreConfig,
@@ -248,7 +262,6 @@ impl Store {
         };
         let meta = db.open_tree("meta").map_err(|e| sled_open_error(dir, e))?;
         let data = db.open_tree("data").map_err(|e| sled_open_error(dir, e))?;
-        let users = db.open_tree("users").map_err(|e| sled_open_error(dir, e))?;
         let read16 = |key: &str| -> Result<[u8; 16], OpenError> {
             let value = meta.get(key).map_err(|e| sled_open_error(dir, e))?;
             value
@@ -290,9 +303,7 @@ impl Store {
             inner: Arc::new(Inner {
                 path: dir.to_path_buf(),
                 cache: cache::DocCache::new(config.cache_docs_max),
-                db,
                 data,
-                users,
                 epoch,
                 actor,
                 config,
@@ -382,22 +393,7 @@ impl Store {
                 .all(|(i, a)| writes.docs[i + 1..].iter().all(|b| a.id != b.id)),
             "a write set names each document once"
         );
-        let (reply, receiver) = oneshot::channel();
-        let sender = self
-            .inner
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let sender = sender.ok_or(WriteError::Closed)?;
-        sender
-            .send(Request {
-                writes,
-                upkeep: Vec::new(),
-                reply,
-            })
-            .map_err(|_| WriteError::Closed)?;
-        Ok(Pending { reply: receiver })
+        self.submit_request(writes, Vec::new())
     }
 
     /// Build a new work order and queue it; the caller resolves the ack.
@@ -444,6 +440,7 @@ impl Store {
         };
         let pending = self.submit_unchecked(WriteSet {
             docs: vec![write],
+            records: Vec::new(),
             checkpoint: None,
         })?;
         Ok((id, heads, pending))
@@ -495,6 +492,7 @@ impl Store {
             let receipt = self
                 .submit_unchecked(WriteSet {
                     docs: vec![write],
+                    records: Vec::new(),
                     checkpoint: None,
                 })?
                 .wait()?;
@@ -605,7 +603,7 @@ impl Store {
                 id: "changelog".into(),
                 reason: "bad key".into(),
             })?;
-            let record: ChangeRecord = decode(&value).map_err(|e| ReadError::Corrupt {
+            let record = ChangeRecord::decode(&value).map_err(|e| ReadError::Corrupt {
                 id: format!("changelog {seq}"),
                 reason: e.to_string(),
             })?;
@@ -644,48 +642,6 @@ impl Store {
             id: format!("checkpoint {peer}"),
             reason: e.to_string(),
         })
-    }
-
-    pub fn user(&self, id: &str) -> Result<Option<User>, ReadError> {
-        let Some(bytes) = self.inner.users.get(id).map_err(io)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ReadError::Corrupt {
-                id: format!("user {id}"),
-                reason: e.to_string(),
-            })
-    }
-
-    pub fn users(&self) -> Result<Vec<User>, ReadError> {
-        let mut users = Vec::new();
-        for item in self.inner.users.iter() {
-            let (key, bytes) = item.map_err(io)?;
-            let id = String::from_utf8_lossy(&key).into_owned();
-            users.push(
-                serde_json::from_slice(&bytes).map_err(|e| ReadError::Corrupt {
-                    id: format!("user {id}"),
-                    reason: e.to_string(),
-                })?,
-            );
-        }
-        Ok(users)
-    }
-
-    /// Insert or replace a user record, durably.
-    pub fn put_user(&self, user: &User) -> Result<(), WriteError> {
-        users::validate_id(&user.id).map_err(WriteError::InvalidId)?;
-        let bytes = serde_json::to_vec(user).map_err(|e| WriteError::Io(e.to_string()))?;
-        self.inner
-            .users
-            .insert(user.id.as_bytes(), bytes)
-            .map_err(|e| WriteError::Io(e.to_string()))?;
-        self.inner
-            .db
-            .flush()
-            .map_err(|e| WriteError::Io(e.to_string()))?;
-        Ok(())
     }
 
     /// Check every document against the index and the changelog.

@@ -14,8 +14,6 @@
 //! index and appends a changelog entry with no heads, so the changelog stays
 //! gap-free and `verify` can tell a purged document from a lost one.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use fieldsync_schemas::ChangeOp;
 
 use super::commit::{current_index, DocWrite, Receipt, Request};
@@ -35,9 +33,7 @@ pub(crate) enum Upkeep {
 /// Milliseconds since the Unix epoch: the clock reassignments are stamped
 /// with, and the one the QUIC driver gives the sync engine.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+    crate::clock::now_ms()
 }
 
 /// The index's reassignment fields after `write`, staging the revocation
@@ -105,6 +101,7 @@ pub(crate) fn stage_upkeep(
                     number: index.number.clone(),
                     op: ChangeOp::Delete,
                     heads: Vec::new(),
+                    version: 0,
                 };
                 batch.insert(&keys::changelog(*seq), encode(&record));
                 receipt.seqs.push(*seq);
@@ -169,6 +166,7 @@ impl Store {
         writes: WriteSet,
         upkeep: Vec<Upkeep>,
     ) -> Result<Pending, WriteError> {
+        super::record_writes::validate(&writes.records)?;
         let (reply, receiver) = tokio::sync::oneshot::channel();
         let sender = self
             .inner

@@ -36,7 +36,7 @@ use fieldsync_schemas::sync_frame::WireCheckpoint;
 use fieldsync_schemas::{ChangeOp, Collection};
 
 use super::commit::{DocWrite, Receipt, WriteSet};
-use super::records::{decode, ChangeRecord, Checkpoint, DocIndex};
+use super::records::{ChangeRecord, Checkpoint, DocIndex};
 use super::{keys, CachedDoc, Pending, ReadError, Store, WriteError};
 use crate::access::DocMeta;
 use crate::doc::WorkOrderDoc;
@@ -266,6 +266,7 @@ impl SyncAdapter {
             store.submit_request(
                 WriteSet {
                     docs: vec![write],
+                    records: Vec::new(),
                     checkpoint: None,
                 },
                 Vec::new(),
@@ -334,6 +335,7 @@ impl SyncAdapter {
         let pending = store.submit_request(
             WriteSet {
                 docs: vec![write],
+                records: Vec::new(),
                 checkpoint: None,
             },
             Vec::new(),
@@ -477,10 +479,11 @@ impl SyncStore for SyncAdapter {
                 reason,
             };
             let seq = keys::changelog_seq(&key).ok_or_else(|| corrupt("bad key".into()))?;
-            let record: ChangeRecord =
-                decode(&value).map_err(|e| corrupt(format!("seq {seq}: {e}")))?;
+            let record =
+                ChangeRecord::decode(&value).map_err(|e| corrupt(format!("seq {seq}: {e}")))?;
             entries.push(LogEntry {
                 seq,
+                work_order: record.is_work_order(),
                 id: record.id,
                 heads: record.heads.into_iter().map(ChangeHash).collect(),
             });
@@ -623,6 +626,7 @@ impl SyncStore for SyncAdapter {
             store.submit_request(
                 WriteSet {
                     docs: Vec::new(),
+                    records: Vec::new(),
                     checkpoint: Some((peer.to_string(), checkpoint)),
                 },
                 Vec::new(),

@@ -289,6 +289,7 @@ fn submit_drops_stale_cached_copies() {
     store
         .submit(WriteSet {
             docs: vec![write],
+            records: Vec::new(),
             checkpoint: Some((
                 "peer-a".into(),
                 Checkpoint {

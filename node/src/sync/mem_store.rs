@@ -123,6 +123,7 @@ impl MemState {
                 let seq = self.log.len() as u64 + 1;
                 self.log.push(LogEntry {
                     seq,
+                    work_order: true,
                     id: id.clone(),
                     heads: heads.clone(),
                 });

@@ -57,7 +57,7 @@ impl SessionConfig {
         SessionConfig {
             node_id: node_id.into(),
             office,
-            grace_ms: 24 * 3600 * 1000,
+            grace_ms: access::GRACE_MS_DEFAULT,
             pages_in_flight_max: 4,
             page_scan_entries_max: PAGE_DOCS_MAX,
             batch_bytes_max: BATCH_BYTES_MAX,
@@ -617,7 +617,7 @@ impl Session {
             let mut docs = Vec::new();
             let mut revocations = None;
             for entry in entries.iter().rev() {
-                if !seen.insert(entry.id.as_str()) {
+                if !entry.work_order || !seen.insert(entry.id.as_str()) {
                     continue;
                 }
                 if let Some(meta) = self.to_offer(entry, now_ms, store, &mut revocations)? {
@@ -683,7 +683,7 @@ impl Session {
         }
         // Each document's first write in this page.
         let mut first: HashMap<&str, &[ChangeHash]> = HashMap::new();
-        for entry in entries {
+        for entry in entries.iter().filter(|entry| entry.work_order) {
             first.entry(entry.id.as_str()).or_insert(&entry.heads);
         }
         let mut pushed = Vec::with_capacity(docs.len());
@@ -762,7 +762,8 @@ impl Session {
         let mut revocations = None;
         for entry in &entries {
             assert!(entry.seq > upto_seq, "changelog moves forward");
-            let visible = seen.insert(entry.id.as_str())
+            let visible = entry.work_order
+                && seen.insert(entry.id.as_str())
                 && self
                     .to_offer(entry, now_ms, store, &mut revocations)?
                     .is_some();

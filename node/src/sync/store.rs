@@ -14,6 +14,9 @@ pub type WriteId = u64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     pub seq: u64,
+    /// Is this a work order's entry? Records are on the same changelog
+    /// and are not sent over sync yet: the engine skips them.
+    pub work_order: bool,
     pub id: String,
     pub heads: Vec<ChangeHash>,
 }

@@ -1,0 +1,142 @@
+//! The wall clock, in one place.
+//!
+//! Why one module: the store stamps reassignments with the time, the QUIC
+//! driver hands the sync engine its `now_ms`, the gateway and the CLI stamp
+//! `created_at` and `at` on what they write. When each read the clock its
+//! own way, the product wrote timestamps in two formats (whole seconds and
+//! milliseconds) and nothing guaranteed that a reassignment's stamp and the
+//! engine's grace-period arithmetic used the same clock. Everything that
+//! needs "now" asks here, and every timestamp the product writes is
+//! [`rfc3339_ms`]: UTC, milliseconds, `Z` (`2026-05-01T12:00:00.123Z`),
+//! which also sorts as text in time order.
+//!
+//! Why the readers need the `runtime` feature and the formatting does not:
+//! the sans-IO engine never reads the clock (time comes in as `now_ms`), so
+//! without `runtime` only the pure conversions exist, and the simulator can
+//! format its virtual time the same way. Formatting is done by hand from
+//! the milliseconds (the civil-from-days algorithm), so it needs no crate.
+
+#[cfg(feature = "runtime")]
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MS_PER_DAY: u64 = 86_400_000;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+#[cfg(feature = "runtime")]
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it): the time
+/// Automerge changes are stamped with.
+#[cfg(feature = "runtime")]
+pub fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+/// Now, as [`rfc3339_ms`] writes it.
+#[cfg(feature = "runtime")]
+pub fn now_rfc3339() -> String {
+    rfc3339_ms(now_ms())
+}
+
+/// The current year (UTC), for generated work-order numbers.
+#[cfg(feature = "runtime")]
+pub fn year() -> i32 {
+    year_of(now_ms())
+}
+
+/// `ms` since the Unix epoch as RFC 3339 in UTC with exactly three
+/// fractional digits, e.g. `2026-05-01T12:00:00.123Z`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let (year, month, day) = civil_from_days(ms / MS_PER_DAY);
+    let of_day = ms % MS_PER_DAY;
+    let (hour, minute) = (of_day / 3_600_000, of_day / 60_000 % 60);
+    let (second, milli) = (of_day / 1000 % 60, of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// The UTC year `ms` since the Unix epoch falls in.
+pub fn year_of(ms: u64) -> i32 {
+    civil_from_days(ms / MS_PER_DAY).0
+}
+
+/// (year, month 1–12, day 1–31) of a day count since 1970-01-01, by
+/// Howard Hinnant's `civil_from_days` for the proleptic Gregorian calendar.
+fn civil_from_days(days: u64) -> (i32, u32, u32) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = (year_of_era + era * 400) as i64 + i64::from(month <= 2);
+    (year as i32, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_with_three_fractional_digits() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1), "1970-01-01T00:00:00.001Z");
+        assert_eq!(rfc3339_ms(1_777_636_800_123), "2026-05-01T12:00:00.123Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn the_year_turns_at_midnight_utc() {
+        assert_eq!(year_of(1_767_225_599_999), 2025);
+        assert_eq!(year_of(1_767_225_600_000), 2026);
+        assert_eq!(year_of(0), 1970);
+    }
+
+    #[test]
+    fn text_order_is_time_order() {
+        let stamps: Vec<u64> = (0..2000).map(|i| i * 7_919_999_993).collect();
+        let texts: Vec<String> = stamps.iter().map(|&ms| rfc3339_ms(ms)).collect();
+        assert!(texts.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    /// Cross-check the hand-written calendar against the `time` crate over
+    /// four centuries of scattered instants.
+    #[cfg(feature = "runtime")]
+    #[test]
+    fn agrees_with_the_time_crate() {
+        use time::format_description::well_known::Rfc3339;
+        for i in 0..20_000u64 {
+            let ms = i * 631_152_000_001 % 13_000_000_000_000;
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap();
+            let whole = at.replace_nanosecond(0).unwrap().format(&Rfc3339).unwrap();
+            let expected = format!("{}.{:03}Z", whole.trim_end_matches('Z'), ms % 1000);
+            assert_eq!(rfc3339_ms(ms), expected, "{ms}");
+            assert_eq!(year_of(ms), at.year(), "{ms}");
+        }
+    }
+
+    #[cfg(feature = "runtime")]
+    #[test]
+    fn now_is_after_2025_and_consistent() {
+        let (ms, s) = (now_ms(), now_s());
+        assert!(ms > 1_735_689_600_000);
+        assert!(s.abs_diff(ms / 1000) <= 1);
+        assert!(year() >= 2025);
+        assert_eq!(now_rfc3339().len(), "2026-05-01T12:00:00.123Z".len());
+    }
+}

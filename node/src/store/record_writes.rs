@@ -1,0 +1,252 @@
+//! Record writes: checked on the writer's thread, staged by the committer.
+//!
+//! Why records share the committer with documents: a write set may hold
+//! work orders and records together (an ERP batch that also touches work
+//! orders, a webhook's cursor with what it delivered), and "acknowledged
+//! means durable" must hold for both. So records go into the same sled
+//! batch and the same flush, and a record in a data collection gets a
+//! changelog seq like a document.
+//!
+//! Why internal records get no seq: they never go on the feed or to a
+//! peer, and a busy internal collection (delivery logs) would otherwise
+//! fill every feed page and sync scan with entries nobody may see: a
+//! session must cost O(changes the peer may see).
+//!
+//! What is checked where: names, sizes and JSON validity on the writer's
+//! thread (`validate`), a few µs per record off the committer; the
+//! compare-and-set in the committer, against what is stored and staged,
+//! because only there is "current" well defined.
+
+use std::collections::HashMap;
+
+use fieldsync_schemas::collection::{
+    validate_collection_name, validate_record_key, CollectionKind, RECORD_VALUE_BYTES_MAX,
+    WRITE_SET_RECORDS_MAX,
+};
+use fieldsync_schemas::{ChangeOp, Collection};
+
+use super::keys;
+use super::records::{decode, encode, ChangeRecord, CollectionStats, StoredRecord};
+use super::WriteError;
+
+/// What a record write expects to find (compare-and-set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there.
+    Any,
+    /// No live record (never written, or deleted).
+    Absent,
+    /// A live record.
+    Present,
+    /// A record (live or deleted) at exactly this version.
+    Version(u64),
+}
+
+/// A new value (or a delete) for one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordWrite {
+    pub collection: String,
+    pub key: String,
+    /// The JSON value; `None` deletes the record.
+    pub value: Option<Vec<u8>>,
+    pub expect: Expect,
+}
+
+/// What one record write did, once durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordReceipt {
+    /// The record's version after the write.
+    pub version: u64,
+    /// `None` when nothing changed (deleting what is not there).
+    pub op: Option<ChangeOp>,
+    /// The changelog seq (data collections only).
+    pub seq: Option<u64>,
+}
+
+/// Check every record write of a set: names, sizes, JSON, each record at
+/// most once. Runs on the writer's thread.
+pub(crate) fn validate(writes: &[RecordWrite]) -> Result<(), WriteError> {
+    let invalid = |reason: String| Err(WriteError::InvalidRecord(reason));
+    if writes.len() > WRITE_SET_RECORDS_MAX {
+        return invalid(format!(
+            "{} record writes in one write set, over the limit of {WRITE_SET_RECORDS_MAX}",
+            writes.len()
+        ));
+    }
+    for write in writes {
+        validate_collection_name(&write.collection)
+            .and_then(|()| validate_record_key(&write.key))
+            .map_err(|e| WriteError::InvalidRecord(e.to_string()))?;
+        let Some(value) = &write.value else { continue };
+        if value.len() > RECORD_VALUE_BYTES_MAX {
+            return invalid(format!(
+                "record value is {} bytes, over the limit of {RECORD_VALUE_BYTES_MAX}",
+                value.len()
+            ));
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(value) {
+            return invalid(format!("record value is not JSON: {e}"));
+        }
+    }
+    if writes.len() > 1 {
+        let mut seen = std::collections::HashSet::with_capacity(writes.len());
+        for write in writes {
+            if !seen.insert((write.collection.as_str(), write.key.as_str())) {
+                return invalid(format!(
+                    "record `{}/{}` is written twice in one write set",
+                    write.collection, write.key
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the committer has staged in the current group but not yet applied.
+#[derive(Default)]
+pub(crate) struct StagedRecords {
+    records: HashMap<(String, String), Option<StoredRecord>>,
+    stats: HashMap<String, CollectionStats>,
+}
+
+impl StagedRecords {
+    fn current(
+        &self,
+        data: &sled::Tree,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<StoredRecord>, WriteError> {
+        if let Some(record) = self.records.get(&(collection.to_string(), key.to_string())) {
+            return Ok(record.clone());
+        }
+        let stored = data
+            .get(keys::record(collection, key))
+            .map_err(|e| WriteError::Io(e.to_string()))?;
+        stored
+            .map(|bytes| decode::<StoredRecord>(&bytes))
+            .transpose()
+            .map_err(|e| WriteError::Corrupt(format!("record `{collection}/{key}`: {e}")))
+    }
+
+    fn stats(
+        &mut self,
+        data: &sled::Tree,
+        collection: &str,
+    ) -> Result<&mut CollectionStats, WriteError> {
+        if !self.stats.contains_key(collection) {
+            let stored = data
+                .get(keys::collection(collection))
+                .map_err(|e| WriteError::Io(e.to_string()))?;
+            let stats = match stored {
+                None => CollectionStats::default(),
+                Some(bytes) => decode(&bytes)
+                    .map_err(|e| WriteError::Corrupt(format!("collection `{collection}`: {e}")))?,
+            };
+            self.stats.insert(collection.to_string(), stats);
+        }
+        Ok(self.stats.get_mut(collection).expect("inserted above"))
+    }
+}
+
+/// The current record of each write, checked against its expectation,
+/// with every read `stage` needs done here: a refused set returns before
+/// anything is staged, and staging cannot fail half-way.
+pub(crate) fn check(
+    writes: &[RecordWrite],
+    data: &sled::Tree,
+    staged: &mut StagedRecords,
+) -> Result<Vec<Option<StoredRecord>>, WriteError> {
+    let mut currents = Vec::with_capacity(writes.len());
+    for write in writes {
+        staged.stats(data, &write.collection)?;
+        let current = staged.current(data, &write.collection, &write.key)?;
+        let live = current.as_ref().is_some_and(|r| !r.deleted);
+        let holds = match write.expect {
+            Expect::Any => true,
+            Expect::Absent => !live,
+            Expect::Present => live,
+            Expect::Version(version) => current.as_ref().map(|r| r.version) == Some(version),
+        };
+        if !holds {
+            return Err(WriteError::VersionMismatch {
+                collection: write.collection.clone(),
+                key: write.key.clone(),
+                current: current.filter(|r| !r.deleted).map(|r| r.version),
+            });
+        }
+        currents.push(current);
+    }
+    Ok(currents)
+}
+
+/// Stage checked writes: the record, its changelog entry (data only) and
+/// its collection's figures. Returns one receipt per write.
+pub(crate) fn stage(
+    writes: &[RecordWrite],
+    currents: Vec<Option<StoredRecord>>,
+    staged: &mut StagedRecords,
+    batch: &mut sled::Batch,
+    seq: &mut u64,
+) -> Vec<RecordReceipt> {
+    assert_eq!(writes.len(), currents.len());
+    let mut receipts = Vec::with_capacity(writes.len());
+    for (write, current) in writes.iter().zip(currents) {
+        let live = current.as_ref().is_some_and(|r| !r.deleted);
+        let version = current.as_ref().map_or(0, |r| r.version);
+        let op = match (&write.value, live) {
+            (None, false) => {
+                receipts.push(RecordReceipt {
+                    version,
+                    op: None,
+                    seq: None,
+                });
+                continue;
+            }
+            (None, true) => ChangeOp::Delete,
+            (Some(_), false) => ChangeOp::Create,
+            (Some(_), true) => ChangeOp::Update,
+        };
+        let data_kind = CollectionKind::of(&write.collection) == CollectionKind::Data;
+        let this_seq = data_kind.then(|| {
+            *seq += 1;
+            *seq - 1
+        });
+        let record = StoredRecord {
+            version: version + 1,
+            deleted: write.value.is_none(),
+            last_seq: this_seq.unwrap_or(0),
+            value: write.value.clone().unwrap_or_default(),
+        };
+        if let Some(this_seq) = this_seq {
+            let entry = ChangeRecord {
+                collection: Collection::Reference(write.collection.clone()),
+                id: write.key.clone(),
+                number: None,
+                op,
+                heads: Vec::new(),
+                version: record.version,
+            };
+            batch.insert(&keys::changelog(this_seq), encode(&entry));
+        }
+        let stats = staged
+            .stats
+            .get_mut(&write.collection)
+            .expect("loaded by check");
+        match op {
+            ChangeOp::Create => stats.live += 1,
+            ChangeOp::Delete => stats.live = stats.live.saturating_sub(1),
+            ChangeOp::Update => {}
+        }
+        batch.insert(keys::collection(&write.collection), encode(&*stats));
+        batch.insert(keys::record(&write.collection, &write.key), encode(&record));
+        receipts.push(RecordReceipt {
+            version: record.version,
+            op: Some(op),
+            seq: this_seq,
+        });
+        staged
+            .records
+            .insert((write.collection.clone(), write.key.clone()), Some(record));
+    }
+    receipts
+}
