@@ -13,7 +13,9 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use fieldsync_node::store::User;
+use fieldsync_node::access::{self, Purpose, ReadGrants, Subject, Viewer, WorkOrderFacts};
+use fieldsync_node::clock;
+use fieldsync_node::store::{DocIndex, User};
 use fieldsync_schemas::{Actor, Role, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -175,13 +177,57 @@ impl Caller {
         }
     }
 
-    /// Whether the caller may see a work order with this assignee and
-    /// tombstone. Technicians see only live work orders assigned to them.
-    pub fn sees(&self, assignee: Option<&str>, deleted: bool) -> bool {
-        match self.role {
-            Role::Technician => !deleted && assignee == Some(self.user_id.as_str()),
-            Role::Operator | Role::Integration => true,
+    /// The caller as the visibility rule knows it.
+    pub fn viewer(&self) -> Viewer<'_> {
+        Viewer::User {
+            id: &self.user_id,
+            role: self.role,
+            scopes: &self.scopes,
         }
+    }
+
+    /// Whether the caller may read this work order now
+    /// (`access::visible`, the one rule).
+    pub fn sees(&self, index: &DocIndex) -> bool {
+        self.sees_facts(WorkOrderFacts {
+            assignee: index.assignee.as_deref(),
+            previous_assignee: index.previous_assignee.as_deref(),
+            reassigned_at_ms: index.reassigned_at_ms,
+            deleted: index.deleted,
+        })
+    }
+
+    /// [`Caller::sees`] for a loaded document: its own assignee and
+    /// tombstone, the reassignment facts from its index.
+    pub fn sees_document(&self, index: &DocIndex, assignee: Option<&str>, deleted: bool) -> bool {
+        self.sees_facts(WorkOrderFacts {
+            assignee,
+            previous_assignee: index.previous_assignee.as_deref(),
+            reassigned_at_ms: index.reassigned_at_ms,
+            deleted,
+        })
+    }
+
+    fn sees_facts(&self, facts: WorkOrderFacts<'_>) -> bool {
+        access::visible(
+            &self.viewer(),
+            &Subject::WorkOrder(facts),
+            Purpose::Read,
+            clock::now_ms(),
+            access::GRACE_MS_DEFAULT,
+        )
+    }
+
+    /// Whether the caller may read data collection `collection` with these
+    /// grants (`access::visible`).
+    pub fn reads(&self, collection: &str, grants: &ReadGrants) -> bool {
+        access::visible(
+            &self.viewer(),
+            &Subject::Record { collection, grants },
+            Purpose::Read,
+            clock::now_ms(),
+            access::GRACE_MS_DEFAULT,
+        )
     }
 }
 

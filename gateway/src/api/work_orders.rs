@@ -121,18 +121,20 @@ fn check_assignee(store: &Store, assignee: Option<&str>) -> Result<(), ApiError>
 }
 
 /// Read a work order the caller may see; `None` hides it (404).
-fn read_visible(store: &Store, caller: &Caller, id: &str) -> Result<Option<WorkOrder>, ApiError> {
+pub(crate) fn read_visible(
+    store: &Store,
+    caller: &Caller,
+    id: &str,
+) -> Result<Option<WorkOrder>, ApiError> {
     let Some(index) = store.doc_index(id).map_err(ApiError::internal)? else {
         return Ok(None);
     };
-    if index.collection != Collection::WorkOrders
-        || !caller.sees(index.assignee.as_deref(), index.deleted)
-    {
+    if index.collection != Collection::WorkOrders || !caller.sees(&index) {
         return Ok(None);
     }
     let view = store.work_order(id).map_err(ApiError::internal)?;
     Ok(view
-        .filter(|view| caller.sees(view.assignee.as_deref(), view.deleted))
+        .filter(|view| caller.sees_document(&index, view.assignee.as_deref(), view.deleted))
         .map(WorkOrder::from))
 }
 
@@ -165,7 +167,7 @@ pub(crate) fn list(
             };
             if index.collection != Collection::WorkOrders
                 || index.deleted != want_deleted
-                || !caller.sees(index.assignee.as_deref(), index.deleted)
+                || !caller.sees(&index)
                 || query
                     .assignee
                     .as_deref()
@@ -388,7 +390,11 @@ async fn apply(
             let result = store.edit_work_order(&id, |document| {
                 // Visibility first, so a precondition answer cannot reveal
                 // a work order the caller may not see.
-                if !caller.sees(document.assignee().as_deref(), document.is_deleted()) {
+                let index = store
+                    .doc_index(&id)?
+                    .ok_or_else(|| WriteError::NotFound(id.clone()))?;
+                let assignee = document.assignee();
+                if !caller.sees_document(&index, assignee.as_deref(), document.is_deleted()) {
                     return Err(WriteError::Op(OpError::NotAssignee));
                 }
                 if let Some(tags) = &if_match {

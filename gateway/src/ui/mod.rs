@@ -354,19 +354,7 @@ async fn work_order(
         }
         Ok(()) => {
             state
-                .blocking(move |store| {
-                    let Some(index) = store.doc_index(&id).map_err(ApiError::internal)? else {
-                        return Ok(None);
-                    };
-                    if !reader.sees(index.assignee.as_deref(), index.deleted) {
-                        return Ok(None);
-                    }
-                    Ok(store
-                        .work_order(&id)
-                        .map_err(ApiError::internal)?
-                        .filter(|view| reader.sees(view.assignee.as_deref(), view.deleted))
-                        .map(WorkOrder::from))
-                })
+                .blocking(move |store| crate::api::work_orders::read_visible(store, &reader, &id))
                 .await
         }
     };

@@ -12,9 +12,12 @@ use super::record_writes::{Expect, RecordReceipt, RecordWrite};
 use super::records::{decode, CollectionStats, StoredRecord};
 use super::users::{self, User};
 use super::{io, ReadError, Store, WriteError, WriteSet};
+use crate::access::ReadGrants;
 
 /// The internal collection users and integration clients live in.
 pub(crate) const USERS: &str = "users";
+/// The internal collection of read grants set over the API, by collection.
+pub(crate) const COLLECTION_GRANTS: &str = "collection_grants";
 
 /// One record, as readers see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +138,33 @@ impl Store {
             collections.push(collection_info(name, &bytes)?);
         }
         Ok(collections)
+    }
+
+    /// Who may read data collection `name`: the grants an operator set
+    /// over the API, else `configured` (from `fieldsync.toml`), else the
+    /// default (operators and integrations with `records:read`).
+    pub fn read_grants(
+        &self,
+        name: &str,
+        configured: Option<&ReadGrants>,
+    ) -> Result<ReadGrants, ReadError> {
+        match self.record(COLLECTION_GRANTS, name)? {
+            Some(record) if !record.deleted => {
+                serde_json::from_slice(&record.value).map_err(|e| ReadError::Corrupt {
+                    id: format!("read grants of {name}"),
+                    reason: e.to_string(),
+                })
+            }
+            _ => Ok(configured.cloned().unwrap_or_default()),
+        }
+    }
+
+    /// Set who may read data collection `name`, durably.
+    pub fn set_read_grants(&self, name: &str, grants: &ReadGrants) -> Result<(), WriteError> {
+        validate_collection_name(name).map_err(|e| WriteError::InvalidRecord(e.to_string()))?;
+        let bytes = serde_json::to_vec(grants).map_err(|e| WriteError::Io(e.to_string()))?;
+        self.write_record(COLLECTION_GRANTS, name, Some(bytes), Expect::Any)?;
+        Ok(())
     }
 
     pub fn user(&self, id: &str) -> Result<Option<User>, ReadError> {
