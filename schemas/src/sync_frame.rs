@@ -24,11 +24,15 @@ use serde::{Deserialize, Serialize};
 /// - 3: adds `AnnouncePush`: an office sends the changes it expects the
 ///   peer to lack together with its announce, so a reconnect after small
 ///   edits needs no Automerge sync round trips.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// - 4: adds `Records`: an office sends the data records the peer's role
+///   may read, read-only copies, with the page that covers them.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The first version that has `Prime`.
 pub const PROTOCOL_VERSION_PRIME: u16 = 2;
 /// The first version that has `AnnouncePush`.
 pub const PROTOCOL_VERSION_PUSH: u16 = 3;
+/// The first version that has `Records`.
+pub const PROTOCOL_VERSION_RECORDS: u16 = 4;
 /// The oldest version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -139,6 +143,29 @@ pub enum Frame {
         #[serde(with = "serde_bytes")]
         compressed: Vec<u8>,
     },
+    /// Version 4. Copies of data records from an office, sent just before
+    /// the page (`Announce`, `AnnouncePush` or `Prime`) whose changelog
+    /// entries they are: a zstd-compressed `postcard` `Vec<RecordCopy>`.
+    /// The receiver stores each copy that is newer than its own before it
+    /// completes the page, so its checkpoint never passes a record it lacks.
+    /// Only an office sends them; a laptop never sends record writes.
+    Records {
+        #[serde(with = "serde_bytes")]
+        compressed: Vec<u8>,
+    },
+}
+
+/// A data record as it travels to a peer: read-only there, and a newer
+/// version replaces an older one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCopy {
+    pub collection: String,
+    pub key: String,
+    pub version: u64,
+    pub deleted: bool,
+    /// The JSON value (empty when deleted).
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
 }
 
 /// A frame could not be decoded.
@@ -217,6 +244,7 @@ impl Frame {
             Frame::Revoked { .. } => "revoked",
             Frame::Prime { .. } => "prime",
             Frame::AnnouncePush { .. } => "announce_push",
+            Frame::Records { .. } => "records",
         }
     }
 }

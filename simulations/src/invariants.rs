@@ -6,14 +6,14 @@
 //! design (DESIGN.md, "Sync between nodes"); the failure text names the
 //! nodes and documents involved so the trace tail can be read against it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::{Automerge, ChangeHash, ReadDoc, Value, ROOT};
 use fieldsync_node::access;
 use fieldsync_node::sync::SyncStore;
 
 use crate::workload::{FORGED_ASSIGNEE_PREFIX, FORGED_CUSTOMER_PREFIX, FORGED_PRIORITY};
-use crate::world::Sim;
+use crate::world::{Sim, FIELD_COLLECTION};
 use crate::{Failure, Invariant};
 
 /// Checks between full re-verifications of every checkpoint and every
@@ -420,6 +420,69 @@ impl Sim {
         Ok(())
     }
 
+    /// After the heal: every node holds exactly the live records of the
+    /// first central (their one writer) that its role may read, at the same
+    /// versions; a node that cannot receive records (an older protocol in
+    /// a rollout) holds none it may not read and none newer than the origin.
+    fn check_records(&self, system: &[usize]) -> Result<(), Failure> {
+        let Some(origin) = self.first_central() else {
+            return Ok(());
+        };
+        let live = |n: usize| -> BTreeMap<(String, String), u64> {
+            self.nodes[n]
+                .store
+                .records()
+                .filter(|r| !r.deleted)
+                .map(|r| ((r.collection.clone(), r.key.clone()), r.version))
+                .collect()
+        };
+        let reference = live(origin);
+        let versions: BTreeMap<(String, String), u64> = self.nodes[origin]
+            .store
+            .records()
+            .map(|r| ((r.collection.clone(), r.key.clone()), r.version))
+            .collect();
+        for &n in system.iter().filter(|&&n| n != origin) {
+            let node = &self.nodes[n];
+            let readable =
+                |collection: &str| node.user().is_none() || collection == FIELD_COLLECTION;
+            let held = live(n);
+            if let Some((collection, key)) = held.keys().find(|(c, _)| !readable(c)) {
+                return Err(Failure::new(
+                    Invariant::Visibility,
+                    format!(
+                        "{} holds record {collection}/{key}, which its role may not read",
+                        node.name
+                    ),
+                ));
+            }
+            let expected: BTreeMap<(String, String), u64> = reference
+                .iter()
+                .filter(|((c, _), _)| readable(c))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            let newer = held
+                .iter()
+                .find(|(k, v)| versions.get(*k).is_none_or(|r| **v > *r));
+            if let Some(((collection, key), version)) = newer {
+                return Err(Failure::new(
+                    Invariant::Convergence,
+                    format!("{} holds {collection}/{key} at version {version}, which its origin does not", node.name),
+                ));
+            }
+            if self.speaks_records(n) && self.speaks_records(origin) && held != expected {
+                return Err(Failure::new(
+                    Invariant::Convergence,
+                    format!(
+                        "after the heal, {} holds records {held:?}, expected {expected:?}",
+                        node.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Everything, after the final heal.
     pub(crate) fn check_final(&mut self) -> Result<(), Failure> {
         self.log("final checks");
@@ -546,6 +609,7 @@ impl Sim {
                 }
             }
         }
+        self.check_records(&system)?;
         self.check_forbidden()?;
         self.check_changelogs()?;
         self.model.checkpoint_verified.clear();

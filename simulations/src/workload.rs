@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::PendingWrite;
-use crate::world::Sim;
+use crate::world::{Sim, FIELD_COLLECTION, OFFICE_COLLECTION};
 use crate::Failure;
 
 /// The virtual clock's zero: 2026-01-01T00:00:00Z.
@@ -135,6 +135,11 @@ impl Sim {
         let Some(node) = self.pick(&centrals) else {
             return Ok(());
         };
+        // Records have one writer: the first central (as the ERP's).
+        if Some(node) == self.first_central() && self.rng.random_bool(0.1) {
+            self.record_op(node);
+            return Ok(());
+        }
         let who = if self.rng.random_bool(0.8) {
             Actor::new(
                 format!("op{}", self.rng.random_range(1..=2)),
@@ -243,6 +248,39 @@ impl Sim {
         }
         self.record(node, &doc, result, what);
         Ok(())
+    }
+
+    /// The integration writes or deletes a record at `node`.
+    fn record_op(&mut self, node: usize) {
+        let collection = if self.rng.random_bool(0.5) {
+            FIELD_COLLECTION
+        } else {
+            OFFICE_COLLECTION
+        };
+        let key = format!("k{}", self.rng.random_range(0..8));
+        let value = (!self.rng.random_bool(0.2)).then(|| {
+            let n = self.rng.random_range(0..1000);
+            format!("{{\"n\":{n}}}").into_bytes()
+        });
+        let what = format!(
+            "erp {} record {collection}/{key}",
+            if value.is_some() { "writes" } else { "deletes" }
+        );
+        let name = self.nodes[node].name.clone();
+        match self.nodes[node].store.write_record(collection, &key, value) {
+            Ok(write) => {
+                self.stats.ops_ok += 1;
+                self.log(&format!("{name}: {what} (write {write})"));
+            }
+            Err(error) => {
+                self.stats.ops_refused += 1;
+                self.log(&format!("{name}: {what} refused: {error}"));
+            }
+        }
+    }
+
+    pub(crate) fn first_central(&self) -> Option<usize> {
+        self.nodes.iter().position(|n| n.is_central())
     }
 
     fn operator_patch(&mut self, who: &Actor, doc: &str) -> (Operation, String) {

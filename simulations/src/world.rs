@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use automerge::ActorId;
 use automerge::ReadDoc;
-use fieldsync_node::access::PeerAccess;
+use fieldsync_node::access::{PeerAccess, ReadGrants};
 use fieldsync_node::sync::{Event, MemStore, Session, SessionConfig, SyncStore, WriteId};
 use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION};
 use fieldsync_schemas::Role;
@@ -169,8 +169,19 @@ fn new_store(rng: &mut ChaCha8Rng, broken: Broken) -> MemStore {
     let actor: [u8; 16] = rng.random();
     let mut store = MemStore::new(epoch, ActorId::from(actor.to_vec()));
     store.checkpoint_before_flush = broken == Broken::CheckpointBeforeFlush;
+    store.set_read_grants(
+        FIELD_COLLECTION,
+        ReadGrants {
+            readers: vec![Role::Technician],
+        },
+    );
     store
 }
+
+/// The data collection technicians may read; `OFFICE_COLLECTION` they may
+/// not. The workload writes records of both at the first central.
+pub(crate) const FIELD_COLLECTION: &str = "materials";
+pub(crate) const OFFICE_COLLECTION: &str = "customers";
 
 fn choose<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> Option<T> {
     (!items.is_empty()).then(|| items[rng.random_range(0..items.len())])
@@ -238,6 +249,7 @@ fn summarize(frame: &Frame) -> String {
             upto_seq,
             compressed,
         } => format!("prime page={page} upto={upto_seq} {}B", compressed.len()),
+        Frame::Records { compressed } => format!("records {}B", compressed.len()),
         Frame::AnnouncePush {
             page,
             upto_seq,
@@ -365,6 +377,12 @@ impl Sim {
 
     /// Technician nodes whose user was revoked are out of the system: they
     /// never connect again and no invariant is owed to them.
+    /// Does this node speak protocol version 4 (records)? Not during a
+    /// rollout for every other node.
+    pub(crate) fn speaks_records(&self, node: usize) -> bool {
+        !(self.rollout && node % 2 == 1)
+    }
+
     pub(crate) fn out_of_system(&self, node: usize) -> bool {
         self.nodes[node]
             .user()

@@ -54,6 +54,7 @@ impl Store {
             key: key.to_string(),
             value,
             expect,
+            replicated_version: None,
         };
         let receipt = self
             .submit(WriteSet {

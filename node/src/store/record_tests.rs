@@ -17,6 +17,7 @@ fn put(collection: &str, key: &str, value: serde_json::Value, expect: Expect) ->
         key: key.into(),
         value: json(value),
         expect,
+        replicated_version: None,
     }
 }
 

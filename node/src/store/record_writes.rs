@@ -50,6 +50,10 @@ pub struct RecordWrite {
     /// The JSON value; `None` deletes the record.
     pub value: Option<Vec<u8>>,
     pub expect: Expect,
+    /// `Some(v)`: a copy replicated from an office at version `v`, stored
+    /// only if newer than what is here (newer wins), at that version.
+    /// `None`: a write made here, at the next version.
+    pub replicated_version: Option<u64>,
 }
 
 /// What one record write did, once durable.
@@ -193,8 +197,11 @@ pub(crate) fn stage(
     for (write, current) in writes.iter().zip(currents) {
         let live = current.as_ref().is_some_and(|r| !r.deleted);
         let version = current.as_ref().map_or(0, |r| r.version);
+        let stale = write
+            .replicated_version
+            .is_some_and(|replicated| replicated <= version);
         let op = match (&write.value, live) {
-            (None, false) => {
+            _ if stale => {
                 receipts.push(RecordReceipt {
                     version,
                     op: None,
@@ -202,7 +209,17 @@ pub(crate) fn stage(
                 });
                 continue;
             }
-            (None, true) => ChangeOp::Delete,
+            (None, false) if write.replicated_version.is_none() => {
+                receipts.push(RecordReceipt {
+                    version,
+                    op: None,
+                    seq: None,
+                });
+                continue;
+            }
+            // A replicated delete of what is not here still stores the
+            // tombstone: an older copy arriving later must not revive it.
+            (None, _) => ChangeOp::Delete,
             (Some(_), false) => ChangeOp::Create,
             (Some(_), true) => ChangeOp::Update,
         };
@@ -212,7 +229,7 @@ pub(crate) fn stage(
             *seq - 1
         });
         let record = StoredRecord {
-            version: version + 1,
+            version: write.replicated_version.unwrap_or(version + 1),
             deleted: write.value.is_none(),
             last_seq: this_seq.unwrap_or(0),
             value: write.value.clone().unwrap_or_default(),
@@ -232,10 +249,10 @@ pub(crate) fn stage(
             .stats
             .get_mut(&write.collection)
             .expect("loaded by check");
-        match op {
-            ChangeOp::Create => stats.live += 1,
-            ChangeOp::Delete => stats.live = stats.live.saturating_sub(1),
-            ChangeOp::Update => {}
+        match (live, record.deleted) {
+            (false, false) => stats.live += 1,
+            (true, true) => stats.live = stats.live.saturating_sub(1),
+            _ => {}
         }
         batch.insert(keys::collection(&write.collection), encode(&*stats));
         batch.insert(keys::record(&write.collection, &write.key), encode(&record));

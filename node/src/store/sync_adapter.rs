@@ -32,13 +32,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
-use fieldsync_schemas::sync_frame::WireCheckpoint;
+use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
 use fieldsync_schemas::{ChangeOp, Collection};
 
 use super::commit::{DocWrite, Receipt, WriteSet};
+use super::record_writes::{Expect, RecordWrite};
 use super::records::{ChangeRecord, Checkpoint, DocIndex};
 use super::{keys, CachedDoc, Pending, ReadError, Store, WriteError};
-use crate::access::DocMeta;
+use crate::access::{DocMeta, ReadGrants};
 use crate::doc::WorkOrderDoc;
 use crate::sync::{LogEntry, SyncStore, WriteId};
 
@@ -483,7 +484,8 @@ impl SyncStore for SyncAdapter {
                 ChangeRecord::decode(&value).map_err(|e| corrupt(format!("seq {seq}: {e}")))?;
             entries.push(LogEntry {
                 seq,
-                work_order: record.is_work_order(),
+                collection: record.collection,
+                version: record.version,
                 id: record.id,
                 heads: record.heads.into_iter().map(ChangeHash).collect(),
             });
@@ -641,6 +643,41 @@ impl SyncStore for SyncAdapter {
 
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), SyncStoreError> {
         self.queue_write(|store| store.submit_clear_revocation(user, id))?;
+        Ok(())
+    }
+
+    fn record(&self, collection: &str, key: &str) -> Result<Option<RecordCopy>, SyncStoreError> {
+        let record = self.shared.store.record(collection, key)?;
+        Ok(record.map(|record| RecordCopy {
+            collection: record.collection,
+            key: record.key,
+            version: record.version,
+            deleted: record.deleted,
+            value: record.value,
+        }))
+    }
+
+    fn read_grants(&self, collection: &str) -> Result<ReadGrants, SyncStoreError> {
+        Ok(self.shared.store.read_grants(collection, None)?)
+    }
+
+    fn apply_records(&mut self, copies: Vec<RecordCopy>) -> Result<(), SyncStoreError> {
+        let records = copies
+            .into_iter()
+            .map(|copy| RecordWrite {
+                collection: copy.collection,
+                key: copy.key,
+                value: (!copy.deleted).then_some(copy.value),
+                expect: Expect::Any,
+                replicated_version: Some(copy.version),
+            })
+            .collect();
+        self.queue_write(|store| {
+            store.submit(WriteSet {
+                records,
+                ..WriteSet::default()
+            })
+        })?;
         Ok(())
     }
 }

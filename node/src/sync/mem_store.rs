@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
-use fieldsync_schemas::sync_frame::WireCheckpoint;
-use fieldsync_schemas::{Actor, NewWorkOrder};
+use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
+use fieldsync_schemas::{Actor, Collection, NewWorkOrder};
 use sha2::{Digest, Sha256};
 
 use super::store::{LogEntry, SyncStore, WriteId};
-use crate::access::DocMeta;
+use crate::access::{DocMeta, ReadGrants};
 use crate::doc::{OpError, Operation, WorkOrderDoc};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,11 @@ pub enum MemOp {
         user: String,
         id: String,
     },
+    /// Record copies, each stored if newer than the one here (a local
+    /// write is a copy at the next version).
+    Records {
+        copies: Vec<RecordCopy>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +67,7 @@ struct MemState {
     log: Vec<LogEntry>,
     checkpoints: BTreeMap<String, WireCheckpoint>,
     revocations: BTreeMap<(String, String), u64>,
+    records: BTreeMap<(String, String), RecordCopy>,
 }
 
 impl MemState {
@@ -123,7 +129,8 @@ impl MemState {
                 let seq = self.log.len() as u64 + 1;
                 self.log.push(LogEntry {
                     seq,
-                    work_order: true,
+                    collection: Collection::WorkOrders,
+                    version: 0,
                     id: id.clone(),
                     heads: heads.clone(),
                 });
@@ -139,6 +146,28 @@ impl MemState {
             }
             MemOp::ClearRevocation { user, id } => {
                 self.revocations.remove(&(user.clone(), id.clone()));
+                Ok(Vec::new())
+            }
+            MemOp::Records { copies } => {
+                for copy in copies {
+                    let slot = (copy.collection.clone(), copy.key.clone());
+                    if self
+                        .records
+                        .get(&slot)
+                        .is_some_and(|held| held.version >= copy.version)
+                    {
+                        continue;
+                    }
+                    self.records.insert(slot, copy.clone());
+                    let seq = self.log.len() as u64 + 1;
+                    self.log.push(LogEntry {
+                        seq,
+                        collection: Collection::Reference(copy.collection.clone()),
+                        id: copy.key.clone(),
+                        version: copy.version,
+                        heads: Vec::new(),
+                    });
+                }
                 Ok(Vec::new())
             }
         }
@@ -157,6 +186,8 @@ pub struct MemStore {
     /// Test hook: a broken variant that pretends checkpoints are durable
     /// before the documents they cover (the simulator must catch it).
     pub checkpoint_before_flush: bool,
+    /// Read grants by collection, as configuration sets them.
+    grants: BTreeMap<String, ReadGrants>,
 }
 
 impl MemStore {
@@ -169,7 +200,38 @@ impl MemStore {
             queued: VecDeque::new(),
             next_write: 1,
             checkpoint_before_flush: false,
+            grants: BTreeMap::new(),
         }
+    }
+
+    /// Who may read `collection` (the default otherwise).
+    pub fn set_read_grants(&mut self, collection: &str, grants: ReadGrants) {
+        self.grants.insert(collection.to_string(), grants);
+    }
+
+    /// Write a record here (an office's own write): the next version, or a
+    /// tombstone when `value` is `None`.
+    pub fn write_record(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<WriteId, MemError> {
+        let slot = (collection.to_string(), key.to_string());
+        let version = self.live.records.get(&slot).map_or(0, |held| held.version) + 1;
+        let copy = RecordCopy {
+            collection: collection.to_string(),
+            key: key.to_string(),
+            version,
+            deleted: value.is_none(),
+            value: value.unwrap_or_default(),
+        };
+        Ok(self.queue(MemOp::Records { copies: vec![copy] })?.0)
+    }
+
+    /// Every record held (live state), deleted ones included.
+    pub fn records(&self) -> impl Iterator<Item = &RecordCopy> {
+        self.live.records.values()
     }
 
     fn queue(&mut self, op: MemOp) -> Result<(WriteId, Vec<ChangeHash>), MemError> {
@@ -438,6 +500,20 @@ impl SyncStore for MemStore {
             user: user.to_string(),
             id: id.to_string(),
         })?;
+        Ok(())
+    }
+
+    fn record(&self, collection: &str, key: &str) -> Result<Option<RecordCopy>, MemError> {
+        let slot = (collection.to_string(), key.to_string());
+        Ok(self.live.records.get(&slot).cloned())
+    }
+
+    fn read_grants(&self, collection: &str) -> Result<ReadGrants, MemError> {
+        Ok(self.grants.get(collection).cloned().unwrap_or_default())
+    }
+
+    fn apply_records(&mut self, copies: Vec<RecordCopy>) -> Result<(), MemError> {
+        self.queue(MemOp::Records { copies })?;
         Ok(())
     }
 }

@@ -39,6 +39,7 @@
 //! peer merges before deciding what is left to reconcile.
 
 mod mem_store;
+mod records;
 mod session;
 mod store;
 #[cfg(test)]

@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use fieldsync_schemas::sync_frame::{
-    DocHeads, Frame, FrameError, WireCheckpoint, BATCH_BYTES_MAX, FRAME_BYTES_MAX, PAGE_DOCS_MAX,
-    PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME, PROTOCOL_VERSION_PUSH,
+    DocHeads, Frame, FrameError, RecordCopy, WireCheckpoint, BATCH_BYTES_MAX, FRAME_BYTES_MAX,
+    PAGE_DOCS_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME,
+    PROTOCOL_VERSION_PUSH, PROTOCOL_VERSION_RECORDS,
 };
 use fieldsync_schemas::Role;
 
+use super::records;
 use super::store::{LogEntry, SyncStore, WriteId};
 use crate::access::{self, DocMeta, PeerAccess};
 use crate::doc::{intake, validate_doc_id};
@@ -50,6 +52,9 @@ pub struct SessionConfig {
     /// Operations a document may hold after a technician's changes, at
     /// most: a larger document is refused from that peer, not merged.
     pub peer_doc_ops_max: u64,
+    /// Bytes of record copies an office sends with one page, at most (at
+    /// least one record goes; the page ends early past it).
+    pub records_page_bytes_max: usize,
 }
 
 impl SessionConfig {
@@ -68,6 +73,7 @@ impl SessionConfig {
             push_doc_bytes_max: 16 * 1024,
             inflated_bytes_max: intake::INFLATED_BYTES_MAX,
             peer_doc_ops_max: PEER_DOC_OPS_MAX,
+            records_page_bytes_max: 256 * 1024,
         }
     }
 }
@@ -232,6 +238,7 @@ impl Session {
         // Pushed changes share the batch decoder's limit at the receiver.
         assert!(config.push_page_bytes_max <= config.batch_bytes_max);
         assert!(config.push_doc_bytes_max <= config.push_page_bytes_max);
+        assert!(config.records_page_bytes_max <= config.batch_bytes_max);
         Session {
             config,
             peer_node_id: peer_node_id.into(),
@@ -445,6 +452,7 @@ impl Session {
                     compressed,
                 },
             ) => self.on_prime(now_ms, page, upto_seq, &compressed, store),
+            (Phase::Ready, Frame::Records { compressed }) => self.on_records(&compressed, store),
         }
     }
 
@@ -607,17 +615,16 @@ impl Session {
                 assert!(pages_sent <= self.config.pages_in_flight_max);
                 continue;
             }
-            let entries = store
-                .changes_after(self.out_cursor, self.config.page_scan_entries_max)
-                .map_err(store_error)?;
+            let (entries, records) = self.page_entries(now_ms, store)?;
             let Some(last) = entries.last() else { break };
             let upto_seq = last.seq;
             assert!(upto_seq > self.out_cursor, "changelog moves forward");
+            self.send_records(records.upto(upto_seq));
             let mut seen = HashSet::new();
             let mut docs = Vec::new();
             let mut revocations = None;
             for entry in entries.iter().rev() {
-                if !entry.work_order || !seen.insert(entry.id.as_str()) {
+                if !entry.is_work_order() || !seen.insert(entry.id.as_str()) {
                     continue;
                 }
                 if let Some(meta) = self.to_offer(entry, now_ms, store, &mut revocations)? {
@@ -683,7 +690,7 @@ impl Session {
         }
         // Each document's first write in this page.
         let mut first: HashMap<&str, &[ChangeHash]> = HashMap::new();
-        for entry in entries.iter().filter(|entry| entry.work_order) {
+        for entry in entries.iter().filter(|entry| entry.is_work_order()) {
             first.entry(entry.id.as_str()).or_insert(&entry.heads);
         }
         let mut pushed = Vec::with_capacity(docs.len());
@@ -713,6 +720,62 @@ impl Session {
             }
         }
         Ok((page_bytes > 0).then_some(pushed))
+    }
+
+    /// The next page's changelog entries, and the records among them to
+    /// send (an office, version 4); the page ends early where the records'
+    /// byte budget ran out.
+    fn page_entries<S: SyncStore>(
+        &self,
+        now_ms: u64,
+        store: &S,
+    ) -> Result<(Vec<LogEntry>, records::RecordsPage), SessionError> {
+        let mut entries = store
+            .changes_after(self.out_cursor, self.config.page_scan_entries_max)
+            .map_err(store_error)?;
+        if !self.config.office || self.version < PROTOCOL_VERSION_RECORDS {
+            return Ok((entries, records::RecordsPage::default()));
+        }
+        let audience = records::Audience {
+            peer: &self.peer,
+            now_ms,
+            grace_ms: self.config.grace_ms,
+        };
+        let page = records::for_page(
+            &entries,
+            &audience,
+            self.config.records_page_bytes_max,
+            store,
+        )
+        .map_err(store_error)?;
+        if let Some(end) = page.end_before_seq {
+            entries.retain(|entry| entry.seq < end);
+        }
+        Ok((entries, page))
+    }
+
+    /// Queue record copies just before the page frame that covers them.
+    fn send_records(&mut self, copies: Vec<RecordCopy>) {
+        if copies.is_empty() {
+            return;
+        }
+        let compressed = compress_batch(&copies, self.config.batch_zstd_level);
+        self.outbox.push_back(Frame::Records { compressed });
+    }
+
+    /// Record copies from an office: checked, then queued for the store
+    /// before the page they precede can complete.
+    fn on_records<S: SyncStore>(
+        &mut self,
+        compressed: &[u8],
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        if !self.peer.is_office() || self.version < PROTOCOL_VERSION_RECORDS {
+            return Err(protocol("only an office sends records (version 4)"));
+        }
+        let copies: Vec<RecordCopy> = self.decode_batch(compressed)?;
+        records::check_received(&copies).map_err(protocol)?;
+        store.apply_records(copies).map_err(store_error)
     }
 
     /// The document of a changelog entry, if it goes to the peer: it exists,
@@ -749,9 +812,7 @@ impl Session {
         now_ms: u64,
         store: &mut S,
     ) -> Result<bool, SessionError> {
-        let entries = store
-            .changes_after(self.out_cursor, self.config.page_scan_entries_max)
-            .map_err(store_error)?;
+        let (entries, records) = self.page_entries(now_ms, store)?;
         if entries.is_empty() {
             return Ok(false);
         }
@@ -762,7 +823,7 @@ impl Session {
         let mut revocations = None;
         for entry in &entries {
             assert!(entry.seq > upto_seq, "changelog moves forward");
-            let visible = entry.work_order
+            let visible = entry.is_work_order()
                 && seen.insert(entry.id.as_str())
                 && self
                     .to_offer(entry, now_ms, store, &mut revocations)?
@@ -790,6 +851,7 @@ impl Session {
             upto_seq > self.out_cursor,
             "a page covers at least one entry"
         );
+        self.send_records(records.upto(upto_seq));
         let page = self.out_next_page;
         self.out_next_page += 1;
         self.out_cursor = upto_seq;

@@ -3,9 +3,10 @@
 //! and the simulator.
 
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
-use fieldsync_schemas::sync_frame::WireCheckpoint;
+use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
+use fieldsync_schemas::Collection;
 
-use crate::access::DocMeta;
+use crate::access::{DocMeta, ReadGrants};
 
 /// Identifies a queued write whose durability the driver reports back.
 pub type WriteId = u64;
@@ -14,11 +15,22 @@ pub type WriteId = u64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     pub seq: u64,
-    /// Is this a work order's entry? Records are on the same changelog
-    /// and are not sent over sync yet: the engine skips them.
-    pub work_order: bool,
+    /// Work orders, or the data collection of a record's entry (records
+    /// share the changelog; only an office sends them, as `Records`).
+    pub collection: Collection,
+    /// The document id, or the record key.
     pub id: String,
+    /// The record's version this entry wrote (0 for work orders). A copy
+    /// is sent only at the version of a durable entry: a newer version may
+    /// not be durable yet, and a crash would let a later write reuse it.
+    pub version: u64,
     pub heads: Vec<ChangeHash>,
+}
+
+impl LogEntry {
+    pub fn is_work_order(&self) -> bool {
+        self.collection == Collection::WorkOrders
+    }
 }
 
 /// Reads are synchronous and see the store's current state; writes are
@@ -111,6 +123,14 @@ pub trait SyncStore {
     fn purge(&mut self, id: &str) -> Result<WriteId, Self::Error>;
     /// Forget a revocation once the peer has purged the document.
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), Self::Error>;
+
+    /// A data record as it is now (deleted ones too: the tombstone travels).
+    fn record(&self, collection: &str, key: &str) -> Result<Option<RecordCopy>, Self::Error>;
+    /// Who may read data collection `collection`.
+    fn read_grants(&self, collection: &str) -> Result<ReadGrants, Self::Error>;
+    /// Queue storing copies an office sent: each is stored only if newer
+    /// than the copy here. Durable before any write queued after it.
+    fn apply_records(&mut self, records: Vec<RecordCopy>) -> Result<(), Self::Error>;
 }
 
 /// `Automerge::load` of each document, in order, on this thread.

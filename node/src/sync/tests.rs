@@ -1,12 +1,12 @@
 //! Two engines wired back to back in memory, time simulated.
 
 use automerge::ActorId;
-use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION};
+use fieldsync_schemas::sync_frame::{Frame, RecordCopy, PROTOCOL_VERSION};
 use fieldsync_schemas::{Actor, OperatorPatch, Role, Status};
 
 use super::session::compress_batch;
 use super::*;
-use crate::access::PeerAccess;
+use crate::access::{PeerAccess, ReadGrants};
 use crate::doc::tests::sample;
 use crate::doc::Operation;
 
@@ -930,4 +930,163 @@ fn an_edit_travels_as_its_change_not_as_the_whole_document() {
         sync_bytes < whole,
         "the central sent {sync_bytes} B of sync messages for one note; the whole document is {whole} B"
     );
+}
+
+fn record_json(value: serde_json::Value) -> Option<Vec<u8>> {
+    Some(serde_json::to_vec(&value).unwrap())
+}
+
+/// What `node` holds of `collection`, live records only: key → version.
+fn held(node: &Node, collection: &str) -> Vec<(String, u64)> {
+    node.store
+        .records()
+        .filter(|r| r.collection == collection && !r.deleted)
+        .map(|r| (r.key.clone(), r.version))
+        .collect()
+}
+
+#[test]
+fn a_laptop_gets_the_records_its_role_may_read_and_their_updates_and_deletes() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    central.store.set_read_grants(
+        "materials",
+        ReadGrants {
+            readers: vec![Role::Technician],
+        },
+    );
+    create(&mut central, "wo-1", "tech-1");
+    for key in ["M-1", "M-2"] {
+        central
+            .store
+            .write_record(
+                "materials",
+                key,
+                record_json(serde_json::json!({"sku": key})),
+            )
+            .unwrap();
+    }
+    central
+        .store
+        .write_record(
+            "customers",
+            "C-1",
+            record_json(serde_json::json!({"name": "x"})),
+        )
+        .unwrap();
+    central.store.flush();
+    // Primed (version 2+ path): the granted collection only.
+    let kinds = kinds_sent_by_central(&mut central, &mut laptop, PROTOCOL_VERSION);
+    assert!(
+        kinds.contains(&"records") && kinds.contains(&"prime"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        held(&laptop, "materials"),
+        [("M-1".into(), 1), ("M-2".into(), 1)]
+    );
+    assert!(held(&laptop, "customers").is_empty());
+    // An update and a delete follow on the next session (announce path).
+    central
+        .store
+        .write_record(
+            "materials",
+            "M-1",
+            record_json(serde_json::json!({"sku": "M-1b"})),
+        )
+        .unwrap();
+    central
+        .store
+        .write_record("materials", "M-2", None)
+        .unwrap();
+    central.store.flush();
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, 5_000);
+    assert_eq!(held(&laptop, "materials"), [("M-1".into(), 2)]);
+    let m1 = laptop.store.record("materials", "M-1").unwrap().unwrap();
+    assert_eq!(m1.value, b"{\"sku\":\"M-1b\"}");
+    // The laptop announces none of them back, and a reconnect moves nothing.
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, 6_000);
+    assert_eq!(held(&central, "materials"), [("M-1".into(), 2)]);
+}
+
+#[test]
+fn records_go_only_from_an_office_and_only_in_version_4() {
+    let (mut central, mut laptop) = primed_pair(1, PROTOCOL_VERSION);
+    let copy = RecordCopy {
+        collection: "materials".into(),
+        key: "M-9".into(),
+        version: 9,
+        deleted: false,
+        value: b"{}".to_vec(),
+    };
+    let records = |copies: &[RecordCopy]| Frame::Records {
+        compressed: compress_batch(copies, 3),
+    };
+    // A technician's laptop never sends record writes.
+    let mut session = session_past_hello(
+        &mut central,
+        &laptop,
+        tech_access("tech-1"),
+        PROTOCOL_VERSION,
+    );
+    let error = session
+        .handle_frame(0, records(std::slice::from_ref(&copy)), &mut central.store)
+        .unwrap_err();
+    assert!(error.to_string().contains("only an office"), "{error}");
+    assert!(central.store.records().next().is_none());
+    // From an office: an internal collection, a bad name, a value that is
+    // not JSON, garbage, version 3.
+    let internal = RecordCopy {
+        collection: "webhooks".into(),
+        ..copy.clone()
+    };
+    let bad_name = RecordCopy {
+        collection: "Bad Name".into(),
+        ..copy.clone()
+    };
+    let not_json = RecordCopy {
+        value: b"{x".to_vec(),
+        ..copy.clone()
+    };
+    for (version, frame, why) in [
+        (PROTOCOL_VERSION, records(&[internal]), "internal"),
+        (PROTOCOL_VERSION, records(&[bad_name]), "must match"),
+        (PROTOCOL_VERSION, records(&[not_json]), "not JSON"),
+        (
+            PROTOCOL_VERSION,
+            Frame::Records {
+                compressed: vec![1, 2, 3],
+            },
+            "undecodable",
+        ),
+        (3, records(std::slice::from_ref(&copy)), "version 4"),
+    ] {
+        let mut session = session_past_hello(&mut laptop, &central, PeerAccess::Office, version);
+        let error = session
+            .handle_frame(0, frame, &mut laptop.store)
+            .unwrap_err();
+        assert!(error.to_string().contains(why), "{why}: {error}");
+    }
+    assert!(laptop.store.records().next().is_none());
+    // A version 3 central sends no records; work orders still sync.
+    let mut central3 = Node::new("central3", 7, true);
+    let mut laptop3 = Node::new("laptop3", 8, false);
+    central3.store.set_read_grants(
+        "materials",
+        ReadGrants {
+            readers: vec![Role::Technician],
+        },
+    );
+    create(&mut central3, "wo-1", "tech-1");
+    central3
+        .store
+        .write_record("materials", "M-1", record_json(serde_json::json!(1)))
+        .unwrap();
+    central3.store.flush();
+    let kinds = kinds_sent_by_central(&mut central3, &mut laptop3, 3);
+    assert!(!kinds.contains(&"records"), "{kinds:?}");
+    assert_eq!(laptop3.store.doc_ids().len(), 1);
+    assert!(laptop3.store.records().next().is_none());
 }
