@@ -36,7 +36,8 @@ pub enum ErrorKind {
     InvalidBody,
     /// The body is not JSON (or form data, on `/oauth/token`).
     UnsupportedMediaType,
-    /// The body is over `body_bytes_max`.
+    /// The body is over `body_bytes_max`, or a record value over
+    /// `RECORD_VALUE_BYTES_MAX`.
     BodyTooLarge,
     /// A query parameter is malformed or out of range.
     InvalidQuery,
@@ -57,7 +58,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The work order is deleted (tombstoned); it takes no more edits.
     Deleted,
-    /// `If-Match` names other heads than the document has.
+    /// `If-Match` names another version than the document or record has
+    /// (or `If-None-Match: *` finds a record).
     PreconditionFailed,
     /// Too many requests; `Retry-After` says when to come back.
     RateLimited,

@@ -2,7 +2,8 @@
 //!
 //! People and machines reach work orders here: OAuth2 client-credential
 //! tokens (`oauth.rs`), REST work orders whose every write is one of the
-//! node's typed operations (`api/work_orders.rs`), the ordered changes feed
+//! node's typed operations (`api/work_orders.rs`), reference records and
+//! who may read them (`api/records.rs`), the ordered changes feed
 //! with longpoll (`feed.rs`, `api/changes.rs`), operations endpoints
 //! (`api/ops.rs`), and a server-rendered web UI (`ui/`).
 //!

@@ -9,6 +9,7 @@
 pub(crate) mod changes;
 pub mod model;
 pub(crate) mod ops;
+pub(crate) mod records;
 pub mod users;
 pub(crate) mod work_orders;
 
@@ -23,7 +24,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "fieldsync gateway",
-        description = "Work orders, the changes feed and operations of a fieldsync node. \
+        description = "Work orders, reference records, the changes feed and operations of a fieldsync node. \
                        Errors are `application/problem+json` (RFC 9457).",
     ),
     modifiers(&Security),
@@ -34,6 +35,7 @@ use crate::state::AppState;
         (name = "changes", description = "Ordered changes feed"),
         (name = "operations", description = "Health, metrics, registry, peers"),
         (name = "users", description = "Users and integration clients (operators)"),
+        (name = "records", description = "Reference data: collections of versioned JSON records, and who may read them"),
     )
 )]
 struct ApiDoc;
@@ -77,6 +79,14 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(work_orders::edit_report))
         .routes(routes!(work_orders::log_time))
         .routes(routes!(changes::changes))
+        .routes(routes!(records::list_collections))
+        .routes(routes!(records::list_records))
+        .routes(routes!(
+            records::get_record,
+            records::put_record,
+            records::delete_record
+        ))
+        .routes(routes!(records::get_grants, records::put_grants))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::revoke_user))
         .routes(routes!(ops::peers))

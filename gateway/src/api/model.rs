@@ -510,6 +510,78 @@ pub struct ChangesPage {
     pub epoch: String,
 }
 
+mirror_enum!(
+    /// A role that may read a data collection.
+    Reader => domain::Role { Operator, Technician, Integration }
+);
+mirror_enum!(
+    /// Which kind of record collection: `data` (on the feed, readable per
+    /// role) or `internal` (never served over the API).
+    CollectionKind => domain::CollectionKind { Data, Internal }
+);
+
+/// One data collection the caller may read.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CollectionSummary {
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub name: String,
+    /// Always `data`: internal collections are never listed.
+    pub kind: CollectionKind,
+    /// Live (not deleted) records.
+    pub count: u64,
+    /// Roles that may read it; an integration client also needs the
+    /// `records:read` scope. Operators always may.
+    pub readers: Vec<Reader>,
+}
+
+/// One record: a versioned JSON value under a key in a collection.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RecordBody {
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub collection: String,
+    /// 1 to 512 bytes of UTF-8 without control characters.
+    #[schema(min_length = 1, max_length = 512)]
+    pub key: String,
+    /// Starts at 1 and grows by one per write; also the `ETag`, quoted.
+    #[schema(minimum = 1)]
+    pub version: u64,
+    /// The record's JSON value (any JSON, at most 65536 bytes compact).
+    pub value: serde_json::Value,
+    /// Always `false`: deleted records are not served.
+    pub deleted: bool,
+}
+
+/// A page of a collection's records, in key order.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RecordPage {
+    pub items: Vec<RecordBody>,
+    /// Pass as `cursor` for the next page (the last key of this one);
+    /// absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of a collection's records.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecordQuery {
+    /// `next_cursor` of the previous page: records with keys after it.
+    #[param(min_length = 1, max_length = 512)]
+    pub cursor: Option<String>,
+    /// Records per page, 1 to `page_size_max` (larger values are capped).
+    #[param(minimum = 1)]
+    pub limit: Option<usize>,
+}
+
+/// Who may read a data collection.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionGrants {
+    /// Roles that may read. Operators always may and are always listed in
+    /// answers; an integration client also needs `records:read`.
+    pub readers: Vec<Reader>,
+}
+
 /// `POST /oauth/token` form (RFC 6749 §4.4).
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 pub struct TokenRequest {

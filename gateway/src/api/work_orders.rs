@@ -30,7 +30,7 @@ pub(crate) fn etag(heads: &[String]) -> String {
 /// `If-Match` / `If-None-Match` entity tags; `None` when the header is
 /// absent. `*` is kept as a tag; anything that is not `*` or a quoted
 /// (possibly weak) tag is a 400.
-fn entity_tags(
+pub(crate) fn entity_tags(
     headers: &HeaderMap,
     name: header::HeaderName,
 ) -> Result<Option<Vec<String>>, ApiError> {
@@ -55,7 +55,7 @@ fn entity_tags(
     Ok(Some(tags))
 }
 
-fn tags_match(tags: &[String], current: &str) -> bool {
+pub(crate) fn tags_match(tags: &[String], current: &str) -> bool {
     // Strong comparison: weak tags (`W/"..."`) never match.
     tags.iter().any(|tag| tag == "*" || tag == current)
 }

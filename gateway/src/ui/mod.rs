@@ -1,5 +1,5 @@
 //! The web UI: server-rendered HTML (maud) for sign-in, the work-order
-//! list and detail, peers and the changes feed.
+//! list and detail, peers, the changes feed and the record collections.
 //!
 //! Why server-rendered: nothing to build or bundle, and maud escapes every
 //! interpolated value at compile time, so data typed by a customer or a
@@ -39,6 +39,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/ui/work-orders/{id}", get(work_order))
         .route("/ui/peers", get(peers))
         .route("/ui/changes", get(changes))
+        .route("/ui/collections", get(collections))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -114,6 +115,7 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                     @if let Some(caller) = caller {
                         a href="/ui/work-orders" { "Work orders" }
                         a href="/ui/changes" { "Changes" }
+                        a href="/ui/collections" { "Collections" }
                         @if caller.role == fieldsync_schemas::Role::Operator {
                             a href="/ui/peers" { "Peers" }
                         }
@@ -509,7 +511,13 @@ async fn changes(
                 tr {
                     td { (entry.seq) }
                     td { (entry.collection.name()) }
-                    td { a href={ "/ui/work-orders/" (entry.id) } { (entry.number.as_deref().unwrap_or(&entry.id)) } }
+                    td {
+                        @if entry.collection == fieldsync_schemas::Collection::WorkOrders {
+                            a href={ "/ui/work-orders/" (entry.id) } { (entry.number.as_deref().unwrap_or(&entry.id)) }
+                        } @else {
+                            (entry.id) @if let Some(version) = entry.version { " (version " (version) ")" }
+                        }
+                    }
                     td { (format!("{:?}", entry.op).to_lowercase()) }
                 }
             }
@@ -520,4 +528,44 @@ async fn changes(
         }
     };
     page("Changes", Some(&caller), body).into_response()
+}
+
+/// The data collections the caller may read (the same list as
+/// `GET /api/v1/collections`).
+async fn collections(State(state): State<AppState>, UiCaller(caller): UiCaller) -> Response {
+    if let Err(error) = caller.field_or_scope(fieldsync_schemas::Scope::RecordsRead) {
+        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+    }
+    let reader = caller.clone();
+    let listed = state
+        .blocking(move |store| crate::api::records::visible_collections(store, &reader))
+        .await;
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+    };
+    let role_names = |readers: &[crate::api::model::Reader]| {
+        readers
+            .iter()
+            .filter_map(|reader| serde_json::to_value(reader).ok())
+            .filter_map(|value| value.as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let body = html! {
+        @if listed.is_empty() { p { "No collections you may read." } }
+        @else {
+            table {
+                tr { th { "Collection" } th { "Records" } th { "Readers" } }
+                @for collection in &listed {
+                    tr {
+                        td { code { (collection.name) } }
+                        td { (collection.count) }
+                        td { (role_names(&collection.readers)) }
+                    }
+                }
+            }
+        }
+    };
+    page("Collections", Some(&caller), body).into_response()
 }

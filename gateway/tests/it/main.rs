@@ -6,6 +6,7 @@ mod auth;
 mod feed;
 mod input;
 mod ops;
+mod records;
 mod support;
 mod ui;
 mod users;

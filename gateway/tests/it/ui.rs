@@ -153,3 +153,43 @@ async fn sign_in_list_detail_and_isolation() {
     assert!(peers.contains("No peers known yet."));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_page_lists_what_the_user_may_read() {
+    let server = Server::start().await;
+    let op = server.token("op").await;
+    for path in [
+        "/api/v1/collections/materials/records/m1",
+        "/api/v1/collections/customers/records/c1",
+    ] {
+        let response = server
+            .call(Method::PUT, path, Some(&op), Some(&json!({"n": 1})))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let grant = json!({"readers": ["technician"]});
+    let response = server
+        .call(
+            Method::PUT,
+            "/api/v1/collections/materials/grants",
+            Some(&op),
+            Some(&grant),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie_of = |response: reqwest::Response| {
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_string()
+    };
+    let operator = cookie_of(sign_in(&server, "op", &server.secret("op")).await);
+    let (status, html) = page(&server, &operator, "/ui/collections").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("href=\"/ui/collections\""), "nav link");
+    assert!(html.contains("<code>customers</code>") && html.contains("<code>materials</code>"));
+    assert!(html.contains("operator, technician") && !html.contains("<code>users</code>"));
+    let tech = cookie_of(sign_in(&server, "tech-1", &server.secret("tech-1")).await);
+    let (status, html) = page(&server, &tech, "/ui/collections").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<code>materials</code>") && !html.contains("<code>customers</code>"));
+    server.stop().await;
+}
