@@ -110,6 +110,12 @@ fn advice(error: &anyhow::Error) -> (Option<String>, u8) {
                     ),
                     EXIT_USAGE,
                 ),
+                ConfigError::Env { var, .. } => (
+                    Some(format!(
+                        "fix or unset {var}; without it the value in fieldsync.toml applies"
+                    )),
+                    EXIT_USAGE,
+                ),
                 _ => (None, EXIT_FAILED),
             };
         }

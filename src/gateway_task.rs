@@ -1,4 +1,11 @@
-//! Starting the HTTP gateway inside `fieldsync run`.
+//! Starting the HTTP gateway of a running node (`fieldsync run`, and the
+//! demo's central).
+//!
+//! Why the limits are converted here: the node's `[gateway]` section
+//! (with its `FIELDSYNC_GATEWAY_*` overrides) mirrors the gateway's
+//! `GatewayConfig`, because the node crate cannot depend on the gateway;
+//! the binary, which depends on both, is where one becomes the other
+//! ([`gateway_config`]).
 //!
 //! Why the token key lives in the data directory: tokens are signed by the
 //! gateway; a key made fresh at every start would sign everyone out on each
@@ -12,6 +19,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use fieldsync_gateway::{AppState, GatewayConfig, TokenKey};
 use fieldsync_node::quic::PeerMap;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::error::CliError;
@@ -50,33 +58,124 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Bind the gateway's listener and return the task that serves it until
-/// `stop` turns true. Must be called inside the runtime.
-pub(crate) async fn start(
-    node: &Node,
-    peers: PeerMap,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let listen = node.config.gateway.listen;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        CliError::failed(format!("cannot start the gateway on {listen}: {e}")).hint(format!(
-            "another process may hold TCP {listen}; change `[gateway] listen` in {}",
+/// The gateway's limits from the node's `[gateway]` section.
+pub(crate) fn gateway_config(section: &fieldsync_node::config::GatewayConfig) -> GatewayConfig {
+    GatewayConfig {
+        body_bytes_max: section.body_bytes_max,
+        request_timeout_ms: section.request_timeout_ms,
+        longpoll_timeout_ms_max: section.longpoll_timeout_ms_max,
+        longpoll_timeout_ms_default: section.longpoll_timeout_ms_default,
+        page_size_max: section.page_size_max,
+        page_size_default: section.page_size_default,
+        scan_entries_max: section.scan_entries_max,
+        token_ttl_s: section.token_ttl_s,
+        requests_per_s: section.requests_per_s,
+        request_burst: section.request_burst,
+        token_attempts_per_minute: section.token_attempts_per_minute,
+        secret_checks_concurrent_max: section.secret_checks_concurrent_max,
+        rate_limit_keys_max: section.rate_limit_keys_max,
+        public_base_url: section.public_base_url.clone(),
+        cookie_secure: section.cookie_secure,
+        doc_count_cache_ms: section.doc_count_cache_ms,
+    }
+}
+
+/// [`gateway_config`], checked the way the gateway will check it, so a
+/// bad combination stops the node before anything starts and names where
+/// the values come from.
+pub(crate) fn checked_gateway_config(node: &Node) -> anyhow::Result<GatewayConfig> {
+    let config = gateway_config(&node.config.gateway);
+    config.validate().map_err(|e| {
+        CliError::usage(e.to_string()).hint(format!(
+            "fix `[gateway]` in {} (or the FIELDSYNC_GATEWAY_* variable that sets it)",
             fieldsync_node::config::NodeConfig::path_in(&node.dir).display()
         ))
     })?;
-    let state = AppState::new(
-        node.store.clone(),
-        token_key(&node.dir)?,
-        GatewayConfig::default(),
-    )?
-    .with_peers(Arc::new(DriverPeers(peers)));
-    tracing::info!(url = %format!("http://{}", listener.local_addr()?), "gateway listening");
-    Ok(async move {
+    Ok(config)
+}
+
+/// Bind `[gateway] listen` for [`start`].
+pub(crate) async fn bind(node: &Node) -> anyhow::Result<TcpListener> {
+    let listen = node.config.gateway.listen;
+    TcpListener::bind(listen).await.map_err(|e| {
+        CliError::failed(format!("cannot start the gateway on {listen}: {e}"))
+            .hint(format!(
+                "another process may hold TCP {listen}; change `[gateway] listen` in {}",
+                fieldsync_node::config::NodeConfig::path_in(&node.dir).display()
+            ))
+            .into()
+    })
+}
+
+/// Serve the gateway on `listener` with `config`'s limits; returns its URL
+/// and the task that serves it until `stop` turns true. Must be called
+/// inside the runtime.
+pub(crate) fn start(
+    node: &Node,
+    config: GatewayConfig,
+    listener: TcpListener,
+    peers: PeerMap,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(
+    String,
+    impl Future<Output = anyhow::Result<()>> + Send + 'static,
+)> {
+    let state = AppState::new(node.store.clone(), token_key(&node.dir)?, config)?
+        .with_peers(Arc::new(DriverPeers(peers)));
+    let url = format!("http://{}", listener.local_addr()?);
+    tracing::info!(%url, "gateway listening");
+    let task = async move {
         let mut stop = stop;
         fieldsync_gateway::run(listener, state, async move {
             let _ = stop.wait_for(|stopping| *stopping).await;
         })
         .await
         .context("gateway")
-    })
+    };
+    Ok((url, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use fieldsync_node::config::{NodeConfig, NodeRole};
+
+    use super::*;
+
+    #[test]
+    fn the_node_defaults_are_the_gateway_defaults() {
+        let section = NodeConfig::new(NodeRole::Central, "c").gateway;
+        assert_eq!(
+            format!("{:?}", gateway_config(&section)),
+            format!("{:?}", GatewayConfig::default())
+        );
+    }
+
+    #[test]
+    fn a_limit_from_the_file_and_one_from_the_environment_reach_the_gateway() {
+        let path = Path::new("/data/fieldsync.toml");
+        let text = "role = \"central\"\nname = \"c\"\n\
+                    [gateway]\npage_size_max = 500\ntoken_ttl_s = 60\n\
+                    public_base_url = \"https://central.example:8443\"\n";
+        let config = NodeConfig::parse(text, path)
+            .unwrap()
+            .with_env_overrides(path, |var| {
+                (var == "FIELDSYNC_GATEWAY_PAGE_SIZE_DEFAULT").then(|| "50".to_string())
+            })
+            .unwrap();
+        let gateway = gateway_config(&config.gateway);
+        gateway.validate().unwrap();
+        assert_eq!(gateway.page_size_max, 500);
+        assert_eq!(gateway.page_size_default, 50);
+        assert_eq!(gateway.token_ttl_s, 60);
+        assert_eq!(
+            gateway.public_base_url.as_deref(),
+            Some("https://central.example:8443")
+        );
+        assert_eq!(
+            gateway.requests_per_s,
+            GatewayConfig::default().requests_per_s
+        );
+    }
 }

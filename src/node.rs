@@ -1,14 +1,17 @@
 //! The running node: its config, identity and store, and the tasks that
 //! serve them.
 //!
-//! Why a struct that owns everything: `fieldsync run` is the composition
-//! root. Today it opens the store and waits for a signal; the sync driver
-//! (QUIC, pinned by node id) and the gateway (HTTP) each become one more
-//! task spawned in [`Node::run`], sharing the `Store` handle and stopped by
-//! the same shutdown signal, after which the store is closed last so every
-//! acknowledged write is on disk when the process exits.
+//! Why one struct that owns everything and one function that starts it:
+//! `fieldsync run` is the composition root, and `fieldsync demo` runs
+//! three nodes in one process. Both start a node through [`start_node`]
+//! (the sync driver with its status file, the store activity log, the
+//! gateway when enabled) and stop it through [`RunningNode::stop`], which
+//! closes the store last so every acknowledged write is on disk when the
+//! process exits. A task a node gains later is added there once, and both
+//! get it.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,10 +19,12 @@ use anyhow::Context as _;
 use fieldsync_node::config::NodeConfig;
 use fieldsync_node::identity::Identity;
 use fieldsync_node::store::{OpenError, Store};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::CliError;
+use crate::sync_driver::SyncHandle;
 
 /// How long tasks get to finish after the shutdown signal.
 const SHUTDOWN_GRACE_MS: u64 = 10_000;
@@ -83,7 +88,7 @@ impl Node {
     /// refuses a newer format before touching anything).
     pub(crate) fn open(dir: &Path) -> anyhow::Result<Node> {
         require_node_dir(dir)?;
-        let config = NodeConfig::load(dir)?;
+        let config = NodeConfig::load_with_env(dir)?;
         let identity = Identity::load(dir)?;
         let store = Store::open(dir, config.store_config()).map_err(|e| match &e {
             // sled holds an exclusive file lock while a store is open.
@@ -107,20 +112,34 @@ impl Node {
         })
     }
 
+    /// Create a node in `dir` the way `fieldsync init` lays it out: the
+    /// commented config, the key pair and certificate, and the store in
+    /// `dir` itself, so `fieldsync run --dir` can open it later.
+    pub(crate) fn create(dir: &Path, config: NodeConfig) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::failed(format!("cannot create {}: {e}", dir.display()))
+                .hint("check the parent directory's permissions")
+        })?;
+        let identity = Identity::generate(&config.name)?;
+        config.write_new(dir)?;
+        identity.save(dir)?;
+        let store = Store::init(dir, config.store_config())?;
+        Ok(Node {
+            dir: dir.to_path_buf(),
+            config,
+            identity,
+            store,
+        })
+    }
+
     /// Serve until `shutdown` resolves (or a task fails), then stop every
     /// task and close the store.
     pub(crate) async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-        tasks.spawn(log_store_activity(self.store.clone(), stop_rx.clone()));
-        // Sync over QUIC; its peer map is what the gateway's `/api/v1/peers`
-        // shows (`crate::peers::DriverPeers`).
-        let (sync_peers, sync_task) = crate::sync_driver::start(&self, stop_rx.clone())?;
-        tasks.spawn(sync_task);
-        tasks.spawn(crate::priming::show(sync_peers.clone(), stop_rx.clone()));
-        if self.config.gateway.enabled {
-            tasks.spawn(crate::gateway_task::start(&self, sync_peers, stop_rx.clone()).await?);
-        }
+        let options = StartOptions {
+            show_priming: true,
+            ..StartOptions::default()
+        };
+        let mut running = start_node(&self, options).await?;
         tracing::info!(
             node_id = self.identity.node_id(),
             role = %self.config.role,
@@ -129,15 +148,146 @@ impl Node {
             last_seq = self.store.last_seq(),
             "node running; stop it with Ctrl-C or SIGTERM"
         );
-        let mut failure = None;
-        tokio::select! {
-            () = shutdown => tracing::info!("shutting down"),
-            Some(ended) = tasks.join_next() => {
-                failure = Some(task_failure(ended));
+        let failure = tokio::select! {
+            () = shutdown => {
+                tracing::info!("shutting down");
+                None
             }
+            ended = running.task_ended() => Some(ended),
+        };
+        running.stop().await?;
+        tracing::info!(
+            last_seq = self.store.last_seq(),
+            "store closed cleanly; node stopped"
+        );
+        failure.unwrap_or(Ok(()))
+    }
+
+    /// Documents in the store (a key scan; nothing is loaded).
+    pub(crate) fn document_count(&self) -> anyhow::Result<u64> {
+        count_documents(&self.store)
+    }
+
+    /// Bytes the data directory's store takes on disk.
+    pub(crate) fn store_bytes_on_disk(&self) -> u64 {
+        bytes_on_disk(&self.dir, 0)
+    }
+}
+
+/// What [`start_node`] starts besides the sync driver and the store
+/// activity log. The gateway runs when `[gateway] enabled` says so.
+#[derive(Default)]
+pub(crate) struct StartOptions {
+    /// Serve the gateway on this listener instead of binding
+    /// `[gateway] listen` (the demo binds its own port first, so that a
+    /// busy port is reported before any node is created).
+    pub(crate) gateway_listener: Option<TcpListener>,
+    /// Draw the priming progress bars on the terminal (`fieldsync run`).
+    pub(crate) show_priming: bool,
+}
+
+/// A node's running tasks, and the switches that stop them.
+pub(crate) struct RunningNode {
+    store: Store,
+    sync_address: SocketAddr,
+    gateway_url: Option<String>,
+    /// Turned true to stop every task.
+    stop: watch::Sender<bool>,
+    /// The sync driver, while it runs.
+    sync: Option<SyncHandle>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+/// Start a node's tasks: the sync driver (writing its status file into the
+/// data directory), the store activity log, the gateway when it is enabled
+/// and, if asked, the priming progress. Both `fieldsync run` and
+/// `fieldsync demo` start nodes here; background tasks join here too. Must
+/// be called inside the runtime.
+pub(crate) async fn start_node(node: &Node, options: StartOptions) -> anyhow::Result<RunningNode> {
+    // A bad limit stops the node before anything binds.
+    let gateway_config = if node.config.gateway.enabled {
+        Some(crate::gateway_task::checked_gateway_config(node)?)
+    } else {
+        None
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    tasks.spawn(log_store_activity(node.store.clone(), stop_rx.clone()));
+    let (sync, sync_task) = crate::sync_driver::start(node, stop_rx.clone())?;
+    tasks.spawn(sync_task);
+    let peers = sync.peers.clone();
+    if options.show_priming {
+        tasks.spawn(crate::priming::show(peers.clone(), stop_rx.clone()));
+    }
+    let mut gateway_url = None;
+    if let Some(config) = gateway_config {
+        let listener = match options.gateway_listener {
+            Some(listener) => listener,
+            None => crate::gateway_task::bind(node).await?,
+        };
+        let (url, task) = crate::gateway_task::start(node, config, listener, peers, stop_rx)?;
+        tasks.spawn(task);
+        gateway_url = Some(url);
+    }
+    Ok(RunningNode {
+        store: node.store.clone(),
+        sync_address: sync.address,
+        gateway_url,
+        stop,
+        sync: Some(sync),
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// The UDP address sync listens on.
+    pub(crate) fn sync_address(&self) -> SocketAddr {
+        self.sync_address
+    }
+
+    /// `http://host:port` of the gateway, when it runs.
+    pub(crate) fn gateway_url(&self) -> Option<&str> {
+        self.gateway_url.as_deref()
+    }
+
+    /// Take the node offline: stop its sync driver only, and wait until
+    /// its connections are closed. The store and other tasks keep running.
+    pub(crate) async fn stop_sync(&mut self) {
+        if let Some(sync) = self.sync.take() {
+            sync.stop().await;
         }
-        let _ = stop_tx.send(true);
+    }
+
+    /// Bring the node back online after [`RunningNode::stop_sync`]: a new
+    /// driver on `[sync] listen`. The gateway keeps showing the first
+    /// driver's peer map.
+    pub(crate) fn start_sync(&mut self, node: &Node) -> anyhow::Result<()> {
+        if self.sync.is_some() {
+            return Ok(());
+        }
+        let (sync, task) = crate::sync_driver::start(node, self.stop.subscribe())?;
+        self.sync_address = sync.address;
+        self.sync = Some(sync);
+        self.tasks.spawn(task);
+        Ok(())
+    }
+
+    /// Resolves when a task ends by itself, which a task of a running node
+    /// must not do: its error, or "stopped unexpectedly".
+    pub(crate) async fn task_ended(&mut self) -> anyhow::Result<()> {
+        match self.tasks.join_next().await {
+            Some(ended) => task_failure(ended),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stop every task (aborting those still running after
+    /// `SHUTDOWN_GRACE_MS`), then close the store, so every acknowledged
+    /// write is on disk when this returns.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
         let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
+        let tasks = &mut self.tasks;
         let drained = tokio::time::timeout(grace, async {
             while let Some(ended) = tasks.join_next().await {
                 // Ending with Ok is what a task should do once told to stop.
@@ -154,27 +304,12 @@ impl Node {
                 grace_ms = SHUTDOWN_GRACE_MS,
                 "tasks still running; aborting them"
             );
-            tasks.abort_all();
+            self.tasks.abort_all();
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close())
             .await
-            .context("closing the store")?;
-        tracing::info!(
-            last_seq = self.store.last_seq(),
-            "store closed cleanly; node stopped"
-        );
-        failure.unwrap_or(Ok(()))
-    }
-
-    /// Documents in the store (a key scan; nothing is loaded).
-    pub(crate) fn document_count(&self) -> anyhow::Result<u64> {
-        count_documents(&self.store)
-    }
-
-    /// Bytes the data directory's store takes on disk.
-    pub(crate) fn store_bytes_on_disk(&self) -> u64 {
-        bytes_on_disk(&self.dir, 0)
+            .context("closing the store")
     }
 }
 

@@ -5,6 +5,7 @@
 //! binary, which wires both, translates.
 
 use fieldsync_gateway::{PeerDirectory, PeerInfo};
+use fieldsync_node::clock::rfc3339_ms;
 use fieldsync_node::quic::{PeerMap, PeerState};
 
 /// The driver's peer map behind the gateway's `PeerDirectory` seam.
@@ -16,24 +17,14 @@ impl PeerDirectory for DriverPeers {
     }
 }
 
-fn rfc3339(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 pub(crate) fn peer_info(peer: PeerState) -> PeerInfo {
     PeerInfo {
         node_id: peer.node_id,
         user: peer.user,
         address: peer.address,
         connected: peer.connected,
-        last_seen: peer.last_seen_ms.map(rfc3339),
-        last_sync: peer.last_sync_ms.map(rfc3339),
+        last_seen: peer.last_seen_ms.map(rfc3339_ms),
+        last_sync: peer.last_sync_ms.map(rfc3339_ms),
         docs_pending: Some(peer.docs_pending_out + peer.docs_pending_in),
     }
 }

@@ -25,6 +25,7 @@ use serde_json::json;
 
 mod gateway_bench;
 mod many;
+mod records_bench;
 mod report;
 mod sync_bench;
 
@@ -72,6 +73,8 @@ enum Workload {
     Feed(gateway_bench::FeedArgs),
     /// REST create/read latency percentiles under 64 concurrent clients.
     Rest(gateway_bench::RestArgs),
+    /// Records written durably in write sets, beside raw sled; then the feed.
+    Records(records_bench::RecordsArgs),
 }
 
 #[derive(Args)]
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Workload::ManyCentral(args) => many::central(&args),
         Workload::Feed(args) => gateway_bench::feed(&args).map(|()| ExitCode::SUCCESS),
         Workload::Rest(args) => gateway_bench::rest(&args).map(|()| ExitCode::SUCCESS),
+        Workload::Records(args) => records_bench::records(&args).map(|()| ExitCode::SUCCESS),
         Workload::W3Once(args) => w3_once(&args),
         Workload::Stages(args) => stages(&args).map(|()| ExitCode::SUCCESS),
     };

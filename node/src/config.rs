@@ -10,8 +10,17 @@
 //! and in which unit, without a trip to the README.
 //!
 //! Sections: top-level `role` and `name`; `[store]` (the store's tunables);
-//! `[sync]` (QUIC listener, peers, keep-alive and reconnect timing) and
-//! `[gateway]` (HTTP listener), which the sync and gateway work read; `[log]`.
+//! `[sync]` (QUIC listener, peers, keep-alive and reconnect timing, the
+//! reassignment grace period) and `[gateway]` (HTTP listener and every
+//! limit the gateway enforces), which the sync and gateway work read; `[log]`.
+//!
+//! Why environment overrides for `[gateway]` (`FIELDSYNC_GATEWAY_<KEY>`,
+//! e.g. `FIELDSYNC_GATEWAY_PAGE_SIZE_MAX=500`): a central runs in a
+//! container or under systemd, where changing a limit for one deployment
+//! is an environment variable, not an edit of the data directory. They
+//! apply only when a node starts ([`NodeConfig::load_with_env`]); commands
+//! that rewrite the file (`enroll`) read it without them, so a variable is
+//! never written into the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,6 +147,10 @@ pub struct SyncConfig {
     /// handshake (and redial later). A central needs one per laptop online
     /// at the same time, plus other centrals.
     pub connections_max: usize,
+    /// After a work order is reassigned, its previous assignee keeps seeing
+    /// it (and its pending changes are accepted) this long; then the office
+    /// revokes it from that laptop.
+    pub grace_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -150,6 +163,7 @@ impl Default for SyncConfig {
             reconnect_delay_ms_min: 500,
             reconnect_delay_ms_max: 60_000,
             connections_max: 1_024,
+            grace_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -170,13 +184,36 @@ pub struct PeerConfig {
     pub user: Option<String>,
 }
 
-/// `[gateway]`: the HTTP front door (central nodes).
+/// `[gateway]`: the HTTP front door (central nodes) and its limits.
+///
+/// The limits mirror `fieldsync_gateway::GatewayConfig` field by field,
+/// with the same names, units and defaults (this crate cannot name the
+/// gateway's type: the gateway depends on it). The binary converts one into
+/// the other, and a test there checks the defaults agree. The gateway
+/// checks the limits against each other when it starts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     pub enabled: bool,
     /// TCP address the HTTP gateway listens on.
     pub listen: SocketAddr,
+    pub body_bytes_max: usize,
+    pub request_timeout_ms: u64,
+    pub longpoll_timeout_ms_max: u64,
+    pub longpoll_timeout_ms_default: u64,
+    pub page_size_max: usize,
+    pub page_size_default: usize,
+    pub scan_entries_max: usize,
+    pub token_ttl_s: u64,
+    pub requests_per_s: u32,
+    pub request_burst: u32,
+    pub token_attempts_per_minute: u32,
+    pub secret_checks_concurrent_max: usize,
+    pub rate_limit_keys_max: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_base_url: Option<String>,
+    pub cookie_secure: bool,
+    pub doc_count_cache_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -184,8 +221,51 @@ impl Default for GatewayConfig {
         GatewayConfig {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_bytes_max: 256 * 1024,
+            request_timeout_ms: 30_000,
+            longpoll_timeout_ms_max: 25_000,
+            longpoll_timeout_ms_default: 20_000,
+            page_size_max: 1000,
+            page_size_default: 100,
+            scan_entries_max: 10_000,
+            token_ttl_s: 900,
+            requests_per_s: 200,
+            request_burst: 400,
+            token_attempts_per_minute: 30,
+            secret_checks_concurrent_max: 2,
+            rate_limit_keys_max: 10_000,
+            public_base_url: None,
+            cookie_secure: false,
+            doc_count_cache_ms: 10_000,
         }
     }
+}
+
+/// Every key of `[gateway]`, each overridable by `FIELDSYNC_GATEWAY_<KEY>`.
+pub const GATEWAY_KEYS: [&str; 18] = [
+    "enabled",
+    "listen",
+    "body_bytes_max",
+    "request_timeout_ms",
+    "longpoll_timeout_ms_max",
+    "longpoll_timeout_ms_default",
+    "page_size_max",
+    "page_size_default",
+    "scan_entries_max",
+    "token_ttl_s",
+    "requests_per_s",
+    "request_burst",
+    "token_attempts_per_minute",
+    "secret_checks_concurrent_max",
+    "rate_limit_keys_max",
+    "public_base_url",
+    "cookie_secure",
+    "doc_count_cache_ms",
+];
+
+/// The environment variable that overrides `[gateway] key`.
+pub fn gateway_env_var(key: &str) -> String {
+    format!("FIELDSYNC_GATEWAY_{}", key.to_ascii_uppercase())
 }
 
 /// `[log]`.
@@ -229,6 +309,14 @@ pub enum ConfigError {
     AlreadyExists { path: PathBuf },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    /// A `FIELDSYNC_GATEWAY_*` variable whose value does not fit its key.
+    #[error("environment variable {var}={value:?} is not a valid `{key}`: {reason}")]
+    Env {
+        var: String,
+        value: String,
+        key: String,
+        reason: String,
+    },
 }
 
 impl NodeConfig {
@@ -275,6 +363,34 @@ impl NodeConfig {
             reason: e.to_string(),
         })?;
         NodeConfig::parse(&text, &path)
+    }
+
+    /// [`NodeConfig::load`], then the `FIELDSYNC_GATEWAY_*` overrides from
+    /// the process environment: what a starting node runs on.
+    pub fn load_with_env(dir: &Path) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::load(dir)?
+            .with_env_overrides(&NodeConfig::path_in(dir), |var| std::env::var(var).ok())
+    }
+
+    /// Apply `FIELDSYNC_GATEWAY_<KEY>` overrides found by `lookup`, then
+    /// check the result again. Values are read as the key's TOML type
+    /// (`FIELDSYNC_GATEWAY_COOKIE_SECURE=true`, `..._LISTEN=0.0.0.0:8443`).
+    pub fn with_env_overrides(
+        mut self,
+        path: &Path,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let mut changed = false;
+        for key in GATEWAY_KEYS {
+            let var = gateway_env_var(key);
+            let Some(value) = lookup(&var) else { continue };
+            self.gateway = override_gateway_key(&self.gateway, key, &var, &value)?;
+            changed = true;
+        }
+        if changed {
+            self.validate(path)?;
+        }
+        Ok(self)
     }
 
     /// Parse and check config text; `path` is only used in messages.
@@ -458,13 +574,11 @@ reconnect_delay_ms_min = {reconnect_delay_ms_min}
 reconnect_delay_ms_max = {reconnect_delay_ms_max}
 # Peer connections served at once, at most (a central: one per laptop online).
 connections_max = {connections_max}
+# After a work order is reassigned, its previous assignee's laptop keeps it
+# (and its pending changes are accepted) this long, then it is revoked.
+grace_ms = {grace_ms}
 
-[gateway]
-# Serve the HTTP API, changes feed and web UI (usually on central nodes only).
-enabled = {gateway_enabled}
-# TCP address of the HTTP gateway.
-listen = {gateway_listen}
-
+{gateway}
 [log]
 # "human" (readable lines) or "json" (one object per line); `--log-format`
 # on the command line overrides it. Logs go to stderr.
@@ -486,8 +600,8 @@ filter = {log_filter}
             reconnect_delay_ms_min = self.sync.reconnect_delay_ms_min,
             reconnect_delay_ms_max = self.sync.reconnect_delay_ms_max,
             connections_max = self.sync.connections_max,
-            gateway_enabled = self.gateway.enabled,
-            gateway_listen = quote(&self.gateway.listen.to_string()),
+            grace_ms = self.sync.grace_ms,
+            gateway = gateway_toml(&self.gateway),
             log_format = quote(self.log.format.as_str()),
             log_filter = quote(&self.log.filter),
         )
@@ -516,6 +630,124 @@ filter = {log_filter}
             .map_err(write_error)?;
         file.sync_all().map_err(write_error)
     }
+}
+
+/// `section` with `key` set from the environment variable `var`. The text
+/// is read as the TOML type the key already has (a whole number, `true` /
+/// `false`, or a string), then the section is decoded again, so a value out
+/// of range fails here, naming the variable.
+fn override_gateway_key(
+    section: &GatewayConfig,
+    key: &str,
+    var: &str,
+    value: &str,
+) -> Result<GatewayConfig, ConfigError> {
+    let env_error = |reason: String| ConfigError::Env {
+        var: var.to_string(),
+        value: value.to_string(),
+        key: format!("gateway.{key}"),
+        reason,
+    };
+    let toml::Value::Table(mut table) =
+        toml::Value::try_from(section).map_err(|e| env_error(e.to_string()))?
+    else {
+        return Err(env_error("the section is not a table".into()));
+    };
+    let text = value.trim();
+    if key == "public_base_url" && text.is_empty() {
+        table.remove(key);
+        return toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| env_error(e.message().trim_end().to_string()));
+    }
+    let parsed = match table.get(key) {
+        Some(toml::Value::Integer(_)) => text
+            .replace('_', "")
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| env_error("expected a whole number".into()))?,
+        Some(toml::Value::Boolean(_)) => text
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .map_err(|_| env_error("expected `true` or `false`".into()))?,
+        _ => toml::Value::String(text.to_string()),
+    };
+    table.insert(key.to_string(), parsed);
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| env_error(e.message().trim_end().to_string()))
+}
+
+/// The commented `[gateway]` section. Every key can also be set by the
+/// environment variable `FIELDSYNC_GATEWAY_<KEY>` when the node starts.
+fn gateway_toml(gateway: &GatewayConfig) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let public_base_url = match &gateway.public_base_url {
+        Some(url) => format!("public_base_url = {}", quote(url)),
+        None => "# public_base_url = \"https://central.example.com:8443\"".into(),
+    };
+    format!(
+        r#"[gateway]
+# Every key below can be overridden when the node starts by an environment
+# variable FIELDSYNC_GATEWAY_<KEY>, e.g. FIELDSYNC_GATEWAY_PAGE_SIZE_MAX=500.
+# Serve the HTTP API, changes feed and web UI (usually on central nodes only).
+enabled = {enabled}
+# TCP address of the HTTP gateway.
+listen = {listen}
+# Largest request body accepted, in bytes.
+body_bytes_max = {body_bytes_max}
+# A request taking longer is answered 504 and dropped.
+request_timeout_ms = {request_timeout_ms}
+# Longest wait of a longpoll on the changes feed (below request_timeout_ms).
+longpoll_timeout_ms_max = {longpoll_timeout_ms_max}
+# Longpoll wait when the client names none.
+longpoll_timeout_ms_default = {longpoll_timeout_ms_default}
+# Largest page of the work-order list and of the changes feed.
+page_size_max = {page_size_max}
+# Page size when the client names none.
+page_size_default = {page_size_default}
+# Entries one list or feed request scans for visible ones before it returns
+# what it has with a cursor (at least page_size_max).
+scan_entries_max = {scan_entries_max}
+# Lifetime of an access token, in seconds.
+token_ttl_s = {token_ttl_s}
+# Requests per second each client may make on average.
+requests_per_s = {requests_per_s}
+# Requests a client may make in a burst above its average rate.
+request_burst = {request_burst}
+# Token requests per minute per client id and per address (each costs an
+# Argon2 check).
+token_attempts_per_minute = {token_attempts_per_minute}
+# Argon2 secret checks run at once, at most; more wait their turn.
+secret_checks_concurrent_max = {secret_checks_concurrent_max}
+# Rate-limiter keys kept before idle ones are dropped.
+rate_limit_keys_max = {rate_limit_keys_max}
+# The URL clients reach this gateway at; without it the request's Host
+# header is used.
+{public_base_url}
+# Mark the web UI's session cookie Secure (when served over TLS).
+cookie_secure = {cookie_secure}
+# How long the document count in /metrics is reused (counting walks the index).
+doc_count_cache_ms = {doc_count_cache_ms}
+"#,
+        enabled = gateway.enabled,
+        listen = quote(&gateway.listen.to_string()),
+        body_bytes_max = gateway.body_bytes_max,
+        request_timeout_ms = gateway.request_timeout_ms,
+        longpoll_timeout_ms_max = gateway.longpoll_timeout_ms_max,
+        longpoll_timeout_ms_default = gateway.longpoll_timeout_ms_default,
+        page_size_max = gateway.page_size_max,
+        page_size_default = gateway.page_size_default,
+        scan_entries_max = gateway.scan_entries_max,
+        token_ttl_s = gateway.token_ttl_s,
+        requests_per_s = gateway.requests_per_s,
+        request_burst = gateway.request_burst,
+        token_attempts_per_minute = gateway.token_attempts_per_minute,
+        secret_checks_concurrent_max = gateway.secret_checks_concurrent_max,
+        rate_limit_keys_max = gateway.rate_limit_keys_max,
+        cookie_secure = gateway.cookie_secure,
+        doc_count_cache_ms = gateway.doc_count_cache_ms,
+    )
 }
 
 fn valid_host_port(address: &str) -> bool {
@@ -705,6 +937,75 @@ mod tests {
             Err(ConfigError::AlreadyExists { .. })
         ));
         assert_eq!(NodeConfig::load(dir.path()).unwrap(), config);
+    }
+
+    #[test]
+    fn gateway_limits_and_grace_come_from_the_file_then_the_environment() {
+        let text = "role = \"central\"\nname = \"c\"\n[sync]\ngrace_ms = 60000\n\
+                    [gateway]\npage_size_max = 500\nrequests_per_s = 50\n";
+        let config = parse(text).unwrap();
+        assert_eq!(config.sync.grace_ms, 60_000);
+        assert_eq!(config.gateway.page_size_max, 500);
+        assert_eq!(config.gateway.requests_per_s, 50);
+        assert_eq!(
+            config.gateway.token_ttl_s,
+            GatewayConfig::default().token_ttl_s
+        );
+
+        let env = |var: &str| match var {
+            "FIELDSYNC_GATEWAY_PAGE_SIZE_MAX" => Some("2_000".to_string()),
+            "FIELDSYNC_GATEWAY_COOKIE_SECURE" => Some("true".to_string()),
+            "FIELDSYNC_GATEWAY_LISTEN" => Some("0.0.0.0:8443".to_string()),
+            "FIELDSYNC_GATEWAY_PUBLIC_BASE_URL" => Some("https://c.example:8443".to_string()),
+            _ => None,
+        };
+        let path = Path::new("/data/fieldsync.toml");
+        let overridden = config.clone().with_env_overrides(path, env).unwrap();
+        assert_eq!(overridden.gateway.page_size_max, 2_000);
+        assert!(overridden.gateway.cookie_secure);
+        assert_eq!(overridden.gateway.listen.port(), 8443);
+        assert_eq!(
+            overridden.gateway.public_base_url.as_deref(),
+            Some("https://c.example:8443")
+        );
+        assert_eq!(overridden.gateway.requests_per_s, 50, "untouched keys stay");
+        // The file with every key written back parses to the same config.
+        let text = overridden.to_commented_toml();
+        assert_eq!(parse(&text).unwrap(), overridden, "{text}");
+        assert_eq!(
+            config.clone().with_env_overrides(path, |_| None).unwrap(),
+            config
+        );
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let config = NodeConfig::new(NodeRole::Central, "c");
+        let path = Path::new("/data/fieldsync.toml");
+        for (var, value) in [
+            ("FIELDSYNC_GATEWAY_PAGE_SIZE_MAX", "lots"),
+            ("FIELDSYNC_GATEWAY_PAGE_SIZE_MAX", "-1"),
+            ("FIELDSYNC_GATEWAY_REQUESTS_PER_S", "99999999999"),
+            ("FIELDSYNC_GATEWAY_COOKIE_SECURE", "yes"),
+            ("FIELDSYNC_GATEWAY_LISTEN", "nowhere"),
+        ] {
+            let error = config
+                .clone()
+                .with_env_overrides(path, |v| (v == var).then(|| value.to_string()))
+                .unwrap_err();
+            assert!(matches!(error, ConfigError::Env { .. }), "{error}");
+            let message = error.to_string();
+            assert!(
+                message.contains(var) && message.contains(value),
+                "{message}"
+            );
+        }
+        for key in GATEWAY_KEYS {
+            assert!(
+                config.to_commented_toml().contains(&format!("{key} = ")),
+                "{key}"
+            );
+        }
     }
 
     #[test]

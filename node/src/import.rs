@@ -81,23 +81,15 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        let now = time::OffsetDateTime::now_utc();
-        let created_at = now
-            .replace_nanosecond(0)
-            .ok()
-            .and_then(|now| {
-                now.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+        let now_ms = crate::clock::now_ms();
         ImportOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             in_flight_max: IN_FLIGHT_MAX_DEFAULT,
             line_bytes_max: LINE_BYTES_MAX_DEFAULT,
             lines_max: None,
             who: Actor::system(),
-            created_at,
-            time_s: now.unix_timestamp(),
+            created_at: crate::clock::rfc3339_ms(now_ms),
+            time_s: (now_ms / 1000) as i64,
         }
     }
 }

@@ -13,25 +13,20 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use fieldsync_gateway::{AppState, GatewayConfig, TokenKey};
+use fieldsync_node::clock::now_rfc3339;
 use fieldsync_node::config::{NodeConfig, NodeRole, PeerConfig};
 use fieldsync_node::doc::Operation;
-use fieldsync_node::identity::Identity;
-use fieldsync_node::quic::{Driver, DriverConfig, PeerMap};
 use fieldsync_node::secret;
 use fieldsync_node::store::{Store, User};
 use fieldsync_schemas::{
     Actor, Customer, NewWorkOrder, OperatorPatch, Priority, Role, Scope, Status,
 };
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 
-use crate::cli::now_rfc3339;
-use crate::peers::DriverPeers;
+use crate::node::{start_node, Node, RunningNode, StartOptions};
 
 /// How long the scenario waits for the replicas to converge, at most.
 const CONVERGE_TIMEOUT_MS: u64 = 30_000;
@@ -51,72 +46,28 @@ pub(crate) struct DemoArgs {
     pub(crate) exit_after_s: Option<u64>,
 }
 
-/// One node of the demo: its directory, config, identity and store.
-struct DemoNode {
-    name: &'static str,
-    config: NodeConfig,
-    identity: Identity,
-    store: Store,
-}
+/// Reassignment grace period of the demo's nodes: short, so a newcomer
+/// who reassigns a work order sees it leave the laptop within a minute.
+const DEMO_GRACE_MS: u64 = 60_000;
 
-impl DemoNode {
-    fn create(base: &Path, name: &'static str, role: NodeRole) -> anyhow::Result<DemoNode> {
-        let dir = base.join(name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut config = NodeConfig::new(role, name);
-        config.sync.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        // Field links in the demo are loopback: redial fast so the scenario
-        // does not sit in a backoff.
-        config.sync.reconnect_delay_ms_min = 200;
-        config.sync.reconnect_delay_ms_max = 2_000;
-        config.write_new(&dir)?;
-        let identity = Identity::generate(name)?;
-        identity.save(&dir)?;
-        let store = Store::init(&dir.join("store"), config.store_config())?;
-        Ok(DemoNode {
-            name,
-            config,
-            identity,
-            store,
-        })
-    }
-
-    fn node_id(&self) -> &str {
-        self.identity.node_id()
-    }
-}
-
-/// A running sync driver that can be stopped (a laptop going offline).
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-    peers: PeerMap,
-}
-
-fn start_driver(node: &DemoNode) -> anyhow::Result<(Running, SocketAddr)> {
-    let mut config = DriverConfig::new(&node.config, &node.identity)?;
-    config.session.grace_ms = 60_000;
-    let driver = Driver::bind(config, node.store.clone())?;
-    let address = driver.local_addr();
-    let peers = driver.peers();
-    let (stop, mut stopped) = watch::channel(false);
-    let name = node.name;
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = driver.run(shutdown).await {
-            tracing::error!(node = name, %error, "sync driver stopped");
-        }
-    });
-    Ok((Running { stop, task, peers }, address))
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
+/// Create one demo node in `base/name`, laid out as `fieldsync init` lays
+/// out a node (so `fieldsync run --dir base/name` can open it later), with
+/// sync on loopback. `configure` adds what differs per node.
+fn create_node(
+    base: &Path,
+    name: &str,
+    role: NodeRole,
+    configure: impl FnOnce(&mut NodeConfig),
+) -> anyhow::Result<Node> {
+    let mut config = NodeConfig::new(role, name);
+    config.sync.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Field links in the demo are loopback: redial fast so the scenario
+    // does not sit in a backoff.
+    config.sync.reconnect_delay_ms_min = 200;
+    config.sync.reconnect_delay_ms_max = 2_000;
+    config.sync.grace_ms = DEMO_GRACE_MS;
+    configure(&mut config);
+    Node::create(&base.join(name), config)
 }
 
 pub(crate) fn run(dir: Option<&Path>, args: &DemoArgs) -> anyhow::Result<()> {
@@ -166,12 +117,97 @@ async fn demo(
     args: &DemoArgs,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let central = DemoNode::create(base, "central", NodeRole::Central)?;
-    let mut alice = DemoNode::create(base, "alice-laptop", NodeRole::Field)?;
-    let mut bob = DemoNode::create(base, "bob-laptop", NodeRole::Field)?;
+    // Bind the gateway's port first: a busy port is reported before any
+    // node is created.
+    let listener = bind_gateway_port(args.port).await?;
+    let gateway_listen = listener.local_addr()?;
+    let central = create_node(base, "central", NodeRole::Central, |config| {
+        config.gateway.listen = gateway_listen;
+    })?;
+    let options = StartOptions {
+        gateway_listener: Some(listener),
+        ..StartOptions::default()
+    };
+    let central_run = start_node(&central, options).await?;
+    let url = central_run
+        .gateway_url()
+        .context("the central runs no gateway")?
+        .to_string();
+    let office = vec![PeerConfig {
+        address: central_run.sync_address().to_string(),
+        node_id: central.identity.node_id().to_string(),
+        user: None,
+    }];
+    let with_office = |config: &mut NodeConfig| config.sync.peers = office.clone();
+    let alice = create_node(base, "alice-laptop", NodeRole::Field, with_office)?;
+    let bob = create_node(base, "bob-laptop", NodeRole::Field, with_office)?;
+    let laptops = [&alice, &bob].map(|node| node.identity.node_id().to_string());
+    let store = central.store.clone();
+    // Hashing secrets and waiting for flushes block: off the async threads.
+    let (operator_secret, erp_secret) =
+        tokio::task::spawn_blocking(move || seed_users(&store, laptops)).await??;
+    let ids = load_samples(&central.store).await?;
+    let mut alice_run = start_node(&alice, StartOptions::default()).await?;
+    let bob_run = start_node(&bob, StartOptions::default()).await?;
 
+    print_banner(base, &url, &operator_secret, &erp_secret, &ids[0]);
+    let nodes = Nodes {
+        central: &central,
+        alice: &alice,
+        bob: &bob,
+    };
+    let step = Duration::from_secs(args.step_s);
+    tokio::pin!(shutdown);
+    let played = {
+        let scenario = scenario(nodes, &mut alice_run, &ids[0], &url, step);
+        tokio::pin!(scenario);
+        tokio::select! {
+            result = &mut scenario => Some(result),
+            () = &mut shutdown => None,
+        }
+    };
+    let played = match played {
+        Some(Ok(())) => {
+            println!("\nThe scenario is over; everything keeps running. Ctrl-C stops it.");
+            shutdown.await;
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        None => Ok(()),
+    };
+    println!("\nStopping...");
+    for running in [alice_run, bob_run, central_run] {
+        running.stop().await?;
+    }
+    played?;
+    println!("Stopped cleanly. Data was in {}.", base.display());
+    Ok(())
+}
+
+async fn bind_gateway_port(port: u16) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpListener::bind(address).await.map_err(|e| {
+        crate::error::CliError::usage(format!("cannot listen on {address}: {e}"))
+            .hint("another program uses the port: pass --port 0 to pick a free one")
+            .into()
+    })
+}
+
+/// The demo's three nodes.
+#[derive(Clone, Copy)]
+struct Nodes<'a> {
+    central: &'a Node,
+    alice: &'a Node,
+    bob: &'a Node,
+}
+
+/// The operator, an integration client, and the two technicians, alice
+/// and bob, each enrolled with their laptop's node id. Returns the
+/// operator's and the client's secrets.
+fn seed_users(store: &Store, laptops: [String; 2]) -> anyhow::Result<(String, String)> {
     let operator_secret = secret::generate_client_secret();
     let erp_secret = secret::generate_client_secret();
+    let [alice, bob] = laptops.map(|node_id| vec![node_id]);
     let users = [
         (
             "operator",
@@ -187,24 +223,12 @@ async fn demo(
             Some(&erp_secret),
             vec![],
         ),
-        (
-            "alice",
-            Role::Technician,
-            vec![],
-            None,
-            vec![alice.node_id().to_string()],
-        ),
-        (
-            "bob",
-            Role::Technician,
-            vec![],
-            None,
-            vec![bob.node_id().to_string()],
-        ),
+        ("alice", Role::Technician, vec![], None, alice),
+        ("bob", Role::Technician, vec![], None, bob),
     ];
     for (id, role, scopes, secret_text, node_ids) in users {
         let secret_hash = secret_text.map(|s| secret::hash(s)).transpose()?;
-        central.store.put_user(&User {
+        store.put_user(&User {
             id: id.into(),
             role,
             scopes,
@@ -215,73 +239,7 @@ async fn demo(
             created_at: now_rfc3339(),
         })?;
     }
-
-    let (central_sync, central_address) = start_driver(&central)?;
-    for laptop in [&mut alice, &mut bob] {
-        laptop.config.sync.peers = vec![PeerConfig {
-            address: central_address.to_string(),
-            node_id: central.node_id().to_string(),
-            user: None,
-        }];
-    }
-
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
-        .await
-        .map_err(|e| {
-            crate::error::CliError::usage(format!("cannot listen on 127.0.0.1:{}: {e}", args.port))
-                .hint("another program uses the port: pass --port 0 to pick a free one")
-        })?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let state = AppState::new(
-        central.store.clone(),
-        TokenKey::generate(),
-        GatewayConfig::default(),
-    )?
-    .with_peers(Arc::new(DriverPeers(central_sync.peers.clone())));
-    let (gateway_stop, mut gateway_stopped) = watch::channel(false);
-    let gateway = tokio::spawn(fieldsync_gateway::run(listener, state, async move {
-        let _ = gateway_stopped.wait_for(|stop| *stop).await;
-    }));
-
-    let ids = load_samples(&central.store).await?;
-    let (alice_sync, _) = start_driver(&alice)?;
-    let (bob_sync, _) = start_driver(&bob)?;
-
-    print_banner(base, &url, &operator_secret, &erp_secret, &ids[0]);
-
-    let scenario = scenario(
-        &central,
-        &alice,
-        &bob,
-        alice_sync,
-        &ids[0],
-        &url,
-        Duration::from_secs(args.step_s),
-    );
-    tokio::pin!(scenario);
-    tokio::pin!(shutdown);
-    let alice_sync = tokio::select! {
-        result = &mut scenario => {
-            let alice_sync = result?;
-            println!("\nThe scenario is over; everything keeps running. Ctrl-C stops it.");
-            shutdown.await;
-            Some(alice_sync)
-        }
-        () = &mut shutdown => None,
-    };
-    println!("\nStopping...");
-    if let Some(running) = alice_sync {
-        running.stop().await;
-    }
-    bob_sync.stop().await;
-    central_sync.stop().await;
-    let _ = gateway_stop.send(true);
-    let _ = gateway.await;
-    for node in [&central, &alice, &bob] {
-        node.store.close();
-    }
-    println!("Stopped cleanly. Data was in {}.", base.display());
-    Ok(())
+    Ok((operator_secret, erp_secret))
 }
 
 fn sample(number: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOrder {
@@ -338,7 +296,7 @@ async fn load_samples(store: &Store) -> anyhow::Result<Vec<String>> {
 }
 
 fn now_s() -> i64 {
-    (fieldsync_node::store::now_ms() / 1000) as i64
+    fieldsync_node::clock::now_s() as i64
 }
 
 fn print_banner(base: &Path, url: &str, operator_secret: &str, erp_secret: &str, first: &str) {
@@ -374,7 +332,7 @@ async fn edit(store: &Store, id: &str, who: Actor, op: Operation) -> anyhow::Res
 }
 
 /// The heads of a work order on a node, if it holds it.
-fn heads(node: &DemoNode, id: &str) -> Option<Vec<[u8; 32]>> {
+fn heads(node: &Node, id: &str) -> Option<Vec<[u8; 32]>> {
     node.store
         .doc_index(id)
         .ok()
@@ -393,15 +351,18 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Resul
 }
 
 async fn scenario(
-    central: &DemoNode,
-    alice: &DemoNode,
-    bob: &DemoNode,
-    alice_sync: Running,
+    nodes: Nodes<'_>,
+    alice_run: &mut RunningNode,
     id: &str,
     url: &str,
     step: Duration,
-) -> anyhow::Result<Running> {
-    let count = |node: &DemoNode| {
+) -> anyhow::Result<()> {
+    let Nodes {
+        central,
+        alice,
+        bob,
+    } = nodes;
+    let count = |node: &Node| {
         node.store
             .doc_ids(None, 64)
             .map(|ids| ids.len())
@@ -416,64 +377,55 @@ async fn scenario(
     );
     tokio::time::sleep(step).await;
 
-    alice_sync.stop().await;
+    alice_run.stop_sync().await;
     println!("[2] alice's laptop goes offline.");
     tokio::time::sleep(step).await;
 
+    edit_both_sides(central, alice, id).await?;
+    tokio::time::sleep(step).await;
+
+    let last_seq_before = central.store.last_seq();
+    alice_run.start_sync(alice)?;
+    println!("[5] alice's laptop comes back online.");
+    wait_until("the two replicas of the work order converge", || {
+        heads(central, id).is_some() && heads(central, id) == heads(alice, id)
+    })
+    .await?;
+    show_merge(central, id, url, last_seq_before)
+}
+
+/// Steps 3 and 4: the office and alice (offline) edit the same work order.
+async fn edit_both_sides(central: &Node, alice: &Node, id: &str) -> anyhow::Result<()> {
     let operator = Actor::new("operator", Role::Operator);
     let retitle = Operation::EditOperatorFields(OperatorPatch {
         title: Some("Boiler makes no hot water (customer called twice)".into()),
         ..Default::default()
     });
     edit(&central.store, id, operator.clone(), retitle).await?;
-    edit(
-        &central.store,
-        id,
-        operator,
-        note("office-note-1", "Customer called: the gate code is 4411."),
-    )
-    .await?;
+    let office_note = note("office-note-1", "Customer called: the gate code is 4411.");
+    edit(&central.store, id, operator, office_note).await?;
     println!("[3] The office retitles {id} and adds a note.");
     let tech = Actor::new("alice", Role::Technician);
-    edit(
-        &alice.store,
-        id,
-        tech.clone(),
-        Operation::AppendStatus {
-            at: now_rfc3339(),
-            to: Status::InProgress,
-            note: "on site".into(),
-        },
-    )
-    .await?;
-    edit(
-        &alice.store,
-        id,
-        tech.clone(),
-        note("alice-note-1", "Pressure valve stuck; replaced it."),
-    )
-    .await?;
-    edit(
-        &alice.store,
-        id,
-        tech,
-        Operation::EditReport {
-            text: "Replaced the pressure relief valve. Boiler tested for 20 minutes.".into(),
-        },
-    )
-    .await?;
+    let on_site = Operation::AppendStatus {
+        at: now_rfc3339(),
+        to: Status::InProgress,
+        note: "on site".into(),
+    };
+    edit(&alice.store, id, tech.clone(), on_site).await?;
+    let alice_note = note("alice-note-1", "Pressure valve stuck; replaced it.");
+    edit(&alice.store, id, tech.clone(), alice_note).await?;
+    let report = Operation::EditReport {
+        text: "Replaced the pressure relief valve. Boiler tested for 20 minutes.".into(),
+    };
+    edit(&alice.store, id, tech, report).await?;
     println!(
         "[4] Meanwhile, offline, alice moves it to in_progress, adds a note and writes the report."
     );
-    tokio::time::sleep(step).await;
+    Ok(())
+}
 
-    let last_seq_before = central.store.last_seq();
-    let (alice_sync, _) = start_driver(alice)?;
-    println!("[5] alice's laptop comes back online.");
-    wait_until("the two replicas of the work order converge", || {
-        heads(central, id).is_some() && heads(central, id) == heads(alice, id)
-    })
-    .await?;
+/// Step 6: the merged work order and its entries in the changes feed.
+fn show_merge(central: &Node, id: &str, url: &str, since: u64) -> anyhow::Result<()> {
     let merged = central
         .store
         .work_order(id)?
@@ -485,7 +437,7 @@ async fn scenario(
         merged.notes.len(),
         merged.report
     );
-    let feed = central.store.changes_since(last_seq_before, 20)?;
+    let feed = central.store.changes_since(since, 20)?;
     for entry in feed.iter().filter(|entry| entry.id == id) {
         println!(
             "    changes feed: seq {} {:?} {} ({})",
@@ -496,5 +448,5 @@ async fn scenario(
         );
     }
     println!("    See it: {url}/ui/work-orders/{id} and {url}/ui/changes");
-    Ok(alice_sync)
+    Ok(())
 }

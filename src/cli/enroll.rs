@@ -21,9 +21,9 @@ use fieldsync_node::quic::{self, EnrollError, LinkTiming};
 use fieldsync_schemas::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::now_rfc3339;
 use crate::error::CliError;
 use crate::node::require_node_dir;
+use fieldsync_node::clock::now_rfc3339;
 
 /// The file recording whom this laptop was enrolled for.
 pub(crate) const ENROLLMENT_FILE: &str = "enrollment.json";

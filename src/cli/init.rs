@@ -9,10 +9,10 @@ use std::path::Path;
 
 use clap::{Args, ValueEnum};
 use fieldsync_node::config::{NodeConfig, NodeRole, CONFIG_FILE, NODE_NAME_CHARS_MAX};
-use fieldsync_node::identity::{Identity, CERT_FILE, KEY_FILE};
-use fieldsync_node::store::Store;
+use fieldsync_node::identity::{CERT_FILE, KEY_FILE};
 
 use crate::error::CliError;
+use crate::node::Node;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum RoleArg {
@@ -63,14 +63,12 @@ pub(crate) fn run(dir: &Path, args: &InitArgs) -> anyhow::Result<()> {
                 .into(),
         );
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        CliError::failed(format!("cannot create {}: {e}", dir.display()))
-            .hint("check the parent directory's permissions")
-    })?;
-    let identity = Identity::generate(&config.name)?;
-    config.write_new(dir)?;
-    identity.save(dir)?;
-    let store = Store::init(dir, config.store_config())?;
+    let Node {
+        config,
+        identity,
+        store,
+        ..
+    } = Node::create(dir, config)?;
     let epoch = hex::encode(store.epoch());
     store.close();
     tracing::info!(node_id = identity.node_id(), %role, "node created");

@@ -13,15 +13,3 @@ pub(crate) mod sync_status;
 pub(crate) mod user;
 pub(crate) mod verify;
 pub(crate) mod wo;
-
-/// The current time as RFC 3339 UTC with whole seconds.
-pub(crate) fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
-}

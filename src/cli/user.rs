@@ -12,9 +12,9 @@ use fieldsync_node::secret;
 use fieldsync_node::store::User;
 use fieldsync_schemas::{Role, Scope};
 
-use crate::cli::now_rfc3339;
 use crate::error::CliError;
 use crate::node::Node;
+use fieldsync_node::clock::now_rfc3339;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {

@@ -16,9 +16,9 @@ use fieldsync_node::store::WriteError;
 use fieldsync_schemas::{Actor, Customer, NewWorkOrder, OperatorPatch, Priority, Role, Status};
 
 use crate::cli::enroll::enrollment;
-use crate::cli::now_rfc3339;
 use crate::error::CliError;
 use crate::node::Node;
+use fieldsync_node::clock;
 
 #[derive(Debug, Args)]
 pub(crate) struct WoArgs {
@@ -142,8 +142,9 @@ fn who(node: &Node, dir: &Path, args: &WoArgs) -> anyhow::Result<Actor> {
 
 fn act(node: &Node, dir: &Path, args: &WoArgs) -> anyhow::Result<()> {
     let actor = who(node, dir, args)?;
-    let now = now_rfc3339();
-    let time_s = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now_ms = clock::now_ms();
+    let now = clock::rfc3339_ms(now_ms);
+    let time_s = (now_ms / 1000) as i64;
     let (id, op) = match &args.command {
         WoCommand::Create(create) => return create_order(node, &actor, create, &now, time_s),
         WoCommand::Assign { id, to } => (

@@ -114,7 +114,10 @@ impl DriverConfig {
             },
             reconnect_delay_ms_min: config.sync.reconnect_delay_ms_min,
             reconnect_delay_ms_max: config.sync.reconnect_delay_ms_max,
-            session: session_config(identity.node_id(), office),
+            session: SessionConfig {
+                grace_ms: config.sync.grace_ms,
+                ..session_config(identity.node_id(), office)
+            },
             connections_max: config.sync.connections_max,
             status_dir: None,
         })
