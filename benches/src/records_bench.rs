@@ -51,6 +51,8 @@ fn row(index: u64) -> Vec<u8> {
         "stock": index % 500,
         "updated_at": "2026-12-02T10:00:00.000Z",
         "supplier": format!("SUP-{:05}", index % 311),
+        "category": "plumbing/fittings/brass",
+        "ean": format!("40{:011}", index),
     });
     serde_json::to_vec(&value).expect("JSON of a plain value")
 }

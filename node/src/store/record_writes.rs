@@ -194,6 +194,8 @@ pub(crate) fn stage(
 ) -> Vec<RecordReceipt> {
     assert_eq!(writes.len(), currents.len());
     let mut receipts = Vec::with_capacity(writes.len());
+    // Each touched collection's figures are written once, after the loop.
+    let mut touched: Vec<&str> = Vec::new();
     for (write, current) in writes.iter().zip(currents) {
         let live = current.as_ref().is_some_and(|r| !r.deleted);
         let version = current.as_ref().map_or(0, |r| r.version);
@@ -245,6 +247,9 @@ pub(crate) fn stage(
             };
             batch.insert(&keys::changelog(this_seq), encode(&entry));
         }
+        if !touched.contains(&write.collection.as_str()) {
+            touched.push(&write.collection);
+        }
         let stats = staged
             .stats
             .get_mut(&write.collection)
@@ -254,7 +259,6 @@ pub(crate) fn stage(
             (true, true) => stats.live = stats.live.saturating_sub(1),
             _ => {}
         }
-        batch.insert(keys::collection(&write.collection), encode(&*stats));
         batch.insert(keys::record(&write.collection, &write.key), encode(&record));
         receipts.push(RecordReceipt {
             version: record.version,
@@ -264,6 +268,10 @@ pub(crate) fn stage(
         staged
             .records
             .insert((write.collection.clone(), write.key.clone()), Some(record));
+    }
+    for collection in touched {
+        let stats = &staged.stats[collection];
+        batch.insert(keys::collection(collection), encode(stats));
     }
     receipts
 }
