@@ -849,3 +849,57 @@ fn a_laptop_announces_nothing_newer_than_a_purge_before_its_revoked() {
         "{kinds:?}"
     );
 }
+
+/// Seed 1974 (and 2337, 2779, 3676, 4162): a record's newer version was
+/// queued but not flushed when the office paged past the older version's
+/// entry. Skipping the older copy let the laptop's checkpoint pass it; the
+/// office then crashed, the newer version was lost, and the laptop never
+/// got the record. Sending the live copy instead would hand the laptop a
+/// version the crash takes back. The page must end before such an entry
+/// until the newer version is durable or lost.
+#[test]
+fn a_record_page_never_passes_a_version_a_crash_can_take_back() {
+    let mut c0 = central();
+    let mut t1 = laptop("t1", "u1", 2);
+    c0.store.set_read_grants(
+        "materials",
+        access::ReadGrants {
+            readers: vec![Role::Technician],
+        },
+    );
+    c0.store
+        .write_record("materials", "k7", Some(b"{\"n\":1}".to_vec()))
+        .unwrap();
+    c0.store.flush();
+    // The delete (version 2) is queued, not flushed.
+    c0.store.write_record("materials", "k7", None).unwrap();
+    let mut conn = connect(&c0, &t1);
+    // Everything travels and the laptop flushes; the office does not.
+    for _ in 0..100 {
+        let mut moved = false;
+        for side in 0..2 {
+            while deliver_one(&mut conn, &mut c0, &mut t1, side, 1_000).unwrap() {
+                moved = true;
+            }
+        }
+        flush(&mut conn, &mut c0, &mut t1, 1, 1_000).unwrap();
+        if !moved {
+            break;
+        }
+    }
+    let sent: Vec<u64> = t1.store.records().map(|r| r.version).collect();
+    assert!(
+        sent.is_empty(),
+        "nothing of k7 went before it was settled: {sent:?}"
+    );
+    // The office crashes: the delete is lost, version 1 stands.
+    c0.store.crash();
+    let mut conn = connect(&c0, &t1);
+    drive(&mut conn, &mut c0, &mut t1, 2_000).unwrap();
+    let held: Vec<(u64, bool)> = t1.store.records().map(|r| (r.version, r.deleted)).collect();
+    assert_eq!(
+        held,
+        [(1, false)],
+        "the laptop holds the version the office kept"
+    );
+}

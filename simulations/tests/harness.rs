@@ -123,6 +123,10 @@ const FOUND_SEEDS: &[(u64, &str)] = &[
         4726,
         "a page waited for changes the laptop's purge had destroyed",
     ),
+    (
+        1974,
+        "a record page passed a version whose newer write a crash then lost",
+    ),
 ];
 
 #[test]

@@ -28,6 +28,8 @@ pub struct Record {
     pub deleted: bool,
     /// The JSON value (empty when deleted).
     pub value: Vec<u8>,
+    /// Seq of the record's latest changelog entry (0: internal).
+    pub last_seq: u64,
 }
 
 /// One collection and its figures.
@@ -206,6 +208,7 @@ fn record_of(collection: &str, key: String, stored: StoredRecord) -> Record {
         version: stored.version,
         deleted: stored.deleted,
         value: stored.value,
+        last_seq: stored.last_seq,
     }
 }
 

@@ -41,7 +41,7 @@ use super::records::{ChangeRecord, Checkpoint, DocIndex};
 use super::{keys, CachedDoc, Pending, ReadError, Store, WriteError};
 use crate::access::{DocMeta, ReadGrants};
 use crate::doc::WorkOrderDoc;
-use crate::sync::{LogEntry, SyncStore, WriteId};
+use crate::sync::{HeldRecord, LogEntry, SyncStore, WriteId};
 
 /// Why a sync read or write failed.
 #[derive(Debug, thiserror::Error)]
@@ -646,14 +646,20 @@ impl SyncStore for SyncAdapter {
         Ok(())
     }
 
-    fn record(&self, collection: &str, key: &str) -> Result<Option<RecordCopy>, SyncStoreError> {
+    fn record(&self, collection: &str, key: &str) -> Result<Option<HeldRecord>, SyncStoreError> {
+        // Read before the published seq: a record whose entry is at or
+        // below it was flushed with that entry.
+        let durable_seq = self.shared.store.last_seq();
         let record = self.shared.store.record(collection, key)?;
-        Ok(record.map(|record| RecordCopy {
-            collection: record.collection,
-            key: record.key,
-            version: record.version,
-            deleted: record.deleted,
-            value: record.value,
+        Ok(record.map(|record| HeldRecord {
+            durable: record.last_seq <= durable_seq,
+            copy: RecordCopy {
+                collection: record.collection,
+                key: record.key,
+                version: record.version,
+                deleted: record.deleted,
+                value: record.value,
+            },
         }))
     }
 

@@ -14,7 +14,7 @@ use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
 use fieldsync_schemas::{Actor, Collection, NewWorkOrder};
 use sha2::{Digest, Sha256};
 
-use super::store::{LogEntry, SyncStore, WriteId};
+use super::store::{HeldRecord, LogEntry, SyncStore, WriteId};
 use crate::access::{DocMeta, ReadGrants};
 use crate::doc::{OpError, Operation, WorkOrderDoc};
 
@@ -503,9 +503,13 @@ impl SyncStore for MemStore {
         Ok(())
     }
 
-    fn record(&self, collection: &str, key: &str) -> Result<Option<RecordCopy>, MemError> {
+    fn record(&self, collection: &str, key: &str) -> Result<Option<HeldRecord>, MemError> {
         let slot = (collection.to_string(), key.to_string());
-        Ok(self.live.records.get(&slot).cloned())
+        let durable = self.durable.records.get(&slot).map(|held| held.version);
+        Ok(self.live.records.get(&slot).map(|copy| HeldRecord {
+            durable: durable == Some(copy.version),
+            copy: copy.clone(),
+        }))
     }
 
     fn read_grants(&self, collection: &str) -> Result<ReadGrants, MemError> {

@@ -47,4 +47,4 @@ mod tests;
 
 pub use mem_store::{MemOp, MemStore};
 pub use session::{Event, Progress, Session, SessionConfig, SessionError};
-pub use store::{load_each, LogEntry, SyncStore, WriteId};
+pub use store::{load_each, HeldRecord, LogEntry, SyncStore, WriteId};

@@ -73,14 +73,23 @@ pub(super) fn for_page<S: SyncStore>(
         {
             continue;
         }
-        // Only the version this durable entry wrote: a newer one may not
-        // be durable yet, and its own entry comes in a later page.
-        let Some(copy) = store
-            .record(collection, &entry.id)?
-            .filter(|copy| copy.version == entry.version)
-        else {
+        let Some(held) = store.record(collection, &entry.id)? else {
             continue;
         };
+        // The record moved on since this entry. If the newer version is
+        // durable, its own entry (later in the log) sends it. If not, the
+        // page must end here: sending it could hand the peer a version a
+        // crash takes back (and a later write reuses), and skipping it
+        // could let the checkpoint pass the last version the peer gets if
+        // the newer one is lost (simulator, seed 1974).
+        if held.copy.version != entry.version {
+            if !held.durable {
+                page.end_before_seq = Some(entry.seq);
+                break;
+            }
+            continue;
+        }
+        let copy = held.copy;
         seen.insert((collection.as_str(), entry.id.as_str()));
         let size = copy.value.len() + copy.key.len() + copy.collection.len();
         if bytes + size > bytes_max && !page.copies.is_empty() {

@@ -27,6 +27,15 @@ pub struct LogEntry {
     pub heads: Vec<ChangeHash>,
 }
 
+/// A record as the store holds it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldRecord {
+    pub copy: RecordCopy,
+    /// Does this version survive a crash? `false` while its write is
+    /// queued or not yet flushed.
+    pub durable: bool,
+}
+
 impl LogEntry {
     pub fn is_work_order(&self) -> bool {
         self.collection == Collection::WorkOrders
@@ -125,7 +134,7 @@ pub trait SyncStore {
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), Self::Error>;
 
     /// A data record as it is now (deleted ones too: the tombstone travels).
-    fn record(&self, collection: &str, key: &str) -> Result<Option<RecordCopy>, Self::Error>;
+    fn record(&self, collection: &str, key: &str) -> Result<Option<HeldRecord>, Self::Error>;
     /// Who may read data collection `collection`.
     fn read_grants(&self, collection: &str) -> Result<ReadGrants, Self::Error>;
     /// Queue storing copies an office sent: each is stored only if newer
