@@ -1004,7 +1004,7 @@ fn a_laptop_gets_the_records_its_role_may_read_and_their_updates_and_deletes() {
     drive(&mut link, &mut central, &mut laptop, 5_000);
     assert_eq!(held(&laptop, "materials"), [("M-1".into(), 2)]);
     let m1 = laptop.store.record("materials", "M-1").unwrap().unwrap();
-    assert_eq!(m1.value, b"{\"sku\":\"M-1b\"}");
+    assert_eq!(m1.copy.value, b"{\"sku\":\"M-1b\"}");
     // The laptop announces none of them back, and a reconnect moves nothing.
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, 6_000);
