@@ -145,6 +145,8 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 async fn central_and_laptop() -> (TestNode, TestNode) {
     let laptop_identity = Identity::generate("laptop").unwrap();
     let laptop_id = laptop_identity.node_id().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
     let central = TestNode::start(true, vec![], |store| {
         for i in 0..6 {
             create(
@@ -156,8 +158,17 @@ async fn central_and_laptop() -> (TestNode, TestNode) {
         enroll_user(store, "tech-1", &laptop_id);
     });
     // The laptop's identity must be the enrolled one.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    let laptop = laptop_of(&central, laptop_identity, dir, store);
+    (central, laptop)
+}
+
+/// A laptop node over `store`, dialling `central` as `identity`.
+fn laptop_of(
+    central: &TestNode,
+    laptop_identity: Identity,
+    dir: tempfile::TempDir,
+    store: Store,
+) -> TestNode {
     let mut config = driver_config(&laptop_identity, false, vec![central.as_peer()]);
     config.status_dir = Some(dir.path().to_path_buf());
     let driver = Driver::bind(config, store.clone()).unwrap();
@@ -172,7 +183,7 @@ async fn central_and_laptop() -> (TestNode, TestNode) {
             .await
             .unwrap();
     });
-    let laptop = TestNode {
+    TestNode {
         _dir: dir,
         store,
         identity: laptop_identity,
@@ -180,8 +191,7 @@ async fn central_and_laptop() -> (TestNode, TestNode) {
         peers,
         stop: Some(stop),
         task: Some(task),
-    };
-    (central, laptop)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,4 +484,111 @@ fn connection_ids_and_reset_keys_survive_a_restart_and_differ_between_nodes() {
     let cid = generator(&node).generate_cid();
     assert!(generator(&node).validate(&cid).is_ok());
     assert!(generator(&other).validate(&cid).is_err());
+}
+
+fn write_record(store: &Store, collection: &str, key: &str, value: Option<&str>) {
+    blocking(|| {
+        store.write_record(
+            collection,
+            key,
+            value.map(|v| v.as_bytes().to_vec()),
+            crate::store::Expect::Any,
+        )
+    })
+    .unwrap();
+}
+
+/// Live records of `collection` at `store`: (key, version).
+fn live_records(store: &Store, collection: &str) -> Vec<(String, u64)> {
+    store
+        .records(collection, None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.version))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_records_reach_the_laptop_over_quic_and_updates_and_deletes_follow_on_reconnect() {
+    let (mut central, mut laptop) = central_and_laptop().await;
+    blocking(|| {
+        central.store.set_read_grants(
+            "materials",
+            &crate::access::ReadGrants {
+                readers: vec![Role::Technician],
+            },
+        )
+    })
+    .unwrap();
+    write_record(&central.store, "materials", "M-1", Some("{\"sku\":1}"));
+    write_record(&central.store, "materials", "M-2", Some("{\"sku\":2}"));
+    write_record(&central.store, "customers", "C-1", Some("{\"name\":\"x\"}"));
+    wait_for("the granted records at the laptop", || {
+        live_records(&laptop.store, "materials").len() == 2
+    })
+    .await;
+    assert!(live_records(&laptop.store, "customers").is_empty());
+    // Offline, the office updates one and deletes the other.
+    laptop.stop().await;
+    write_record(&central.store, "materials", "M-1", Some("{\"sku\":11}"));
+    write_record(&central.store, "materials", "M-2", None);
+    let TestNode {
+        _dir: dir,
+        store,
+        identity,
+        ..
+    } = laptop;
+    let mut laptop = laptop_of(&central, identity, dir, store);
+    wait_for("the update and the delete at the laptop", || {
+        live_records(&laptop.store, "materials") == [("M-1".to_string(), 2)]
+    })
+    .await;
+    let m1 = laptop.store.record("materials", "M-1").unwrap().unwrap();
+    assert_eq!(m1.value, b"{\"sku\":11}");
+    laptop.stop().await;
+    central.stop().await;
+    assert!(laptop.store.verify(|_| ()).unwrap().is_empty());
+    assert!(central.store.verify(|_| ()).unwrap().is_empty());
+    // The laptop never sends them back.
+    assert_eq!(
+        central
+            .store
+            .record("materials", "M-1")
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_that_sends_records_is_refused() {
+    let (mut central, mut laptop) = central_and_laptop().await;
+    wait_for("the first sync", || laptop.store.last_seq() >= 3).await;
+    let rogue = Identity::generate("rogue").unwrap();
+    enroll_user(&central.store, "tech-2", rogue.node_id());
+    let hello = Frame::Hello {
+        version_min: PROTOCOL_VERSION,
+        version_max: PROTOCOL_VERSION,
+        node_id: rogue.node_id().into(),
+        epoch: [9; 16],
+        your_checkpoint: None,
+    };
+    let copy = fieldsync_schemas::sync_frame::RecordCopy {
+        collection: "materials".into(),
+        key: "M-1".into(),
+        version: 99,
+        deleted: false,
+        value: b"{}".to_vec(),
+    };
+    let plain = postcard::to_allocvec(&vec![copy]).unwrap();
+    let records = Frame::Records {
+        compressed: zstd::bulk::compress(&plain, 3).unwrap(),
+    };
+    let bytes = [framed(&hello.encode()), framed(&records.encode())].concat();
+    let reason = send_raw(&central, &rogue, &bytes).await;
+    assert!(reason.contains("only an office sends records"), "{reason}");
+    assert!(central.store.record("materials", "M-1").unwrap().is_none());
+    laptop.stop().await;
+    central.stop().await;
 }
