@@ -194,6 +194,7 @@ impl Caller {
             previous_assignee: index.previous_assignee.as_deref(),
             reassigned_at_ms: index.reassigned_at_ms,
             deleted: index.deleted,
+            own_revocation_at_ms: None,
         })
     }
 
@@ -205,6 +206,7 @@ impl Caller {
             previous_assignee: index.previous_assignee.as_deref(),
             reassigned_at_ms: index.reassigned_at_ms,
             deleted,
+            own_revocation_at_ms: None,
         })
     }
 

@@ -96,6 +96,11 @@ pub struct WorkOrderFacts<'a> {
     /// When the latest reassignment was stored (ms; 0: never).
     pub reassigned_at_ms: u64,
     pub deleted: bool,
+    /// When the viewer's own revocation record for this work order was
+    /// stored, if it has one: a second reassignment within the grace period
+    /// moves `previous_assignee` on, but the first technician's grace still
+    /// runs from its own record (simulator, seed 14).
+    pub own_revocation_at_ms: Option<u64>,
 }
 
 /// Who may read a data collection, besides operators and office nodes.
@@ -170,22 +175,31 @@ pub fn visible(
             (Role::Operator, _) | (Role::Integration, Purpose::Read) => true,
             (_, Purpose::Read) if facts.deleted => false,
             _ => {
+                let in_grace = |at_ms: u64| now_ms < at_ms.saturating_add(grace_ms);
                 facts.assignee == Some(id)
-                    || (facts.previous_assignee == Some(id)
-                        && now_ms < facts.reassigned_at_ms.saturating_add(grace_ms))
+                    || (facts.previous_assignee == Some(id) && in_grace(facts.reassigned_at_ms))
+                    || facts.own_revocation_at_ms.is_some_and(in_grace)
             }
         },
     }
 }
 
 /// May `peer` see (receive, and send changes to) this document at
-/// `now_ms`? [`visible`] for a sync peer.
-pub fn may_see(peer: &PeerAccess, meta: &DocMeta, now_ms: u64, grace_ms: u64) -> bool {
+/// `now_ms`? [`visible`] for a sync peer, with the peer's own revocation
+/// record for the document when the caller has looked it up.
+pub fn may_see(
+    peer: &PeerAccess,
+    meta: &DocMeta,
+    own_revocation_at_ms: Option<u64>,
+    now_ms: u64,
+    grace_ms: u64,
+) -> bool {
     let facts = WorkOrderFacts {
         assignee: meta.assignee.as_deref(),
         previous_assignee: meta.previous_assignee.as_deref(),
         reassigned_at_ms: meta.reassigned_at_ms,
         deleted: false,
+        own_revocation_at_ms,
     };
     visible(
         &Viewer::of_peer(peer),
@@ -550,6 +564,7 @@ mod tests {
             previous_assignee: previous,
             reassigned_at_ms: 10_000,
             deleted,
+            own_revocation_at_ms: None,
         }
     }
 
@@ -590,6 +605,11 @@ mod tests {
         let bobs = Subject::WorkOrder(facts("bob", None, false));
         let moved = Subject::WorkOrder(facts("ann", Some("bob"), false));
         let deleted = Subject::WorkOrder(facts("bob", None, true));
+        // Moved on to cy within bob's grace: bob's own record keeps it.
+        let moved_twice = Subject::WorkOrder(WorkOrderFacts {
+            own_revocation_at_ms: Some(10_000),
+            ..facts("cy", Some("ann"), false)
+        });
         let materials = Subject::Record {
             collection: "materials",
             grants: &field,
@@ -615,6 +635,22 @@ mod tests {
             ("reassigned: in grace, read", bob, moved, Read, 10_999, true),
             ("reassigned: grace over", bob, moved, Sync, 11_000, false),
             ("reassigned: the new assignee", ann, moved, Read, 0, true),
+            (
+                "moved twice: own record in grace",
+                bob,
+                moved_twice,
+                Sync,
+                10_999,
+                true,
+            ),
+            (
+                "moved twice: own record over",
+                bob,
+                moved_twice,
+                Sync,
+                11_000,
+                false,
+            ),
             ("tombstone: read", bob, deleted, Read, 0, false),
             ("tombstone: sync moves it", bob, deleted, Sync, 0, true),
             ("tombstone: operator", op, deleted, Read, 0, true),
@@ -678,13 +714,14 @@ mod tests {
             reassigned_at_ms: 10_000,
             ..DocMeta::default()
         };
-        assert!(may_see(&peer, &meta, 10_500, GRACE));
-        assert!(!may_see(&peer, &meta, 11_000, GRACE));
-        assert!(may_see(&PeerAccess::Office, &meta, 11_000, GRACE));
+        assert!(may_see(&peer, &meta, None, 10_500, GRACE));
+        assert!(!may_see(&peer, &meta, None, 11_000, GRACE));
+        assert!(may_see(&peer, &meta, Some(10_900), 11_000, GRACE));
+        assert!(may_see(&PeerAccess::Office, &meta, None, 11_000, GRACE));
         let operator = PeerAccess::User {
             user_id: "op".into(),
             role: Role::Operator,
         };
-        assert!(may_see(&operator, &meta, 11_000, GRACE));
+        assert!(may_see(&operator, &meta, None, 11_000, GRACE));
     }
 }

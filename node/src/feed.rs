@@ -158,6 +158,7 @@ impl<'a> Judge<'a> {
                 previous_assignee: index.previous_assignee.as_deref(),
                 reassigned_at_ms: index.reassigned_at_ms,
                 deleted: index.deleted,
+                own_revocation_at_ms: None,
             },
             None => WorkOrderFacts {
                 deleted: true,

@@ -139,7 +139,10 @@ fn write_sets_survive_kill_9_whole_or_not_at_all() {
             );
         }
         assert!(whole >= acked.len(), "round {round}");
-        eprintln!("round {round}: {} acknowledged, {whole} stored whole", acked.len());
+        eprintln!(
+            "round {round}: {} acknowledged, {whole} stored whole",
+            acked.len()
+        );
         store.close();
     }
 }

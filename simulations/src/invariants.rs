@@ -291,8 +291,8 @@ impl Sim {
         Ok(())
     }
 
-    /// The engine's visibility rule, restated: the policy, or the user's
-    /// own revocation record at this central has not expired yet.
+    /// The engine's visibility rule, with the user's own revocation record
+    /// at this central.
     fn may_see(
         &self,
         central: &crate::world::Node,
@@ -300,20 +300,17 @@ impl Sim {
         id: &str,
         meta: &access::DocMeta,
     ) -> bool {
-        if access::may_see(peer, meta, self.now_ms, self.cfg.grace_ms) {
-            return true;
-        }
-        let access::PeerAccess::User { user_id, .. } = peer else {
-            return false;
+        let own = match peer {
+            access::PeerAccess::User { user_id, .. } => central
+                .store
+                .revocations(user_id, usize::MAX)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(revoked, _)| revoked == id)
+                .map(|(_, at_ms)| at_ms),
+            access::PeerAccess::Office => None,
         };
-        central
-            .store
-            .revocations(user_id, usize::MAX)
-            .unwrap_or_default()
-            .iter()
-            .any(|(revoked, at)| {
-                revoked == id && self.now_ms < at.saturating_add(self.cfg.grace_ms)
-            })
+        access::may_see(peer, meta, own, self.now_ms, self.cfg.grace_ms)
     }
 
     /// Slow: every node still in the system keeps its own acknowledged

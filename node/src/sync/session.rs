@@ -1466,7 +1466,8 @@ impl Session {
         store: &S,
         revocations: &mut Option<Vec<(String, u64)>>,
     ) -> Result<bool, SessionError> {
-        if access::may_see(&self.peer, meta, now_ms, self.config.grace_ms) {
+        // The revocation records are read only when the rule needs them.
+        if access::may_see(&self.peer, meta, None, now_ms, self.config.grace_ms) {
             return Ok(true);
         }
         let PeerAccess::User {
@@ -1483,16 +1484,14 @@ impl Session {
                     .map_err(store_error)?,
             );
         }
-        let revocations = revocations.as_deref().unwrap_or_default();
-        Ok(self.in_grace(revocations, id, now_ms))
-    }
-
-    /// Does one of the user's revocation records keep `id` visible (its
-    /// grace period still running)?
-    fn in_grace(&self, revocations: &[(String, u64)], id: &str, now_ms: u64) -> bool {
-        revocations.iter().any(|(revoked, reassigned_at_ms)| {
-            revoked == id && now_ms < reassigned_at_ms.saturating_add(self.config.grace_ms)
-        })
+        let own = revoked_at(revocations.as_deref().unwrap_or_default(), id);
+        Ok(access::may_see(
+            &self.peer,
+            meta,
+            own,
+            now_ms,
+            self.config.grace_ms,
+        ))
     }
 
     /// Visible now, or in what survives a crash. What we withhold from the
@@ -1532,7 +1531,7 @@ impl Session {
         let Some(meta) = store.durable_doc_meta(id).map_err(store_error)? else {
             return Ok(true);
         };
-        if access::may_see(&self.peer, &meta, now_ms, self.config.grace_ms) {
+        if access::may_see(&self.peer, &meta, None, now_ms, self.config.grace_ms) {
             return Ok(true);
         }
         let PeerAccess::User { user_id, .. } = &self.peer else {
@@ -1541,7 +1540,14 @@ impl Session {
         let revocations = store
             .durable_revocations(user_id, REVOCATIONS_SCAN_MAX)
             .map_err(store_error)?;
-        Ok(self.in_grace(&revocations, id, now_ms))
+        let own = revoked_at(&revocations, id);
+        Ok(access::may_see(
+            &self.peer,
+            &meta,
+            own,
+            now_ms,
+            self.config.grace_ms,
+        ))
     }
 
     /// Stop waiting for a document in every pending page: it was refused
@@ -1812,6 +1818,14 @@ fn changes_since_write(doc: &Automerge, heads: &[ChangeHash]) -> (Vec<u8>, bool)
         base.extend_from_slice(change.deps());
     }
     (doc.save_after(&base), base.is_empty())
+}
+
+/// When `id` was reassigned away, from the user's revocation records.
+fn revoked_at(revocations: &[(String, u64)], id: &str) -> Option<u64> {
+    revocations
+        .iter()
+        .find(|(revoked, _)| revoked == id)
+        .map(|(_, at_ms)| *at_ms)
 }
 
 fn same_heads(ours: &[ChangeHash], theirs: &[ChangeHash]) -> bool {
