@@ -945,10 +945,10 @@ fn held(node: &Node, collection: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-#[test]
-fn a_laptop_gets_the_records_its_role_may_read_and_their_updates_and_deletes() {
-    let mut central = Node::new("central", 1, true);
-    let mut laptop = Node::new("laptop", 2, false);
+/// A central whose `materials` technicians may read, holding tech-1's
+/// `wo-1` and the record `materials/M-1`, all flushed.
+fn central_with_materials(name: &str, seed: u8) -> Node {
+    let mut central = Node::new(name, seed, true);
     central.store.set_read_grants(
         "materials",
         ReadGrants {
@@ -956,7 +956,23 @@ fn a_laptop_gets_the_records_its_role_may_read_and_their_updates_and_deletes() {
         },
     );
     create(&mut central, "wo-1", "tech-1");
-    for key in ["M-1", "M-2"] {
+    central
+        .store
+        .write_record(
+            "materials",
+            "M-1",
+            record_json(serde_json::json!({"sku": "M-1"})),
+        )
+        .unwrap();
+    central.store.flush();
+    central
+}
+
+#[test]
+fn a_laptop_gets_the_records_its_role_may_read_and_their_updates_and_deletes() {
+    let mut central = central_with_materials("central", 1);
+    let mut laptop = Node::new("laptop", 2, false);
+    for key in ["M-2"] {
         central
             .store
             .write_record(
@@ -1071,20 +1087,8 @@ fn records_go_only_from_an_office_and_only_in_version_4() {
     }
     assert!(laptop.store.records().next().is_none());
     // A version 3 central sends no records; work orders still sync.
-    let mut central3 = Node::new("central3", 7, true);
+    let mut central3 = central_with_materials("central3", 7);
     let mut laptop3 = Node::new("laptop3", 8, false);
-    central3.store.set_read_grants(
-        "materials",
-        ReadGrants {
-            readers: vec![Role::Technician],
-        },
-    );
-    create(&mut central3, "wo-1", "tech-1");
-    central3
-        .store
-        .write_record("materials", "M-1", record_json(serde_json::json!(1)))
-        .unwrap();
-    central3.store.flush();
     let kinds = kinds_sent_by_central(&mut central3, &mut laptop3, 3);
     assert!(!kinds.contains(&"records"), "{kinds:?}");
     assert_eq!(laptop3.store.doc_ids().len(), 1);
