@@ -15,6 +15,11 @@
 //! in CPU and no memory; Automerge then inflates the same bytes again,
 //! within the budget. It validates nothing else: Automerge does, after.
 //!
+//! The same walk counts operations: a run-length encoded column can claim
+//! 10^8 operations in a dozen bytes, and Automerge would build and apply
+//! every one. The rows of each op column block's action column (every op
+//! has one action) are summed against an operation budget.
+//!
 //! A chunk the walker cannot read ends the checked prefix, which is what
 //! callers hand to Automerge: `load_incremental` ignores an unparsable
 //! tail anyway, and nothing past it is ever inflated.
@@ -24,15 +29,38 @@ use std::io::Read;
 /// Bytes all compressed parts of one input may inflate to, in total. A
 /// work order is ~1 KB; a sync message carries at most a frame (4 MiB).
 pub const INFLATED_BYTES_MAX: u64 = 8 * 1024 * 1024;
+/// Operations one input may hold, in total. A work order holds a few
+/// hundred; a 64 KiB report typed in full is ~64k.
+pub const OPS_MAX: u64 = 1_000_000;
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const HASH_BYTES: usize = 32;
 const COLUMN_DEFLATE_BIT: u64 = 0b1000;
+/// The action column of an op column block: id 4, type integer (RLE).
+const ACTION_COLUMN_SPEC: u64 = (4 << 4) | 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IntakeError {
     #[error("compressed Automerge data inflates past the limit of {limit_bytes} bytes")]
     TooLarge { limit_bytes: u64 },
+    #[error("Automerge data holds more than the limit of {limit_ops} operations")]
+    TooManyOps { limit_ops: u64 },
+}
+
+/// What one input may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub inflated_bytes_max: u64,
+    pub ops_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            inflated_bytes_max: INFLATED_BYTES_MAX,
+            ops_max: OPS_MAX,
+        }
+    }
 }
 
 /// What [`check`] found.
@@ -42,6 +70,8 @@ pub struct Checked {
     pub prefix_bytes: usize,
     /// Bytes the compressed parts of that prefix inflate to.
     pub inflated_bytes: u64,
+    /// Operations the prefix holds.
+    pub ops: u64,
 }
 
 impl Checked {
@@ -51,11 +81,13 @@ impl Checked {
 }
 
 /// Walk the concatenated chunks in `bytes`, inflating every compressed
-/// part within `inflated_bytes_max` in all.
-pub fn check(bytes: &[u8], inflated_bytes_max: u64) -> Result<Checked, IntakeError> {
+/// part and counting operations within `limits`, for all chunks together.
+pub fn check(bytes: &[u8], limits: Limits) -> Result<Checked, IntakeError> {
     let mut budget = Budget {
-        left_bytes: inflated_bytes_max,
-        limit_bytes: inflated_bytes_max,
+        left_bytes: limits.inflated_bytes_max,
+        limit_bytes: limits.inflated_bytes_max,
+        ops: 0,
+        ops_max: limits.ops_max,
     };
     let mut reader = Reader::new(bytes);
     // Each chunk consumes at least its 9-byte header: bounded by the input.
@@ -67,6 +99,7 @@ pub fn check(bytes: &[u8], inflated_bytes_max: u64) -> Result<Checked, IntakeErr
                 return Ok(Checked {
                     prefix_bytes: start,
                     inflated_bytes: budget.used(),
+                    ops: budget.ops,
                 })
             }
         }
@@ -74,6 +107,7 @@ pub fn check(bytes: &[u8], inflated_bytes_max: u64) -> Result<Checked, IntakeErr
     Ok(Checked {
         prefix_bytes: bytes.len(),
         inflated_bytes: budget.used(),
+        ops: budget.ops,
     })
 }
 
@@ -94,10 +128,13 @@ fn chunk(reader: &mut Reader<'_>, budget: &mut Budget) -> Result<Option<()>, Int
     match kind {
         // A document chunk: actors, heads, then change and op columns.
         0 => columns_chunk(body, ChunkShape::Document, budget),
-        // A change chunk: Automerge refuses compressed columns in it.
-        1 => Ok(Some(())),
-        // A compressed change chunk: the body is raw deflate.
-        2 => budget.inflate(body),
+        // A change chunk.
+        1 => change_chunk(body, budget),
+        // A compressed change chunk: the body is a change chunk's, deflated.
+        2 => match budget.inflate_into(body)? {
+            Some(plain) => change_chunk(&plain, budget),
+            None => Ok(None),
+        },
         // A bundle: dependencies, actors, then change and op columns.
         3 => columns_chunk(body, ChunkShape::Bundle, budget),
         _ => Ok(None),
@@ -140,7 +177,7 @@ fn columns_chunk(
             let Some(change_data) = reader.take_columns(&changes) else {
                 return Ok(None);
             };
-            if inflate_columns(&changes, change_data, budget)?.is_none() {
+            if inflate_columns(&changes, change_data, budget, false)?.is_none() {
                 return Ok(None);
             }
             let Some(ops) = reader.column_meta() else {
@@ -149,7 +186,7 @@ fn columns_chunk(
             let Some(op_data) = reader.take_columns(&ops) else {
                 return Ok(None);
             };
-            return inflate_columns(&ops, op_data, budget);
+            return inflate_columns(&ops, op_data, budget, true);
         }
     };
     let (Some(change_data), Some(op_data)) = (
@@ -158,34 +195,102 @@ fn columns_chunk(
     ) else {
         return Ok(None);
     };
-    if inflate_columns(&change_columns, change_data, budget)?.is_none() {
+    if inflate_columns(&change_columns, change_data, budget, false)?.is_none() {
         return Ok(None);
     }
-    inflate_columns(&op_columns, op_data, budget)
+    inflate_columns(&op_columns, op_data, budget, true)
+}
+
+/// A change chunk's body: dependencies, actor, seq, start op, time,
+/// message, other actors, then one op column block.
+fn change_chunk(body: &[u8], budget: &mut Budget) -> Result<Option<()>, IntakeError> {
+    let mut reader = Reader::new(body);
+    let header = reader.hashes().and_then(|()| {
+        let actor = reader.length()?;
+        reader.take(actor)?;
+        reader.uleb()?; // seq
+        reader.uleb()?; // start op
+        reader.sleb()?; // time
+        let message = reader.length()?;
+        reader.take(message)?;
+        reader.actors()
+    });
+    let Some(ops) = header.and_then(|()| reader.column_meta()) else {
+        return Ok(None);
+    };
+    let Some(op_data) = reader.take_columns(&ops) else {
+        return Ok(None);
+    };
+    inflate_columns(&ops, op_data, budget, true)
 }
 
 /// Column specifications and lengths of one metadata block.
 type Columns = Vec<(u64, usize)>;
 
+/// Inflate the deflated columns of one block within the budget; in an op
+/// block (`ops`), count the action column's rows against the budget.
 fn inflate_columns(
     columns: &Columns,
     data: &[u8],
     budget: &mut Budget,
+    ops: bool,
 ) -> Result<Option<()>, IntakeError> {
     let mut offset = 0usize;
     for &(spec, length) in columns {
         let column = &data[offset..offset + length];
         offset += length;
-        if spec & COLUMN_DEFLATE_BIT != 0 && budget.inflate(column)?.is_none() {
+        let deflated = spec & COLUMN_DEFLATE_BIT != 0;
+        let action = ops && spec & !COLUMN_DEFLATE_BIT == ACTION_COLUMN_SPEC;
+        let rows = match (deflated, action) {
+            (false, false) => continue,
+            (true, false) => budget.inflate(column)?,
+            (false, true) => rle_rows(column),
+            (true, true) => budget
+                .inflate_into(column)?
+                .and_then(|plain| rle_rows(&plain)),
+        };
+        let Some(rows) = rows else {
             return Ok(None);
-        }
+        };
+        budget.count_ops(rows)?;
     }
     Ok(Some(()))
+}
+
+/// The number of values in an RLE-encoded integer column: runs of one
+/// repeated value (positive count), literal runs (negative count, that
+/// many values follow) and null runs (zero, then the count). `None`: not
+/// a valid column. Every value read consumes input, so the loop is bounded
+/// by the column's length however large the counts it claims.
+fn rle_rows(column: &[u8]) -> Option<u64> {
+    let mut reader = Reader::new(column);
+    let mut rows = 0u64;
+    while !reader.is_empty() {
+        let count = reader.sleb()?;
+        let run = match count {
+            1.. => {
+                reader.uleb()?;
+                count.unsigned_abs()
+            }
+            ..=-1 => {
+                let literal = count.unsigned_abs();
+                for _ in 0..literal {
+                    reader.uleb()?;
+                }
+                literal
+            }
+            0 => reader.uleb()?,
+        };
+        rows = rows.saturating_add(run);
+    }
+    Some(rows)
 }
 
 struct Budget {
     left_bytes: u64,
     limit_bytes: u64,
+    ops: u64,
+    ops_max: u64,
 }
 
 impl Budget {
@@ -193,12 +298,28 @@ impl Budget {
         self.limit_bytes - self.left_bytes
     }
 
-    /// Inflate `compressed` into a counting sink. `Ok(None)`: not deflate.
-    fn inflate(&mut self, compressed: &[u8]) -> Result<Option<()>, IntakeError> {
+    /// Inflate `compressed` into a counting sink. `Ok(None)`: not deflate;
+    /// `Ok(Some(0))`: inflated, no operations counted.
+    fn inflate(&mut self, compressed: &[u8]) -> Result<Option<u64>, IntakeError> {
+        self.inflate_to(compressed, &mut std::io::sink())
+            .map(|done| done.map(|()| 0))
+    }
+
+    /// Inflate `compressed` into memory (at most the budget).
+    fn inflate_into(&mut self, compressed: &[u8]) -> Result<Option<Vec<u8>>, IntakeError> {
+        let mut plain = Vec::new();
+        Ok(self.inflate_to(compressed, &mut plain)?.map(|()| plain))
+    }
+
+    fn inflate_to(
+        &mut self,
+        compressed: &[u8],
+        out: &mut impl std::io::Write,
+    ) -> Result<Option<()>, IntakeError> {
         let decoder = flate2::bufread::DeflateDecoder::new(compressed);
         // One byte past the budget tells "over" from "exactly at".
         let mut capped = decoder.take(self.left_bytes.saturating_add(1));
-        let Ok(inflated) = std::io::copy(&mut capped, &mut std::io::sink()) else {
+        let Ok(inflated) = std::io::copy(&mut capped, out) else {
             return Ok(None);
         };
         if inflated > self.left_bytes {
@@ -208,6 +329,16 @@ impl Budget {
         }
         self.left_bytes -= inflated;
         Ok(Some(()))
+    }
+
+    fn count_ops(&mut self, rows: u64) -> Result<(), IntakeError> {
+        self.ops = self.ops.saturating_add(rows);
+        if self.ops > self.ops_max {
+            return Err(IntakeError::TooManyOps {
+                limit_ops: self.ops_max,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -252,6 +383,22 @@ impl<'a> Reader<'a> {
             }
             value |= bits << (7 * index);
             if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// Signed LEB128, at most 10 bytes (an i64).
+    fn sleb(&mut self) -> Option<i64> {
+        let mut value = 0i64;
+        for index in 0..10 {
+            let byte = self.byte()?;
+            value |= i64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                if index < 9 && byte & 0x40 != 0 {
+                    value |= -1i64 << (7 * (index + 1));
+                }
                 return Some(value);
             }
         }
@@ -314,6 +461,13 @@ mod tests {
 
     use super::*;
 
+    fn bytes_max(inflated_bytes_max: u64) -> Limits {
+        Limits {
+            inflated_bytes_max,
+            ..Limits::default()
+        }
+    }
+
     fn deflate(plain: &[u8]) -> Vec<u8> {
         let mut encoder =
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
@@ -369,12 +523,12 @@ mod tests {
             ("empty", Vec::new()),
         ];
         for (name, bytes) in cases {
-            let checked = check(&bytes, INFLATED_BYTES_MAX).unwrap();
+            let checked = check(&bytes, Limits::default()).unwrap();
             assert!(checked.is_whole(&bytes), "{name}: {checked:?}");
         }
         // The deflated cases really were inflated and counted.
         let saved = doc.save();
-        assert!(check(&saved, INFLATED_BYTES_MAX).unwrap().inflated_bytes > 1000);
+        assert!(check(&saved, Limits::default()).unwrap().inflated_bytes > 1000);
         assert!(Automerge::load(&saved).is_ok());
     }
 
@@ -383,7 +537,7 @@ mod tests {
         let bomb = chunk(2, &deflate(&vec![0u8; 4 * 1024 * 1024]));
         assert!(bomb.len() < 16 * 1024, "{} bytes", bomb.len());
         assert_eq!(
-            check(&bomb, 1024 * 1024),
+            check(&bomb, bytes_max(1024 * 1024)),
             Err(IntakeError::TooLarge {
                 limit_bytes: 1024 * 1024
             })
@@ -391,8 +545,8 @@ mod tests {
         // The budget is shared by every chunk of the input.
         let half = chunk(2, &deflate(&vec![0u8; 600 * 1024]));
         let two = [half.clone(), half].concat();
-        assert!(check(&two, 1024 * 1024).is_err());
-        assert!(check(&two, 2 * 1024 * 1024).is_ok());
+        assert!(check(&two, bytes_max(1024 * 1024)).is_err());
+        assert!(check(&two, bytes_max(2 * 1024 * 1024)).is_ok());
     }
 
     #[test]
@@ -405,8 +559,8 @@ mod tests {
         uleb(column.len() as u64, &mut body);
         body.extend_from_slice(&column);
         let document = chunk(0, &body);
-        assert!(check(&document, 1024 * 1024).is_err());
-        assert!(check(&document, 4 * 1024 * 1024)
+        assert!(check(&document, bytes_max(1024 * 1024)).is_err());
+        assert!(check(&document, bytes_max(4 * 1024 * 1024))
             .unwrap()
             .is_whole(&document));
         // The same as a bundle (no deps, no actors, no change columns).
@@ -414,7 +568,7 @@ mod tests {
         uleb(0b1_0000 | COLUMN_DEFLATE_BIT, &mut bundle_body);
         uleb(column.len() as u64, &mut bundle_body);
         bundle_body.extend_from_slice(&column);
-        assert!(check(&chunk(3, &bundle_body), 1024 * 1024).is_err());
+        assert!(check(&chunk(3, &bundle_body), bytes_max(1024 * 1024)).is_err());
     }
 
     #[test]
@@ -452,7 +606,7 @@ mod tests {
             ),
         ];
         for (name, bytes, prefix) in table {
-            let checked = check(&bytes, INFLATED_BYTES_MAX).unwrap();
+            let checked = check(&bytes, Limits::default()).unwrap();
             assert_eq!(checked.prefix_bytes, prefix, "{name}");
         }
     }
@@ -462,7 +616,7 @@ mod tests {
         let mut doc = sample();
         let changes = doc.document().save_after(&[]);
         let noisy = [changes.clone(), vec![0x85, 0x6f, 0x4a, 0x83, 0, 0]].concat();
-        let checked = check(&noisy, INFLATED_BYTES_MAX).unwrap();
+        let checked = check(&noisy, Limits::default()).unwrap();
         assert_eq!(checked.prefix_bytes, changes.len());
         let mut prefix = Automerge::new();
         prefix
@@ -473,5 +627,82 @@ mod tests {
             prefix.get(ROOT, "kind").unwrap().unwrap().0.as_str(),
             Some("work_order")
         );
+    }
+
+    fn sleb(mut value: i64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            let done = (value == 0 && byte & 0x40 == 0) || (value == -1 && byte & 0x40 != 0);
+            out.push(if done { byte } else { byte | 0x80 });
+            if done {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn operations_are_counted_as_automerge_counts_them() {
+        let mut doc = sample();
+        let text = doc
+            .put_object(ROOT, "list", automerge::ObjType::List)
+            .unwrap();
+        for index in 0..300 {
+            doc.insert(&text, index, automerge::ScalarValue::Null)
+                .unwrap();
+        }
+        doc.commit();
+        let ops = automerge::ReadDoc::stats(doc.document()).num_ops;
+        for (name, bytes) in [
+            ("changes", doc.document().save_after(&[])),
+            ("document", doc.save_nocompress()),
+            ("deflated document", doc.save()),
+        ] {
+            assert_eq!(check(&bytes, Limits::default()).unwrap().ops, ops, "{name}");
+        }
+        let limits = Limits {
+            ops_max: ops - 1,
+            ..Limits::default()
+        };
+        assert_eq!(
+            check(&doc.save(), limits),
+            Err(IntakeError::TooManyOps { limit_ops: ops - 1 })
+        );
+    }
+
+    #[test]
+    fn a_change_claiming_a_hundred_million_operations_in_a_few_bytes_is_refused() {
+        // A change chunk: no deps, a one-byte actor, seq 1, start op 1,
+        // time 0, no message, no other actors, then one op column: the
+        // action column as one RLE run of 10^8 copies of action 1.
+        let mut column = Vec::new();
+        sleb(100_000_000, &mut column);
+        uleb(1, &mut column);
+        let mut body = vec![0, 1, 7, 1, 1, 0, 0, 0, 1];
+        uleb(ACTION_COLUMN_SPEC, &mut body);
+        uleb(column.len() as u64, &mut body);
+        body.extend_from_slice(&column);
+        let bomb = chunk(1, &body);
+        assert!(bomb.len() < 32, "{} bytes", bomb.len());
+        assert_eq!(
+            check(&bomb, Limits::default()),
+            Err(IntakeError::TooManyOps { limit_ops: OPS_MAX })
+        );
+        // Compressed, the same; and literal and null runs count too.
+        let compressed = chunk(2, &deflate(&body));
+        assert!(check(&compressed, Limits::default()).is_err());
+        let mut runs = Vec::new();
+        sleb(-3, &mut runs);
+        for value in [1, 2, 3] {
+            uleb(value, &mut runs);
+        }
+        sleb(0, &mut runs);
+        uleb(5, &mut runs);
+        assert_eq!(rle_rows(&runs), Some(8));
+        // A literal run claiming more values than the column holds.
+        let mut short = Vec::new();
+        sleb(-1_000_000_000, &mut short);
+        uleb(1, &mut short);
+        assert_eq!(rle_rows(&short), None);
     }
 }

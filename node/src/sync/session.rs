@@ -49,6 +49,9 @@ pub struct SessionConfig {
     /// message's changes, a push, a whole document) may inflate to, in all
     /// (`doc::intake`): Automerge would inflate them with no cap.
     pub inflated_bytes_max: u64,
+    /// Operations one intake from the peer may hold, at most: run-length
+    /// encoding lets a few bytes claim millions (`doc::intake`).
+    pub intake_ops_max: u64,
     /// Operations a document may hold after a technician's changes, at
     /// most: a larger document is refused from that peer, not merged.
     pub peer_doc_ops_max: u64,
@@ -72,6 +75,7 @@ impl SessionConfig {
             push_page_bytes_max: 256 * 1024,
             push_doc_bytes_max: 16 * 1024,
             inflated_bytes_max: intake::INFLATED_BYTES_MAX,
+            intake_ops_max: intake::OPS_MAX,
             peer_doc_ops_max: PEER_DOC_OPS_MAX,
             records_page_bytes_max: 256 * 1024,
         }
@@ -887,7 +891,7 @@ impl Session {
         if let Some((id, _)) = batch.iter().find(|(id, _)| validate_doc_id(id).is_err()) {
             return Err(protocol(format!("bad document id in prime: {id:?}")));
         }
-        let loaded = load_work_orders(&batch, self.config.inflated_bytes_max, store)?;
+        let loaded = load_work_orders(&batch, self.intake_limits(), store)?;
         let mut received = 0;
         for ((id, bytes), doc) in batch.into_iter().zip(loaded) {
             let heads = doc.get_heads();
@@ -1232,6 +1236,7 @@ impl Session {
         store: &mut S,
     ) -> Result<(), SessionError> {
         let batch = decode_docs(self.decode_batch(compressed)?);
+        let limits = self.intake_limits();
         let Some(in_page) = self.in_pages.iter_mut().find(|p| p.page == page) else {
             if page < self.in_next_page {
                 // The page completed meanwhile: every document it asked for
@@ -1256,7 +1261,7 @@ impl Session {
             }
             wanted.push((id, bytes));
         }
-        let loaded = load_work_orders(&wanted, self.config.inflated_bytes_max, store)?;
+        let loaded = load_work_orders(&wanted, limits, store)?;
         for ((id, bytes), doc) in wanted.into_iter().zip(loaded) {
             store
                 .merge_loaded(&id, doc, &bytes, now_ms)
@@ -1727,14 +1732,25 @@ impl Session {
         bytes: &[u8],
         already_inflated_bytes: u64,
     ) -> Result<intake::Checked, SessionError> {
-        let budget = self
-            .config
-            .inflated_bytes_max
-            .saturating_sub(already_inflated_bytes);
-        intake::check(bytes, budget).map_err(|e| SessionError::Document {
+        let limits = intake::Limits {
+            inflated_bytes_max: self
+                .config
+                .inflated_bytes_max
+                .saturating_sub(already_inflated_bytes),
+            ops_max: self.config.intake_ops_max,
+        };
+        intake::check(bytes, limits).map_err(|e| SessionError::Document {
             id: id.to_string(),
             reason: e.to_string(),
         })
+    }
+
+    /// The intake limits of one whole document.
+    fn intake_limits(&self) -> intake::Limits {
+        intake::Limits {
+            inflated_bytes_max: self.config.inflated_bytes_max,
+            ops_max: self.config.intake_ops_max,
+        }
     }
 
     /// Why `doc`, grown by a technician's changes, is refused: `None` when
@@ -1894,15 +1910,14 @@ fn decode_pushes(pushed: Vec<serde_bytes::ByteBuf>) -> Vec<Vec<u8>> {
 /// threads) and each checked to be the work order its id names.
 fn load_work_orders<S: SyncStore>(
     batch: &[(String, Vec<u8>)],
-    inflated_bytes_max: u64,
+    limits: intake::Limits,
     store: &S,
 ) -> Result<Vec<Automerge>, SessionError> {
     for (id, bytes) in batch {
-        let checked =
-            intake::check(bytes, inflated_bytes_max).map_err(|e| SessionError::Document {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
+        let checked = intake::check(bytes, limits).map_err(|e| SessionError::Document {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
         if !checked.is_whole(bytes) {
             return Err(SessionError::Document {
                 id: id.clone(),
