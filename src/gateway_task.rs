@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use fieldsync_gateway::{AppState, GatewayConfig, TokenKey};
+use fieldsync_node::config::NodeConfig;
 use fieldsync_node::quic::PeerMap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -58,8 +59,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// The gateway's limits from the node's `[gateway]` section.
-pub(crate) fn gateway_config(section: &fieldsync_node::config::GatewayConfig) -> GatewayConfig {
+/// The gateway's limits from the node's `[gateway]` section, and the
+/// access settings it shares with sync: `[sync] grace_ms` and
+/// `[records.read]`.
+pub(crate) fn gateway_config(config: &NodeConfig) -> GatewayConfig {
+    let section = &config.gateway;
     GatewayConfig {
         body_bytes_max: section.body_bytes_max,
         request_timeout_ms: section.request_timeout_ms,
@@ -77,6 +81,8 @@ pub(crate) fn gateway_config(section: &fieldsync_node::config::GatewayConfig) ->
         public_base_url: section.public_base_url.clone(),
         cookie_secure: section.cookie_secure,
         doc_count_cache_ms: section.doc_count_cache_ms,
+        grace_ms: config.sync.grace_ms,
+        read_grants: config.read_grants(),
     }
 }
 
@@ -84,11 +90,11 @@ pub(crate) fn gateway_config(section: &fieldsync_node::config::GatewayConfig) ->
 /// bad combination stops the node before anything starts and names where
 /// the values come from.
 pub(crate) fn checked_gateway_config(node: &Node) -> anyhow::Result<GatewayConfig> {
-    let config = gateway_config(&node.config.gateway);
+    let config = gateway_config(&node.config);
     config.validate().map_err(|e| {
         CliError::usage(e.to_string()).hint(format!(
             "fix `[gateway]` in {} (or the FIELDSYNC_GATEWAY_* variable that sets it)",
-            fieldsync_node::config::NodeConfig::path_in(&node.dir).display()
+            NodeConfig::path_in(&node.dir).display()
         ))
     })?;
     Ok(config)
@@ -139,15 +145,16 @@ pub(crate) fn start(
 mod tests {
     use std::path::Path;
 
-    use fieldsync_node::config::{NodeConfig, NodeRole};
+    use fieldsync_node::config::NodeRole;
+    use fieldsync_schemas::Role;
 
     use super::*;
 
     #[test]
     fn the_node_defaults_are_the_gateway_defaults() {
-        let section = NodeConfig::new(NodeRole::Central, "c").gateway;
+        let config = NodeConfig::new(NodeRole::Central, "c");
         assert_eq!(
-            format!("{:?}", gateway_config(&section)),
+            format!("{:?}", gateway_config(&config)),
             format!("{:?}", GatewayConfig::default())
         );
     }
@@ -164,7 +171,7 @@ mod tests {
                 (var == "FIELDSYNC_GATEWAY_PAGE_SIZE_DEFAULT").then(|| "50".to_string())
             })
             .unwrap();
-        let gateway = gateway_config(&config.gateway);
+        let gateway = gateway_config(&config);
         gateway.validate().unwrap();
         assert_eq!(gateway.page_size_max, 500);
         assert_eq!(gateway.page_size_default, 50);
@@ -177,5 +184,19 @@ mod tests {
             gateway.requests_per_s,
             GatewayConfig::default().requests_per_s
         );
+    }
+
+    #[test]
+    fn the_grace_period_and_read_grants_reach_the_gateway() {
+        let path = Path::new("/data/fieldsync.toml");
+        let text = "role = \"central\"\nname = \"c\"\n[sync]\ngrace_ms = 60000\n\
+                    [records.read]\nmaterials = [\"technician\"]\n";
+        let gateway = gateway_config(&NodeConfig::parse(text, path).unwrap());
+        assert_eq!(gateway.grace_ms, 60_000);
+        assert_eq!(
+            gateway.read_grants["materials"].readers,
+            vec![Role::Operator, Role::Technician]
+        );
+        assert_eq!(gateway.read_grants.len(), 1);
     }
 }

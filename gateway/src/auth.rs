@@ -19,7 +19,9 @@ use fieldsync_node::store::{DocIndex, User};
 use fieldsync_schemas::{Actor, Role, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
@@ -129,13 +131,19 @@ pub struct Claims {
     pub jti: String,
 }
 
-/// The authenticated user behind a request.
+/// The authenticated user behind a request, with the node's access
+/// settings (grace period, configured read grants) the visibility rule
+/// judges it by, copied from the gateway's state when the caller is built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: String,
     pub role: Role,
     /// Scopes granted in the token and still held by the user.
     pub scopes: Vec<Scope>,
+    /// The node's reassignment grace period (`GatewayConfig::grace_ms`).
+    pub(crate) grace_ms: u64,
+    /// The node's configured read grants (`GatewayConfig::read_grants`).
+    pub(crate) read_grants: Arc<BTreeMap<String, ReadGrants>>,
 }
 
 impl Caller {
@@ -216,8 +224,14 @@ impl Caller {
             &Subject::WorkOrder(facts),
             Purpose::Read,
             clock::now_ms(),
-            access::GRACE_MS_DEFAULT,
+            self.grace_ms,
         )
+    }
+
+    /// The read grants `[records.read]` configures for `collection`, if
+    /// any (`Store::read_grants` prefers grants set over the API).
+    pub fn configured_grants(&self, collection: &str) -> Option<&ReadGrants> {
+        self.read_grants.get(collection)
     }
 
     /// Whether the caller may read data collection `collection` with these
@@ -228,7 +242,7 @@ impl Caller {
             &Subject::Record { collection, grants },
             Purpose::Read,
             clock::now_ms(),
-            access::GRACE_MS_DEFAULT,
+            self.grace_ms,
         )
     }
 }
@@ -256,6 +270,8 @@ pub fn caller_from_claims(state: &AppState, claims: Claims) -> Result<Caller, Ap
         user_id: user.id,
         role: user.role,
         scopes,
+        grace_ms: state.config().grace_ms,
+        read_grants: state.read_grants().clone(),
     })
 }
 

@@ -4,8 +4,15 @@
 //! (body size, page size, request time, rate) lives here, so the binary can
 //! fill it from the node's config file and tests can shrink it to make a
 //! limit trip in milliseconds.
+//!
+//! Besides limits it carries the two access settings the node configures
+//! for everyone who reads (`[sync] grace_ms` and `[records.read]`), so the
+//! gateway answers the visibility rule with the same inputs as sync.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use fieldsync_node::access::{ReadGrants, GRACE_MS_DEFAULT};
 
 /// Limits and settings of one gateway.
 #[derive(Clone, Debug)]
@@ -49,6 +56,14 @@ pub struct GatewayConfig {
     /// How long the document count shown in `/metrics` is reused, in ms:
     /// counting walks the whole index.
     pub doc_count_cache_ms: u64,
+    /// How long a technician still reads a work order reassigned away from
+    /// it, in ms: the node's `[sync] grace_ms`, so REST, the feed and the
+    /// web UI agree with sync.
+    pub grace_ms: u64,
+    /// Who may read each data collection, from the node's `[records.read]`
+    /// (by collection name). Grants an operator sets over the API win; a
+    /// collection in neither takes the default (operators, integrations).
+    pub read_grants: BTreeMap<String, ReadGrants>,
 }
 
 impl Default for GatewayConfig {
@@ -70,6 +85,8 @@ impl Default for GatewayConfig {
             public_base_url: None,
             cookie_secure: false,
             doc_count_cache_ms: 10_000,
+            grace_ms: GRACE_MS_DEFAULT,
+            read_grants: BTreeMap::new(),
         }
     }
 }

@@ -3,10 +3,6 @@
 //! the visibility rule live in the node, so background tasks read the same
 //! feed without an HTTP caller.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
-use fieldsync_node::access::{self, ReadGrants};
 use fieldsync_node::clock;
 use fieldsync_node::feed::{self, FeedAccess, FeedQuery};
 use fieldsync_node::store::Store;
@@ -28,9 +24,9 @@ pub fn read_page(
 ) -> Result<FeedPage, ApiError> {
     let access = FeedAccess {
         viewer: caller.viewer(),
-        configured: configured_grants(),
+        configured: &caller.read_grants,
         now_ms: clock::now_ms(),
-        grace_ms: access::GRACE_MS_DEFAULT,
+        grace_ms: caller.grace_ms,
     };
     let query = FeedQuery {
         since,
@@ -39,11 +35,4 @@ pub fn read_page(
         scan_max,
     };
     feed::read_page(store, &access, &query).map_err(ApiError::internal)
-}
-
-/// Read grants from the configuration. None are configured through the
-/// gateway yet: operators set them over the API (`collection_grants`).
-fn configured_grants() -> &'static BTreeMap<String, ReadGrants> {
-    static NONE: OnceLock<BTreeMap<String, ReadGrants>> = OnceLock::new();
-    NONE.get_or_init(BTreeMap::new)
 }

@@ -12,7 +12,9 @@
 //! Sections: top-level `role` and `name`; `[store]` (the store's tunables);
 //! `[sync]` (QUIC listener, peers, keep-alive and reconnect timing, the
 //! reassignment grace period) and `[gateway]` (HTTP listener and every
-//! limit the gateway enforces), which the sync and gateway work read; `[log]`.
+//! limit the gateway enforces), which the sync and gateway work read;
+//! `[records]` (who may read each data collection, besides operators),
+//! which both the sync driver and the gateway read; `[log]`.
 //!
 //! Why environment overrides for `[gateway]` (`FIELDSYNC_GATEWAY_<KEY>`,
 //! e.g. `FIELDSYNC_GATEWAY_PAGE_SIZE_MAX=500`): a central runs in a
@@ -22,11 +24,15 @@
 //! that rewrite the file (`enroll`) read it without them, so a variable is
 //! never written into the file.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use fieldsync_schemas::collection::{validate_collection_name, CollectionKind};
+use fieldsync_schemas::Role;
 use serde::{Deserialize, Serialize};
 
+use crate::access::ReadGrants;
 use crate::identity;
 use crate::store::StoreConfig;
 
@@ -41,6 +47,8 @@ pub const PEERS_MAX: usize = 1024;
 /// Highest `sync.connections_max` accepted: each connection holds a task,
 /// a session and QUIC buffers (~100 KiB idle, more while priming).
 pub const SYNC_CONNECTIONS_MAX: usize = 65_536;
+/// Most collections `[records.read]` may list.
+pub const RECORDS_READ_COLLECTIONS_MAX: usize = 1024;
 
 /// What this node is in the deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +109,8 @@ pub struct NodeConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub records: RecordsConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -268,6 +278,19 @@ pub fn gateway_env_var(key: &str) -> String {
     format!("FIELDSYNC_GATEWAY_{}", key.to_ascii_uppercase())
 }
 
+/// `[records]`: plain versioned records (reference tables).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsConfig {
+    /// `[records.read]`: per data collection, the roles that may read it
+    /// besides operators (who always may): `"technician"`, `"integration"`
+    /// (which also needs the `records:read` scope). A listed collection
+    /// reads exactly what is listed (`[]`: operators only); one not listed
+    /// takes the default, operators and integrations. Grants an operator
+    /// sets over the API win over these. Use [`NodeConfig::read_grants`].
+    pub read: BTreeMap<String, Vec<String>>,
+}
+
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -331,6 +354,7 @@ impl NodeConfig {
                 enabled: role == NodeRole::Central,
                 ..GatewayConfig::default()
             },
+            records: RecordsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -499,10 +523,71 @@ impl NodeConfig {
                     .map_err(|reason| invalid(&format!("{key}.user"), reason))?;
             }
         }
+        self.validate_records(&invalid)?;
         if let Err(e) = self.log.filter.parse::<FilterCheck>() {
             return Err(invalid("log.filter", e));
         }
         Ok(())
+    }
+
+    /// `[records.read]`: data collections only, known roles only.
+    fn validate_records(
+        &self,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let read = &self.records.read;
+        if read.len() > RECORDS_READ_COLLECTIONS_MAX {
+            return Err(invalid(
+                "records.read",
+                format!(
+                    "lists {} collections; at most {RECORDS_READ_COLLECTIONS_MAX}",
+                    read.len()
+                ),
+            ));
+        }
+        for (name, roles) in read {
+            let key = format!("records.read.{name}");
+            validate_collection_name(name).map_err(|e| invalid(&key, e.to_string()))?;
+            if CollectionKind::of(name) == CollectionKind::Internal {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "`{name}` is an internal collection: it never leaves the node \
+                         and only the node reads it"
+                    ),
+                ));
+            }
+            for role in roles {
+                if role.parse::<Role>().is_err() {
+                    return Err(invalid(
+                        &key,
+                        format!(
+                            "unknown role `{role}`; expected \"technician\" or \"integration\" \
+                             (operators always read)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Who may read each data collection listed in `[records.read]`:
+    /// operators and the listed roles. Collections not listed are absent
+    /// (the default applies). Call on a validated config.
+    pub fn read_grants(&self) -> BTreeMap<String, ReadGrants> {
+        self.records
+            .read
+            .iter()
+            .map(|(name, roles)| {
+                let listed: Vec<Role> = roles.iter().filter_map(|role| role.parse().ok()).collect();
+                let readers = Role::ALL
+                    .into_iter()
+                    .filter(|role| *role == Role::Operator || listed.contains(role))
+                    .collect();
+                (name.clone(), ReadGrants { readers })
+            })
+            .collect()
     }
 
     /// The store tunables.
@@ -579,6 +664,7 @@ connections_max = {connections_max}
 grace_ms = {grace_ms}
 
 {gateway}
+{records}
 [log]
 # "human" (readable lines) or "json" (one object per line); `--log-format`
 # on the command line overrides it. Logs go to stderr.
@@ -602,6 +688,7 @@ filter = {log_filter}
             connections_max = self.sync.connections_max,
             grace_ms = self.sync.grace_ms,
             gateway = gateway_toml(&self.gateway),
+            records = records_toml(&self.records),
             log_format = quote(self.log.format.as_str()),
             log_filter = quote(&self.log.filter),
         )
@@ -748,6 +835,32 @@ doc_count_cache_ms = {doc_count_cache_ms}
         cookie_secure = gateway.cookie_secure,
         doc_count_cache_ms = gateway.doc_count_cache_ms,
     )
+}
+
+/// The commented `[records]` section: the example stays a comment until
+/// the operator lists a collection.
+fn records_toml(records: &RecordsConfig) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut text = String::from(
+        r#"# Who may read each data collection (reference tables such as customers or
+# materials, anything an ERP uploads), besides operators, who read them all:
+# "technician" (technicians' laptops receive the collection) and
+# "integration" (clients with the records:read scope). A collection not
+# listed here is read by operators and integrations only; a listed one by
+# operators and exactly the roles listed. Grants an operator sets over the
+# API (PUT /api/v1/collections/<name>/grants) win over these.
+"#,
+    );
+    if records.read.is_empty() {
+        text.push_str("# [records.read]\n# materials = [\"technician\", \"integration\"]\n");
+        return text;
+    }
+    text.push_str("[records.read]\n");
+    for (name, roles) in &records.read {
+        let roles: Vec<String> = roles.iter().map(|role| quote(role)).collect();
+        text.push_str(&format!("{} = [{}]\n", quote(name), roles.join(", ")));
+    }
+    text
 }
 
 fn valid_host_port(address: &str) -> bool {
@@ -1005,6 +1118,76 @@ mod tests {
                 config.to_commented_toml().contains(&format!("{key} = ")),
                 "{key}"
             );
+        }
+    }
+
+    #[test]
+    fn records_read_grants_come_from_the_file() {
+        let text = "role = \"central\"\nname = \"c\"\n\
+                    [records.read]\nmaterials = [\"technician\", \"integration\"]\n\
+                    price-lists = [\"technician\"]\ncustomers = []\n";
+        let config = parse(text).unwrap();
+        let grants = config.read_grants();
+        let readers = |name: &str| grants.get(name).map(|grants| grants.readers.clone());
+        assert_eq!(
+            readers("materials"),
+            Some(vec![Role::Operator, Role::Technician, Role::Integration])
+        );
+        assert_eq!(
+            readers("price-lists"),
+            Some(vec![Role::Operator, Role::Technician])
+        );
+        assert_eq!(readers("customers"), Some(vec![Role::Operator]));
+        assert_eq!(readers("other"), None, "unlisted: the default applies");
+        // Written back, the section parses to the same config.
+        let text = config.to_commented_toml();
+        assert_eq!(parse(&text).unwrap(), config, "{text}");
+        // A new node's file shows the section as a commented example.
+        let fresh = NodeConfig::new(NodeRole::Central, "c");
+        let text = fresh.to_commented_toml();
+        assert!(text.contains("# [records.read]\n# materials = "), "{text}");
+        assert!(parse(&text).unwrap().read_grants().is_empty());
+        let uncommented =
+            text.replace("# [records.read]\n# materials", "[records.read]\nmaterials");
+        assert_eq!(
+            parse(&uncommented).unwrap().read_grants()["materials"].readers,
+            vec![Role::Operator, Role::Technician, Role::Integration]
+        );
+    }
+
+    #[test]
+    fn records_read_refuses_unknown_roles_internal_and_bad_names() {
+        let cases = [
+            (
+                "[records.read]\nmaterials = [\"technician\", \"boss\"]\n",
+                "`records.read.materials` unknown role `boss`",
+            ),
+            (
+                "[records.read]\nusers = [\"technician\"]\n",
+                "`records.read.users` `users` is an internal collection",
+            ),
+            (
+                "[records.read]\ncollection_grants = []\n",
+                "`records.read.collection_grants` `collection_grants` is an internal",
+            ),
+            (
+                "[records.read]\nwork_orders = [\"technician\"]\n",
+                "`records.read.work_orders` `work_orders` is reserved",
+            ),
+            (
+                "[records.read]\nMaterials = [\"technician\"]\n",
+                "`records.read.Materials` collection name `Materials` must match",
+            ),
+            ("[records]\nwrite = {}\n", "unknown field `write`"),
+            (
+                "[records.read]\nmaterials = \"technician\"\n",
+                "expected a sequence",
+            ),
+        ];
+        for (section, expected) in cases {
+            let text = format!("role = \"central\"\nname = \"c\"\n{section}");
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{expected}: {message}");
         }
     }
 

@@ -57,9 +57,12 @@ fn no_record(collection: &str, key: &str) -> ApiError {
     ApiError::not_found(format!("no record `{key}` in `{collection}`"))
 }
 
-/// The grants in force for `name`: set over the API, else the default.
-fn grants(store: &Store, name: &str) -> Result<ReadGrants, ApiError> {
-    store.read_grants(name, None).map_err(ApiError::internal)
+/// The grants in force for `name`: set over the API, else configured in
+/// `[records.read]`, else the default.
+fn grants(store: &Store, caller: &Caller, name: &str) -> Result<ReadGrants, ApiError> {
+    store
+        .read_grants(name, caller.configured_grants(name))
+        .map_err(ApiError::internal)
 }
 
 /// Operators first, then the granted roles, each once, in a fixed order.
@@ -80,7 +83,9 @@ fn readable(
     let Some(info) = store.collection(name).map_err(ApiError::internal)? else {
         return Ok(None);
     };
-    Ok(caller.reads(name, &grants(store, name)?).then_some(info))
+    Ok(caller
+        .reads(name, &grants(store, caller, name)?)
+        .then_some(info))
 }
 
 /// Every data collection the caller may read, in name order (the web UI
@@ -94,7 +99,7 @@ pub(crate) fn visible_collections(
         if info.kind != CollectionKind::Data {
             continue;
         }
-        let grants = grants(store, &info.name)?;
+        let grants = grants(store, caller, &info.name)?;
         if caller.reads(&info.name, &grants) {
             visible.push(CollectionSummary {
                 kind: info.kind.into(),
@@ -569,7 +574,7 @@ pub(crate) async fn get_grants(
     caller.operator_only()?;
     check_collection(&collection)?;
     let grants = state
-        .blocking(move |store| grants(store, &collection))
+        .blocking(move |store| grants(store, &caller, &collection))
         .await?;
     Ok(axum::Json(CollectionGrants {
         readers: readers(&grants),

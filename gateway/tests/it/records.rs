@@ -1,9 +1,14 @@
 //! Records over REST: versions as entity tags, compare-and-set, who may
 //! write and create collections, read grants for technicians and
-//! integrations, the feed's record changes, internal collections that
-//! never show, and bad input.
+//! integrations (set over the API or in the gateway's config), the feed's
+//! record changes, internal collections that never show, and bad input.
 
+use std::collections::BTreeMap;
+
+use fieldsync_gateway::GatewayConfig;
+use fieldsync_node::access::ReadGrants;
 use fieldsync_node::store::Expect;
+use fieldsync_schemas::Role;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -327,6 +332,138 @@ async fn technicians_read_only_granted_collections_in_rest_and_feed() {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let fed = tech.feed("&collection=materials").await;
     assert_eq!(fed, [row("materials", "m1", "create", json!(1))]);
+    server.stop().await;
+}
+
+/// A gateway whose config grants (as the node's `[records.read]` does):
+/// `materials` to technicians and integrations, `prices` to operators only.
+async fn configured_server() -> Server {
+    let grants = |readers: &[Role]| ReadGrants {
+        readers: readers.to_vec(),
+    };
+    let read_grants = BTreeMap::from([
+        (
+            "materials".to_string(),
+            grants(&[Role::Operator, Role::Technician, Role::Integration]),
+        ),
+        ("prices".to_string(), grants(&[Role::Operator])),
+    ]);
+    let config = GatewayConfig {
+        read_grants,
+        ..GatewayConfig::default()
+    };
+    Server::start_with(config, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_grants_apply_until_an_operator_sets_others_over_the_api() {
+    let server = configured_server().await;
+    let op = As::user(&server, "op").await;
+    let tech = As::user(&server, "tech-1").await;
+    let erp = As::user(&server, "erp-all").await;
+    for collection in ["materials", "prices", "customers"] {
+        let path = format!("/api/v1/collections/{collection}/records/k1");
+        let response = op.put(&path, json!({"in": collection})).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{collection}");
+    }
+
+    // Configured: technicians read materials without any API grant;
+    // prices is operators only; customers takes the default.
+    assert_eq!(tech.collections().await, ["materials"]);
+    assert_eq!(
+        tech.json(&format!("{MATERIALS}/k1")).await["value"],
+        json!({"in": "materials"})
+    );
+    assert_eq!(
+        tech.json(MATERIALS).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let fed = tech.feed("").await;
+    let collections: Vec<&str> = fed.iter().map(|(c, ..)| c.as_str()).collect();
+    assert_eq!(collections, ["materials"], "{fed:?}");
+    for path in [
+        "/api/v1/collections/prices/records/k1",
+        "/api/v1/collections/customers/records/k1",
+    ] {
+        problem(tech.get(path).await, StatusCode::NOT_FOUND).await;
+    }
+    assert_eq!(erp.collections().await, ["customers", "materials"]);
+    problem(
+        erp.get("/api/v1/collections/prices/records/k1").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(op.collections().await, ["customers", "materials", "prices"]);
+    // The grants in force show the configured ones.
+    assert_eq!(
+        op.json(GRANTS).await,
+        json!({"readers": ["operator", "technician", "integration"]})
+    );
+    let listed = op.json("/api/v1/collections").await;
+    let materials = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "materials")
+        .unwrap();
+    assert_eq!(
+        materials["readers"],
+        json!(["operator", "technician", "integration"])
+    );
+
+    // An API grant overrides the configured one, both ways.
+    let response = op.put(GRANTS, json!({"readers": []})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(op.json(GRANTS).await, json!({"readers": ["operator"]}));
+    assert!(tech.collections().await.is_empty());
+    problem(
+        tech.get(&format!("{MATERIALS}/k1")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(tech.feed("").await.is_empty());
+    assert_eq!(erp.collections().await, ["customers"]);
+    let response = op
+        .put(
+            "/api/v1/collections/prices/grants",
+            json!({"readers": ["technician"]}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(tech.collections().await, ["prices"]);
+    assert_eq!(
+        tech.feed("").await,
+        [row("prices", "k1", "create", json!(1))]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_grace_period_decides_what_a_reassigned_technician_reads() {
+    let config = GatewayConfig {
+        grace_ms: 0,
+        ..GatewayConfig::default()
+    };
+    let server = Server::start_with(config, None).await;
+    server.create("a", Some("tech-1")).await;
+    let op = As::user(&server, "op").await;
+    let tech = As::user(&server, "tech-1").await;
+    let path = "/api/v1/work-orders/a";
+    assert_eq!(tech.get(path).await.status(), StatusCode::OK);
+    let response = op
+        .send(
+            Method::PATCH,
+            path,
+            &[],
+            Some(&json!({"assignee": "tech-2"})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // No grace: gone at once (the default would keep it for a day).
+    problem(tech.get(path).await, StatusCode::NOT_FOUND).await;
     server.stop().await;
 }
 

@@ -25,7 +25,8 @@
 //! resumes from the durable checkpoints.
 //!
 //! Usage: `Driver::bind(config, store)` (bind to port 0 in tests, read
-//! `local_addr`), then `driver.run(shutdown).await`.
+//! `local_addr`), `.with_read_grants(node_config.read_grants())` on a node
+//! with `[records.read]`, then `driver.run(shutdown).await`.
 
 mod backoff;
 mod conn;
@@ -35,7 +36,7 @@ pub mod framing;
 pub mod peers;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ pub use enroll::{enroll, EnrollError, Enrolled};
 pub use peers::{read_status_file, PeerMap, PeerState, StatusFile, STATUS_FILE};
 pub use tls::{Credentials, LinkTiming, ALPN_ENROLL, ALPN_SYNC};
 
+use crate::access::ReadGrants;
 use crate::config::{NodeConfig, NodeRole, PeerConfig};
 use crate::identity::Identity;
 use crate::store::sync_adapter::SyncShared;
@@ -220,7 +222,8 @@ impl Context {
 /// A bound, not yet running, sync driver.
 pub struct Driver {
     endpoint: quinn::Endpoint,
-    ctx: Arc<Context>,
+    /// Shared with the connection tasks once `run` starts them.
+    ctx: Context,
     stop: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
     config: DriverConfig,
@@ -258,7 +261,7 @@ impl Driver {
         .map_err(|e| bind_error(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
         let (alive_tx, alive) = mpsc::channel(1);
-        let ctx = Arc::new(Context {
+        let ctx = Context {
             node_id: config.node_id.clone(),
             office: config.office,
             shared: SyncShared::new(store.clone()),
@@ -271,7 +274,7 @@ impl Driver {
             generation: AtomicU64::new(0),
             enroll_serial: Arc::new(tokio::sync::Mutex::new(())),
             alive: alive_tx,
-        });
+        };
         Ok(Driver {
             endpoint,
             ctx,
@@ -279,6 +282,14 @@ impl Driver {
             alive,
             config,
         })
+    }
+
+    /// Serve data collections by these read grants (`[records.read]`,
+    /// from `NodeConfig::read_grants`) where no operator set grants over
+    /// the API. Without it, such collections take the default grants.
+    pub fn with_read_grants(mut self, grants: BTreeMap<String, ReadGrants>) -> Driver {
+        self.ctx.shared = SyncShared::with_read_grants(self.ctx.store.clone(), grants);
+        self
     }
 
     /// The address actually bound.
@@ -301,6 +312,7 @@ impl Driver {
             mut alive,
             config,
         } = self;
+        let ctx = Arc::new(ctx);
         let local = endpoint.local_addr().unwrap_or(config.listen);
         tracing::info!(listen = %local, node_id = %ctx.node_id, peers = config.peers.len(), "sync listening");
         let mut tasks = tokio::task::JoinSet::new();

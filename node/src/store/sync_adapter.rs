@@ -28,7 +28,7 @@
 //! and reports each with `Session::handle_write_done` after calling
 //! [`SyncAdapter::durable`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
@@ -77,15 +77,30 @@ struct Queue {
 /// State shared by every session's adapter over one store.
 pub struct SyncShared {
     store: Store,
+    /// Read grants from `[records.read]`, by collection: what
+    /// `read_grants` falls back on when no operator set grants over the API.
+    configured_grants: BTreeMap<String, ReadGrants>,
     /// Write-id allocation, queueing and the registry of documents being
     /// created happen under this one lock (see the module docs).
     queue: Mutex<Queue>,
 }
 
 impl SyncShared {
+    /// Shared state with no configured read grants (the default applies to
+    /// collections without API grants).
     pub fn new(store: Store) -> Arc<SyncShared> {
+        SyncShared::with_read_grants(store, BTreeMap::new())
+    }
+
+    /// Shared state with the node's configured read grants
+    /// (`NodeConfig::read_grants`).
+    pub fn with_read_grants(
+        store: Store,
+        configured_grants: BTreeMap<String, ReadGrants>,
+    ) -> Arc<SyncShared> {
         Arc::new(SyncShared {
             store,
+            configured_grants,
             queue: Mutex::new(Queue {
                 next_write: 1,
                 creating: HashMap::new(),
@@ -664,7 +679,8 @@ impl SyncStore for SyncAdapter {
     }
 
     fn read_grants(&self, collection: &str) -> Result<ReadGrants, SyncStoreError> {
-        Ok(self.shared.store.read_grants(collection, None)?)
+        let configured = self.shared.configured_grants.get(collection);
+        Ok(self.shared.store.read_grants(collection, configured)?)
     }
 
     fn apply_records(&mut self, copies: Vec<RecordCopy>) -> Result<(), SyncStoreError> {

@@ -475,3 +475,32 @@ fn parallel_loading_keeps_the_order_and_reports_each_bad_document() {
     }
     assert_eq!(loaded.iter().filter(|d| d.is_err()).count(), 6);
 }
+
+/// What the engine asks the adapter about a collection: grants set over
+/// the API, else the node's configured ones, else the default.
+#[test]
+fn read_grants_fall_back_on_the_configured_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    let field = ReadGrants {
+        readers: vec![Role::Operator, Role::Technician],
+    };
+    let configured = std::collections::BTreeMap::from([("materials".to_string(), field.clone())]);
+    let adapter = SyncAdapter::new(SyncShared::with_read_grants(store.clone(), configured));
+    assert_eq!(adapter.read_grants("materials").unwrap(), field);
+    assert_eq!(
+        adapter.read_grants("customers").unwrap(),
+        ReadGrants::default()
+    );
+    let unconfigured = SyncAdapter::new(SyncShared::new(store.clone()));
+    assert_eq!(
+        unconfigured.read_grants("materials").unwrap(),
+        ReadGrants::default()
+    );
+    let office_only = ReadGrants {
+        readers: vec![Role::Operator],
+    };
+    store.set_read_grants("materials", &office_only).unwrap();
+    assert_eq!(adapter.read_grants("materials").unwrap(), office_only);
+    store.close();
+}

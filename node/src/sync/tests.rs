@@ -972,16 +972,15 @@ fn central_with_materials(name: &str, seed: u8) -> Node {
 fn a_laptop_gets_the_records_its_role_may_read_and_their_updates_and_deletes() {
     let mut central = central_with_materials("central", 1);
     let mut laptop = Node::new("laptop", 2, false);
-    for key in ["M-2"] {
-        central
-            .store
-            .write_record(
-                "materials",
-                key,
-                record_json(serde_json::json!({"sku": key})),
-            )
-            .unwrap();
-    }
+    let key = "M-2";
+    central
+        .store
+        .write_record(
+            "materials",
+            key,
+            record_json(serde_json::json!({"sku": key})),
+        )
+        .unwrap();
     central
         .store
         .write_record(
