@@ -602,9 +602,12 @@ pub(crate) async fn put_grants(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(collection): ApiPath<String>,
-    ApiJson(body): ApiJson<CollectionGrants>,
+    body: Result<ApiJson<CollectionGrants>, ApiError>,
 ) -> Result<axum::Json<CollectionGrants>, ApiError> {
     caller.operator_only()?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     check_collection(&collection)?;
     let wanted: Vec<Role> = body.readers.into_iter().map(Role::from).collect();
     let grants = ReadGrants {

@@ -106,9 +106,12 @@ pub(crate) async fn list_users(
 pub(crate) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<NewUser>,
+    body: Result<ApiJson<NewUser>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.operator_only()?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     let invalid = |detail: String| ApiError::new(ErrorKind::InvalidValue, detail);
     let role: Role = body
         .role

@@ -270,9 +270,12 @@ pub(crate) async fn list_work_orders(
 pub(crate) async fn create_work_order(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CreateWorkOrder>,
+    body: Result<ApiJson<CreateWorkOrder>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.office_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     let id = match body.id {
         Some(id) => {
             check_id(&id)?;
@@ -446,9 +449,12 @@ pub(crate) async fn patch_work_order(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<PatchWorkOrder>,
+    body: Result<ApiJson<PatchWorkOrder>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     if body.title.is_none()
         && body.description.is_none()
         && body.priority.is_none()
@@ -533,9 +539,12 @@ pub(crate) async fn add_note(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<NewNote>,
+    body: Result<ApiJson<NewNote>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     let operation = Operation::AddNote {
         id: uuid::Uuid::new_v4().to_string(),
         at: now_rfc3339(),
@@ -568,9 +577,12 @@ pub(crate) async fn request_material(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<NewMaterial>,
+    body: Result<ApiJson<NewMaterial>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     let operation = Operation::RequestMaterial {
         id: uuid::Uuid::new_v4().to_string(),
         at: now_rfc3339(),
@@ -607,9 +619,12 @@ pub(crate) async fn set_material_state(
     caller: Caller,
     ApiPath((id, material_id)): ApiPath<(String, String)>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<SetMaterialState>,
+    body: Result<ApiJson<SetMaterialState>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     if material_id.is_empty() || material_id.len() > 128 {
         return Err(ApiError::new(ErrorKind::InvalidId, "invalid material id"));
     }
@@ -644,9 +659,12 @@ pub(crate) async fn append_status(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<NewStatus>,
+    body: Result<ApiJson<NewStatus>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     let operation = Operation::AppendStatus {
         at: now_rfc3339(),
         to: body.to.into(),
@@ -679,9 +697,12 @@ pub(crate) async fn close(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<NewClosure>,
+    body: Result<ApiJson<NewClosure>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     let operation = Operation::Close {
         at: now_rfc3339(),
         resolution: body.resolution,
@@ -714,9 +735,12 @@ pub(crate) async fn edit_report(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Report>,
+    body: Result<ApiJson<Report>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     apply(
         state,
         caller,
@@ -751,9 +775,12 @@ pub(crate) async fn log_time(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<NewTimeEntry>,
+    body: Result<ApiJson<NewTimeEntry>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersWrite)?;
+    // Authorization before the body: a caller who may not write learns
+    // nothing from validation.
+    let ApiJson(body) = body?;
     let operation = Operation::AppendTime {
         start: body.start,
         end: body.end,

@@ -234,6 +234,20 @@ async fn every_role_against_collection_and_operations_endpoints() {
             Some(create),
             [401, 201, 403, 201, 403, 403],
         ),
+        // Authorization before body validation: an incomplete body is 422
+        // only for a caller who may write (hardening finding 7).
+        (
+            Method::POST,
+            "/api/v1/work-orders",
+            Some(json!({"title": "T"})),
+            [401, 422, 403, 422, 403, 403],
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({})),
+            [401, 422, 403, 403, 403, 403],
+        ),
         (
             Method::GET,
             "/api/v1/changes",
