@@ -276,4 +276,9 @@ pub struct WorkOrderView {
     pub conflicts: BTreeMap<String, Vec<serde_json::Value>>,
     /// Document heads, hex: the ETag of this version.
     pub heads: Vec<String>,
+    /// List items that do not have a valid shape (`materials[2]: qty is
+    /// not a number`): left out of their list, so the rest of the work
+    /// order stays readable. Empty for documents written by typed
+    /// operations.
+    pub invalid_items: Vec<String>,
 }

@@ -171,6 +171,10 @@ pub struct WorkOrder {
     pub conflicts: BTreeMap<String, Vec<serde_json::Value>>,
     /// Document heads (hex change hashes); the ETag of this version.
     pub heads: Vec<String>,
+    /// List items without a valid shape, left out of their list
+    /// (`materials[2]: qty is missing or invalid`). Empty unless a peer
+    /// wrote around the typed operations.
+    pub invalid_items: Vec<String>,
 }
 
 impl From<domain::WorkOrderView> for WorkOrder {
@@ -198,6 +202,7 @@ impl From<domain::WorkOrderView> for WorkOrder {
             deleted,
             conflicts,
             heads,
+            invalid_items,
         } = view;
         WorkOrder {
             id,
@@ -263,6 +268,7 @@ impl From<domain::WorkOrderView> for WorkOrder {
             deleted,
             conflicts,
             heads,
+            invalid_items,
         }
     }
 }

@@ -102,6 +102,32 @@ fn list_items<R: ReadDoc>(doc: &R, list: &ObjId) -> Vec<ObjId> {
         .collect()
 }
 
+/// The items of list `key` that `read` accepts; each one it refuses is
+/// named in `invalid` (`materials[2]: qty`) instead of failing the read.
+fn valid_items<R: ReadDoc, T>(
+    doc: &R,
+    key: &str,
+    invalid: &mut Vec<String>,
+    read: impl Fn(&ObjId) -> Result<T, ReadError>,
+) -> Result<Vec<T>, ReadError> {
+    let list = object(doc, &ROOT, key)?;
+    let mut items = Vec::new();
+    for index in 0..doc.length(&list) {
+        let item = match doc.get(&list, index)? {
+            Some((Value::Object(_), id)) => read(&id),
+            _ => Err(ReadError::Malformed("not an object".into())),
+        };
+        match item {
+            Ok(item) => items.push(item),
+            Err(ReadError::Malformed(what)) => {
+                invalid.push(format!("{key}[{index}]: {what} is missing or invalid"))
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(items)
+}
+
 fn field(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> String {
     map_str(doc, obj, key).unwrap_or_default()
 }
@@ -146,18 +172,19 @@ impl WorkOrderDoc {
                 &mut conflicts,
             )?;
         }
-        let status_log = list_items(doc, &object(doc, &ROOT, "status_log")?)
-            .iter()
-            .map(|item| {
-                Ok(StatusEntry {
-                    at: field(doc, item, "at"),
-                    by: field(doc, item, "by"),
-                    role: field(doc, item, "role"),
-                    to: parse::<Status>(&field(doc, item, "to"), "status_log.to")?,
-                    note: field(doc, item, "note"),
-                })
+        // A malformed item (from a peer that bypassed the typed operations)
+        // is left out and named in `invalid_items`; it never makes the whole
+        // work order unreadable.
+        let mut invalid_items = Vec::new();
+        let status_log = valid_items(doc, "status_log", &mut invalid_items, |item| {
+            Ok(StatusEntry {
+                at: field(doc, item, "at"),
+                by: field(doc, item, "by"),
+                role: field(doc, item, "role"),
+                to: parse::<Status>(&field(doc, item, "to"), "to")?,
+                note: field(doc, item, "note"),
             })
-            .collect::<Result<Vec<_>, ReadError>>()?;
+        })?;
         let notes = list_items(doc, &object(doc, &ROOT, "notes")?)
             .iter()
             .map(|item| Note {
@@ -167,30 +194,27 @@ impl WorkOrderDoc {
                 text: field(doc, item, "text"),
             })
             .collect();
-        let materials = list_items(doc, &object(doc, &ROOT, "materials")?)
-            .iter()
-            .map(|item| {
-                let qty = match doc.get(item, "qty")? {
-                    Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
-                        ScalarValue::F64(n) => *n,
-                        ScalarValue::Int(n) => *n as f64,
-                        ScalarValue::Uint(n) => *n as f64,
-                        _ => return Err(ReadError::Malformed("materials.qty".into())),
-                    },
-                    _ => return Err(ReadError::Malformed("materials.qty".into())),
-                };
-                Ok(Material {
-                    id: field(doc, item, "id"),
-                    sku: field(doc, item, "sku"),
-                    qty,
-                    unit: field(doc, item, "unit"),
-                    description: field(doc, item, "description"),
-                    by: field(doc, item, "by"),
-                    at: field(doc, item, "at"),
-                    state: parse::<MaterialState>(&field(doc, item, "state"), "materials.state")?,
-                })
+        let materials = valid_items(doc, "materials", &mut invalid_items, |item| {
+            let qty = match doc.get(item, "qty")? {
+                Some((Value::Scalar(scalar), _)) => match scalar.as_ref() {
+                    ScalarValue::F64(n) if n.is_finite() => *n,
+                    ScalarValue::Int(n) => *n as f64,
+                    ScalarValue::Uint(n) => *n as f64,
+                    _ => return Err(ReadError::Malformed("qty".into())),
+                },
+                _ => return Err(ReadError::Malformed("qty".into())),
+            };
+            Ok(Material {
+                id: field(doc, item, "id"),
+                sku: field(doc, item, "sku"),
+                qty,
+                unit: field(doc, item, "unit"),
+                description: field(doc, item, "description"),
+                by: field(doc, item, "by"),
+                at: field(doc, item, "at"),
+                state: parse::<MaterialState>(&field(doc, item, "state"), "state")?,
             })
-            .collect::<Result<Vec<_>, ReadError>>()?;
+        })?;
         let time_log = list_items(doc, &object(doc, &ROOT, "time_log")?)
             .iter()
             .map(|item| TimeEntry {
@@ -244,6 +268,7 @@ impl WorkOrderDoc {
             deleted: root_bool(doc, "deleted"),
             conflicts,
             heads: heads_hex(&doc.get_heads()),
+            invalid_items,
         })
     }
 }

@@ -767,3 +767,45 @@ fn bad_bytes_are_load_errors() {
         Err(LoadError::TooLarge { .. })
     ));
 }
+
+/// Hardening finding 2, the read side: items a peer appended around the
+/// typed operations (a material with `qty: "x"` or an unknown state, a
+/// status entry with no `to`, a scalar where an item belongs) are left out
+/// and named; the work order stays readable.
+#[test]
+fn malformed_list_items_are_named_and_the_rest_stays_readable() {
+    let mut doc = created(&sample("tech-1"));
+    let heads_before = doc.view().unwrap().materials.len();
+    {
+        let automerge = doc.automerge_mut();
+        let mut tx = automerge.transaction();
+        let list = |tx: &automerge::transaction::Transaction<'_>, key: &str| {
+            tx.get(ROOT, key).unwrap().unwrap().1
+        };
+        let materials = list(&tx, "materials");
+        let end = tx.length(&materials);
+        let bad_qty = tx.insert_object(&materials, end, ObjType::Map).unwrap();
+        tx.put(&bad_qty, "qty", "x").unwrap();
+        tx.put(&bad_qty, "state", "requested").unwrap();
+        let bad_state = tx.insert_object(&materials, end + 1, ObjType::Map).unwrap();
+        tx.put(&bad_state, "qty", 2).unwrap();
+        tx.put(&bad_state, "state", "stolen").unwrap();
+        let status_log = list(&tx, "status_log");
+        let end = tx.length(&status_log);
+        let no_to = tx.insert_object(&status_log, end, ObjType::Map).unwrap();
+        tx.put(&no_to, "by", "tech-1").unwrap();
+        tx.insert(&status_log, end + 1, "not an item").unwrap();
+        tx.commit();
+    }
+    let view = doc.view().expect("still readable");
+    assert_eq!(view.materials.len(), heads_before);
+    assert_eq!(view.invalid_items.len(), 4, "{:?}", view.invalid_items);
+    assert!(
+        view.invalid_items[0].starts_with("status_log["),
+        "{:?}",
+        view.invalid_items
+    );
+    assert!(view.invalid_items.iter().any(|i| i.contains("qty")));
+    assert!(view.invalid_items.iter().any(|i| i.contains("state")));
+    assert_eq!(view.title, sample("tech-1").title);
+}
