@@ -169,10 +169,22 @@ fn framed(body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-#[test]
-fn bad_frames_close_only_that_connection() {
+/// A running central with tech-1's `wo-a` (and tech-2's `wo-b`), tech-1's
+/// laptop in sync with it, tech-2's enrollment code for a raw client, and a
+/// runtime to drive that client.
+struct UnderAttack {
+    central: Node,
+    laptop: Node,
+    central_id: String,
+    address: SocketAddr,
+    rogue_code: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn under_attack() -> UnderAttack {
     let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
     create(&central, "wo-a", "tech-1");
+    create(&central, "wo-b", "tech-2");
     central.start();
     let central_id = central.node_id_from_status();
     let address: SocketAddr = central.address().parse().unwrap();
@@ -184,8 +196,28 @@ fn bad_frames_close_only_that_connection() {
         .enable_all()
         .build()
         .unwrap();
+    UnderAttack {
+        central,
+        laptop,
+        central_id,
+        address,
+        rogue_code: codes[1].clone(),
+        runtime,
+    }
+}
+
+#[test]
+fn bad_frames_close_only_that_connection() {
+    let UnderAttack {
+        mut central,
+        mut laptop,
+        central_id,
+        address,
+        rogue_code,
+        runtime,
+    } = under_attack();
     let reasons = runtime.block_on(async {
-        let rogue = enrolled_identity(address, &codes[1]).await;
+        let rogue = enrolled_identity(address, &rogue_code).await;
         let mut reasons = Vec::new();
         for bytes in [
             framed(&[0xff, 0xfe, 0xfd, 0xfc]),
@@ -261,15 +293,14 @@ fn deflate_bomb(inflated_bytes: u64) -> Vec<u8> {
 
 #[test]
 fn a_decompression_bomb_closes_the_session_and_the_central_stays_small() {
-    let (mut central, codes) = central_with(&["tech-1", "tech-2"]);
-    create(&central, "wo-a", "tech-1");
-    create(&central, "wo-b", "tech-2");
-    central.start();
-    let central_id = central.node_id_from_status();
-    let address: SocketAddr = central.address().parse().unwrap();
-    let mut laptop = enrolled_laptop("laptop-1", &central, &codes[0]);
-    laptop.start();
-    wait_converged(&laptop, &central);
+    let UnderAttack {
+        mut central,
+        mut laptop,
+        central_id,
+        address,
+        rogue_code,
+        runtime,
+    } = under_attack();
     let rss_before_kib = central.peak_rss_kib().unwrap();
     // 1 GiB of zeros in ~1 MiB: one frame.
     let bomb = deflate_bomb(1 << 30);
@@ -283,13 +314,8 @@ fn a_decompression_bomb_closes_the_session_and_the_central_stays_small() {
         version: automerge::sync::MessageVersion::V1,
     }
     .encode();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let reason = runtime.block_on(async {
-        let rogue = enrolled_identity(address, &codes[1]).await;
+        let rogue = enrolled_identity(address, &rogue_code).await;
         let hello = Frame::Hello {
             version_min: PROTOCOL_VERSION_MIN,
             version_max: PROTOCOL_VERSION,

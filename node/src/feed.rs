@@ -116,8 +116,9 @@ pub fn read_page(
 struct Judge<'a> {
     store: &'a Store,
     access: &'a FeedAccess<'a>,
-    documents: HashMap<String, bool>,
-    collections: HashMap<String, bool>,
+    /// By (collection, document id); records are judged per collection,
+    /// so their id is empty.
+    known: HashMap<(Collection, String), bool>,
 }
 
 impl<'a> Judge<'a> {
@@ -125,27 +126,24 @@ impl<'a> Judge<'a> {
         Judge {
             store,
             access,
-            documents: HashMap::new(),
-            collections: HashMap::new(),
+            known: HashMap::new(),
         }
     }
 
     fn sees(&mut self, entry: &ChangeEntry) -> Result<bool, ReadError> {
-        let (known, key) = match &entry.collection {
-            Collection::WorkOrders => (&self.documents, &entry.id),
-            Collection::Reference(name) => (&self.collections, name),
+        let id = match entry.collection {
+            Collection::WorkOrders => entry.id.clone(),
+            Collection::Reference(_) => String::new(),
         };
-        if let Some(sees) = known.get(key) {
+        let key = (entry.collection.clone(), id);
+        if let Some(sees) = self.known.get(&key) {
             return Ok(*sees);
         }
         let sees = match &entry.collection {
             Collection::WorkOrders => self.sees_work_order(&entry.id)?,
             Collection::Reference(name) => self.reads_collection(name)?,
         };
-        match &entry.collection {
-            Collection::WorkOrders => self.documents.insert(entry.id.clone(), sees),
-            Collection::Reference(name) => self.collections.insert(name.clone(), sees),
-        };
+        self.known.insert(key, sees);
         Ok(sees)
     }
 

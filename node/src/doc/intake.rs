@@ -240,14 +240,18 @@ fn inflate_columns(
         let column = &data[offset..offset + length];
         offset += length;
         let deflated = spec & COLUMN_DEFLATE_BIT != 0;
-        let action = ops && spec & !COLUMN_DEFLATE_BIT == ACTION_COLUMN_SPEC;
-        let rows = match (deflated, action) {
-            (false, false) => continue,
-            (true, false) => budget.inflate(column)?,
-            (false, true) => rle_rows(column),
-            (true, true) => budget
+        if !ops || spec & !COLUMN_DEFLATE_BIT != ACTION_COLUMN_SPEC {
+            if deflated && budget.inflate(column)?.is_none() {
+                return Ok(None);
+            }
+            continue;
+        }
+        let rows = if deflated {
+            budget
                 .inflate_into(column)?
-                .and_then(|plain| rle_rows(&plain)),
+                .and_then(|plain| rle_rows(&plain))
+        } else {
+            rle_rows(column)
         };
         let Some(rows) = rows else {
             return Ok(None);
@@ -298,11 +302,9 @@ impl Budget {
         self.limit_bytes - self.left_bytes
     }
 
-    /// Inflate `compressed` into a counting sink. `Ok(None)`: not deflate;
-    /// `Ok(Some(0))`: inflated, no operations counted.
-    fn inflate(&mut self, compressed: &[u8]) -> Result<Option<u64>, IntakeError> {
+    /// Inflate `compressed` into a counting sink. `Ok(None)`: not deflate.
+    fn inflate(&mut self, compressed: &[u8]) -> Result<Option<()>, IntakeError> {
         self.inflate_to(compressed, &mut std::io::sink())
-            .map(|done| done.map(|()| 0))
     }
 
     /// Inflate `compressed` into memory (at most the budget).

@@ -1126,6 +1126,16 @@ impl Session {
         });
     }
 
+    /// Refuse the peer's changes to `id` for the rest of the session (not
+    /// merged; the page counts the document as settled).
+    fn refuse_changes(&mut self, id: &str, reason: String) {
+        self.refused.insert(id.to_string());
+        self.outbox.push_back(Frame::Rejected {
+            id: id.to_string(),
+            reason,
+        });
+    }
+
     /// The peer offered a document it may not see. The office also revokes
     /// it: a technician can hold a document it was never durably given (a
     /// central served an unflushed assignment, then crashed and lost it),
@@ -1362,11 +1372,7 @@ impl Session {
             if let Some(reason) = self.too_large_from_peer(&trial) {
                 tracing::warn!(peer = %self.peer_node_id, %id, %reason, "refusing a document grown too large");
                 accept = false;
-                self.refused.insert(id.clone());
-                self.outbox.push_back(Frame::Rejected {
-                    id: id.clone(),
-                    reason,
-                });
+                self.refuse_changes(&id, reason);
             }
             if let (true, PeerAccess::User { role, .. }) = (accept, &self.peer) {
                 if !self.peer.is_office() {
@@ -1395,11 +1401,7 @@ impl Session {
                             })?;
                         } else {
                             accept = false;
-                            self.refused.insert(id.clone());
-                            self.outbox.push_back(Frame::Rejected {
-                                id: id.clone(),
-                                reason,
-                            });
+                            self.refuse_changes(&id, reason);
                         }
                     }
                 }
@@ -1732,17 +1734,11 @@ impl Session {
         bytes: &[u8],
         already_inflated_bytes: u64,
     ) -> Result<intake::Checked, SessionError> {
-        let limits = intake::Limits {
-            inflated_bytes_max: self
-                .config
-                .inflated_bytes_max
-                .saturating_sub(already_inflated_bytes),
-            ops_max: self.config.intake_ops_max,
-        };
-        intake::check(bytes, limits).map_err(|e| SessionError::Document {
-            id: id.to_string(),
-            reason: e.to_string(),
-        })
+        let mut limits = self.intake_limits();
+        limits.inflated_bytes_max = limits
+            .inflated_bytes_max
+            .saturating_sub(already_inflated_bytes);
+        check_intake(id, bytes, limits)
     }
 
     /// The intake limits of one whole document.
@@ -1836,6 +1832,18 @@ fn changes_since_write(doc: &Automerge, heads: &[ChangeHash]) -> (Vec<u8>, bool)
     (doc.save_after(&base), base.is_empty())
 }
 
+/// [`intake::check`], its refusal a document error that ends the session.
+fn check_intake(
+    id: &str,
+    bytes: &[u8],
+    limits: intake::Limits,
+) -> Result<intake::Checked, SessionError> {
+    intake::check(bytes, limits).map_err(|e| SessionError::Document {
+        id: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// When `id` was reassigned away, from the user's revocation records.
 fn revoked_at(revocations: &[(String, u64)], id: &str) -> Option<u64> {
     revocations
@@ -1914,10 +1922,7 @@ fn load_work_orders<S: SyncStore>(
     store: &S,
 ) -> Result<Vec<Automerge>, SessionError> {
     for (id, bytes) in batch {
-        let checked = intake::check(bytes, limits).map_err(|e| SessionError::Document {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
+        let checked = check_intake(id, bytes, limits)?;
         if !checked.is_whole(bytes) {
             return Err(SessionError::Document {
                 id: id.clone(),
