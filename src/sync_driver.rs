@@ -52,14 +52,12 @@ pub(crate) fn start(
     let mut config = DriverConfig::new(&node.config, &node.identity)?;
     config.status_dir = Some(node.dir.clone());
     let listen = config.listen;
-    let driver = Driver::bind(config, node.store.clone())
-        .map_err(|e| {
-            CliError::failed(format!("cannot start sync: {e}")).hint(format!(
-                "another process may hold UDP {listen}; change `[sync] listen` in {}",
-                fieldsync_node::config::NodeConfig::path_in(&node.dir).display()
-            ))
-        })?
-        .with_read_grants(node.config.read_grants());
+    let driver = Driver::bind(config, node.store.clone()).map_err(|e| {
+        CliError::failed(format!("cannot start sync: {e}")).hint(format!(
+            "another process may hold UDP {listen}; change `[sync] listen` in {}",
+            fieldsync_node::config::NodeConfig::path_in(&node.dir).display()
+        ))
+    })?;
     let (stop, own_stop) = watch::channel(false);
     let (ended_tx, ended) = oneshot::channel();
     let handle = SyncHandle {

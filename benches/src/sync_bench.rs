@@ -474,6 +474,7 @@ fn driver_config(
         session: tunables.session(identity, office),
         connections_max: 4,
         status_dir: None,
+        read_grants: Default::default(),
     })
 }
 

@@ -111,6 +111,20 @@ pub struct ReadGrants {
     pub readers: Vec<Role>,
 }
 
+impl ReadGrants {
+    /// Operators and the listed roles, each once, in `Role::ALL`'s order:
+    /// the one way grants are built from a list (config, API).
+    pub fn of(listed: impl IntoIterator<Item = Role>) -> ReadGrants {
+        let listed: Vec<Role> = listed.into_iter().collect();
+        ReadGrants {
+            readers: Role::ALL
+                .into_iter()
+                .filter(|role| *role == Role::Operator || listed.contains(role))
+                .collect(),
+        }
+    }
+}
+
 impl Default for ReadGrants {
     /// Operators and integrations with `records:read`; technicians only
     /// where configured.

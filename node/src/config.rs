@@ -173,7 +173,7 @@ impl Default for SyncConfig {
             reconnect_delay_ms_min: 500,
             reconnect_delay_ms_max: 60_000,
             connections_max: 1_024,
-            grace_ms: 24 * 3600 * 1000,
+            grace_ms: crate::access::GRACE_MS_DEFAULT,
         }
     }
 }
@@ -580,12 +580,8 @@ impl NodeConfig {
             .read
             .iter()
             .map(|(name, roles)| {
-                let listed: Vec<Role> = roles.iter().filter_map(|role| role.parse().ok()).collect();
-                let readers = Role::ALL
-                    .into_iter()
-                    .filter(|role| *role == Role::Operator || listed.contains(role))
-                    .collect();
-                (name.clone(), ReadGrants { readers })
+                let listed = roles.iter().filter_map(|role| role.parse::<Role>().ok());
+                (name.clone(), ReadGrants::of(listed))
             })
             .collect()
     }

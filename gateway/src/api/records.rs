@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fieldsync_node::access::ReadGrants;
-use fieldsync_node::store::{CollectionInfo, Expect, Record, Store, WriteError};
+use fieldsync_node::store::{Expect, Record, Store, WriteError};
 use fieldsync_schemas::collection::{
     validate_collection_name, validate_record_key, CollectionKind, RecordNameError,
     RECORD_VALUE_BYTES_MAX,
@@ -65,27 +65,19 @@ fn grants(store: &Store, caller: &Caller, name: &str) -> Result<ReadGrants, ApiE
         .map_err(ApiError::internal)
 }
 
-/// Operators first, then the granted roles, each once, in a fixed order.
+/// Operators first, then the granted roles, each once, in a fixed order
+/// (stored grants may lack the implicit operator).
 fn readers(grants: &ReadGrants) -> Vec<Reader> {
-    Role::ALL
+    ReadGrants::of(grants.readers.iter().copied())
+        .readers
         .into_iter()
-        .filter(|role| *role == Role::Operator || grants.readers.contains(role))
         .map(Reader::from)
         .collect()
 }
 
-/// The collection, when it exists and the caller may read it.
-fn readable(
-    store: &Store,
-    caller: &Caller,
-    name: &str,
-) -> Result<Option<CollectionInfo>, ApiError> {
-    let Some(info) = store.collection(name).map_err(ApiError::internal)? else {
-        return Ok(None);
-    };
-    Ok(caller
-        .reads(name, &grants(store, caller, name)?)
-        .then_some(info))
+/// May the caller read collection `name` (existing or not)?
+fn may_read(store: &Store, caller: &Caller, name: &str) -> Result<bool, ApiError> {
+    Ok(caller.reads(name, &grants(store, caller, name)?))
 }
 
 /// Every data collection the caller may read, in name order (the web UI
@@ -362,7 +354,11 @@ pub(crate) async fn list_records(
     let limit = page_limit(&state, &query)?;
     let page = state
         .blocking(move |store| {
-            if readable(store, &caller, &collection)?.is_none() {
+            let exists = store
+                .collection(&collection)
+                .map_err(ApiError::internal)?
+                .is_some();
+            if !exists || !may_read(store, &caller, &collection)? {
                 return Err(no_collection(&collection));
             }
             let mut records = store
@@ -410,7 +406,8 @@ pub(crate) async fn get_record(
     let record = state
         .blocking(move |store| {
             let hidden = || no_record(&collection, &key);
-            if readable(store, &caller, &collection)?.is_none() {
+            // No collection holds no record: the same 404, one read fewer.
+            if !may_read(store, &caller, &collection)? {
                 return Err(hidden());
             }
             let record = store
@@ -609,13 +606,7 @@ pub(crate) async fn put_grants(
     // nothing from validation.
     let ApiJson(body) = body?;
     check_collection(&collection)?;
-    let wanted: Vec<Role> = body.readers.into_iter().map(Role::from).collect();
-    let grants = ReadGrants {
-        readers: Role::ALL
-            .into_iter()
-            .filter(|role| *role == Role::Operator || wanted.contains(role))
-            .collect(),
-    };
+    let grants = ReadGrants::of(body.readers.into_iter().map(Role::from));
     let answer = CollectionGrants {
         readers: readers(&grants),
     };

@@ -547,8 +547,7 @@ async fn collections(State(state): State<AppState>, UiCaller(caller): UiCaller) 
     let role_names = |readers: &[crate::api::model::Reader]| {
         readers
             .iter()
-            .filter_map(|reader| serde_json::to_value(reader).ok())
-            .filter_map(|value| value.as_str().map(str::to_string))
+            .map(|reader| fieldsync_schemas::Role::from(*reader).as_str())
             .collect::<Vec<_>>()
             .join(", ")
     };

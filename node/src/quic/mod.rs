@@ -25,8 +25,7 @@
 //! resumes from the durable checkpoints.
 //!
 //! Usage: `Driver::bind(config, store)` (bind to port 0 in tests, read
-//! `local_addr`), `.with_read_grants(node_config.read_grants())` on a node
-//! with `[records.read]`, then `driver.run(shutdown).await`.
+//! `local_addr`), then `driver.run(shutdown).await`.
 
 mod backoff;
 mod conn;
@@ -92,6 +91,9 @@ pub struct DriverConfig {
     pub connections_max: usize,
     /// Where to keep `sync-status.json` (the data directory), if anywhere.
     pub status_dir: Option<PathBuf>,
+    /// Read grants from `[records.read]`, by collection: what data
+    /// collections without grants set over the API are served by.
+    pub read_grants: BTreeMap<String, ReadGrants>,
 }
 
 impl DriverConfig {
@@ -122,6 +124,7 @@ impl DriverConfig {
             },
             connections_max: config.sync.connections_max,
             status_dir: None,
+            read_grants: config.read_grants(),
         })
     }
 }
@@ -222,8 +225,7 @@ impl Context {
 /// A bound, not yet running, sync driver.
 pub struct Driver {
     endpoint: quinn::Endpoint,
-    /// Shared with the connection tasks once `run` starts them.
-    ctx: Context,
+    ctx: Arc<Context>,
     stop: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
     config: DriverConfig,
@@ -261,10 +263,10 @@ impl Driver {
         .map_err(|e| bind_error(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
         let (alive_tx, alive) = mpsc::channel(1);
-        let ctx = Context {
+        let ctx = Arc::new(Context {
             node_id: config.node_id.clone(),
             office: config.office,
-            shared: SyncShared::new(store.clone()),
+            shared: SyncShared::with_read_grants(store.clone(), config.read_grants.clone()),
             store,
             directory,
             peers: PeerMap::default(),
@@ -274,7 +276,7 @@ impl Driver {
             generation: AtomicU64::new(0),
             enroll_serial: Arc::new(tokio::sync::Mutex::new(())),
             alive: alive_tx,
-        };
+        });
         Ok(Driver {
             endpoint,
             ctx,
@@ -282,14 +284,6 @@ impl Driver {
             alive,
             config,
         })
-    }
-
-    /// Serve data collections by these read grants (`[records.read]`,
-    /// from `NodeConfig::read_grants`) where no operator set grants over
-    /// the API. Without it, such collections take the default grants.
-    pub fn with_read_grants(mut self, grants: BTreeMap<String, ReadGrants>) -> Driver {
-        self.ctx.shared = SyncShared::with_read_grants(self.ctx.store.clone(), grants);
-        self
     }
 
     /// The address actually bound.
@@ -312,7 +306,6 @@ impl Driver {
             mut alive,
             config,
         } = self;
-        let ctx = Arc::new(ctx);
         let local = endpoint.local_addr().unwrap_or(config.listen);
         tracing::info!(listen = %local, node_id = %ctx.node_id, peers = config.peers.len(), "sync listening");
         let mut tasks = tokio::task::JoinSet::new();

@@ -46,6 +46,7 @@ fn driver_config(identity: &Identity, office: bool, peers: Vec<PeerConfig>) -> D
         session: SessionConfig::new(identity.node_id(), office),
         connections_max: 8,
         status_dir: None,
+        read_grants: Default::default(),
     }
 }
 
