@@ -1,11 +1,8 @@
 //! Starting the HTTP gateway of a running node (`fieldsync run`, and the
 //! demo's central).
 //!
-//! Why the limits are converted here: the node's `[gateway]` section
-//! (with its `FIELDSYNC_GATEWAY_*` overrides) mirrors the gateway's
-//! `GatewayConfig`, because the node crate cannot depend on the gateway;
-//! the binary, which depends on both, is where one becomes the other
-//! ([`gateway_config`]).
+//! The gateway's limits come from the node's `[gateway]` section (with its
+//! `FIELDSYNC_GATEWAY_*` overrides) through `GatewayConfig::from_node`.
 //!
 //! Why the token key lives in the data directory: tokens are signed by the
 //! gateway; a key made fresh at every start would sign everyone out on each
@@ -59,31 +56,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// The gateway's limits from the node's `[gateway]` section, and the
-/// access settings it shares with sync: `[sync] grace_ms` and
-/// `[records.read]`.
+/// The gateway's configuration from the node's (`GatewayConfig::from_node`).
 pub(crate) fn gateway_config(config: &NodeConfig) -> GatewayConfig {
-    let section = &config.gateway;
-    GatewayConfig {
-        body_bytes_max: section.body_bytes_max,
-        request_timeout_ms: section.request_timeout_ms,
-        longpoll_timeout_ms_max: section.longpoll_timeout_ms_max,
-        longpoll_timeout_ms_default: section.longpoll_timeout_ms_default,
-        page_size_max: section.page_size_max,
-        page_size_default: section.page_size_default,
-        scan_entries_max: section.scan_entries_max,
-        token_ttl_s: section.token_ttl_s,
-        requests_per_s: section.requests_per_s,
-        request_burst: section.request_burst,
-        token_attempts_per_minute: section.token_attempts_per_minute,
-        secret_checks_concurrent_max: section.secret_checks_concurrent_max,
-        rate_limit_keys_max: section.rate_limit_keys_max,
-        public_base_url: section.public_base_url.clone(),
-        cookie_secure: section.cookie_secure,
-        doc_count_cache_ms: section.doc_count_cache_ms,
-        grace_ms: config.sync.grace_ms,
-        read_grants: config.read_grants(),
-    }
+    GatewayConfig::from_node(config)
 }
 
 /// [`gateway_config`], checked the way the gateway will check it, so a

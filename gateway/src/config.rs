@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fieldsync_node::access::{ReadGrants, GRACE_MS_DEFAULT};
+use fieldsync_node::config::NodeConfig;
 
 /// Limits and settings of one gateway.
 #[derive(Clone, Debug)]
@@ -67,26 +68,45 @@ pub struct GatewayConfig {
 }
 
 impl Default for GatewayConfig {
+    /// The node's defaults: they live in the node's `[gateway]` section,
+    /// which `fieldsync init` writes out, and nowhere else.
     fn default() -> Self {
+        let section = fieldsync_node::config::GatewayConfig::default();
+        GatewayConfig::from_section(&section, GRACE_MS_DEFAULT, BTreeMap::new())
+    }
+}
+
+impl GatewayConfig {
+    /// A node's gateway: its `[gateway]` limits, and the access settings
+    /// it shares with sync (`[sync] grace_ms`, `[records.read]`).
+    pub fn from_node(config: &NodeConfig) -> GatewayConfig {
+        GatewayConfig::from_section(&config.gateway, config.sync.grace_ms, config.read_grants())
+    }
+
+    fn from_section(
+        section: &fieldsync_node::config::GatewayConfig,
+        grace_ms: u64,
+        read_grants: BTreeMap<String, ReadGrants>,
+    ) -> GatewayConfig {
         GatewayConfig {
-            body_bytes_max: 256 * 1024,
-            request_timeout_ms: 30_000,
-            longpoll_timeout_ms_max: 25_000,
-            longpoll_timeout_ms_default: 20_000,
-            page_size_max: 1000,
-            page_size_default: 100,
-            scan_entries_max: 10_000,
-            token_ttl_s: 900,
-            requests_per_s: 200,
-            request_burst: 400,
-            token_attempts_per_minute: 30,
-            secret_checks_concurrent_max: 2,
-            rate_limit_keys_max: 10_000,
-            public_base_url: None,
-            cookie_secure: false,
-            doc_count_cache_ms: 10_000,
-            grace_ms: GRACE_MS_DEFAULT,
-            read_grants: BTreeMap::new(),
+            body_bytes_max: section.body_bytes_max,
+            request_timeout_ms: section.request_timeout_ms,
+            longpoll_timeout_ms_max: section.longpoll_timeout_ms_max,
+            longpoll_timeout_ms_default: section.longpoll_timeout_ms_default,
+            page_size_max: section.page_size_max,
+            page_size_default: section.page_size_default,
+            scan_entries_max: section.scan_entries_max,
+            token_ttl_s: section.token_ttl_s,
+            requests_per_s: section.requests_per_s,
+            request_burst: section.request_burst,
+            token_attempts_per_minute: section.token_attempts_per_minute,
+            secret_checks_concurrent_max: section.secret_checks_concurrent_max,
+            rate_limit_keys_max: section.rate_limit_keys_max,
+            public_base_url: section.public_base_url.clone(),
+            cookie_secure: section.cookie_secure,
+            doc_count_cache_ms: section.doc_count_cache_ms,
+            grace_ms,
+            read_grants,
         }
     }
 }

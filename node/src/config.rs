@@ -196,11 +196,10 @@ pub struct PeerConfig {
 
 /// `[gateway]`: the HTTP front door (central nodes) and its limits.
 ///
-/// The limits mirror `fieldsync_gateway::GatewayConfig` field by field,
-/// with the same names, units and defaults (this crate cannot name the
-/// gateway's type: the gateway depends on it). The binary converts one into
-/// the other, and a test there checks the defaults agree. The gateway
-/// checks the limits against each other when it starts.
+/// The limits and their defaults live here, the one place: the gateway
+/// depends on this crate and builds its `GatewayConfig` from this section
+/// (`GatewayConfig::from_node`, and its `Default` from this `Default`). The
+/// gateway checks the limits against each other when it starts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
