@@ -34,16 +34,7 @@ pub(crate) async fn changes(
     caller.field_or_scope(Scope::ChangesRead)?;
     let config = state.config();
     let since = query.since.unwrap_or(0);
-    let limit = match query.limit {
-        Some(0) => {
-            return Err(ApiError::new(
-                ErrorKind::InvalidQuery,
-                "`limit` must be at least 1",
-            ))
-        }
-        Some(limit) => limit.min(config.page_size_max),
-        None => config.page_size_default,
-    };
+    let limit = super::page_size(config, query.limit, "limit")?;
     if let Some(name) = &query.collection {
         if name.is_empty()
             || name.len() > COLLECTION_BYTES_MAX

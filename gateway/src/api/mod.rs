@@ -59,6 +59,23 @@ impl Modify for Security {
 }
 
 /// Every documented route, and the OpenAPI document describing them.
+/// A page size asked for in query parameter `param`: at least 1, capped at
+/// `page_size_max`, `page_size_default` when not asked (every paged list).
+pub(crate) fn page_size(
+    config: &crate::config::GatewayConfig,
+    asked: Option<usize>,
+    param: &str,
+) -> Result<usize, crate::error::ApiError> {
+    match asked {
+        Some(0) => Err(crate::error::ApiError::new(
+            crate::error::ErrorKind::InvalidQuery,
+            format!("`{param}` must be at least 1"),
+        )),
+        Some(size) => Ok(size.min(config.page_size_max)),
+        None => Ok(config.page_size_default),
+    }
+}
+
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(crate::oauth::token))

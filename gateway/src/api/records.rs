@@ -29,7 +29,7 @@ use fieldsync_schemas::{ChangeOp, Role, Scope};
 use super::model::{
     CollectionGrants, CollectionSummary, Reader, RecordBody, RecordPage, RecordQuery,
 };
-use super::work_orders::{entity_tags, tags_match};
+use super::work_orders::{entity_tags, json_with_etag, store_unavailable, tags_match};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorKind, Problem};
 use crate::state::AppState;
@@ -134,11 +134,7 @@ fn path_segment(text: &str) -> String {
 /// A record as JSON with its version as the ETag.
 fn with_etag(status: StatusCode, record: RecordBody) -> Response {
     let tag = etag(record.version);
-    let mut response = (status, axum::Json(record)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
+    json_with_etag(status, record, &tag)
 }
 
 /// What a write's conditional headers ask for.
@@ -225,10 +221,7 @@ fn write_error(error: WriteError, absent_404: bool) -> ApiError {
             "the record does not exist, and `If-Match` names a version",
         ),
         WriteError::InvalidRecord(reason) => ApiError::new(ErrorKind::InvalidValue, reason),
-        WriteError::Closed | WriteError::StoreFailed => {
-            tracing::error!(%error, "store refuses writes");
-            ApiError::new(ErrorKind::Unavailable, "the store is not accepting writes")
-        }
+        WriteError::Closed | WriteError::StoreFailed => store_unavailable(&error),
         other => ApiError::internal(other),
     }
 }
@@ -319,14 +312,7 @@ fn page_limit(state: &AppState, query: &RecordQuery) -> Result<usize, ApiError> 
         validate_record_key(cursor)
             .map_err(|_| ApiError::new(ErrorKind::InvalidQuery, "`cursor` is not a cursor"))?;
     }
-    match query.limit {
-        Some(0) => Err(ApiError::new(
-            ErrorKind::InvalidQuery,
-            "`limit` must be at least 1",
-        )),
-        Some(limit) => Ok(limit.min(state.config().page_size_max)),
-        None => Ok(state.config().page_size_default),
-    }
+    super::page_size(state.config(), query.limit, "limit")
 }
 
 /// List a collection's live records in key order.

@@ -67,11 +67,27 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 /// A work order as JSON with its ETag.
 fn with_etag(status: StatusCode, order: WorkOrder) -> Response {
     let tag = etag(&order.heads);
-    let mut response = (status, axum::Json(order)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&tag) {
+    json_with_etag(status, order, &tag)
+}
+
+/// `body` as JSON with `tag` as its ETag (work orders, records).
+pub(crate) fn json_with_etag(
+    status: StatusCode,
+    body: impl serde::Serialize,
+    tag: &str,
+) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(tag) {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
+}
+
+/// What a caller hears when the store stops taking writes (its cause is
+/// logged, not told).
+pub(crate) fn store_unavailable(error: &WriteError) -> ApiError {
+    tracing::error!(%error, "store refuses writes");
+    ApiError::new(ErrorKind::Unavailable, "the store is not accepting writes")
 }
 
 /// Map a store write failure to what the caller may learn.
@@ -97,10 +113,7 @@ pub(crate) fn write_error(caller: &Caller, id: &str, error: WriteError) -> ApiEr
             OpError::Invalid { .. } => ApiError::new(ErrorKind::InvalidValue, op.to_string()),
             OpError::Automerge(error) => ApiError::internal(error),
         },
-        WriteError::Closed | WriteError::StoreFailed => {
-            tracing::error!(%error, "store refuses writes");
-            ApiError::new(ErrorKind::Unavailable, "the store is not accepting writes")
-        }
+        WriteError::Closed | WriteError::StoreFailed => store_unavailable(&error),
         other => ApiError::internal(other),
     }
 }
@@ -215,14 +228,7 @@ pub(crate) fn list_page_size(state: &AppState, query: &WorkOrderQuery) -> Result
         validate_doc_id(cursor)
             .map_err(|_| ApiError::new(ErrorKind::InvalidQuery, "`cursor` is not a cursor"))?;
     }
-    match query.page_size {
-        Some(0) => Err(ApiError::new(
-            ErrorKind::InvalidQuery,
-            "`page_size` must be at least 1",
-        )),
-        Some(size) => Ok(size.min(state.config().page_size_max)),
-        None => Ok(state.config().page_size_default),
-    }
+    super::page_size(state.config(), query.page_size, "page_size")
 }
 
 /// List work orders the caller may see.
