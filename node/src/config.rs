@@ -910,6 +910,27 @@ mod tests {
         NodeConfig::parse(text, Path::new("/data/fieldsync.toml"))
     }
 
+    /// Every `[gateway]` key has an environment override: the list is kept
+    /// by hand, so a new field must fail here until it is added.
+    #[test]
+    fn every_gateway_key_is_overridable() {
+        let section = GatewayConfig {
+            public_base_url: Some("https://central.example".into()),
+            ..GatewayConfig::default()
+        };
+        let table = toml::Value::try_from(&section).unwrap();
+        let mut keys: Vec<&str> = table
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut listed = GATEWAY_KEYS.to_vec();
+        keys.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(keys, listed);
+    }
+
     #[test]
     fn the_commented_file_parses_back_to_the_same_config() {
         for role in [NodeRole::Central, NodeRole::Field] {
