@@ -271,7 +271,7 @@ pub fn caller_from_claims(state: &AppState, claims: Claims) -> Result<Caller, Ap
         role: user.role,
         scopes,
         grace_ms: state.config().grace_ms,
-        read_grants: state.read_grants().clone(),
+        read_grants: state.config().read_grants.clone(),
     })
 }
 

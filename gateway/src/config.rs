@@ -10,6 +10,7 @@
 //! gateway answers the visibility rule with the same inputs as sync.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_node::access::{ReadGrants, GRACE_MS_DEFAULT};
@@ -64,7 +65,7 @@ pub struct GatewayConfig {
     /// Who may read each data collection, from the node's `[records.read]`
     /// (by collection name). Grants an operator sets over the API win; a
     /// collection in neither takes the default (operators, integrations).
-    pub read_grants: BTreeMap<String, ReadGrants>,
+    pub read_grants: Arc<BTreeMap<String, ReadGrants>>,
 }
 
 impl Default for GatewayConfig {
@@ -106,7 +107,7 @@ impl GatewayConfig {
             cookie_secure: section.cookie_secure,
             doc_count_cache_ms: section.doc_count_cache_ms,
             grace_ms,
-            read_grants,
+            read_grants: Arc::new(read_grants),
         }
     }
 }

@@ -1,11 +1,9 @@
 //! What every handler shares: the node's store, the token key, limits, the
 //! peer directory and the metrics handle.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fieldsync_node::access::ReadGrants;
 use fieldsync_node::store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
@@ -27,8 +25,6 @@ struct Inner {
     store: Store,
     tokens: TokenKey,
     config: GatewayConfig,
-    /// `config.read_grants`, shared with every caller (see `Caller`).
-    read_grants: Arc<BTreeMap<String, ReadGrants>>,
     limits: RateLimits,
     /// Bounds concurrent Argon2 checks: each takes ~19 MiB and a core.
     secret_checks: Semaphore,
@@ -57,7 +53,6 @@ impl AppState {
                 doc_count: Mutex::new(None),
                 user_admin: tokio::sync::Mutex::new(()),
                 closing: tokio::sync::watch::Sender::new(false),
-                read_grants: Arc::new(config.read_grants.clone()),
                 store,
                 tokens,
                 config,
@@ -83,11 +78,6 @@ impl AppState {
 
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
-    }
-
-    /// Read grants from the node's configuration, by collection.
-    pub fn read_grants(&self) -> &Arc<BTreeMap<String, ReadGrants>> {
-        &self.inner.read_grants
     }
 
     pub fn peers(&self) -> &dyn PeerDirectory {

@@ -349,7 +349,7 @@ async fn configured_server() -> Server {
         ("prices".to_string(), grants(&[Role::Operator])),
     ]);
     let config = GatewayConfig {
-        read_grants,
+        read_grants: std::sync::Arc::new(read_grants),
         ..GatewayConfig::default()
     };
     Server::start_with(config, None).await
