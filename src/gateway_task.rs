@@ -88,9 +88,10 @@ pub(crate) async fn bind(node: &Node) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serve the gateway on `listener` with `config`'s limits; returns its URL
-/// and the task that serves it until `stop` turns true. Must be called
-/// inside the runtime.
+/// Serve the gateway on `listener` with `config`'s limits, and delivery
+/// (webhooks, commands, retention) beside it when `[delivery]` says this
+/// node dispatches; returns its URL and the task that serves both until
+/// `stop` turns true. Must be called inside the runtime.
 pub(crate) fn start(
     node: &Node,
     config: GatewayConfig,
@@ -105,12 +106,20 @@ pub(crate) fn start(
         .with_peers(Arc::new(DriverPeers(peers)));
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, "gateway listening");
+    let central = node.config.role == fieldsync_node::config::NodeRole::Central;
+    let delivery = node.config.delivery.runs_on(central).then(|| {
+        tracing::info!("delivery (webhooks, commands, retention) runs on this node");
+        fieldsync_gateway::run_delivery(state.clone(), stop.clone())
+    });
     let task = async move {
         let mut stop = stop;
-        fieldsync_gateway::run(listener, state, async move {
+        let serve = fieldsync_gateway::run(listener, state, async move {
             let _ = stop.wait_for(|stopping| *stopping).await;
-        })
-        .await
+        });
+        match delivery {
+            Some(delivery) => tokio::join!(serve, delivery).0,
+            None => serve.await,
+        }
         .context("gateway")
     };
     Ok((url, task))

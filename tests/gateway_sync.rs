@@ -176,6 +176,7 @@ impl Node {
                 .is_some_and(|status| status["pid"].as_u64() == Some(pid))
         });
         if self.gateway_port.is_some() {
+            fieldsync_gateway::install_crypto_provider();
             let client = Client::new();
             wait_until("the gateway to answer /healthz", || {
                 self.assert_running();
@@ -348,6 +349,7 @@ fn a_rest_work_order_reaches_the_laptop_and_field_edits_come_back_to_rest_and_th
         .success()
         .field("enrollment code:");
     central.start();
+    fieldsync_gateway::install_crypto_provider();
     let http = Client::builder()
         .timeout(Duration::from_millis(WAIT_MS_MAX))
         .build()

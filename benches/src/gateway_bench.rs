@@ -192,6 +192,7 @@ impl Server {
 }
 
 fn http_client() -> anyhow::Result<reqwest::Client> {
+    fieldsync_gateway::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
         .build()

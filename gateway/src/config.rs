@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_node::access::{ReadGrants, GRACE_MS_DEFAULT};
-use fieldsync_node::config::NodeConfig;
+use fieldsync_node::config::{DeliveryConfig, NodeConfig};
 
 /// Limits and settings of one gateway.
 #[derive(Clone, Debug)]
@@ -66,6 +66,9 @@ pub struct GatewayConfig {
     /// (by collection name). Grants an operator sets over the API win; a
     /// collection in neither takes the default (operators, integrations).
     pub read_grants: Arc<BTreeMap<String, ReadGrants>>,
+    /// `[delivery]`: webhooks, commands, retention (checked into
+    /// `delivery::Settings` when the state is built).
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for GatewayConfig {
@@ -73,7 +76,12 @@ impl Default for GatewayConfig {
     /// which `fieldsync init` writes out, and nowhere else.
     fn default() -> Self {
         let section = fieldsync_node::config::GatewayConfig::default();
-        GatewayConfig::from_section(&section, GRACE_MS_DEFAULT, BTreeMap::new())
+        GatewayConfig::from_section(
+            &section,
+            GRACE_MS_DEFAULT,
+            BTreeMap::new(),
+            DeliveryConfig::default(),
+        )
     }
 }
 
@@ -81,13 +89,19 @@ impl GatewayConfig {
     /// A node's gateway: its `[gateway]` limits, and the access settings
     /// it shares with sync (`[sync] grace_ms`, `[records.read]`).
     pub fn from_node(config: &NodeConfig) -> GatewayConfig {
-        GatewayConfig::from_section(&config.gateway, config.sync.grace_ms, config.read_grants())
+        GatewayConfig::from_section(
+            &config.gateway,
+            config.sync.grace_ms,
+            config.read_grants(),
+            config.delivery.clone(),
+        )
     }
 
     fn from_section(
         section: &fieldsync_node::config::GatewayConfig,
         grace_ms: u64,
         read_grants: BTreeMap<String, ReadGrants>,
+        delivery: DeliveryConfig,
     ) -> GatewayConfig {
         GatewayConfig {
             body_bytes_max: section.body_bytes_max,
@@ -108,6 +122,7 @@ impl GatewayConfig {
             doc_count_cache_ms: section.doc_count_cache_ms,
             grace_ms,
             read_grants: Arc::new(read_grants),
+            delivery,
         }
     }
 }

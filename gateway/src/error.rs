@@ -58,6 +58,9 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The work order is deleted (tombstoned); it takes no more edits.
     Deleted,
+    /// The resource is not in a state that takes this request (a finished
+    /// command, a retry not due yet).
+    Conflict,
     /// `If-Match` names another version than the document or record has
     /// (or `If-None-Match: *` finds a record).
     PreconditionFailed,
@@ -88,7 +91,7 @@ impl ErrorKind {
             Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AlreadyExists | Deleted => StatusCode::CONFLICT,
+            AlreadyExists | Deleted | Conflict => StatusCode::CONFLICT,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -118,6 +121,7 @@ impl ErrorKind {
             MethodNotAllowed => "method-not-allowed",
             AlreadyExists => "already-exists",
             Deleted => "deleted",
+            Conflict => "conflict",
             PreconditionFailed => "precondition-failed",
             RateLimited => "rate-limited",
             Timeout => "timeout",
@@ -147,6 +151,7 @@ impl ErrorKind {
             MethodNotAllowed => "Method not allowed",
             AlreadyExists => "Already exists",
             Deleted => "Work order is deleted",
+            Conflict => "Conflict",
             PreconditionFailed => "Precondition failed",
             RateLimited => "Too many requests",
             Timeout => "Request timed out",

@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 mod clock;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod feed;
 mod limit;
@@ -113,6 +114,26 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Make rustls's `ring` provider the process default (once; later calls
+/// do nothing). Webhook delivery passes its provider explicitly, but any
+/// other `reqwest` client in a process that links the gateway (tests, the
+/// benchmark runner) builds its TLS from the default and panics without
+/// one: Cargo unifies reqwest's `rustls-no-provider` feature for all.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Run delivery's background work (the webhook dispatcher and the
+/// retention job) over `state` until `stop` turns true. The binary starts
+/// it beside [`run`] with the same state on the one central that
+/// dispatches (`[delivery] enabled`).
+pub async fn run_delivery(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::join!(
+        delivery::dispatcher::run(state.clone(), stop.clone()),
+        delivery::retention_task::run(state, stop),
+    );
 }
 
 /// Serve the gateway on `listener` until `shutdown` resolves, then finish

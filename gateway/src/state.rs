@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::TokenKey;
 use crate::config::{ConfigError, GatewayConfig};
+use crate::delivery::Delivery;
 use crate::error::ApiError;
 use crate::limit::RateLimits;
 use crate::peers::{NoPeers, PeerDirectory};
@@ -19,7 +20,14 @@ use crate::peers::{NoPeers, PeerDirectory};
 pub struct AppState {
     inner: Arc<Inner>,
     peers: Arc<dyn PeerDirectory>,
+    delivery: Arc<Delivery>,
+    clock: Clock,
 }
+
+/// Where delivery and commands read the time: the node's wall clock, or a
+/// test's own (`AppState::with_clock`), so retry times can be checked
+/// without sleeping.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 struct Inner {
     store: Store,
@@ -45,7 +53,11 @@ impl AppState {
         config: GatewayConfig,
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
+        let settings = crate::delivery::Settings::from_config(&config.delivery)?;
+        let delivery = Delivery::new(settings, Arc::new(crate::delivery::SystemLookup))?;
         Ok(AppState {
+            delivery: Arc::new(delivery),
+            clock: Arc::new(fieldsync_node::clock::now_ms),
             inner: Arc::new(Inner {
                 limits: RateLimits::new(&config),
                 secret_checks: Semaphore::new(config.secret_checks_concurrent_max),
@@ -66,6 +78,33 @@ impl AppState {
     pub fn with_peers(mut self, peers: Arc<dyn PeerDirectory>) -> AppState {
         self.peers = peers;
         self
+    }
+
+    /// Resolve webhook hosts through `lookup` instead of the system's DNS
+    /// (tests: a name that later resolves to a private address). The
+    /// SSRF rules apply to whatever it answers.
+    pub fn with_lookup(
+        mut self,
+        lookup: crate::delivery::StaticLookup,
+    ) -> Result<AppState, ConfigError> {
+        let settings = self.delivery.settings.clone();
+        self.delivery = Arc::new(Delivery::new(settings, Arc::new(lookup))?);
+        Ok(self)
+    }
+
+    /// Read delivery's and commands' time from `clock` (ms since the epoch).
+    pub fn with_clock(mut self, clock: Clock) -> AppState {
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    /// Now, in ms since the Unix epoch, by this state's clock.
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
     }
 
     pub fn store(&self) -> &Store {

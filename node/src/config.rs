@@ -33,6 +33,7 @@ use fieldsync_schemas::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::access::ReadGrants;
+pub use crate::delivery_config::{DeliveryConfig, RetryRuleConfig};
 use crate::identity;
 use crate::store::StoreConfig;
 
@@ -111,6 +112,8 @@ pub struct NodeConfig {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub records: RecordsConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -353,6 +356,7 @@ impl NodeConfig {
                 enabled: role == NodeRole::Central,
                 ..GatewayConfig::default()
             },
+            delivery: DeliveryConfig::default(),
             records: RecordsConfig::default(),
             log: LogConfig::default(),
         }
@@ -442,6 +446,9 @@ impl NodeConfig {
         }
         if self.name.chars().any(char::is_control) {
             return Err(invalid("name", "must not hold control characters".into()));
+        }
+        if let Some((key, reason)) = self.delivery.problem() {
+            return Err(invalid(key, reason));
         }
         let store = &self.store;
         if store.cache_docs_max == 0 {
@@ -660,6 +667,7 @@ grace_ms = {grace_ms}
 
 {gateway}
 {records}
+{delivery}
 [log]
 # "human" (readable lines) or "json" (one object per line); `--log-format`
 # on the command line overrides it. Logs go to stderr.
@@ -684,6 +692,7 @@ filter = {log_filter}
             grace_ms = self.sync.grace_ms,
             gateway = gateway_toml(&self.gateway),
             records = records_toml(&self.records),
+            delivery = self.delivery.to_commented_toml(),
             log_format = quote(self.log.format.as_str()),
             log_filter = quote(&self.log.filter),
         )

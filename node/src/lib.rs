@@ -14,6 +14,8 @@ pub mod sync;
 #[cfg(feature = "runtime")]
 pub mod config;
 #[cfg(feature = "runtime")]
+pub mod delivery_config;
+#[cfg(feature = "runtime")]
 pub mod feed;
 #[cfg(feature = "runtime")]
 pub mod identity;

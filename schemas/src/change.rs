@@ -32,6 +32,17 @@ pub enum ChangeOp {
     Delete,
 }
 
+impl ChangeOp {
+    /// The name the feed and webhooks use (`create`, `update`, `delete`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Create => "create",
+            ChangeOp::Update => "update",
+            ChangeOp::Delete => "delete",
+        }
+    }
+}
+
 /// One entry of a store's changelog: a local, gap-free sequence number and
 /// the document it touched, with the document's heads after the change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

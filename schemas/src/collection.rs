@@ -30,10 +30,14 @@ pub const INTERNAL_COLLECTIONS: &[&str] = &[
     "users",
     "collection_grants",
     "webhooks",
-    "webhook_deliveries",
+    "webhook_notifications",
+    "webhook_states",
+    "delivery_attempts",
     "batches",
     "batch_rows",
     "commands",
+    "command_history",
+    "command_logs",
 ];
 
 /// Names no record collection may take.

@@ -78,10 +78,14 @@ pub enum Scope {
     RecordsRead,
     #[serde(rename = "records:write")]
     RecordsWrite,
+    #[serde(rename = "commands:publish")]
+    CommandsPublish,
+    #[serde(rename = "commands:consume")]
+    CommandsConsume,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 10] = [
         Scope::ChangesRead,
         Scope::WebhooksManage,
         Scope::EventsWrite,
@@ -90,6 +94,8 @@ impl Scope {
         Scope::WorkOrdersWrite,
         Scope::RecordsRead,
         Scope::RecordsWrite,
+        Scope::CommandsPublish,
+        Scope::CommandsConsume,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +108,8 @@ impl Scope {
             Scope::WorkOrdersWrite => "work-orders:write",
             Scope::RecordsRead => "records:read",
             Scope::RecordsWrite => "records:write",
+            Scope::CommandsPublish => "commands:publish",
+            Scope::CommandsConsume => "commands:consume",
         }
     }
 }
@@ -116,7 +124,8 @@ impl FromStr for Scope {
                 what: "scope",
                 value: s.to_string(),
                 expected: "changes:read, webhooks:manage, events:write, batches:write, \
-                       work-orders:read, work-orders:write, records:read, records:write",
+                       work-orders:read, work-orders:write, records:read, records:write, \
+                       commands:publish, commands:consume",
             })
     }
 }

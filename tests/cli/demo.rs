@@ -80,6 +80,7 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
     let url = url.expect("a gateway URL was printed");
     let (client_id, secret) = client.expect("integration credentials were printed");
 
+    fieldsync_gateway::install_crypto_provider();
     let http = reqwest::blocking::Client::new();
     let health = http
         .get(format!("{url}/healthz"))

@@ -7,10 +7,12 @@
 //! `/openapi.json` without further wiring.
 
 pub(crate) mod changes;
+pub(crate) mod commands;
 pub mod model;
 pub(crate) mod ops;
 pub(crate) mod records;
 pub mod users;
+pub(crate) mod webhooks;
 pub(crate) mod work_orders;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -36,6 +38,8 @@ use crate::state::AppState;
         (name = "operations", description = "Health, metrics, registry, peers"),
         (name = "users", description = "Users and integration clients (operators)"),
         (name = "records", description = "Reference data: collections of versioned JSON records, and who may read them"),
+        (name = "webhooks", description = "Webhooks: signed notifications of what changed, with retries, penalties and an attempt log"),
+        (name = "commands", description = "Asynchronous commands between apps and sites, with retries and execution logs"),
     )
 )]
 struct ApiDoc;
@@ -104,6 +108,16 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
             records::delete_record
         ))
         .routes(routes!(records::get_grants, records::put_grants))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::retry_webhook))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(commands::list, commands::publish))
+        .routes(routes!(commands::subscriptions))
+        .routes(routes!(commands::get_command))
+        .routes(routes!(commands::post_result))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::revoke_user))
         .routes(routes!(ops::peers))

@@ -22,6 +22,7 @@ async fn malformed_bodies_wrong_types_unknown_fields_and_huge_bodies() {
     // A fresh connection per request: after a 413 the server closes the
     // connection, and a pooled one reused by the next case would fail with
     // "incomplete message" depending on timing.
+    fieldsync_gateway::install_crypto_provider();
     let unpooled = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use fieldsync_gateway::delivery::StaticLookup;
+use fieldsync_gateway::state::Clock;
 use fieldsync_gateway::{AppState, GatewayConfig, PeerDirectory, TokenKey};
 use fieldsync_node::secret;
 use fieldsync_node::store::{Store, StoreConfig, User};
@@ -53,7 +55,20 @@ pub(crate) struct Server {
     secrets: HashMap<String, String>,
     shutdown: Option<oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stop_delivery: tokio::sync::watch::Sender<bool>,
+    delivering: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+}
+
+/// How to start a test server.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) config: GatewayConfig,
+    pub(crate) peers: Option<Arc<dyn PeerDirectory>>,
+    pub(crate) clock: Option<Clock>,
+    pub(crate) lookup: Option<StaticLookup>,
+    /// Run the webhook dispatcher and retention.
+    pub(crate) delivery: bool,
 }
 
 /// A user record with a hashed secret.
@@ -79,6 +94,42 @@ impl Server {
         config: GatewayConfig,
         peers: Option<Arc<dyn PeerDirectory>>,
     ) -> Server {
+        Server::start_full(Options {
+            config,
+            peers,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// A server with delivery running (the dispatcher and retention),
+    /// webhooks allowed to reach loopback receivers, and time read from
+    /// `clock` when given.
+    pub(crate) async fn start_delivering(
+        clock: Option<Clock>,
+        lookup: Option<StaticLookup>,
+    ) -> Server {
+        let mut config = GatewayConfig::default();
+        config.delivery.allow_networks = vec!["127.0.0.0/8".into()];
+        Server::start_full(Options {
+            config,
+            clock,
+            lookup,
+            delivery: true,
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub(crate) async fn start_full(options: Options) -> Server {
+        let Options {
+            config,
+            peers,
+            clock,
+            lookup,
+            delivery,
+        } = options;
+        fieldsync_gateway::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store");
         let (store, secrets) = tokio::task::spawn_blocking(move || {
@@ -99,6 +150,15 @@ impl Server {
         if let Some(peers) = peers {
             state = state.with_peers(peers);
         }
+        if let Some(clock) = clock {
+            state = state.with_clock(clock);
+        }
+        if let Some(lookup) = lookup {
+            state = state.with_lookup(lookup).expect("lookup");
+        }
+        let (stop_delivery, stopping) = tokio::sync::watch::channel(false);
+        let delivering = delivery
+            .then(|| tokio::spawn(fieldsync_gateway::run_delivery(state.clone(), stopping)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -117,6 +177,8 @@ impl Server {
             secrets,
             shutdown: Some(shutdown),
             serving: Some(serving),
+            stop_delivery,
+            delivering,
             _dir: dir,
         }
     }
@@ -181,6 +243,10 @@ impl Server {
     }
 
     pub(crate) async fn stop(mut self) {
+        let _ = self.stop_delivery.send(true);
+        if let Some(delivering) = self.delivering.take() {
+            delivering.await.expect("delivery stops");
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

@@ -259,15 +259,23 @@ pub(crate) fn stage(
             (true, true) => stats.live = stats.live.saturating_sub(1),
             _ => {}
         }
-        batch.insert(keys::record(&write.collection, &write.key), encode(&record));
         receipts.push(RecordReceipt {
             version: record.version,
             op: Some(op),
             seq: this_seq,
         });
-        staged
-            .records
-            .insert((write.collection.clone(), write.key.clone()), Some(record));
+        // An internal record never replicates, so no older copy can come
+        // back to be refused: its delete frees the key instead of keeping
+        // a tombstone (retention deletes must free space).
+        let forget = !data_kind && record.deleted;
+        let key = (write.collection.clone(), write.key.clone());
+        if forget {
+            batch.remove(keys::record(&write.collection, &write.key));
+            staged.records.insert(key, None);
+        } else {
+            batch.insert(keys::record(&write.collection, &write.key), encode(&record));
+            staged.records.insert(key, Some(record));
+        }
     }
     for collection in touched {
         let stats = &staged.stats[collection];

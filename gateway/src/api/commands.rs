@@ -1,0 +1,549 @@
+//! `/api/v1/commands`: asynchronous commands between apps and sites
+//! (reference §4). A publisher posts a command for a subscriber; the
+//! subscriber fetches what is pending, executes it, and posts the outcome
+//! with its log rows; failures come back after the retry formula's delay,
+//! and after `attempts_max` failures the command is dead.
+//!
+//! Why a thin layer: the lifecycle is the pure `delivery/command_schedule.rs`,
+//! storage is `delivery/commands.rs`. This file adds HTTP, idempotent
+//! publishing (`Idempotency-Key`) and who may see what: operators all,
+//! an integration client the commands it publishes or executes.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fieldsync_node::store::{Expect, RecordWrite, WriteError, WriteSet};
+use fieldsync_schemas::{Role, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::delivery::attempts::{self, AttemptKind, AttemptRow};
+use crate::delivery::command_schedule::{self, CommandState, Report, ReportError};
+use crate::delivery::commands::{self, Command, LogRow};
+use crate::delivery::hook::write_error;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorKind, Problem};
+use crate::state::AppState;
+
+/// Bytes of a command name, subscriber or idempotency key, at most.
+const NAME_BYTES_MAX: usize = 128;
+/// Log rows one result may carry, at most.
+const LOG_ROWS_MAX: usize = 100;
+/// Bytes of one log row's text, at most.
+const LOG_TEXT_BYTES_MAX: usize = 4096;
+/// Commands listed per call, at most.
+const LIST_COMMANDS_MAX: usize = 500;
+/// Commands scanned per list call, at most.
+const SCAN_COMMANDS_MAX: usize = 50_000;
+/// Attempts and log rows shown with one command, at most.
+const DETAIL_ROWS_MAX: usize = 500;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewCommand {
+    /// What to do, e.g. `anonymise-person`.
+    pub name: String,
+    /// Its arguments (any JSON).
+    #[serde(default)]
+    pub payload: Value,
+    /// Who executes it: an integration client's id (or a site's name).
+    pub subscriber: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommandResult {
+    pub success: bool,
+    #[serde(default)]
+    pub logs: Vec<NewLogRow>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewLogRow {
+    /// 0 info, 1 warning, 2 error.
+    #[serde(rename = "type")]
+    pub kind: u8,
+    pub text: String,
+    #[serde(default)]
+    pub debug: Option<Value>,
+}
+
+/// A command as its publisher and subscriber see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CommandView {
+    pub id: String,
+    pub name: String,
+    pub payload: Value,
+    pub subscriber: String,
+    pub publisher: String,
+    /// `pending`, `done` or `dead`.
+    pub state: String,
+    /// Executions reported so far.
+    pub attempts: u32,
+    pub attempts_max: u32,
+    /// When a pending command may be executed (next attempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub created_at: String,
+}
+
+/// A command with its execution attempts and log rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CommandDetail {
+    #[serde(flatten)]
+    pub command: CommandView,
+    pub executions: Vec<AttemptRow>,
+    pub logs: Vec<LogRow>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CommandQuery {
+    /// Commands for this subscriber (integration clients: default and
+    /// only themselves, unless they published the commands).
+    pub subscriber: Option<String>,
+    /// `pending` (default: available now), `waiting` (pending, retry not
+    /// due yet), `done` or `dead`.
+    pub state: Option<String>,
+    pub name: Option<String>,
+    pub limit: Option<usize>,
+}
+
+fn view(command: &Command) -> CommandView {
+    let at = fieldsync_node::clock::rfc3339_ms;
+    let (state, available_at, finished_at) = match command.progress.state {
+        CommandState::Pending { available_at_ms } => ("pending", Some(at(available_at_ms)), None),
+        CommandState::Done { at_ms } => ("done", None, Some(at(at_ms))),
+        CommandState::Dead { at_ms } => ("dead", None, Some(at(at_ms))),
+    };
+    CommandView {
+        id: command.id.clone(),
+        name: command.name.clone(),
+        payload: command.payload.clone(),
+        subscriber: command.subscriber.clone(),
+        publisher: command.publisher.clone(),
+        state: state.into(),
+        attempts: command.progress.attempts,
+        attempts_max: command.rule.attempts_max,
+        available_at,
+        finished_at,
+        created_at: command.created_at.clone(),
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::InvalidValue, detail)
+}
+
+fn check_name(what: &str, text: &str) -> Result<(), ApiError> {
+    let ok = !text.is_empty()
+        && text.len() <= NAME_BYTES_MAX
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{what}: 1 to {NAME_BYTES_MAX} characters of [A-Za-z0-9-_.:@]"
+        )))
+    }
+}
+
+/// May the caller see this command? Operators all; others the ones they
+/// publish or execute.
+fn sees(caller: &Caller, command: &Command) -> bool {
+    caller.role == Role::Operator
+        || command.publisher == caller.user_id
+        || command.subscriber == caller.user_id
+}
+
+fn no_command(id: &str) -> ApiError {
+    ApiError::not_found(format!("no command `{id}`"))
+}
+
+/// Publish a command (idempotent by `Idempotency-Key`).
+#[utoipa::path(
+    post, path = "/api/v1/commands", tag = "commands",
+    request_body = NewCommand,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Publishing again with the same key returns the first command (200) instead of a new one")),
+    responses(
+        (status = 201, description = "Published and durable", body = CommandView),
+        (status = 200, description = "Already published under this Idempotency-Key", body = CommandView),
+        (status = 403, description = "Scope `commands:publish` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad name, subscriber or key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<ApiJson<NewCommand>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.office_or_scope(Scope::CommandsPublish)?;
+    let ApiJson(body) = body?;
+    check_name("name", &body.name)?;
+    check_name("subscriber", &body.subscriber)?;
+    let key = match headers.get("idempotency-key") {
+        Some(value) => {
+            let text = value.to_str().map_err(|_| {
+                ApiError::new(ErrorKind::InvalidHeader, "Idempotency-Key: not text")
+            })?;
+            if text.is_empty() || text.len() > NAME_BYTES_MAX {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidHeader,
+                    format!("Idempotency-Key: 1 to {NAME_BYTES_MAX} bytes"),
+                ));
+            }
+            Some(text.to_string())
+        }
+        None => None,
+    };
+    let now_ms = state.now_ms();
+    let command = Command {
+        id: commands::command_id(&caller.user_id, key.as_deref()),
+        rule: state.delivery().settings.command_rule(&body.name),
+        name: body.name,
+        payload: body.payload,
+        subscriber: body.subscriber,
+        publisher: caller.user_id.clone(),
+        idempotency_key: key,
+        created_at: fieldsync_node::clock::rfc3339_ms(now_ms),
+        progress: command_schedule::published(now_ms),
+    };
+    let (command, created) = state
+        .blocking(move |store| {
+            if let Some((existing, _, _)) = commands::load(store, &command.id)? {
+                return Ok((existing, false));
+            }
+            let written = store.write_record(
+                commands::PENDING,
+                &command.id,
+                Some(commands::encode(&command)),
+                Expect::Absent,
+            );
+            match written {
+                Ok(_) => Ok((command, true)),
+                Err(WriteError::VersionMismatch { .. }) => {
+                    let existing = commands::load(store, &command.id)?
+                        .ok_or_else(|| ApiError::internal("command vanished"))?;
+                    Ok((existing.0, false))
+                }
+                Err(error) => Err(write_error(error)),
+            }
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(view(&command))).into_response())
+}
+
+/// Commands: by default those pending for the caller and available now.
+#[utoipa::path(
+    get, path = "/api/v1/commands", tag = "commands",
+    params(CommandQuery),
+    responses(
+        (status = 200, description = "Commands, in id order", body = [CommandView]),
+        (status = 403, description = "Neither `commands:consume` nor `commands:publish`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad state", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<CommandQuery>,
+) -> Result<axum::Json<Vec<CommandView>>, ApiError> {
+    if caller.office_or_scope(Scope::CommandsConsume).is_err() {
+        caller.office_or_scope(Scope::CommandsPublish)?;
+    }
+    let subscriber = match (&query.subscriber, caller.role) {
+        (Some(subscriber), _) => Some(subscriber.clone()),
+        (None, Role::Operator) => None,
+        (None, _) => Some(caller.user_id.clone()),
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, LIST_COMMANDS_MAX);
+    let now_ms = state.now_ms();
+    let wanted = query.state.clone().unwrap_or_else(|| "pending".into());
+    let keep = move |command: &Command| {
+        sees(&caller, command)
+            && subscriber.as_ref().is_none_or(|s| *s == command.subscriber)
+            && query.name.as_ref().is_none_or(|n| *n == command.name)
+    };
+    let found = state
+        .blocking(move |store| match wanted.as_str() {
+            "pending" => commands::pending(
+                store,
+                |c| keep(c) && command_schedule::is_available(&c.progress, now_ms),
+                limit,
+                SCAN_COMMANDS_MAX,
+            ),
+            "waiting" => commands::pending(
+                store,
+                |c| keep(c) && !command_schedule::is_available(&c.progress, now_ms),
+                limit,
+                SCAN_COMMANDS_MAX,
+            ),
+            "done" => commands::history(
+                store,
+                |c| keep(c) && matches!(c.progress.state, CommandState::Done { .. }),
+                limit,
+                SCAN_COMMANDS_MAX,
+            ),
+            "dead" => commands::history(
+                store,
+                |c| keep(c) && matches!(c.progress.state, CommandState::Dead { .. }),
+                limit,
+                SCAN_COMMANDS_MAX,
+            ),
+            other => Err(ApiError::new(
+                ErrorKind::InvalidQuery,
+                format!("state `{other}`: pending, waiting, done or dead"),
+            )),
+        })
+        .await?;
+    Ok(axum::Json(found.iter().map(view).collect()))
+}
+
+/// The command names pending for the caller, with how many of each.
+#[utoipa::path(
+    get, path = "/api/v1/commands/subscriptions", tag = "commands",
+    responses(
+        (status = 200, description = "Name → pending count, for the caller as subscriber", body = Object),
+        (status = 403, description = "Scope `commands:consume` missing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<std::collections::BTreeMap<String, u64>>, ApiError> {
+    caller.office_or_scope(Scope::CommandsConsume)?;
+    let me = caller.user_id.clone();
+    let found = state
+        .blocking(move |store| {
+            commands::pending(
+                store,
+                |c| c.subscriber == me,
+                SCAN_COMMANDS_MAX,
+                SCAN_COMMANDS_MAX,
+            )
+        })
+        .await?;
+    let mut counts = std::collections::BTreeMap::new();
+    for command in found {
+        *counts.entry(command.name).or_insert(0u64) += 1;
+    }
+    Ok(axum::Json(counts))
+}
+
+/// One command: state, executions and log rows.
+#[utoipa::path(
+    get, path = "/api/v1/commands/{id}", tag = "commands",
+    params(("id" = String, Path, description = "Command id")),
+    responses(
+        (status = 200, description = "The command", body = CommandDetail),
+        (status = 404, description = "No such command, or not yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_command(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<CommandDetail>, ApiError> {
+    if caller.role == Role::Technician {
+        return Err(ApiError::forbidden("technicians may not use this endpoint"));
+    }
+    let key = id.clone();
+    let detail = state
+        .blocking(move |store| {
+            let Some((command, _, _)) = commands::load(store, &key)? else {
+                return Ok(None);
+            };
+            let subject = attempts::command_subject(&key);
+            let executions = attempts::list(store, &subject, 0, DETAIL_ROWS_MAX)?;
+            let logs = commands::logs(store, &key, DETAIL_ROWS_MAX)?;
+            Ok(Some((command, executions, logs)))
+        })
+        .await?;
+    match detail {
+        Some((command, executions, logs)) if sees(&caller, &command) => {
+            Ok(axum::Json(CommandDetail {
+                command: view(&command),
+                executions,
+                logs,
+            }))
+        }
+        _ => Err(no_command(&id)),
+    }
+}
+
+fn log_rows(
+    id: &str,
+    attempt: u32,
+    rows: &[NewLogRow],
+    now_ms: u64,
+) -> Result<Vec<LogRow>, ApiError> {
+    if rows.len() > LOG_ROWS_MAX {
+        return Err(invalid(format!("at most {LOG_ROWS_MAX} log rows")));
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(n, row)| {
+            if row.kind > 2 {
+                return Err(invalid("log type: 0 info, 1 warning, 2 error"));
+            }
+            if row.text.len() > LOG_TEXT_BYTES_MAX {
+                return Err(invalid(format!(
+                    "log text: at most {LOG_TEXT_BYTES_MAX} bytes"
+                )));
+            }
+            Ok(LogRow {
+                id: commands::log_key(id, attempt, n),
+                command_id: id.to_string(),
+                attempt,
+                kind: row.kind,
+                text: row.text.clone(),
+                at: fieldsync_node::clock::rfc3339_ms(now_ms),
+                debug: row.debug.clone(),
+                at_ms: now_ms,
+            })
+        })
+        .collect()
+}
+
+/// Post the outcome of one execution, with its log rows.
+#[utoipa::path(
+    post, path = "/api/v1/commands/{id}/result", tag = "commands",
+    params(("id" = String, Path, description = "Command id")),
+    request_body = CommandResult,
+    responses(
+        (status = 200, description = "Recorded and durable; the command's new state", body = CommandView),
+        (status = 403, description = "Scope `commands:consume` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such command, or not yours to execute", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished, or its retry is not due yet", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_result(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ApiJson<CommandResult>, ApiError>,
+) -> Result<axum::Json<CommandView>, ApiError> {
+    caller.office_or_scope(Scope::CommandsConsume)?;
+    let ApiJson(body) = body?;
+    let now_ms = state.now_ms();
+    let operator = caller.role == Role::Operator;
+    let me = caller.user_id.clone();
+    let command = state
+        .blocking(move |store| {
+            let Some((command, version, collection)) = commands::load(store, &id)? else {
+                return Err(no_command(&id));
+            };
+            if !operator && command.subscriber != me {
+                return Err(no_command(&id));
+            }
+            let report = if body.success {
+                Report::Succeeded
+            } else {
+                Report::Failed
+            };
+            let progress =
+                command_schedule::after_report(&command.progress, report, &command.rule, now_ms)
+                    .map_err(|error| match error {
+                        ReportError::AlreadyFinished => ApiError::new(
+                            ErrorKind::Conflict,
+                            format!("command `{id}` is already finished"),
+                        ),
+                        ReportError::NotDue { available_at_ms } => ApiError::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "command `{id}` is waiting to be retried at {}",
+                                fieldsync_node::clock::rfc3339_ms(available_at_ms)
+                            ),
+                        ),
+                    })?;
+            let updated = Command {
+                progress,
+                ..command
+            };
+            let logs = log_rows(&id, updated.progress.attempts, &body.logs, now_ms)?;
+            let mut records = write_command(&updated, collection, version);
+            records.push(attempts::write(&AttemptRow {
+                subject: attempts::command_subject(&id),
+                attempt: u64::from(updated.progress.attempts),
+                kind: AttemptKind::Command,
+                success: body.success,
+                at: fieldsync_node::clock::rfc3339_ms(now_ms),
+                at_ms: now_ms,
+                notification_id: None,
+                changes: 0,
+                status: None,
+                duration_ms: 0,
+                error: logs
+                    .iter()
+                    .rev()
+                    .find(|row| row.kind == 2)
+                    .map(|row| row.text.clone()),
+                response: None,
+            }));
+            records.extend(logs.iter().map(commands::log_write));
+            match store
+                .submit(WriteSet {
+                    records,
+                    ..WriteSet::default()
+                })
+                .and_then(|p| p.wait())
+            {
+                Ok(_) => Ok(updated),
+                Err(WriteError::VersionMismatch { .. }) => Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!("command `{id}` changed meanwhile; read it and report again"),
+                )),
+                Err(error) => Err(write_error(error)),
+            }
+        })
+        .await?;
+    Ok(axum::Json(view(&command)))
+}
+
+/// The writes that store `command`: in place while pending, moved to the
+/// history once finished (compare-and-set on the version read).
+fn write_command(command: &Command, collection: &str, version: u64) -> Vec<RecordWrite> {
+    let value = Some(commands::encode(command));
+    if !command.finished() {
+        return vec![RecordWrite {
+            collection: collection.into(),
+            key: command.id.clone(),
+            value,
+            expect: Expect::Version(version),
+            replicated_version: None,
+        }];
+    }
+    vec![
+        RecordWrite {
+            collection: commands::PENDING.into(),
+            key: command.id.clone(),
+            value: None,
+            expect: Expect::Version(version),
+            replicated_version: None,
+        },
+        RecordWrite {
+            collection: commands::HISTORY.into(),
+            key: command.id.clone(),
+            value,
+            expect: Expect::Absent,
+            replicated_version: None,
+        },
+    ]
+}

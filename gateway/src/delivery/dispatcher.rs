@@ -1,0 +1,569 @@
+//! The webhook dispatcher: for every hook, read the changes feed from its
+//! cursor as its owner sees it, freeze a notification, deliver it, and
+//! move the cursor only after a 2xx.
+//!
+//! Why this order makes delivery at-least-once and ordered per hook: a
+//! notification is stored (body and the hook's pointer to it, one write
+//! set) before its first attempt, so a crash mid-delivery resends the same
+//! id and body after the restart; the cursor moves past a notification's
+//! changes in the same write as the attempt that got its 2xx, so nothing
+//! is skipped; and a hook has at most one notification in flight, so
+//! receivers see them in cursor order. Retries are the pure scheduler's
+//! decision (`penalty.rs`); this task only waits for what it says.
+//!
+//! Bounded: at most `hooks_concurrent_max` hooks deliver at once, each
+//! delivers at most `NOTIFICATIONS_PER_TURN` notifications before another
+//! hook gets its turn, and a feed read scans at most `scan_entries_max`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fieldsync_node::access::Viewer;
+use fieldsync_node::feed::{self, FeedAccess, FeedQuery};
+use fieldsync_node::store::{Expect, RecordWrite, Store};
+use fieldsync_schemas::{Role, Scope};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::attempts::{self, AttemptKind, AttemptRow};
+use super::client::AttemptOutcome;
+use super::hook::{self, Change, Hook, Pending, NOTIFICATIONS, STATES};
+use super::notification::{self, Documents, Envelope};
+use super::penalty::{self, Outcome};
+use super::signing;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Notifications one hook delivers in a row before others get a turn.
+const NOTIFICATIONS_PER_TURN: usize = 16;
+/// With nothing due, look at the hooks again after this long anyway.
+const IDLE_RESCAN_MS: u64 = 30_000;
+/// Sleep at most this long between looks at the hooks, so a clock that
+/// jumps (or a test's manual clock) is noticed within a second.
+const SLEEP_MS_MAX: u64 = 1_000;
+
+/// Run until `stop` turns true.
+pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut seq = state.store().watch_seq();
+    let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut turns: JoinSet<()> = JoinSet::new();
+    tracing::info!("webhook dispatcher running");
+    loop {
+        let wake_at_ms = match schedule(&state, &mut in_flight, &mut turns).await {
+            Ok(at) => at,
+            Err(error) => {
+                tracing::error!(?error, "webhook dispatcher: listing hooks failed");
+                state.now_ms() + IDLE_RESCAN_MS
+            }
+        };
+        let sleep_ms = wake_at_ms
+            .saturating_sub(state.now_ms())
+            .clamp(1, SLEEP_MS_MAX);
+        tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => break,
+            changed = seq.changed() => {
+                if changed.is_err() { break; }
+            }
+            () = state.delivery().wake.notified() => {}
+            Some(done) = turns.join_next_with_id() => {
+                let task = match done {
+                    Ok((task, ())) => task,
+                    Err(error) => {
+                        tracing::error!(%error, "webhook turn panicked");
+                        error.id()
+                    }
+                };
+                in_flight.remove(&task);
+            }
+            () = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+        }
+    }
+    turns.shutdown().await;
+    tracing::info!("webhook dispatcher stopped");
+}
+
+/// Start a turn for every hook with work that is due; returns when to
+/// look again.
+async fn schedule(
+    state: &AppState,
+    in_flight: &mut HashMap<tokio::task::Id, String>,
+    turns: &mut JoinSet<()>,
+) -> Result<u64, ApiError> {
+    let hooks = state.blocking(hook::list).await?;
+    let now_ms = state.now_ms();
+    let last_seq = state.store().last_seq();
+    let concurrent_max = state.delivery().settings.hooks_concurrent_max;
+    let mut wake_at_ms = now_ms + IDLE_RESCAN_MS;
+    for hook in hooks {
+        if in_flight.values().any(|id| *id == hook.id) || hook.health.disabled.is_some() {
+            continue;
+        }
+        if hook.pending.is_none() && hook.cursor >= last_seq {
+            continue;
+        }
+        if !penalty::due(&hook.health, now_ms) {
+            wake_at_ms = wake_at_ms.min(hook.health.next_attempt_at_ms);
+            continue;
+        }
+        if in_flight.len() >= concurrent_max {
+            break;
+        }
+        let state = state.clone();
+        let id = hook.id.clone();
+        let task = turns.spawn(async move {
+            if let Err(error) = turn(&state, &id).await {
+                tracing::warn!(hook = %id, ?error, "webhook turn failed");
+            }
+        });
+        in_flight.insert(task.id(), hook.id);
+    }
+    Ok(wake_at_ms)
+}
+
+/// Deliver up to `NOTIFICATIONS_PER_TURN` notifications of one hook.
+async fn turn(state: &AppState, id: &str) -> Result<(), ApiError> {
+    for _ in 0..NOTIFICATIONS_PER_TURN {
+        let id_owned = id.to_string();
+        let now_ms = state.now_ms();
+        let settings = state.delivery().settings.clone();
+        let config = state.config().clone();
+        let prepared = state
+            .blocking(move |store| prepare(store, &id_owned, now_ms, &settings, &config))
+            .await?;
+        let Some((hook, body)) = prepared else {
+            return Ok(());
+        };
+        let delivered = deliver(state, &hook, &body, AttemptKind::Delivery).await?;
+        if !delivered {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The hook's frozen notification and its body, building and freezing one
+/// when none is pending; `None` when there is nothing to send now.
+fn prepare(
+    store: &Store,
+    id: &str,
+    now_ms: u64,
+    settings: &super::Settings,
+    config: &crate::GatewayConfig,
+) -> Result<Option<(Hook, String)>, ApiError> {
+    for _ in 0..NOTIFICATIONS_PER_TURN {
+        let Some((hook, _)) = hook::load(store, id)? else {
+            return Ok(None);
+        };
+        if hook.health.disabled.is_some() || !penalty::due(&hook.health, now_ms) {
+            return Ok(None);
+        }
+        if let Some(pending) = &hook.pending {
+            let body = notification_body(store, &pending.key)?;
+            return Ok(Some((hook, body)));
+        }
+        if hook.cursor >= store.last_seq() {
+            return Ok(None);
+        }
+        match build(store, &hook, now_ms, settings, config)? {
+            Built::Nothing => return Ok(None),
+            Built::Skipped => continue,
+            Built::Frozen(hook, body) => return Ok(Some((*hook, body))),
+        }
+    }
+    Ok(None)
+}
+
+fn notification_body(store: &Store, key: &str) -> Result<String, ApiError> {
+    let record = store
+        .record(NOTIFICATIONS, key)
+        .map_err(ApiError::internal)?
+        .filter(|record| !record.deleted)
+        .ok_or_else(|| ApiError::internal(format!("notification {key} is missing")))?;
+    let stored: StoredNotification =
+        serde_json::from_slice(&record.value).map_err(ApiError::internal)?;
+    Ok(stored.body)
+}
+
+/// A frozen notification as stored in `webhook_notifications`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredNotification {
+    pub(crate) id: String,
+    pub(crate) hook_id: String,
+    pub(crate) to_seq: u64,
+    pub(crate) changes: u32,
+    pub(crate) body: String,
+    pub(crate) content_type: String,
+    pub(crate) at_ms: u64,
+}
+
+enum Built {
+    /// The owner may not see anything now (revoked), or the feed is empty.
+    Nothing,
+    /// A page was read and nothing in it passed the filters: the cursor
+    /// moved past it.
+    Skipped,
+    Frozen(Box<Hook>, String),
+}
+
+/// The owner as the visibility rule knows it, or `None` when the owner
+/// is gone or revoked.
+fn owner_scopes(store: &Store, hook: &Hook) -> Result<Option<Vec<Scope>>, ApiError> {
+    let Some(user) = store.user(&hook.owner).map_err(ApiError::internal)? else {
+        return Ok(None);
+    };
+    if user.revoked || user.role != hook.owner_role {
+        return Ok(None);
+    }
+    Ok(Some(
+        hook.owner_scopes
+            .iter()
+            .copied()
+            .filter(|scope| user.scopes.contains(scope))
+            .collect(),
+    ))
+}
+
+fn build(
+    store: &Store,
+    hook: &Hook,
+    now_ms: u64,
+    settings: &super::Settings,
+    config: &crate::GatewayConfig,
+) -> Result<Built, ApiError> {
+    let Some(scopes) = owner_scopes(store, hook)? else {
+        return Ok(Built::Nothing);
+    };
+    let viewer = match hook.owner_role {
+        Role::Operator => Viewer::Office,
+        role => Viewer::User {
+            id: &hook.owner,
+            role,
+            scopes: &scopes,
+        },
+    };
+    let access = FeedAccess {
+        viewer,
+        configured: &config.read_grants,
+        now_ms,
+        grace_ms: config.grace_ms,
+    };
+    let only = (hook.filter.collections.len() == 1).then(|| hook.filter.collections[0].as_str());
+    let query = FeedQuery {
+        since: hook.cursor,
+        limit: settings.notification_changes_max,
+        collection: only,
+        scan_max: config.scan_entries_max,
+    };
+    let page = feed::read_page(store, &access, &query).map_err(ApiError::internal)?;
+    let mut documents = StoreDocuments { store, hook };
+    let kept = notification::select(&page.entries, &hook.filter, &mut documents)?;
+    if kept.is_empty() {
+        if page.last_seq <= hook.cursor {
+            return Ok(Built::Nothing);
+        }
+        advance_cursor(store, hook, page.last_seq)?;
+        return Ok(Built::Skipped);
+    }
+    freeze(store, hook, &kept, page.last_seq, now_ms, settings)
+}
+
+/// Move a hook's cursor past a page none of whose changes it wants.
+fn advance_cursor(store: &Store, hook: &Hook, to_seq: u64) -> Result<(), ApiError> {
+    let from = hook.cursor;
+    hook::update(store, &hook.id, |mut now| {
+        if now.cursor != from || now.pending.is_some() {
+            return None;
+        }
+        now.cursor = to_seq;
+        Some(Change {
+            hook: now,
+            also: Vec::new(),
+        })
+    })?;
+    Ok(())
+}
+
+fn freeze(
+    store: &Store,
+    hook: &Hook,
+    kept: &[notification::Kept],
+    page_last_seq: u64,
+    now_ms: u64,
+    settings: &super::Settings,
+) -> Result<Built, ApiError> {
+    let number = hook.notifications + 1;
+    let notification_id = format!("msg_{}_{number}", hook.id.trim_start_matches("wh_"));
+    let envelope = Envelope {
+        hook_id: &hook.id,
+        notification_id: &notification_id,
+    };
+    let body = notification::render(
+        &envelope,
+        kept,
+        hook.format,
+        settings.notification_bytes_max,
+    );
+    let carried = &kept[..body.changes];
+    // All kept changes fit: the cursor may pass the whole page scanned.
+    let to_seq = if body.changes == kept.len() {
+        page_last_seq
+    } else {
+        carried[carried.len() - 1].entry.seq
+    };
+    let key = hook::notification_key(&hook.id, number);
+    let stored = StoredNotification {
+        id: notification_id.clone(),
+        hook_id: hook.id.clone(),
+        to_seq,
+        changes: body.changes as u32,
+        body: body.text.clone(),
+        content_type: hook.format.content_type().into(),
+        at_ms: now_ms,
+    };
+    let mut also = vec![RecordWrite {
+        collection: NOTIFICATIONS.into(),
+        key: key.clone(),
+        value: Some(serde_json::to_vec(&stored).map_err(ApiError::internal)?),
+        expect: Expect::Any,
+        replicated_version: None,
+    }];
+    for change in carried {
+        if let Some(status) = &change.status {
+            also.push(RecordWrite {
+                collection: STATES.into(),
+                key: format!("{}/{}", hook.id, change.entry.id),
+                value: Some(
+                    serde_json::to_vec(&serde_json::json!({ "status": status })).expect("json"),
+                ),
+                expect: Expect::Any,
+                replicated_version: None,
+            });
+        }
+    }
+    let from = hook.cursor;
+    let frozen = hook::update(store, &hook.id, |mut now| {
+        if now.cursor != from || now.pending.is_some() {
+            return None;
+        }
+        now.notifications = number;
+        now.pending = Some(Pending {
+            id: notification_id.clone(),
+            key: key.clone(),
+            to_seq,
+            changes: body.changes as u32,
+        });
+        Some(Change {
+            hook: now,
+            also: also.clone(),
+        })
+    })?;
+    match frozen {
+        Some(hook) if hook.pending.as_ref().is_some_and(|p| p.key == key) => {
+            Ok(Built::Frozen(Box::new(hook), body.text))
+        }
+        _ => Ok(Built::Nothing),
+    }
+}
+
+/// What the filters read, from the store.
+struct StoreDocuments<'a> {
+    store: &'a Store,
+    hook: &'a Hook,
+}
+
+impl Documents for StoreDocuments<'_> {
+    fn work_order(&mut self, id: &str) -> Result<Option<Value>, ApiError> {
+        let view = self.store.work_order(id).map_err(ApiError::internal)?;
+        Ok(view
+            .map(crate::api::model::WorkOrder::from)
+            .map(|wo| serde_json::to_value(wo).expect("a work order serializes")))
+    }
+
+    fn record(&mut self, collection: &str, key: &str) -> Result<Option<Value>, ApiError> {
+        let record = self
+            .store
+            .record(collection, key)
+            .map_err(ApiError::internal)?;
+        Ok(record
+            .filter(|record| !record.deleted)
+            .and_then(|record| serde_json::from_slice(&record.value).ok()))
+    }
+
+    fn last_status(&mut self, id: &str) -> Result<Option<String>, ApiError> {
+        let key = format!("{}/{id}", self.hook.id);
+        let record = self
+            .store
+            .record(STATES, &key)
+            .map_err(ApiError::internal)?;
+        Ok(record
+            .filter(|record| !record.deleted)
+            .and_then(|record| serde_json::from_slice::<Value>(&record.value).ok())
+            .and_then(|value| {
+                value
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }))
+    }
+}
+
+/// Send `body` (the hook's pending notification) once and record the
+/// attempt; a `Delivery` moves the cursor on success. Returns whether it
+/// was delivered.
+pub(crate) async fn deliver(
+    state: &AppState,
+    hook: &Hook,
+    body: &str,
+    kind: AttemptKind,
+) -> Result<bool, ApiError> {
+    let pending = hook
+        .pending
+        .clone()
+        .ok_or_else(|| ApiError::internal("deliver without a pending notification"))?;
+    let attempt = send(state, hook, &pending.id, body).await;
+    let now_ms = state.now_ms();
+    let success = matches!(attempt.outcome, AttemptOutcome::Answered { status, .. } if (200..300).contains(&status));
+    let id = hook.id.clone();
+    let policy = state.delivery().settings.policy.clone();
+    let outcome = outcome_of(&attempt.outcome);
+    let error = error_of(&attempt.outcome);
+    let row_of = move |number: u64| AttemptRow {
+        subject: attempts::hook_subject(&id),
+        attempt: number,
+        kind,
+        success,
+        at: fieldsync_node::clock::rfc3339_ms(now_ms),
+        at_ms: now_ms,
+        notification_id: Some(pending.id.clone()),
+        changes: pending.changes,
+        status: status_of(&attempt.outcome),
+        duration_ms: attempt.duration_ms,
+        error: error.clone(),
+        response: response_of(&attempt.outcome),
+    };
+    let hook_id = hook.id.clone();
+    let key = pending.key.clone();
+    let stored = state
+        .blocking(move |store| {
+            hook::update(store, &hook_id, |mut now| {
+                now.attempts += 1;
+                let row = row_of(now.attempts);
+                let before = now.health.disabled.clone();
+                now.health = penalty::after_attempt(&now.health, &outcome, now_ms, &policy);
+                now.last_error = row
+                    .error
+                    .clone()
+                    .or(now.last_error.take().filter(|_| !success));
+                if success && now.pending.as_ref().is_some_and(|p| p.key == key) {
+                    let done = now.pending.take().expect("checked");
+                    now.cursor = now.cursor.max(done.to_seq);
+                    now.changes_delivered += u64::from(done.changes);
+                }
+                if before.is_none() && now.health.disabled.is_some() {
+                    report_disabled(&now);
+                }
+                Some(Change {
+                    also: vec![attempts::write(&row)],
+                    hook: now,
+                })
+            })
+        })
+        .await?;
+    if stored.is_some() {
+        metrics::counter!("fieldsync_webhook_attempts_total", "success" => success.to_string())
+            .increment(1);
+    }
+    Ok(success)
+}
+
+/// Sign and send one notification body to the hook's URL.
+pub(crate) async fn send(
+    state: &AppState,
+    hook: &Hook,
+    notification_id: &str,
+    body: &str,
+) -> super::client::Attempt {
+    let now_ms = state.now_ms();
+    let headers = signing::headers(
+        notification_id,
+        (now_ms / 1000) as i64,
+        body,
+        hook.format.content_type(),
+        hook.signing_secrets(now_ms),
+        hook.sec_key.as_deref(),
+    );
+    match headers {
+        Ok(headers) => {
+            state
+                .delivery()
+                .client
+                .post(&hook.url, headers, bytes::Bytes::from(body.to_string()))
+                .await
+        }
+        Err(error) => super::client::Attempt {
+            outcome: AttemptOutcome::Failed {
+                reason: error.to_string(),
+            },
+            duration_ms: 0,
+        },
+    }
+}
+
+fn report_disabled(hook: &Hook) {
+    tracing::error!(
+        hook = %hook.id,
+        owner = %hook.owner,
+        url = %hook.url,
+        reason = ?hook.health.disabled,
+        "webhook disabled"
+    );
+    metrics::counter!("fieldsync_webhooks_disabled_total").increment(1);
+}
+
+pub(crate) fn outcome_of(outcome: &AttemptOutcome) -> Outcome {
+    match outcome {
+        AttemptOutcome::Answered { status, .. } if (200..300).contains(status) => {
+            Outcome::Delivered
+        }
+        AttemptOutcome::Answered {
+            status,
+            retry_after_ms,
+            ..
+        } => Outcome::Status {
+            status: *status,
+            retry_after_ms: *retry_after_ms,
+        },
+        AttemptOutcome::Timeout => Outcome::Timeout,
+        AttemptOutcome::ConnectFailed { .. } => Outcome::ConnectFailed,
+        AttemptOutcome::Refused { .. } => Outcome::Refused,
+        AttemptOutcome::Failed { .. } => Outcome::Failed,
+    }
+}
+
+pub(crate) fn status_of(outcome: &AttemptOutcome) -> Option<u16> {
+    match outcome {
+        AttemptOutcome::Answered { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
+pub(crate) fn error_of(outcome: &AttemptOutcome) -> Option<String> {
+    match outcome {
+        AttemptOutcome::Answered { status, .. } if (200..300).contains(status) => None,
+        AttemptOutcome::Answered { status, .. } => Some(format!("the receiver answered {status}")),
+        AttemptOutcome::Timeout => Some("no answer within the delivery timeout".into()),
+        AttemptOutcome::ConnectFailed { reason }
+        | AttemptOutcome::Refused { reason }
+        | AttemptOutcome::Failed { reason } => Some(reason.clone()),
+    }
+}
+
+pub(crate) fn response_of(outcome: &AttemptOutcome) -> Option<String> {
+    match outcome {
+        AttemptOutcome::Answered { body_prefix, .. } if !body_prefix.is_empty() => {
+            Some(String::from_utf8_lossy(body_prefix).into_owned())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,185 @@
+//! The retention job: every `retention_interval_ms`, prune delivery
+//! attempts, frozen notifications, command history and command logs with
+//! the pure planner (`retention.rs`), deleting through the committer.
+//!
+//! Why it scans in pages and remembers where it stopped: rows are keyed by
+//! subject, not by age, so old rows can be anywhere; a run reads at most
+//! `SCAN_ROWS_MAX` rows of each collection from where the last run
+//! stopped (wrapping at the end), so one run costs a bounded amount
+//! whatever the log's size, and every row is looked at within a few runs.
+//! A notification a hook is still delivering is never pruned.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use fieldsync_node::store::{Expect, RecordWrite, Store, WriteSet};
+use tokio::sync::watch;
+
+use super::retention::{self, RetentionPolicy, Row};
+use super::{attempts, commands, hook};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Rows of one collection read per run, at most.
+const SCAN_ROWS_MAX: usize = 20_000;
+
+/// Where each collection's scan resumes.
+#[derive(Default)]
+pub(crate) struct Resume {
+    after: BTreeMap<&'static str, String>,
+}
+
+/// What one run removed, per collection.
+pub(crate) type Removed = BTreeMap<&'static str, usize>;
+
+/// Run until `stop` turns true.
+pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let interval_ms = state.delivery().settings.retention_interval_ms;
+    let mut resume = Resume::default();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => return,
+            () = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
+        }
+        let policy = state.delivery().settings.retention.clone();
+        let now_ms = state.now_ms();
+        let taken = std::mem::take(&mut resume);
+        let outcome = state
+            .blocking(move |store| {
+                let mut resume = taken;
+                let removed = run_once(store, &mut resume, &policy, now_ms)?;
+                Ok((resume, removed))
+            })
+            .await;
+        match outcome {
+            Ok((next, removed)) => {
+                resume = next;
+                report(&removed);
+            }
+            Err(error) => tracing::error!(?error, "retention run failed"),
+        }
+    }
+}
+
+fn report(removed: &Removed) {
+    for (collection, count) in removed {
+        metrics::counter!("fieldsync_retention_removed_total", "collection" => *collection)
+            .increment(*count as u64);
+    }
+    let total: usize = removed.values().sum();
+    if total > 0 {
+        tracing::info!(?removed, "retention removed old delivery rows");
+    }
+}
+
+/// One run: at most `rows_per_run_max` rows removed in all.
+pub(crate) fn run_once(
+    store: &Store,
+    resume: &mut Resume,
+    policy: &RetentionPolicy,
+    now_ms: u64,
+) -> Result<Removed, ApiError> {
+    let mut budget = policy.rows_per_run_max;
+    let mut removed = Removed::new();
+    let in_flight: HashSet<String> = hook::list(store)?
+        .into_iter()
+        .filter_map(|hook| hook.pending.map(|pending| pending.key))
+        .collect();
+    for collection in [
+        attempts::ATTEMPTS,
+        hook::NOTIFICATIONS,
+        commands::HISTORY,
+        commands::LOGS,
+    ] {
+        if budget == 0 {
+            break;
+        }
+        let after = resume.after.get(collection).cloned();
+        let rows = rows_of(store, collection, after.as_deref(), &in_flight)?;
+        match rows.last() {
+            Some((key, ..)) if rows.len() == SCAN_ROWS_MAX => {
+                resume.after.insert(collection, key.clone());
+            }
+            _ => {
+                resume.after.remove(collection);
+            }
+        }
+        let view: Vec<Row<'_>> = rows
+            .iter()
+            .map(|(key, subject, at_ms, success)| Row {
+                key,
+                subject,
+                at_ms: *at_ms,
+                success: *success,
+            })
+            .collect();
+        let limited = RetentionPolicy {
+            rows_per_run_max: budget,
+            ..policy.clone()
+        };
+        let doomed = retention::plan(&view, now_ms, &limited);
+        budget -= doomed.len();
+        if !doomed.is_empty() {
+            delete(store, collection, &doomed)?;
+            removed.insert(collection, doomed.len());
+        }
+    }
+    Ok(removed)
+}
+
+type RowOf = (String, String, u64, bool);
+
+fn rows_of(
+    store: &Store,
+    collection: &'static str,
+    after: Option<&str>,
+    in_flight: &HashSet<String>,
+) -> Result<Vec<RowOf>, ApiError> {
+    match collection {
+        attempts::ATTEMPTS => attempts::page_for_retention(store, after, SCAN_ROWS_MAX),
+        commands::HISTORY => commands::history_page_for_retention(store, after, SCAN_ROWS_MAX),
+        commands::LOGS => Ok(
+            commands::log_page_for_retention(store, after, SCAN_ROWS_MAX)?
+                .into_iter()
+                .map(|(key, command, at_ms)| (key, command, at_ms, false))
+                .collect(),
+        ),
+        _ => {
+            let records = store
+                .records(hook::NOTIFICATIONS, after, SCAN_ROWS_MAX)
+                .map_err(ApiError::internal)?;
+            let mut rows = Vec::with_capacity(records.len());
+            for record in records {
+                let stored: super::dispatcher::StoredNotification =
+                    serde_json::from_slice(&record.value).map_err(ApiError::internal)?;
+                // The one being delivered is neither old nor done.
+                if in_flight.contains(&record.key) {
+                    continue;
+                }
+                rows.push((record.key, stored.hook_id, stored.at_ms, true));
+            }
+            Ok(rows)
+        }
+    }
+}
+
+fn delete(store: &Store, collection: &str, keys: &[String]) -> Result<(), ApiError> {
+    let records = keys
+        .iter()
+        .map(|key| RecordWrite {
+            collection: collection.into(),
+            key: key.clone(),
+            value: None,
+            expect: Expect::Any,
+            replicated_version: None,
+        })
+        .collect();
+    store
+        .submit(WriteSet {
+            records,
+            ..WriteSet::default()
+        })
+        .and_then(|pending| pending.wait())
+        .map_err(hook::write_error)?;
+    Ok(())
+}
