@@ -28,6 +28,7 @@ mod many;
 mod records_bench;
 mod report;
 mod sync_bench;
+mod webhooks_bench;
 
 /// The fixture, relative to this crate's directory (the workspace root's
 /// sibling `shared/bench`).
@@ -75,6 +76,9 @@ enum Workload {
     Rest(gateway_bench::RestArgs),
     /// Records written durably in write sets, beside raw sled; then the feed.
     Records(records_bench::RecordsArgs),
+    /// Webhook delivery: changes/s delivered, write-to-delivery latency, and
+    /// the feed reader's own rate over the same changes.
+    Webhooks(webhooks_bench::WebhooksArgs),
 }
 
 #[derive(Args)]
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         Workload::Feed(args) => gateway_bench::feed(&args).map(|()| ExitCode::SUCCESS),
         Workload::Rest(args) => gateway_bench::rest(&args).map(|()| ExitCode::SUCCESS),
         Workload::Records(args) => records_bench::records(&args).map(|()| ExitCode::SUCCESS),
+        Workload::Webhooks(args) => webhooks_bench::webhooks(&args).map(|()| ExitCode::SUCCESS),
         Workload::W3Once(args) => w3_once(&args),
         Workload::Stages(args) => stages(&args).map(|()| ExitCode::SUCCESS),
     };

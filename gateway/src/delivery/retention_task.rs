@@ -183,3 +183,102 @@ fn delete(store: &Store, collection: &str, keys: &[String]) -> Result<(), ApiErr
         .map_err(hook::write_error)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::attempts::{AttemptKind, AttemptRow};
+    use fieldsync_node::store::StoreConfig;
+
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+
+    fn row(subject: &str, attempt: u64, at_ms: u64, success: bool) -> RecordWrite {
+        attempts::write(&AttemptRow {
+            subject: subject.into(),
+            attempt,
+            kind: AttemptKind::Delivery,
+            success,
+            at: String::new(),
+            at_ms,
+            notification_id: None,
+            changes: 0,
+            status: None,
+            duration_ms: 0,
+            error: None,
+            response: None,
+        })
+    }
+
+    fn keys(store: &Store) -> Vec<String> {
+        store
+            .records(attempts::ATTEMPTS, None, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect()
+    }
+
+    #[test]
+    fn old_rows_go_oldest_first_at_most_m_per_run_and_the_last_success_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path(), StoreConfig::default()).unwrap();
+        let now_ms = 100 * DAY_MS;
+        let old = now_ms - 40 * DAY_MS;
+        let records = vec![
+            // hook:a: an old success, an older failure, a young failure.
+            row("hook:a", 1, old - 2, false),
+            row("hook:a", 2, old, true),
+            row("hook:a", 3, now_ms - DAY_MS, false),
+            // hook:b: two old successes and an old failure.
+            row("hook:b", 1, old - 5, true),
+            row("hook:b", 2, old - 4, true),
+            row("hook:b", 3, old - 3, false),
+        ];
+        store
+            .submit(WriteSet {
+                records,
+                ..WriteSet::default()
+            })
+            .unwrap()
+            .wait()
+            .unwrap();
+        let policy = RetentionPolicy {
+            keep_ms: 30 * DAY_MS,
+            rows_per_run_max: 2,
+        };
+        let mut resume = Resume::default();
+        let removed = run_once(&store, &mut resume, &policy, now_ms).unwrap();
+        assert_eq!(removed[attempts::ATTEMPTS], 2, "at most M per run");
+        // The two oldest deletable: hook:b's first success (a newer one
+        // exists) and its failure.
+        assert_eq!(
+            keys(&store),
+            vec![
+                attempts::key("hook:a", 1),
+                attempts::key("hook:a", 2),
+                attempts::key("hook:a", 3),
+                attempts::key("hook:b", 2),
+            ]
+        );
+        let removed = run_once(&store, &mut resume, &policy, now_ms).unwrap();
+        assert_eq!(removed[attempts::ATTEMPTS], 1);
+        let kept = keys(&store);
+        assert_eq!(
+            kept,
+            vec![
+                attempts::key("hook:a", 2),
+                attempts::key("hook:a", 3),
+                attempts::key("hook:b", 2),
+            ],
+            "each subject keeps its last success; young rows stay"
+        );
+        let removed = run_once(&store, &mut resume, &policy, now_ms).unwrap();
+        assert!(removed.is_empty());
+        // Deleting an internal record frees its key: no tombstone is left.
+        assert!(store
+            .record(attempts::ATTEMPTS, &attempts::key("hook:a", 1))
+            .unwrap()
+            .is_none());
+        store.close();
+    }
+}

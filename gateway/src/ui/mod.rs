@@ -23,6 +23,8 @@ use crate::error::ApiError;
 use crate::feed::read_page;
 use crate::state::AppState;
 
+mod delivery;
+
 /// Name of the session cookie.
 pub(crate) const SESSION_COOKIE: &str = "fieldsync_session";
 /// Work orders per UI page.
@@ -40,6 +42,8 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/ui/peers", get(peers))
         .route("/ui/changes", get(changes))
         .route("/ui/collections", get(collections))
+        .route("/ui/webhooks", get(delivery::webhooks))
+        .route("/ui/commands", get(delivery::commands_page))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -116,6 +120,10 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                         a href="/ui/work-orders" { "Work orders" }
                         a href="/ui/changes" { "Changes" }
                         a href="/ui/collections" { "Collections" }
+                        a href="/ui/webhooks" { "Webhooks" }
+                        @if caller.role != fieldsync_schemas::Role::Technician {
+                            a href="/ui/commands" { "Commands" }
+                        }
                         @if caller.role == fieldsync_schemas::Role::Operator {
                             a href="/ui/peers" { "Peers" }
                         }

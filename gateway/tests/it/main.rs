@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod commands;
 mod feed;
 mod input;
 mod ops;

@@ -193,3 +193,123 @@ async fn collections_page_lists_what_the_user_may_read() {
     assert!(html.contains("<code>materials</code>") && !html.contains("<code>customers</code>"));
     server.stop().await;
 }
+
+/// The session cookie of `user`, signed in with its secret.
+async fn signed_in(server: &Server, user: &str) -> String {
+    let response = sign_in(server, user, &server.secret(user)).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{user} signs in");
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+async fn register_hook(server: &Server, token: &str, url: &str) -> String {
+    let body = json!({"url": url, "skip_url_test": true});
+    let response = server
+        .call(Method::POST, "/api/v1/webhooks", Some(token), Some(&body))
+        .await;
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let created: serde_json::Value = serde_json::from_str(&text).unwrap();
+    created["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_page_shows_the_hooks_one_may_manage_escaped() {
+    let server = Server::start_delivering(None, None).await;
+    let op = server.token("op").await;
+    let plain = register_hook(&server, &op, "http://127.0.0.1:9/hook").await;
+    let scripted = register_hook(
+        &server,
+        &op,
+        "http://127.0.0.1:9/hook?q=<script>alert(1)</script>",
+    )
+    .await;
+    let tech_token = server.token("tech-1").await;
+    let techs = register_hook(&server, &tech_token, "http://127.0.0.1:9/tech").await;
+
+    let operator = signed_in(&server, "op").await;
+    let (status, html) = page(&server, &operator, "/ui/webhooks").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("href=\"/ui/webhooks\""), "nav link");
+    assert!(html.contains("href=\"/ui/commands\""), "nav link");
+    for id in [&plain, &scripted, &techs] {
+        assert!(html.contains(id.as_str()), "{id} listed");
+    }
+    assert!(html.contains("<code>http://127.0.0.1:9/hook</code>"));
+    assert!(html.contains("http://127.0.0.1:9/hook?q=&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!html.contains("<script>"), "no markup from the URL");
+    assert!(html.contains("all collections") && html.contains(">tech-1<"));
+
+    // A delivery to the closed port fails: the hook is penalised and the
+    // attempt is listed.
+    server.create("wo-1", Some("tech-1")).await;
+    let mut html = String::new();
+    for _ in 0..500 {
+        html = page(&server, &operator, "/ui/webhooks").await.1;
+        if html.contains("penalised until") && html.contains("<td>delivery</td>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(html.contains("penalised until"), "{html}");
+    assert!(html.contains("<td>delivery</td>"), "{html}");
+    eprintln!("DUMP1 {html}");
+
+    // A technician sees only their own hook, and no commands.
+    let tech = signed_in(&server, "tech-1").await;
+    let (status, html) = page(&server, &tech, "/ui/webhooks").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(techs.as_str()));
+    assert!(!html.contains(plain.as_str()) && !html.contains(scripted.as_str()));
+    assert!(!html.contains("href=\"/ui/commands\""));
+    let (status, _) = page(&server, &tech, "/ui/commands").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Another technician has none.
+    let other = signed_in(&server, "tech-2").await;
+    let (_, html) = page(&server, &other, "/ui/webhooks").await;
+    assert!(html.contains("No webhooks you may manage.") && !html.contains(techs.as_str()));
+    // An integration without `webhooks:manage` may not.
+    let reader = signed_in(&server, "erp-read").await;
+    let (status, _) = page(&server, &reader, "/ui/webhooks").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_page_lists_a_published_command_as_pending() {
+    let server = Server::start().await;
+    let op = server.token("op").await;
+    let body = json!({"name": "anonymise", "subscriber": "erp-all", "payload": {}});
+    let response = server
+        .call(Method::POST, "/api/v1/commands", Some(&op), Some(&body))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: serde_json::Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let section = |html: &str, id: &str| {
+        let at = html.find(id).expect("listed");
+        let pending = html.find("Pending (available now)").unwrap();
+        let waiting = html.find("Waiting (retry scheduled)").unwrap();
+        (pending < at && at < waiting, html[waiting..].contains(id))
+    };
+    for user in ["op", "erp-all"] {
+        let cookie = signed_in(&server, user).await;
+        let (status, html) = page(&server, &cookie, "/ui/commands").await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert_eq!(section(&html, &id), (true, false), "{user}: {html}");
+        eprintln!("DUMP2 {html}");
+        assert!(html.contains("<td>anonymise</td>") && html.contains("0 / 3"));
+    }
+    // Neither publisher nor subscriber, or no commands scope, or a
+    // technician: nothing, or no page.
+    let other = signed_in(&server, "erp-none").await;
+    let (status, _) = page(&server, &other, "/ui/commands").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let tech = signed_in(&server, "tech-1").await;
+    let (status, html) = page(&server, &tech, "/ui/commands").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!html.contains(id.as_str()));
+    server.stop().await;
+}
