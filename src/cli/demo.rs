@@ -123,6 +123,8 @@ async fn demo(
     let gateway_listen = listener.local_addr()?;
     let central = create_node(base, "central", NodeRole::Central, |config| {
         config.gateway.listen = gateway_listen;
+        // The demo's webhook receiver is on this machine.
+        config.delivery.allow_networks = vec!["127.0.0.0/8".into()];
     })?;
     let options = StartOptions {
         gateway_listener: Some(listener),
@@ -151,6 +153,13 @@ async fn demo(
     let bob_run = start_node(&bob, StartOptions::default()).await?;
 
     print_banner(base, &url, &operator_secret, &erp_secret, &ids[0]);
+    let receiver = super::demo_receiver::start().await?;
+    receiver.register(&url, &operator_secret).await?;
+    println!(
+        "A webhook receiver at {} is registered on the central (from now on);\n\
+         each signed notification it gets is printed below as it arrives.\n",
+        receiver.url
+    );
     let nodes = Nodes {
         central: &central,
         alice: &alice,

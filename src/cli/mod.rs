@@ -3,6 +3,7 @@
 //! for people and scripts goes to stdout, logs and errors to stderr.
 
 pub(crate) mod demo;
+pub(crate) mod demo_receiver;
 pub(crate) mod enroll;
 pub(crate) mod import;
 pub(crate) mod init;

@@ -156,10 +156,17 @@ fn check_name(what: &str, text: &str) -> Result<(), ApiError> {
 
 /// May the caller see this command? Operators all; others the ones they
 /// publish or execute.
-fn sees(caller: &Caller, command: &Command) -> bool {
+pub(crate) fn sees(caller: &Caller, command: &Command) -> bool {
     caller.role == Role::Operator
         || command.publisher == caller.user_id
         || command.subscriber == caller.user_id
+}
+
+/// Listing commands takes `commands:consume` or `commands:publish`.
+pub(crate) fn may_list(caller: &Caller) -> Result<(), ApiError> {
+    caller
+        .office_or_scope(Scope::CommandsConsume)
+        .or_else(|_| caller.office_or_scope(Scope::CommandsPublish))
 }
 
 fn no_command(id: &str) -> ApiError {
@@ -262,9 +269,7 @@ pub(crate) async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<CommandQuery>,
 ) -> Result<axum::Json<Vec<CommandView>>, ApiError> {
-    if caller.office_or_scope(Scope::CommandsConsume).is_err() {
-        caller.office_or_scope(Scope::CommandsPublish)?;
-    }
+    may_list(&caller)?;
     let subscriber = match (&query.subscriber, caller.role) {
         (Some(subscriber), _) => Some(subscriber.clone()),
         (None, Role::Operator) => None,

@@ -182,11 +182,16 @@ fn view(hook: &Hook, now_ms: u64) -> Webhook {
 
 /// Operators, integrations with `webhooks:manage`, and technicians (for
 /// their own work orders) may register hooks.
-fn may_manage(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn may_manage(caller: &Caller) -> Result<(), ApiError> {
     match caller.role {
         Role::Technician => Ok(()),
         _ => caller.office_or_scope(Scope::WebhooksManage),
     }
+}
+
+/// Whether the caller manages this hook: operators all, others their own.
+pub(crate) fn manages(caller: &Caller, hook: &Hook) -> bool {
+    caller.role == Role::Operator || hook.owner == caller.user_id
 }
 
 fn no_hook(id: &str) -> ApiError {
@@ -199,9 +204,7 @@ async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Hook, ApiE
     let key = id.to_string();
     let found = state.blocking(move |store| hook::load(store, &key)).await?;
     match found {
-        Some((hook, _)) if caller.role == Role::Operator || hook.owner == caller.user_id => {
-            Ok(hook)
-        }
+        Some((hook, _)) if manages(caller, &hook) => Ok(hook),
         _ => Err(no_hook(id)),
     }
 }
@@ -425,7 +428,7 @@ pub(crate) async fn list_webhooks(
     Ok(axum::Json(
         hooks
             .iter()
-            .filter(|hook| caller.role == Role::Operator || hook.owner == caller.user_id)
+            .filter(|hook| manages(&caller, hook))
             .map(|hook| view(hook, now_ms))
             .collect(),
     ))

@@ -14,11 +14,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fieldsync_node::clock::rfc3339_ms;
-use fieldsync_schemas::{Role, Scope};
 use maud::{html, Markup};
 
 use super::{error_page, page, UiCaller};
-use crate::auth::Caller;
 use crate::delivery::attempts::{self, AttemptKind, AttemptRow};
 use crate::delivery::command_schedule::{is_available, CommandState};
 use crate::delivery::commands::{self, Command};
@@ -31,15 +29,6 @@ const HOOK_ATTEMPTS_SHOWN: u64 = 5;
 /// Rows per command section, at most.
 const COMMANDS_SHOWN: usize = 100;
 
-/// `webhooks:manage`, as the API asks it: technicians pass (their hooks
-/// see only their work orders), integrations need the scope.
-fn may_manage_hooks(caller: &Caller) -> Result<(), crate::error::ApiError> {
-    match caller.role {
-        Role::Technician => Ok(()),
-        _ => caller.office_or_scope(Scope::WebhooksManage),
-    }
-}
-
 /// A hook and its latest attempts, oldest first.
 struct HookRows {
     hook: Hook,
@@ -50,7 +39,7 @@ pub(super) async fn webhooks(
     State(state): State<AppState>,
     UiCaller(caller): UiCaller,
 ) -> Response {
-    if let Err(error) = may_manage_hooks(&caller) {
+    if let Err(error) = crate::api::webhooks::may_manage(&caller) {
         return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
     }
     let reader = caller.clone();
@@ -58,7 +47,7 @@ pub(super) async fn webhooks(
         .blocking(move |store| {
             hook::list(store)?
                 .into_iter()
-                .filter(|hook| reader.role == Role::Operator || hook.owner == reader.user_id)
+                .filter(|hook| crate::api::webhooks::manages(&reader, hook))
                 .map(|hook| {
                     let after = hook.attempts.saturating_sub(HOOK_ATTEMPTS_SHOWN);
                     let attempts = attempts::list(
@@ -159,7 +148,8 @@ fn hook_section(rows: &HookRows, now_ms: u64) -> Markup {
                     th { "Pending notification" }
                     td {
                         @if let Some(pending) = &hook.pending {
-                            code { (pending.id) } " (" (pending.changes) " changes)"
+                            code { (pending.id) } " (" (pending.changes)
+                            @if pending.changes == 1 { " change)" } @else { " changes)" }
                         } @else { "none" }
                     }
                 }
@@ -206,9 +196,7 @@ pub(super) async fn commands_page(
     State(state): State<AppState>,
     UiCaller(caller): UiCaller,
 ) -> Response {
-    let allowed = caller
-        .office_or_scope(Scope::CommandsConsume)
-        .or_else(|_| caller.office_or_scope(Scope::CommandsPublish));
+    let allowed = crate::api::commands::may_list(&caller);
     if let Err(error) = allowed {
         return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
     }
@@ -217,11 +205,7 @@ pub(super) async fn commands_page(
     let scan_max = state.config().scan_entries_max;
     let read = state
         .blocking(move |store| {
-            let sees = |command: &Command| {
-                reader.role == Role::Operator
-                    || command.publisher == reader.user_id
-                    || command.subscriber == reader.user_id
-            };
+            let sees = |command: &Command| crate::api::commands::sees(&reader, command);
             let limit = COMMANDS_SHOWN + 1;
             Ok(CommandSections {
                 pending: commands::pending(

@@ -254,7 +254,6 @@ async fn webhooks_page_shows_the_hooks_one_may_manage_escaped() {
     }
     assert!(html.contains("penalised until"), "{html}");
     assert!(html.contains("<td>delivery</td>"), "{html}");
-    eprintln!("DUMP1 {html}");
 
     // A technician sees only their own hook, and no commands.
     let tech = signed_in(&server, "tech-1").await;
@@ -299,11 +298,21 @@ async fn commands_page_lists_a_published_command_as_pending() {
         let (status, html) = page(&server, &cookie, "/ui/commands").await;
         assert_eq!(status, StatusCode::OK, "{html}");
         assert_eq!(section(&html, &id), (true, false), "{user}: {html}");
-        eprintln!("DUMP2 {html}");
         assert!(html.contains("<td>anonymise</td>") && html.contains("0 / 3"));
     }
-    // Neither publisher nor subscriber, or no commands scope, or a
-    // technician: nothing, or no page.
+    // Over 100 in a section: the first 100, and the page says so.
+    for _ in 0..100 {
+        let response = server
+            .call(Method::POST, "/api/v1/commands", Some(&op), Some(&body))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let operator = signed_in(&server, "op").await;
+    let (_, html) = page(&server, &operator, "/ui/commands").await;
+    assert!(html.contains("Pending (available now) (100+)"), "{html}");
+    assert_eq!(html.matches("<td>anonymise</td>").count(), 100);
+    assert!(html.contains("Showing the first 100 only"));
+    // No commands scope, or a technician: no page.
     let other = signed_in(&server, "erp-none").await;
     let (status, _) = page(&server, &other, "/ui/commands").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
