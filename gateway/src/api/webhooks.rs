@@ -307,6 +307,7 @@ fn hook_of(state: &AppState, caller: &Caller, body: &NewWebhook) -> Result<Hook,
         attempts: 0,
         notifications: 0,
         changes_delivered: 0,
+        alerts: Vec::new(),
     })
 }
 

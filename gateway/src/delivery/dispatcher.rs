@@ -99,7 +99,7 @@ async fn schedule(
         if in_flight.values().any(|id| *id == hook.id) || hook.health.disabled.is_some() {
             continue;
         }
-        if hook.pending.is_none() && hook.cursor >= last_seq {
+        if hook.pending.is_none() && hook.alerts.is_empty() && hook.cursor >= last_seq {
             continue;
         }
         if !penalty::due(&hook.health, now_ms) {
@@ -161,6 +161,12 @@ fn prepare(
         if let Some(pending) = &hook.pending {
             let body = notification_body(store, &pending.key)?;
             return Ok(Some((hook, body)));
+        }
+        if !hook.alerts.is_empty() {
+            match super::alerts::freeze(store, &hook, now_ms)? {
+                Some(frozen) => return Ok(Some(frozen)),
+                None => continue,
+            }
         }
         if hook.cursor >= store.last_seq() {
             return Ok(None);
@@ -446,7 +452,8 @@ pub(crate) async fn deliver(
     let key = pending.key.clone();
     let stored = state
         .blocking(move |store| {
-            hook::update(store, &hook_id, |mut now| {
+            let mut became_disabled = false;
+            let stored = hook::update(store, &hook_id, |mut now| {
                 now.attempts += 1;
                 let row = row_of(now.attempts);
                 let before = now.health.disabled.clone();
@@ -460,14 +467,17 @@ pub(crate) async fn deliver(
                     now.cursor = now.cursor.max(done.to_seq);
                     now.changes_delivered += u64::from(done.changes);
                 }
-                if before.is_none() && now.health.disabled.is_some() {
-                    report_disabled(&now);
-                }
+                became_disabled = before.is_none() && now.health.disabled.is_some();
                 Some(Change {
                     also: vec![attempts::write(&row)],
                     hook: now,
                 })
-            })
+            })?;
+            if let Some(hook) = stored.as_ref().filter(|_| became_disabled) {
+                report_disabled(hook);
+                super::alerts::queue_disabled(store, hook, now_ms)?;
+            }
+            Ok(stored)
         })
         .await?;
     if stored.is_some() {

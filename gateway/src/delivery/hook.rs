@@ -123,6 +123,9 @@ pub(crate) struct Hook {
     pub(crate) notifications: u64,
     #[serde(default)]
     pub(crate) changes_delivered: u64,
+    /// Alerts for operators waiting to be sent (`alerts.rs`).
+    #[serde(default)]
+    pub(crate) alerts: Vec<super::alerts::Alert>,
 }
 
 impl Hook {

@@ -19,9 +19,11 @@
 //! - `ssrf.rs`, `client.rs`: where a delivery may go, and the HTTP client
 //!   that goes only there;
 //! - `hook.rs`, `attempts.rs`, `commands.rs`: what is stored;
+//! - `alerts.rs`: telling operators' hooks that a hook was disabled;
 //! - `dispatcher.rs`, `retention_task.rs`: the thin tasks around the pure
 //!   cores.
 
+pub(crate) mod alerts;
 pub mod attempts;
 pub mod client;
 pub(crate) mod command_schedule;

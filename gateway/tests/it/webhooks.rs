@@ -282,6 +282,13 @@ async fn gone_disables_retry_enables_and_redelivery_resends_the_same_notificatio
     )
     .await;
     let id = hook["id"].as_str().unwrap();
+    let operator_receiver = Receiver::start().await;
+    register(
+        &server,
+        &token,
+        json!({"url": operator_receiver.url, "skip_url_test": true, "collections": ["nothing"]}),
+    )
+    .await;
     receiver.script([(410, vec![])]);
     write_records(&server, "parts", 0, 2).await;
     receiver.wait_for("one attempt", |r| !r.is_empty()).await;
@@ -290,6 +297,20 @@ async fn gone_disables_retry_enables_and_redelivery_resends_the_same_notificatio
     })
     .await;
     assert_eq!(state["disabled"], "gone");
+    // An operator's other hook is told, with an alert of its own.
+    let got = operator_receiver
+        .wait_for("an alert", |r| {
+            r.iter().any(|r| r.json()["type"] == "alert")
+        })
+        .await;
+    let alert = got
+        .iter()
+        .find(|r| r.json()["type"] == "alert")
+        .unwrap()
+        .json();
+    assert_eq!(alert["alert"]["kind"], "webhook_disabled");
+    assert_eq!(alert["alert"]["hook_id"], id);
+    assert_eq!(alert["alert"]["reason"], "gone");
     write_records(&server, "parts", 5, 1).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
@@ -638,5 +659,86 @@ async fn a_redirect_is_a_failure_and_a_name_that_turns_private_fails_delivery() 
         2,
         "test call only; nothing delivered since"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_registrations_get_a_clear_problem_and_store_nothing() {
+    let receiver = Receiver::start().await;
+    let server = Server::start_delivering(None, None).await;
+    let token = server.token("op").await;
+    let url = receiver.url.clone();
+    let cases: Vec<(Value, StatusCode)> = vec![
+        (
+            json!({"url": url, "format": "yaml"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "secret": "not-whsec"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "secret": "whsec_QUJD"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "sec_key": ""}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "sec_key": "line\nbreak"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "last_seq": 1_000_000}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "collections": ["Bad Name"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "data_filter": {"field": "", "value": "x"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": format!("{url}?{}", "x".repeat(3000))}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": "not a url"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": url, "surprise": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"format": "json"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!("just a string"), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, status) in cases {
+        let response = server
+            .call(Method::POST, "/api/v1/webhooks", Some(&token), Some(&body))
+            .await;
+        let got = response.status();
+        assert!(
+            got == status || got == StatusCode::BAD_REQUEST,
+            "{body}: {got}"
+        );
+        problem(response, got).await;
+    }
+    let malformed = server
+        .client
+        .post(format!("{}/api/v1/webhooks", server.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"url\":")
+        .send()
+        .await
+        .unwrap();
+    problem(malformed, StatusCode::BAD_REQUEST).await;
+    let (_, list) = server.get_json("/api/v1/webhooks", &token).await;
+    assert_eq!(list, json!([]), "nothing was stored");
+    assert!(receiver.received().is_empty(), "no URL was called");
     server.stop().await;
 }
