@@ -113,7 +113,10 @@ impl DeliveryConfig {
 {enabled}# Networks webhooks may reach although they are loopback or private,
 # e.g. ["127.0.0.0/8"] for a receiver on this machine. Empty: public only.
 allow_networks = [{networks}]
+# Time one delivery may take, connection included (the receiver must
+# answer 2xx within it).
 timeout_ms = {timeout_ms}
+# Time to connect to a receiver.
 connect_timeout_ms = {connect_timeout_ms}
 # Changes merged into one notification, at most.
 notification_changes_max = {changes}
@@ -122,9 +125,12 @@ disable_after_days = {disable}
 # Attempts, command history and logs are kept this many days.
 retention_days = {retention}
 [delivery.commands]
-# A failed command waits interval_ms × factor × attempts_max × attempt.
+# A failed command waits interval_ms × factor × attempts_max × attempt
+# (reference §4); per command name in [delivery.command_rules.<name>].
 interval_ms = {interval}
+# The formula's factor.
 factor = {factor}
+# Failed executions after which a command is dead.
 attempts_max = {attempts}
 "#,
             timeout_ms = self.timeout_ms,
