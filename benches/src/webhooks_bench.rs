@@ -592,7 +592,9 @@ fn pairs(figures: &[(&'static str, f64)]) -> String {
     figures
         .iter()
         .map(|(key, value)| {
-            let decimals = if key.ends_with("_s") {
+            let decimals = if key.ends_with("_per_s") {
+                0
+            } else if key.ends_with("_s") {
                 3
             } else if key.ends_with("_ms") {
                 2
@@ -706,10 +708,11 @@ fn print_table(args: &WebhooksArgs, median: &[(&'static str, f64)]) {
             .iter()
             .find(|(name, _)| *name == key)
             .map_or(f64::NAN, |(_, value)| *value);
-        println!(
+        let line = format!(
             "{label:<36} {value:>12.decimals$}   {}",
             target.describe(value)
         );
+        println!("{}", line.trim_end());
     }
     println!();
 }

@@ -69,6 +69,9 @@ pub struct GatewayConfig {
     /// `[delivery]`: webhooks, commands, retention (checked into
     /// `delivery::Settings` when the state is built).
     pub delivery: DeliveryConfig,
+    /// This node runs the webhook dispatcher (`[delivery] enabled`, on by
+    /// default on a central); hooks are registered only where it runs.
+    pub delivery_runs: bool,
 }
 
 impl Default for GatewayConfig {
@@ -81,6 +84,7 @@ impl Default for GatewayConfig {
             GRACE_MS_DEFAULT,
             BTreeMap::new(),
             DeliveryConfig::default(),
+            true,
         )
     }
 }
@@ -94,6 +98,9 @@ impl GatewayConfig {
             config.sync.grace_ms,
             config.read_grants(),
             config.delivery.clone(),
+            config
+                .delivery
+                .runs_on(config.role == fieldsync_node::config::NodeRole::Central),
         )
     }
 
@@ -102,6 +109,7 @@ impl GatewayConfig {
         grace_ms: u64,
         read_grants: BTreeMap<String, ReadGrants>,
         delivery: DeliveryConfig,
+        delivery_runs: bool,
     ) -> GatewayConfig {
         GatewayConfig {
             body_bytes_max: section.body_bytes_max,
@@ -123,6 +131,7 @@ impl GatewayConfig {
             grace_ms,
             read_grants: Arc::new(read_grants),
             delivery,
+            delivery_runs,
         }
     }
 }

@@ -176,16 +176,26 @@ attempts_max = {attempts}
         if let Some((key, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Some((key, "must be at least 1".into()));
         }
+        if self
+            .command_rules
+            .values()
+            .any(|rule| rule.attempts_max == 0)
+        {
+            return Some((
+                "delivery.command_rules.<name>.attempts_max",
+                "must be at least 1".into(),
+            ));
+        }
         if self.notification_changes_max > 1000 {
             return Some((
                 "delivery.notification_changes_max",
                 "must be at most 1000".into(),
             ));
         }
-        if self.notification_bytes_max > 60 * 1024 {
+        if self.notification_bytes_max > 48 * 1024 {
             return Some((
                 "delivery.notification_bytes_max",
-                "must be at most 61440 (a notification is kept as one record)".into(),
+                "must be at most 49152 (a notification is kept as one record)".into(),
             ));
         }
         None

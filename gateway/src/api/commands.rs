@@ -32,6 +32,11 @@ const NAME_BYTES_MAX: usize = 128;
 const LOG_ROWS_MAX: usize = 100;
 /// Bytes of one log row's text, at most.
 const LOG_TEXT_BYTES_MAX: usize = 4096;
+/// Bytes of one log row's debug data (as JSON), at most.
+const LOG_DEBUG_BYTES_MAX: usize = 4096;
+/// Bytes of a command's payload (as JSON), at most: a command is one
+/// record (64 KiB) with its envelope.
+const PAYLOAD_BYTES_MAX: usize = 32 * 1024;
 /// Commands listed per call, at most.
 const LIST_COMMANDS_MAX: usize = 500;
 /// Commands scanned per list call, at most.
@@ -196,6 +201,11 @@ pub(crate) async fn publish(
     let ApiJson(body) = body?;
     check_name("name", &body.name)?;
     check_name("subscriber", &body.subscriber)?;
+    if body.payload.to_string().len() > PAYLOAD_BYTES_MAX {
+        return Err(invalid(format!(
+            "payload: at most {PAYLOAD_BYTES_MAX} bytes as JSON"
+        )));
+    }
     let key = match headers.get("idempotency-key") {
         Some(value) => {
             let text = value.to_str().map_err(|_| {
@@ -333,20 +343,18 @@ pub(crate) async fn subscriptions(
 ) -> Result<axum::Json<std::collections::BTreeMap<String, u64>>, ApiError> {
     caller.office_or_scope(Scope::CommandsConsume)?;
     let me = caller.user_id.clone();
-    let found = state
+    let counts = state
         .blocking(move |store| {
-            commands::pending(
-                store,
-                |c| c.subscriber == me,
-                SCAN_COMMANDS_MAX,
-                SCAN_COMMANDS_MAX,
-            )
+            let mut counts = std::collections::BTreeMap::new();
+            commands::scan(store, commands::PENDING, SCAN_COMMANDS_MAX, |command| {
+                if command.subscriber == me {
+                    *counts.entry(command.name).or_insert(0u64) += 1;
+                }
+                true
+            })?;
+            Ok(counts)
         })
         .await?;
-    let mut counts = std::collections::BTreeMap::new();
-    for command in found {
-        *counts.entry(command.name).or_insert(0u64) += 1;
-    }
     Ok(axum::Json(counts))
 }
 
@@ -410,6 +418,15 @@ fn log_rows(
             if row.text.len() > LOG_TEXT_BYTES_MAX {
                 return Err(invalid(format!(
                     "log text: at most {LOG_TEXT_BYTES_MAX} bytes"
+                )));
+            }
+            if row
+                .debug
+                .as_ref()
+                .is_some_and(|debug| debug.to_string().len() > LOG_DEBUG_BYTES_MAX)
+            {
+                return Err(invalid(format!(
+                    "log debug: at most {LOG_DEBUG_BYTES_MAX} bytes as JSON"
                 )));
             }
             Ok(LogRow {

@@ -33,6 +33,10 @@ const URL_BYTES_MAX: usize = 2048;
 const SEC_KEY_BYTES_MAX: usize = 256;
 /// Collections one hook may name, at most.
 const FILTER_COLLECTIONS_MAX: usize = 64;
+/// Hooks one owner may have, at most.
+const HOOKS_PER_OWNER_MAX: usize = 20;
+/// Hooks on this node, at most (the dispatcher looks at all of them).
+const HOOKS_MAX: usize = 1000;
 
 /// A hook to register.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -336,7 +340,7 @@ async fn url_test(state: &AppState, hook: &Hook) -> Result<AttemptRow, ApiError>
         status: dispatcher::status_of(&attempt.outcome),
         duration_ms: attempt.duration_ms,
         error: dispatcher::error_of(&attempt.outcome),
-        response: dispatcher::response_of(&attempt.outcome),
+        response: dispatcher::response_of(&attempt.outcome, hook.owner_role),
     };
     match &row.error {
         None => Ok(row),
@@ -367,7 +371,34 @@ pub(crate) async fn create_webhook(
 ) -> Result<Response, ApiError> {
     may_manage(&caller)?;
     let ApiJson(body) = body?;
+    if !state.config().delivery_runs {
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "this node does not dispatch webhooks ([delivery] enabled = false): \
+             register hooks on the central that does",
+        ));
+    }
     let mut hook = hook_of(&state, &caller, &body)?;
+    hook::permitted(caller.role, &caller.scopes, &hook.filter).map_err(ApiError::forbidden)?;
+    let owner = caller.user_id.clone();
+    let (mine, all) = state
+        .blocking(move |store| {
+            let hooks = hook::list(store)?;
+            Ok((
+                hooks.iter().filter(|h| h.owner == owner).count(),
+                hooks.len(),
+            ))
+        })
+        .await?;
+    if mine >= HOOKS_PER_OWNER_MAX || all >= HOOKS_MAX {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "too many webhooks: at most {HOOKS_PER_OWNER_MAX} per owner and {HOOKS_MAX} in all; \
+                 delete one first"
+            ),
+        ));
+    }
     state
         .delivery()
         .check_destination(&hook.url)
@@ -500,7 +531,14 @@ pub(crate) async fn retry_webhook(
     let updated = state
         .blocking(move |store| {
             hook::update(store, &id, |mut hook| {
-                hook.health = penalty::enable(&penalty::reset(&hook.health, now_ms), now_ms);
+                // A disabled hook starts afresh; a failing one keeps the
+                // start of its failure, so retrying now and then cannot keep
+                // a broken hook from being disabled after N days.
+                hook.health = if hook.health.disabled.is_some() {
+                    penalty::enable(&hook.health, now_ms)
+                } else {
+                    penalty::reset(&hook.health, now_ms)
+                };
                 Some(hook::Change {
                     hook,
                     also: Vec::new(),
@@ -537,21 +575,18 @@ pub(crate) async fn rotate_secret(
     state
         .blocking(move |store| {
             hook::update(store, &id, |mut hook| {
-                hook.secrets
-                    .retain(|s| s.expires_at_ms.is_none_or(|at| at > now_ms));
-                for old in &mut hook.secrets {
-                    old.expires_at_ms = Some(
-                        old.expires_at_ms
-                            .map_or(expires_at_ms, |at| at.min(expires_at_ms)),
-                    );
-                }
-                hook.secrets.insert(
-                    0,
-                    Secret {
-                        secret: new.clone(),
-                        expires_at_ms: None,
-                    },
-                );
+                // Two secrets sign at most: the new one, and the one it
+                // replaces until the overlap ends (a rotation during an
+                // overlap ends the older one's at once).
+                let previous = hook.secrets.first().cloned().map(|mut old| {
+                    old.expires_at_ms = Some(expires_at_ms);
+                    old
+                });
+                let newest = Secret {
+                    secret: new.clone(),
+                    expires_at_ms: None,
+                };
+                hook.secrets = std::iter::once(newest).chain(previous).collect();
                 Some(hook::Change {
                     hook,
                     also: Vec::new(),
@@ -647,7 +682,7 @@ pub(crate) async fn redeliver(
                     status: dispatcher::status_of(&outcome),
                     duration_ms: attempt.duration_ms,
                     error: dispatcher::error_of(&outcome),
-                    response: dispatcher::response_of(&outcome),
+                    response: dispatcher::response_of(&outcome, hook.owner_role),
                 };
                 written = Some(row.clone());
                 Some(hook::Change {

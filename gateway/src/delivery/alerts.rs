@@ -43,13 +43,18 @@ pub(crate) fn queue_disabled(store: &Store, disabled: &Hook, now_ms: u64) -> Res
     let alert = Alert {
         kind: "webhook_disabled".into(),
         hook_id: disabled.id.clone(),
-        url: disabled.url.clone(),
+        url: shown_url(&disabled.url),
         reason: reason.into(),
         at_ms: now_ms,
     };
     for target in hook::list(store)? {
+        let operator_now = store
+            .user(&target.owner)
+            .map_err(ApiError::internal)?
+            .is_some_and(|user| !user.revoked && user.role == Role::Operator);
         let wanted = target.id != disabled.id
             && target.owner_role == Role::Operator
+            && operator_now
             && target.health.disabled.is_none();
         if !wanted {
             continue;
@@ -66,6 +71,22 @@ pub(crate) fn queue_disabled(store: &Store, disabled: &Hook, now_ms: u64) -> Res
         })?;
     }
     Ok(())
+}
+
+/// A hook's URL as an alert shows it to others: scheme, host, port and
+/// path; never a query or credentials, which often carry tokens.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => {
+            format!(
+                "{}://{}{}",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or("?"),
+                parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + parsed.path()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
 }
 
 /// The body of an alert notification in the target hook's format.

@@ -127,63 +127,73 @@ pub(crate) fn load(
     Ok(None)
 }
 
-/// Pending commands passing `keep`, in id order, at most `limit`,
-/// scanning at most `scan_max` of them.
+/// Visit the commands of `collection` in id order, a page at a time (so
+/// at most a page of values is in memory), at most `scan_max` of them,
+/// until `visit` returns false.
+pub(crate) fn scan(
+    store: &Store,
+    collection: &str,
+    scan_max: usize,
+    mut visit: impl FnMut(Command) -> bool,
+) -> Result<(), ApiError> {
+    let mut after: Option<String> = None;
+    let mut scanned = 0usize;
+    while scanned < scan_max {
+        let page_max = SCAN_PAGE_COMMANDS.min(scan_max - scanned);
+        let page = store
+            .records(collection, after.as_deref(), page_max)
+            .map_err(ApiError::internal)?;
+        scanned += page.len();
+        for record in &page {
+            if !visit(decode(record)?) {
+                return Ok(());
+            }
+        }
+        if page.len() < page_max {
+            return Ok(());
+        }
+        after = page.last().map(|record| record.key.clone());
+    }
+    Ok(())
+}
+
+/// Commands of `collection` passing `keep`, in id order, at most
+/// `limit`, scanning at most `scan_max`.
+fn find(
+    store: &Store,
+    collection: &str,
+    keep: impl Fn(&Command) -> bool,
+    limit: usize,
+    scan_max: usize,
+) -> Result<Vec<Command>, ApiError> {
+    let mut found = Vec::new();
+    scan(store, collection, scan_max, |command| {
+        if keep(&command) {
+            found.push(command);
+        }
+        found.len() < limit
+    })?;
+    Ok(found)
+}
+
+/// Pending commands passing `keep` (see [`find`]).
 pub(crate) fn pending(
     store: &Store,
     keep: impl Fn(&Command) -> bool,
     limit: usize,
     scan_max: usize,
 ) -> Result<Vec<Command>, ApiError> {
-    let mut found = Vec::new();
-    let mut after: Option<String> = None;
-    let mut scanned = 0usize;
-    while scanned < scan_max && found.len() < limit {
-        let page = store
-            .records(
-                PENDING,
-                after.as_deref(),
-                SCAN_PAGE_COMMANDS.min(scan_max - scanned),
-            )
-            .map_err(ApiError::internal)?;
-        scanned += page.len();
-        let done = page.len() < SCAN_PAGE_COMMANDS;
-        for record in &page {
-            let command = decode(record)?;
-            if keep(&command) && found.len() < limit {
-                found.push(command);
-            }
-        }
-        if done {
-            break;
-        }
-        after = page.last().map(|record| record.key.clone());
-    }
-    Ok(found)
+    find(store, PENDING, keep, limit, scan_max)
 }
 
-/// Finished commands passing `keep`, in id order, at most `limit`
-/// (scanning at most `scan_max`).
+/// Finished commands passing `keep` (see [`find`]).
 pub(crate) fn history(
     store: &Store,
     keep: impl Fn(&Command) -> bool,
     limit: usize,
     scan_max: usize,
 ) -> Result<Vec<Command>, ApiError> {
-    let records = store
-        .records(HISTORY, None, scan_max)
-        .map_err(ApiError::internal)?;
-    let mut found = Vec::new();
-    for record in &records {
-        let command = decode(record)?;
-        if keep(&command) {
-            found.push(command);
-            if found.len() == limit {
-                break;
-            }
-        }
-    }
-    Ok(found)
+    find(store, HISTORY, keep, limit, scan_max)
 }
 
 /// A command's log rows, oldest first, at most `limit`.

@@ -16,11 +16,13 @@
 //! hook gets its turn, and a feed read scans at most `scan_entries_max`.
 
 use std::collections::HashMap;
+
 use std::time::Duration;
 
 use fieldsync_node::access::Viewer;
 use fieldsync_node::feed::{self, FeedAccess, FeedQuery};
 use fieldsync_node::store::{Expect, RecordWrite, Store};
+use fieldsync_schemas::collection::RECORD_VALUE_BYTES_MAX;
 use fieldsync_schemas::{Role, Scope};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -35,6 +37,9 @@ use super::signing;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The smallest body budget `fit` tries: one change without its data
+/// always fits in it.
+const NOTIFICATION_BYTES_MIN: usize = 2048;
 /// Notifications one hook delivers in a row before others get a turn.
 const NOTIFICATIONS_PER_TURN: usize = 16;
 /// With nothing due, look at the hooks again after this long anyway.
@@ -43,14 +48,29 @@ const IDLE_RESCAN_MS: u64 = 30_000;
 /// jumps (or a test's manual clock) is noticed within a second.
 const SLEEP_MS_MAX: u64 = 1_000;
 
+/// After a turn that made no progress (an owner revoked, an error), the
+/// hook is left alone this long: nothing spins.
+const NO_PROGRESS_BACKOFF_MS: u64 = 10_000;
+
+/// The task's own state: turns running, and hooks resting after a turn
+/// without progress.
+#[derive(Default)]
+struct Turns {
+    running: JoinSet<bool>,
+    hook_of: HashMap<tokio::task::Id, String>,
+    resting_until_ms: HashMap<String, u64>,
+    /// Where the next look at the hooks starts (round robin, so a few slow
+    /// hooks cannot keep the others waiting for a slot).
+    start: usize,
+}
+
 /// Run until `stop` turns true.
 pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut seq = state.store().watch_seq();
-    let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
-    let mut turns: JoinSet<()> = JoinSet::new();
+    let mut turns = Turns::default();
     tracing::info!("webhook dispatcher running");
     loop {
-        let wake_at_ms = match schedule(&state, &mut in_flight, &mut turns).await {
+        let wake_at_ms = match schedule(&state, &mut turns).await {
             Ok(at) => at,
             Err(error) => {
                 tracing::error!(?error, "webhook dispatcher: listing hooks failed");
@@ -65,119 +85,172 @@ pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             changed = seq.changed() => {
                 if changed.is_err() { break; }
             }
-            () = state.delivery().wake.notified() => {}
-            Some(done) = turns.join_next_with_id() => {
-                let task = match done {
-                    Ok((task, ())) => task,
+            () = state.delivery().wake.notified() => turns.resting_until_ms.clear(),
+            Some(done) = turns.running.join_next_with_id() => {
+                let (task, progressed) = match done {
+                    Ok((task, progressed)) => (task, progressed),
                     Err(error) => {
                         tracing::error!(%error, "webhook turn panicked");
-                        error.id()
+                        (error.id(), false)
                     }
                 };
-                in_flight.remove(&task);
+                if let Some(hook) = turns.hook_of.remove(&task) {
+                    if !progressed {
+                        let until = state.now_ms() + NO_PROGRESS_BACKOFF_MS;
+                        turns.resting_until_ms.insert(hook, until);
+                    }
+                }
             }
             () = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
         }
     }
-    turns.shutdown().await;
+    turns.running.shutdown().await;
     tracing::info!("webhook dispatcher stopped");
 }
 
 /// Start a turn for every hook with work that is due; returns when to
 /// look again.
-async fn schedule(
-    state: &AppState,
-    in_flight: &mut HashMap<tokio::task::Id, String>,
-    turns: &mut JoinSet<()>,
-) -> Result<u64, ApiError> {
-    let hooks = state.blocking(hook::list).await?;
+async fn schedule(state: &AppState, turns: &mut Turns) -> Result<u64, ApiError> {
+    let mut hooks = state.blocking(hook::list).await?;
     let now_ms = state.now_ms();
     let last_seq = state.store().last_seq();
     let concurrent_max = state.delivery().settings.hooks_concurrent_max;
     let mut wake_at_ms = now_ms + IDLE_RESCAN_MS;
+    turns.resting_until_ms.retain(|_, until| *until > now_ms);
+    if !hooks.is_empty() {
+        let start = turns.start % hooks.len();
+        hooks.rotate_left(start);
+        turns.start = start + 1;
+    }
     for hook in hooks {
-        if in_flight.values().any(|id| *id == hook.id) || hook.health.disabled.is_some() {
+        let busy = turns.hook_of.values().any(|id| *id == hook.id);
+        let has_work = hook.pending.is_some() || !hook.alerts.is_empty() || hook.cursor < last_seq;
+        if busy || hook.health.disabled.is_some() || !has_work {
             continue;
         }
-        if hook.pending.is_none() && hook.alerts.is_empty() && hook.cursor >= last_seq {
+        if let Some(until) = turns.resting_until_ms.get(&hook.id) {
+            wake_at_ms = wake_at_ms.min(*until);
             continue;
         }
         if !penalty::due(&hook.health, now_ms) {
             wake_at_ms = wake_at_ms.min(hook.health.next_attempt_at_ms);
             continue;
         }
-        if in_flight.len() >= concurrent_max {
+        if turns.hook_of.len() >= concurrent_max {
             break;
         }
         let state = state.clone();
         let id = hook.id.clone();
-        let task = turns.spawn(async move {
-            if let Err(error) = turn(&state, &id).await {
-                tracing::warn!(hook = %id, ?error, "webhook turn failed");
+        let task = turns.running.spawn(async move {
+            match turn(&state, &id).await {
+                Ok(progressed) => progressed,
+                Err(error) => {
+                    tracing::warn!(hook = %id, ?error, "webhook turn failed");
+                    false
+                }
             }
         });
-        in_flight.insert(task.id(), hook.id);
+        turns.hook_of.insert(task.id(), hook.id);
     }
     Ok(wake_at_ms)
 }
 
-/// Deliver up to `NOTIFICATIONS_PER_TURN` notifications of one hook.
-async fn turn(state: &AppState, id: &str) -> Result<(), ApiError> {
+/// What `prepare` found to do.
+enum Next {
+    /// Send this (the hook's pending notification) now.
+    Send(Box<Hook>, String),
+    /// Nothing to send now; `progressed` when the cursor moved past pages
+    /// none of whose changes the hook wants.
+    Idle { progressed: bool },
+}
+
+/// Deliver up to `NOTIFICATIONS_PER_TURN` notifications of one hook;
+/// returns whether anything moved (an attempt made, the cursor advanced).
+async fn turn(state: &AppState, id: &str) -> Result<bool, ApiError> {
+    let mut progressed = false;
     for _ in 0..NOTIFICATIONS_PER_TURN {
         let id_owned = id.to_string();
         let now_ms = state.now_ms();
         let settings = state.delivery().settings.clone();
         let config = state.config().clone();
-        let prepared = state
+        let next = state
             .blocking(move |store| prepare(store, &id_owned, now_ms, &settings, &config))
             .await?;
-        let Some((hook, body)) = prepared else {
-            return Ok(());
+        let (hook, body) = match next {
+            Next::Send(hook, body) => (hook, body),
+            Next::Idle { progressed: moved } => return Ok(progressed || moved),
         };
+        progressed = true;
         let delivered = deliver(state, &hook, &body, AttemptKind::Delivery).await?;
         if !delivered {
-            return Ok(());
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(progressed)
 }
 
 /// The hook's frozen notification and its body, building and freezing one
-/// when none is pending; `None` when there is nothing to send now.
+/// when none is pending.
 fn prepare(
     store: &Store,
     id: &str,
     now_ms: u64,
     settings: &super::Settings,
     config: &crate::GatewayConfig,
-) -> Result<Option<(Hook, String)>, ApiError> {
+) -> Result<Next, ApiError> {
+    let mut progressed = false;
     for _ in 0..NOTIFICATIONS_PER_TURN {
         let Some((hook, _)) = hook::load(store, id)? else {
-            return Ok(None);
+            return Ok(Next::Idle { progressed });
         };
         if hook.health.disabled.is_some() || !penalty::due(&hook.health, now_ms) {
-            return Ok(None);
+            return Ok(Next::Idle { progressed });
         }
+        // Nothing leaves for an owner who may no longer have it, frozen
+        // notifications and alerts included.
+        let scopes = match owner_access(store, &hook)? {
+            Ok(scopes) => scopes,
+            Err(reason) => {
+                note_blocked(store, &hook, &reason)?;
+                return Ok(Next::Idle { progressed });
+            }
+        };
         if let Some(pending) = &hook.pending {
             let body = notification_body(store, &pending.key)?;
-            return Ok(Some((hook, body)));
+            return Ok(Next::Send(Box::new(hook), body));
         }
         if !hook.alerts.is_empty() {
             match super::alerts::freeze(store, &hook, now_ms)? {
-                Some(frozen) => return Ok(Some(frozen)),
+                Some((hook, body)) => return Ok(Next::Send(Box::new(hook), body)),
                 None => continue,
             }
         }
         if hook.cursor >= store.last_seq() {
-            return Ok(None);
+            return Ok(Next::Idle { progressed });
         }
-        match build(store, &hook, now_ms, settings, config)? {
-            Built::Nothing => return Ok(None),
-            Built::Skipped => continue,
-            Built::Frozen(hook, body) => return Ok(Some((*hook, body))),
+        match build(store, &hook, &scopes, now_ms, settings, config)? {
+            Built::Nothing => return Ok(Next::Idle { progressed }),
+            Built::Skipped => progressed = true,
+            Built::Frozen(hook, body) => return Ok(Next::Send(hook, body)),
         }
     }
-    Ok(None)
+    Ok(Next::Idle { progressed })
+}
+
+/// Record why a hook delivers nothing (once per reason).
+fn note_blocked(store: &Store, hook: &Hook, reason: &str) -> Result<(), ApiError> {
+    if hook.last_error.as_deref() == Some(reason) {
+        return Ok(());
+    }
+    tracing::warn!(hook = %hook.id, owner = %hook.owner, %reason, "webhook paused");
+    hook::update(store, &hook.id, |mut now| {
+        now.last_error = Some(reason.to_string());
+        Some(Change {
+            hook: now,
+            also: Vec::new(),
+        })
+    })?;
+    Ok(())
 }
 
 fn notification_body(store: &Store, key: &str) -> Result<String, ApiError> {
@@ -204,7 +277,7 @@ pub(crate) struct StoredNotification {
 }
 
 enum Built {
-    /// The owner may not see anything now (revoked), or the feed is empty.
+    /// The feed has nothing after the cursor.
     Nothing,
     /// A page was read and nothing in it passed the filters: the cursor
     /// moved past it.
@@ -212,40 +285,42 @@ enum Built {
     Frozen(Box<Hook>, String),
 }
 
-/// The owner as the visibility rule knows it, or `None` when the owner
-/// is gone or revoked.
-fn owner_scopes(store: &Store, hook: &Hook) -> Result<Option<Vec<Scope>>, ApiError> {
+/// The owner's scopes of now (those it registered with and still holds),
+/// or why the hook may deliver nothing: the owner is gone, revoked, has
+/// another role, or lacks a scope the hook needs (`hook::permitted`).
+fn owner_access(store: &Store, hook: &Hook) -> Result<Result<Vec<Scope>, String>, ApiError> {
     let Some(user) = store.user(&hook.owner).map_err(ApiError::internal)? else {
-        return Ok(None);
+        return Ok(Err(format!("the owner `{}` no longer exists", hook.owner)));
     };
-    if user.revoked || user.role != hook.owner_role {
-        return Ok(None);
+    if user.revoked {
+        return Ok(Err(format!("the owner `{}` is revoked", hook.owner)));
     }
-    Ok(Some(
-        hook.owner_scopes
-            .iter()
-            .copied()
-            .filter(|scope| user.scopes.contains(scope))
-            .collect(),
-    ))
+    if user.role != hook.owner_role {
+        return Ok(Err(format!("the owner `{}` changed role", hook.owner)));
+    }
+    let scopes: Vec<Scope> = hook
+        .owner_scopes
+        .iter()
+        .copied()
+        .filter(|scope| user.scopes.contains(scope))
+        .collect();
+    Ok(hook::permitted(user.role, &scopes, &hook.filter).map(|()| scopes))
 }
 
 fn build(
     store: &Store,
     hook: &Hook,
+    scopes: &[Scope],
     now_ms: u64,
     settings: &super::Settings,
     config: &crate::GatewayConfig,
 ) -> Result<Built, ApiError> {
-    let Some(scopes) = owner_scopes(store, hook)? else {
-        return Ok(Built::Nothing);
-    };
     let viewer = match hook.owner_role {
         Role::Operator => Viewer::Office,
         role => Viewer::User {
             id: &hook.owner,
             role,
-            scopes: &scopes,
+            scopes,
         },
     };
     let access = FeedAccess {
@@ -300,37 +375,20 @@ fn freeze(
 ) -> Result<Built, ApiError> {
     let number = hook.notifications + 1;
     let notification_id = format!("msg_{}_{number}", hook.id.trim_start_matches("wh_"));
-    let envelope = Envelope {
-        hook_id: &hook.id,
-        notification_id: &notification_id,
-    };
-    let body = notification::render(
-        &envelope,
+    let (body, to_seq, value) = fit(
+        hook,
         kept,
-        hook.format,
-        settings.notification_bytes_max,
-    );
+        page_last_seq,
+        &notification_id,
+        now_ms,
+        settings,
+    )?;
     let carried = &kept[..body.changes];
-    // All kept changes fit: the cursor may pass the whole page scanned.
-    let to_seq = if body.changes == kept.len() {
-        page_last_seq
-    } else {
-        carried[carried.len() - 1].entry.seq
-    };
     let key = hook::notification_key(&hook.id, number);
-    let stored = StoredNotification {
-        id: notification_id.clone(),
-        hook_id: hook.id.clone(),
-        to_seq,
-        changes: body.changes as u32,
-        body: body.text.clone(),
-        content_type: hook.format.content_type().into(),
-        at_ms: now_ms,
-    };
     let mut also = vec![RecordWrite {
         collection: NOTIFICATIONS.into(),
         key: key.clone(),
-        value: Some(serde_json::to_vec(&stored).map_err(ApiError::internal)?),
+        value: Some(value),
         expect: Expect::Any,
         replicated_version: None,
     }];
@@ -369,6 +427,47 @@ fn freeze(
             Ok(Built::Frozen(Box::new(hook), body.text))
         }
         _ => Ok(Built::Nothing),
+    }
+}
+
+/// Render the notification so that its stored form (the body inside a
+/// JSON record, where escaping can grow it) fits one record: the body
+/// budget halves until it does; a lone change past it goes without data.
+fn fit(
+    hook: &Hook,
+    kept: &[notification::Kept],
+    page_last_seq: u64,
+    notification_id: &str,
+    now_ms: u64,
+    settings: &super::Settings,
+) -> Result<(notification::Body, u64, Vec<u8>), ApiError> {
+    let envelope = Envelope {
+        hook_id: &hook.id,
+        notification_id,
+    };
+    let mut budget = settings.notification_bytes_max;
+    loop {
+        let body = notification::render(&envelope, kept, hook.format, budget);
+        // All kept changes fit: the cursor may pass the whole page scanned.
+        let to_seq = if body.changes == kept.len() {
+            page_last_seq
+        } else {
+            kept[body.changes - 1].entry.seq
+        };
+        let stored = StoredNotification {
+            id: notification_id.to_string(),
+            hook_id: hook.id.clone(),
+            to_seq,
+            changes: body.changes as u32,
+            body: body.text.clone(),
+            content_type: hook.format.content_type().into(),
+            at_ms: now_ms,
+        };
+        let value = serde_json::to_vec(&stored).map_err(ApiError::internal)?;
+        if value.len() <= RECORD_VALUE_BYTES_MAX || budget <= NOTIFICATION_BYTES_MIN {
+            return Ok((body, to_seq, value));
+        }
+        budget = (budget / 2).max(NOTIFICATION_BYTES_MIN);
     }
 }
 
@@ -427,6 +526,7 @@ pub(crate) async fn deliver(
         .pending
         .clone()
         .ok_or_else(|| ApiError::internal("deliver without a pending notification"))?;
+    let owner_role = hook.owner_role;
     let attempt = send(state, hook, &pending.id, body).await;
     let now_ms = state.now_ms();
     let success = matches!(attempt.outcome, AttemptOutcome::Answered { status, .. } if (200..300).contains(&status));
@@ -446,7 +546,7 @@ pub(crate) async fn deliver(
         status: status_of(&attempt.outcome),
         duration_ms: attempt.duration_ms,
         error: error.clone(),
-        response: response_of(&attempt.outcome),
+        response: response_of(&attempt.outcome, owner_role),
     };
     let hook_id = hook.id.clone();
     let key = pending.key.clone();
@@ -507,7 +607,6 @@ pub(crate) async fn send(
         Ok(headers) => {
             state
                 .delivery()
-                .client
                 .post(&hook.url, headers, bytes::Bytes::from(body.to_string()))
                 .await
         }
@@ -569,7 +668,13 @@ pub(crate) fn error_of(outcome: &AttemptOutcome) -> Option<String> {
     }
 }
 
-pub(crate) fn response_of(outcome: &AttemptOutcome) -> Option<String> {
+/// The start of the receiver's answer, kept in the attempt log for
+/// operators' hooks only: for anyone else it would make a hook a way to
+/// read what an allowed internal address answers.
+pub(crate) fn response_of(outcome: &AttemptOutcome, owner_role: Role) -> Option<String> {
+    if owner_role != Role::Operator {
+        return None;
+    }
     match outcome {
         AttemptOutcome::Answered { body_prefix, .. } if !body_prefix.is_empty() => {
             Some(String::from_utf8_lossy(body_prefix).into_owned())

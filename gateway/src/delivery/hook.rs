@@ -142,6 +142,34 @@ impl Hook {
     }
 }
 
+/// Whether a hook with this owner and filter may deliver at all: an
+/// integration client needs `webhooks:manage` and `changes:read` (what
+/// `GET /api/v1/changes` needs), and `work-orders:read` for the filters
+/// and data that read work orders; operators and technicians (their own
+/// work orders only) need nothing more. Checked at registration and
+/// before every notification, with the owner's scopes of now.
+pub(crate) fn permitted(role: Role, scopes: &[Scope], filter: &Filter) -> Result<(), String> {
+    if role != Role::Integration {
+        return Ok(());
+    }
+    for needed in [Scope::WebhooksManage, Scope::ChangesRead] {
+        if !scopes.contains(&needed) {
+            return Err(format!("the owner lacks the `{}` scope", needed.as_str()));
+        }
+    }
+    let reads_documents = filter.include_data || filter.data.is_some() || filter.state_changes_only;
+    let work_orders =
+        filter.collections.is_empty() || filter.collections.iter().any(|c| c == "work_orders");
+    if reads_documents && work_orders && !scopes.contains(&Scope::WorkOrdersRead) {
+        return Err(
+            "the owner lacks the `work-orders:read` scope that data, data filters and \
+             state changes of work orders need"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// The key of a notification body: per hook, in build order.
 pub(crate) fn notification_key(hook_id: &str, number: u64) -> String {
     format!("{hook_id}/{number:012}")
@@ -255,5 +283,63 @@ pub(crate) fn write_error(error: WriteError) -> ApiError {
             crate::api::work_orders::store_unavailable(&error)
         }
         other => ApiError::internal(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_have_a_hook_deliver() {
+        let ids = Filter::default();
+        let data = Filter {
+            include_data: true,
+            ..Filter::default()
+        };
+        let records_data = Filter {
+            include_data: true,
+            collections: vec!["parts".into()],
+            ..Filter::default()
+        };
+        use Scope::*;
+        let cases: Vec<(Role, Vec<Scope>, &Filter, bool)> = vec![
+            (Role::Operator, vec![], &data, true),
+            (Role::Technician, vec![], &data, true),
+            (
+                Role::Integration,
+                vec![WebhooksManage, ChangesRead],
+                &ids,
+                true,
+            ),
+            (Role::Integration, vec![WebhooksManage], &ids, false),
+            (Role::Integration, vec![ChangesRead], &ids, false),
+            (
+                Role::Integration,
+                vec![WebhooksManage, ChangesRead],
+                &data,
+                false,
+            ),
+            (
+                Role::Integration,
+                vec![WebhooksManage, ChangesRead, WorkOrdersRead],
+                &data,
+                true,
+            ),
+            // Records' data is judged by the records' read grants.
+            (
+                Role::Integration,
+                vec![WebhooksManage, ChangesRead],
+                &records_data,
+                true,
+            ),
+        ];
+        for (role, scopes, filter, allowed) in cases {
+            assert_eq!(
+                permitted(role, &scopes, filter).is_ok(),
+                allowed,
+                "{role:?} {scopes:?} {filter:?}"
+            );
+        }
     }
 }

@@ -133,7 +133,10 @@ impl Settings {
 /// dispatcher's wake-up (a hook registered, retried or rotated).
 pub(crate) struct Delivery {
     pub(crate) settings: Settings,
-    pub(crate) client: DeliveryClient,
+    /// The client, or why it could not be built (no CA certificates on
+    /// the machine, say): every delivery then fails with that reason, and
+    /// the rest of the gateway serves on.
+    client: Result<DeliveryClient, String>,
     lookup: Arc<dyn Lookup>,
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -143,14 +146,34 @@ impl Delivery {
         settings: Settings,
         lookup: Arc<dyn Lookup>,
     ) -> Result<Delivery, ConfigError> {
-        let client = DeliveryClient::new(settings.client.clone(), lookup.clone())
-            .map_err(|e| ConfigError(format!("delivery client: {e}")))?;
+        let client = DeliveryClient::new(settings.client.clone(), lookup.clone()).map_err(|e| {
+            tracing::error!(error = %e, "webhook client unusable: deliveries will fail");
+            format!("the webhook client could not be built: {e}")
+        });
         Ok(Delivery {
             settings,
             client,
             lookup,
             wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// POST through the SSRF-safe client.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        headers: reqwest::header::HeaderMap,
+        body: bytes::Bytes,
+    ) -> client::Attempt {
+        match &self.client {
+            Ok(client) => client.post(url, headers, body).await,
+            Err(reason) => client::Attempt {
+                outcome: client::AttemptOutcome::Failed {
+                    reason: reason.clone(),
+                },
+                duration_ms: 0,
+            },
+        }
     }
 
     /// Whether `url` may be a hook's destination now: the URL's own

@@ -173,9 +173,11 @@ pub(crate) fn render(
 }
 
 fn envelope_bytes(envelope: &Envelope<'_>, format: Format) -> usize {
+    // The envelope's fixed text and its numbers (count, last_seq: 20
+    // digits each at most), rounded up.
     let fixed = match format {
-        Format::Json => 96,
-        Format::Xml => 160,
+        Format::Json => 160,
+        Format::Xml => 224,
     };
     fixed + envelope.hook_id.len() + envelope.notification_id.len()
 }
@@ -238,8 +240,11 @@ pub(crate) fn escape_xml(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {
-                out.push_str(&format!("&#x{:X};", c as u32));
+            // Not allowed in XML 1.0 at all, not even as a reference.
+            c if ((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+                || matches!(c, '\u{FFFE}' | '\u{FFFF}') =>
+            {
+                out.push('\u{FFFD}');
             }
             c => out.push(c),
         }
@@ -465,7 +470,7 @@ mod tests {
             .text
             .contains("<data>{&quot;t&quot;:&quot;&lt;b&gt;&quot;}</data>"));
         assert!(!body.text.contains("<b>"));
-        assert_eq!(escape_xml("a\u{1}b"), "a&#x1;b");
+        assert_eq!(escape_xml("a\u{1}b\u{FFFF}"), "a\u{FFFD}b\u{FFFD}");
     }
 
     #[test]

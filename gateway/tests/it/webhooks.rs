@@ -742,3 +742,106 @@ async fn bad_registrations_get_a_clear_problem_and_store_nothing() {
     assert!(receiver.received().is_empty(), "no URL was called");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_revoked_owners_hook_pauses_and_says_why() {
+    let receiver = Receiver::start().await;
+    let server = Server::start_delivering(None, None).await;
+    let erp = server.token("erp-all").await;
+    let op = server.token("op").await;
+    let hook = register(
+        &server,
+        &erp,
+        json!({"url": receiver.url, "skip_url_test": true}),
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap();
+    let response = server
+        .call(
+            Method::POST,
+            "/api/v1/users/erp-all/revoke",
+            Some(&op),
+            None,
+        )
+        .await;
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    write_records(&server, "parts", 0, 3).await;
+    let state = wait_state(&server, &op, id, "paused", |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("revoked"))
+    })
+    .await;
+    assert_eq!(state["cursor"], hook["cursor"], "nothing delivered");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotations_keep_two_secrets_at_most() {
+    let server = Server::start_delivering(None, None).await;
+    let token = server.token("op").await;
+    let hook = register(
+        &server,
+        &token,
+        json!({"url": "http://127.0.0.1:9/hook", "skip_url_test": true}),
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap();
+    for _ in 0..5 {
+        let response = server
+            .call(
+                Method::POST,
+                &format!("/api/v1/webhooks/{id}/rotate-secret"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(hook_state(&server, &token, id).await["signing_secrets"], 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_notification_whose_stored_form_is_too_big_goes_without_its_data() {
+    let receiver = Receiver::start().await;
+    let server = Server::start_delivering(None, None).await;
+    let token = server.token("op").await;
+    register(
+        &server,
+        &token,
+        json!({"url": receiver.url, "skip_url_test": true, "include_data": true}),
+    )
+    .await;
+    // 40 KB of quotes: under the 48 KiB body budget as JSON, but twice
+    // that once the body is escaped into its stored record.
+    let quotes = "\"".repeat(20_000);
+    let value = json!({ "q": quotes });
+    let response = server
+        .call(
+            Method::PUT,
+            "/api/v1/collections/notes/records/quoted",
+            Some(&token),
+            Some(&value),
+        )
+        .await;
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    write_records(&server, "notes", 0, 1).await;
+    let received = receiver
+        .wait_for("both changes", |r| distinct_changes(r).len() >= 2)
+        .await;
+    let first = received[0].json();
+    assert_eq!(first["changes"][0]["id"], "quoted");
+    assert_eq!(first["changes"][0]["data_omitted"], true);
+    server.stop().await;
+}
