@@ -328,20 +328,11 @@ async fn url_test(state: &AppState, hook: &Hook) -> Result<AttemptRow, ApiError>
     };
     let attempt = dispatcher::send(state, hook, &id, &body).await;
     let now_ms = state.now_ms();
-    let row = AttemptRow {
-        subject: attempts::hook_subject(&hook.id),
-        attempt: 1,
-        kind: AttemptKind::Test,
-        success: dispatcher::error_of(&attempt.outcome).is_none(),
-        at: fieldsync_node::clock::rfc3339_ms(now_ms),
-        at_ms: now_ms,
-        notification_id: Some(id),
-        changes: 0,
-        status: dispatcher::status_of(&attempt.outcome),
-        duration_ms: attempt.duration_ms,
-        error: dispatcher::error_of(&attempt.outcome),
-        response: dispatcher::response_of(&attempt.outcome, hook.owner_role),
+    let tested = Hook {
+        attempts: 1,
+        ..hook.clone()
     };
+    let row = dispatcher::attempt_row(&tested, AttemptKind::Test, (&id, 0), &attempt, now_ms);
     match &row.error {
         None => Ok(row),
         Some(error) => Err(ApiError::new(
@@ -663,27 +654,19 @@ pub(crate) async fn redeliver(
         .ok_or_else(|| ApiError::not_found(format!("no notification for attempt {number}")))?;
     let attempt = dispatcher::send(&state, &hook, &stored.id, &stored.body).await;
     let now_ms = state.now_ms();
-    let outcome = attempt.outcome;
     let hook_key = id.clone();
     let row = state
         .blocking(move |store| {
             let mut written = None;
             hook::update(store, &hook_key, |mut hook| {
                 hook.attempts += 1;
-                let row = AttemptRow {
-                    subject: attempts::hook_subject(&hook.id),
-                    attempt: hook.attempts,
-                    kind: AttemptKind::Redelivery,
-                    success: dispatcher::error_of(&outcome).is_none(),
-                    at: fieldsync_node::clock::rfc3339_ms(now_ms),
-                    at_ms: now_ms,
-                    notification_id: Some(stored.id.clone()),
-                    changes: stored.changes,
-                    status: dispatcher::status_of(&outcome),
-                    duration_ms: attempt.duration_ms,
-                    error: dispatcher::error_of(&outcome),
-                    response: dispatcher::response_of(&outcome, hook.owner_role),
-                };
+                let row = dispatcher::attempt_row(
+                    &hook,
+                    AttemptKind::Redelivery,
+                    (&stored.id, stored.changes),
+                    &attempt,
+                    now_ms,
+                );
                 written = Some(row.clone());
                 Some(hook::Change {
                     hook,

@@ -526,27 +526,13 @@ pub(crate) async fn deliver(
         .pending
         .clone()
         .ok_or_else(|| ApiError::internal("deliver without a pending notification"))?;
-    let owner_role = hook.owner_role;
     let attempt = send(state, hook, &pending.id, body).await;
     let now_ms = state.now_ms();
-    let success = matches!(attempt.outcome, AttemptOutcome::Answered { status, .. } if (200..300).contains(&status));
-    let id = hook.id.clone();
+    let success = error_of(&attempt.outcome).is_none();
     let policy = state.delivery().settings.policy.clone();
     let outcome = outcome_of(&attempt.outcome);
-    let error = error_of(&attempt.outcome);
-    let row_of = move |number: u64| AttemptRow {
-        subject: attempts::hook_subject(&id),
-        attempt: number,
-        kind,
-        success,
-        at: fieldsync_node::clock::rfc3339_ms(now_ms),
-        at_ms: now_ms,
-        notification_id: Some(pending.id.clone()),
-        changes: pending.changes,
-        status: status_of(&attempt.outcome),
-        duration_ms: attempt.duration_ms,
-        error: error.clone(),
-        response: response_of(&attempt.outcome, owner_role),
+    let row_of = move |hook: &Hook| {
+        attempt_row(hook, kind, (&pending.id, pending.changes), &attempt, now_ms)
     };
     let hook_id = hook.id.clone();
     let key = pending.key.clone();
@@ -555,7 +541,7 @@ pub(crate) async fn deliver(
             let mut became_disabled = false;
             let stored = hook::update(store, &hook_id, |mut now| {
                 now.attempts += 1;
-                let row = row_of(now.attempts);
+                let row = row_of(&now);
                 let before = now.health.disabled.clone();
                 now.health = penalty::after_attempt(&now.health, &outcome, now_ms, &policy);
                 now.last_error = row
@@ -585,6 +571,32 @@ pub(crate) async fn deliver(
             .increment(1);
     }
     Ok(success)
+}
+
+/// The attempt-log row of `attempt`, the hook's attempt number
+/// `hook.attempts`, sending `notification` (id, changes).
+pub(crate) fn attempt_row(
+    hook: &Hook,
+    kind: AttemptKind,
+    notification: (&str, u32),
+    attempt: &super::client::Attempt,
+    now_ms: u64,
+) -> AttemptRow {
+    let error = error_of(&attempt.outcome);
+    AttemptRow {
+        subject: attempts::hook_subject(&hook.id),
+        attempt: hook.attempts,
+        kind,
+        success: error.is_none(),
+        at: fieldsync_node::clock::rfc3339_ms(now_ms),
+        at_ms: now_ms,
+        notification_id: Some(notification.0.to_string()),
+        changes: notification.1,
+        status: status_of(&attempt.outcome),
+        duration_ms: attempt.duration_ms,
+        error,
+        response: response_of(&attempt.outcome, hook.owner_role),
+    }
 }
 
 /// Sign and send one notification body to the hook's URL.
