@@ -20,7 +20,7 @@ use fieldsync_schemas::{Actor, Role, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::error::{ApiError, ErrorKind};
@@ -36,11 +36,23 @@ pub const TOKEN_KEY_BYTES_MIN: usize = 32;
 /// Longest bearer token looked at; ours are ~400 bytes.
 const TOKEN_BYTES_MAX: usize = 4096;
 
-/// The key that signs and verifies access tokens.
+/// The key that signs and verifies access tokens (and, derived from it,
+/// the key that seals the work-order list's cursors).
 #[derive(Clone)]
 pub struct TokenKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    cursor_secret: [u8; 32],
+}
+
+/// The cursor key for token key `bytes`: SHA-256 over a label and the key,
+/// so knowing a cursor key tells nothing of the signing key.
+fn cursor_secret(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"fieldsync list cursor key v1\0");
+    hash.update(bytes);
+    hash.finalize().into()
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -61,6 +73,7 @@ impl TokenKey {
         Ok(TokenKey {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
+            cursor_secret: cursor_secret(bytes),
         })
     }
 
@@ -72,7 +85,13 @@ impl TokenKey {
         TokenKey {
             encoding: EncodingKey::from_secret(&bytes),
             decoding: DecodingKey::from_secret(&bytes),
+            cursor_secret: cursor_secret(&bytes),
         }
+    }
+
+    /// The secret list cursors are sealed with (`cursor.rs`).
+    pub(crate) fn cursor_secret(&self) -> &[u8; 32] {
+        &self.cursor_secret
     }
 
     /// Sign a token for `user` with `scopes`, valid `ttl_s` from `now_s`.
@@ -293,11 +312,54 @@ pub(crate) enum Authentication {
 /// The peer address, or `unknown` when served without connect info
 /// (`oneshot` tests).
 pub(crate) fn peer_key(request: &Request) -> String {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string())
+    peer_ip(request.extensions())
+        .map(|address| address.to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The peer's IP address (IPv4-mapped IPv6 addresses as IPv4), when
+/// served with connect info.
+pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip().to_canonical())
+}
+
+/// Who asks, on a route anyone may call that answers some callers more
+/// (`/healthz`, `/metrics`): the caller when a valid token came, and the
+/// peer address. Never refuses; a bad token counts as none.
+pub(crate) struct Asker {
+    pub(crate) caller: Option<Caller>,
+    pub(crate) peer: Option<IpAddr>,
+}
+
+impl Asker {
+    /// Operators and integration clients: the office, who may see the
+    /// store's global figures (last seq, counts). Technicians and
+    /// anonymous callers may not.
+    pub(crate) fn is_office(&self) -> bool {
+        self.caller
+            .as_ref()
+            .is_some_and(|caller| matches!(caller.role, Role::Operator | Role::Integration))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Asker {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = match parts.extensions.get::<Authentication>() {
+            Some(Authentication::Caller(caller)) => Some(caller.clone()),
+            _ => None,
+        };
+        Ok(Asker {
+            caller,
+            peer: peer_ip(&parts.extensions),
+        })
+    }
 }
 
 /// Middleware: read the bearer token (if any), then apply the per-client

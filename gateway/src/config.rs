@@ -43,8 +43,9 @@ pub struct GatewayConfig {
     pub requests_per_s: u32,
     /// Requests a client may make in a burst above its average rate.
     pub request_burst: u32,
-    /// Token requests per minute allowed per client id and per peer address:
-    /// each costs an Argon2 check (tens of milliseconds of CPU).
+    /// Failed token requests per minute allowed per source address (each
+    /// costs an Argon2 check, tens of milliseconds of CPU) and per claimed
+    /// client id; a right secret never counts (`limit.rs`).
     pub token_attempts_per_minute: u32,
     /// Argon2 checks run at once at most; more wait their turn.
     pub secret_checks_concurrent_max: usize,
@@ -58,6 +59,16 @@ pub struct GatewayConfig {
     /// How long the document count shown in `/metrics` is reused, in ms:
     /// counting walks the whole index.
     pub doc_count_cache_ms: u64,
+    /// Networks (CIDR, e.g. `10.0.0.0/8`) whose addresses may read
+    /// `/metrics` without a token; from anywhere else it takes an
+    /// operator's bearer token. Loopback by default: the metrics show the
+    /// store's size and activity, which not everyone on the network should
+    /// read. Empty: operators' tokens only.
+    pub metrics_networks: Vec<String>,
+    /// Longpolls on the changes feed one user may hold open at once; the
+    /// next is answered 429 (each holds a connection and wakes on every
+    /// write).
+    pub longpolls_per_user_max: usize,
     /// How long a technician still reads a work order reassigned away from
     /// it, in ms: the node's `[sync] grace_ms`, so REST, the feed and the
     /// web UI agree with sync.
@@ -128,6 +139,8 @@ impl GatewayConfig {
             public_base_url: section.public_base_url.clone(),
             cookie_secure: section.cookie_secure,
             doc_count_cache_ms: section.doc_count_cache_ms,
+            metrics_networks: section.metrics_networks.clone(),
+            longpolls_per_user_max: section.longpolls_per_user_max,
             grace_ms,
             read_grants: Arc::new(read_grants),
             delivery,
@@ -135,6 +148,9 @@ impl GatewayConfig {
         }
     }
 }
+
+/// Most networks `metrics_networks` may list.
+const METRICS_NETWORKS_MAX: usize = 64;
 
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -162,6 +178,7 @@ impl GatewayConfig {
                 self.secret_checks_concurrent_max as u64,
             ),
             ("rate_limit_keys_max", self.rate_limit_keys_max as u64),
+            ("longpolls_per_user_max", self.longpolls_per_user_max as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError(format!("{name} must be above 0")));
@@ -186,10 +203,61 @@ impl GatewayConfig {
                 "scan_entries_max must be at least page_size_max".into(),
             ));
         }
+        self.metrics_nets()?;
         Ok(())
+    }
+
+    /// `metrics_networks`, parsed.
+    pub(crate) fn metrics_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        if self.metrics_networks.len() > METRICS_NETWORKS_MAX {
+            return Err(ConfigError(format!(
+                "metrics_networks lists {} networks; at most {METRICS_NETWORKS_MAX}",
+                self.metrics_networks.len()
+            )));
+        }
+        self.metrics_networks
+            .iter()
+            .map(|text| {
+                text.trim().parse::<ipnet::IpNet>().map_err(|_| {
+                    ConfigError(format!(
+                        "metrics_networks: `{text}` is not a network such as \"10.0.0.0/8\" or \"::1/128\""
+                    ))
+                })
+            })
+            .collect()
     }
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_networks_must_be_networks() {
+        let config = GatewayConfig::default();
+        let defaults: Vec<String> = config
+            .metrics_nets()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(defaults, vec!["127.0.0.1/32", "::1/128"]);
+        for bad in ["10.0.0.1", "10.0.0.0/33", "anywhere", ""] {
+            let config = GatewayConfig {
+                metrics_networks: vec![bad.to_string()],
+                ..GatewayConfig::default()
+            };
+            let error = config.validate().unwrap_err();
+            assert!(error.0.contains("metrics_networks"), "{bad}: {error}");
+        }
+        let none = GatewayConfig {
+            longpolls_per_user_max: 0,
+            ..GatewayConfig::default()
+        };
+        assert!(none.validate().is_err());
     }
 }

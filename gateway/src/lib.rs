@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 mod clock;
 pub mod config;
+mod cursor;
 pub mod delivery;
 pub mod error;
 pub mod feed;

@@ -4,7 +4,9 @@
 //! `client_secret` in the form body (§2.3.1), never both. The secret is
 //! checked against the user's Argon2id hash (`fieldsync_node::secret`) on
 //! the blocking pool, at most `secret_checks_concurrent_max` at a time,
-//! and only after the per-client and per-address attempt limits pass.
+//! and only when the source address has not spent its failure budget.
+//! Only failures are limited (`limit.rs`): a client presenting the right
+//! secret gets its token whatever others guessed for its id elsewhere.
 //! Unknown and revoked clients cost the same Argon2 work as known ones, so
 //! timing does not tell which ids exist. No refresh token is issued (§4.4.3).
 
@@ -110,7 +112,7 @@ pub(crate) async fn issue(
             "invalid client credentials",
         ));
     }
-    state.limits().check_token_attempt(client_id, peer)?;
+    let attempt = state.limits().begin_token_attempt(peer)?;
     let user = state.store().user(client_id).map_err(ApiError::internal)?;
     let stored = user
         .as_ref()
@@ -137,8 +139,12 @@ pub(crate) async fn issue(
         }
     };
     let user = match user {
-        Some(user) if known && matched => user,
+        Some(user) if known && matched => {
+            state.limits().token_succeeded(attempt);
+            user
+        }
         _ => {
+            state.limits().token_failed(attempt, client_id);
             metrics::counter!("fieldsync_token_failures_total").increment(1);
             return Err(oauth(
                 ErrorKind::OAuthInvalidClient,

@@ -1,6 +1,7 @@
 //! What every handler shares: the node's store, the token key, limits, the
 //! peer directory and the metrics handle.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,9 @@ use tokio::sync::Semaphore;
 
 use crate::auth::TokenKey;
 use crate::config::{ConfigError, GatewayConfig};
+use crate::cursor::Cursors;
 use crate::delivery::Delivery;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::limit::RateLimits;
 use crate::peers::{NoPeers, PeerDirectory};
 
@@ -44,6 +46,31 @@ struct Inner {
     user_admin: tokio::sync::Mutex<()>,
     /// (when counted, how many): the document count for `/metrics`.
     doc_count: Mutex<Option<(Instant, u64)>>,
+    /// Seals and opens the work-order list's cursors.
+    cursors: Cursors,
+    /// `metrics_networks`, parsed.
+    metrics_networks: Vec<ipnet::IpNet>,
+    /// Longpolls on the changes feed held open now, by user.
+    longpolls: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One of a user's longpolls on the changes feed: its slot is free again
+/// when this is dropped (the answer is sent, or the request dropped).
+pub(crate) struct LongpollSlot {
+    held: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Drop for LongpollSlot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -53,6 +80,7 @@ impl AppState {
         config: GatewayConfig,
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
+        let metrics_networks = config.metrics_nets()?;
         let settings = crate::delivery::Settings::from_config(&config.delivery)?;
         let delivery = Delivery::new(settings, Arc::new(crate::delivery::SystemLookup))?;
         Ok(AppState {
@@ -63,6 +91,9 @@ impl AppState {
                 secret_checks: Semaphore::new(config.secret_checks_concurrent_max),
                 metrics: crate::telemetry::install(),
                 doc_count: Mutex::new(None),
+                cursors: Cursors::new(tokens.cursor_secret()),
+                metrics_networks,
+                longpolls: Arc::new(Mutex::new(HashMap::new())),
                 user_admin: tokio::sync::Mutex::new(()),
                 closing: tokio::sync::watch::Sender::new(false),
                 store,
@@ -129,6 +160,51 @@ impl AppState {
 
     pub(crate) fn secret_checks(&self) -> &Semaphore {
         &self.inner.secret_checks
+    }
+
+    pub(crate) fn cursors(&self) -> &Cursors {
+        &self.inner.cursors
+    }
+
+    /// Whether `address` is in `metrics_networks`.
+    pub(crate) fn metrics_network_has(&self, address: std::net::IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.inner
+            .metrics_networks
+            .iter()
+            .any(|network| network.contains(&address))
+    }
+
+    /// Take one of `user`'s `longpolls_per_user_max` longpoll slots, or
+    /// answer 429: by then at least one of the user's longpolls has ended,
+    /// so `Retry-After` is the longest a longpoll waits.
+    pub(crate) fn longpoll_slot(&self, user: &str) -> Result<LongpollSlot, ApiError> {
+        let max = self.inner.config.longpolls_per_user_max;
+        let mut held = self
+            .inner
+            .longpolls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(user.to_string()).or_insert(0);
+        if *count >= max {
+            metrics::counter!("fieldsync_http_rate_limited_total").increment(1);
+            let wait_s = self.inner.config.longpoll_timeout_ms_max.div_ceil(1000);
+            return Err(ApiError {
+                retry_after_s: Some(wait_s.max(1)),
+                ..ApiError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "this user already holds {max} longpolls on the changes feed, \
+                         the most it may; retry when one has answered"
+                    ),
+                )
+            });
+        }
+        *count += 1;
+        Ok(LongpollSlot {
+            held: self.inner.longpolls.clone(),
+            user: user.to_string(),
+        })
     }
 
     /// Tell waiting longpolls to answer now (called by `run` at shutdown).

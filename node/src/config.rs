@@ -226,6 +226,10 @@ pub struct GatewayConfig {
     pub public_base_url: Option<String>,
     pub cookie_secure: bool,
     pub doc_count_cache_ms: u64,
+    /// Networks (CIDR) that may read `/metrics` without an operator's
+    /// token; the gateway parses them when it starts.
+    pub metrics_networks: Vec<String>,
+    pub longpolls_per_user_max: usize,
 }
 
 impl Default for GatewayConfig {
@@ -249,12 +253,14 @@ impl Default for GatewayConfig {
             public_base_url: None,
             cookie_secure: false,
             doc_count_cache_ms: 10_000,
+            metrics_networks: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            longpolls_per_user_max: 4,
         }
     }
 }
 
 /// Every key of `[gateway]`, each overridable by `FIELDSYNC_GATEWAY_<KEY>`.
-pub const GATEWAY_KEYS: [&str; 18] = [
+pub const GATEWAY_KEYS: [&str; 20] = [
     "enabled",
     "listen",
     "body_bytes_max",
@@ -273,6 +279,8 @@ pub const GATEWAY_KEYS: [&str; 18] = [
     "public_base_url",
     "cookie_secure",
     "doc_count_cache_ms",
+    "metrics_networks",
+    "longpolls_per_user_max",
 ];
 
 /// The environment variable that overrides `[gateway] key`.
@@ -761,6 +769,14 @@ fn override_gateway_key(
             .parse::<bool>()
             .map(toml::Value::Boolean)
             .map_err(|_| env_error("expected `true` or `false`".into()))?,
+        // Lists: comma-separated (`127.0.0.1/32,10.0.0.0/8`); empty is `[]`.
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(text.to_string()),
     };
     table.insert(key.to_string(), parsed);
@@ -806,8 +822,10 @@ token_ttl_s = {token_ttl_s}
 requests_per_s = {requests_per_s}
 # Requests a client may make in a burst above its average rate.
 request_burst = {request_burst}
-# Token requests per minute per client id and per address (each costs an
-# Argon2 check).
+# Failed token requests per minute per source address (each costs an
+# Argon2 check; a source over it is answered 429 before any check), and per
+# client id (once spent, a failure locks its source for a minute). A right
+# secret never counts, so guessing a client's secret cannot lock it out.
 token_attempts_per_minute = {token_attempts_per_minute}
 # Argon2 secret checks run at once, at most; more wait their turn.
 secret_checks_concurrent_max = {secret_checks_concurrent_max}
@@ -820,6 +838,13 @@ rate_limit_keys_max = {rate_limit_keys_max}
 cookie_secure = {cookie_secure}
 # How long the document count in /metrics is reused (counting walks the index).
 doc_count_cache_ms = {doc_count_cache_ms}
+# Networks (CIDR) that may read /metrics without a token; from elsewhere it
+# takes an operator's bearer token. Empty: operators' tokens only. The
+# environment variable takes a comma-separated list.
+metrics_networks = [{metrics_networks}]
+# Longpolls on the changes feed one user may hold open at once; the next is
+# answered 429.
+longpolls_per_user_max = {longpolls_per_user_max}
 "#,
         enabled = gateway.enabled,
         listen = quote(&gateway.listen.to_string()),
@@ -838,6 +863,13 @@ doc_count_cache_ms = {doc_count_cache_ms}
         rate_limit_keys_max = gateway.rate_limit_keys_max,
         cookie_secure = gateway.cookie_secure,
         doc_count_cache_ms = gateway.doc_count_cache_ms,
+        metrics_networks = gateway
+            .metrics_networks
+            .iter()
+            .map(|network| quote(network))
+            .collect::<Vec<_>>()
+            .join(", "),
+        longpolls_per_user_max = gateway.longpolls_per_user_max,
     )
 }
 
@@ -1095,6 +1127,7 @@ mod tests {
             "FIELDSYNC_GATEWAY_COOKIE_SECURE" => Some("true".to_string()),
             "FIELDSYNC_GATEWAY_LISTEN" => Some("0.0.0.0:8443".to_string()),
             "FIELDSYNC_GATEWAY_PUBLIC_BASE_URL" => Some("https://c.example:8443".to_string()),
+            "FIELDSYNC_GATEWAY_METRICS_NETWORKS" => Some(" 10.0.0.0/8, ::1/128 ".to_string()),
             _ => None,
         };
         let path = Path::new("/data/fieldsync.toml");
@@ -1106,7 +1139,18 @@ mod tests {
             overridden.gateway.public_base_url.as_deref(),
             Some("https://c.example:8443")
         );
+        assert_eq!(
+            overridden.gateway.metrics_networks,
+            vec!["10.0.0.0/8".to_string(), "::1/128".to_string()]
+        );
         assert_eq!(overridden.gateway.requests_per_s, 50, "untouched keys stay");
+        let none = config
+            .clone()
+            .with_env_overrides(path, |var| {
+                (var == "FIELDSYNC_GATEWAY_METRICS_NETWORKS").then(String::new)
+            })
+            .unwrap();
+        assert!(none.gateway.metrics_networks.is_empty());
         // The file with every key written back parses to the same config.
         let text = overridden.to_commented_toml();
         assert_eq!(parse(&text).unwrap(), overridden, "{text}");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use fieldsync_schemas::Scope;
+use fieldsync_schemas::{Role, Scope};
 
 use super::model::{Change, ChangesPage, ChangesQuery, FeedMode};
 use crate::auth::Caller;
@@ -23,6 +23,7 @@ const COLLECTION_BYTES_MAX: usize = 64;
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Scope `changes:read` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests, or this user already holds `longpolls_per_user_max` longpolls", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -48,16 +49,31 @@ pub(crate) async fn changes(
             ));
         }
     }
+    let longpoll = query.feed == Some(FeedMode::Longpoll);
+    // Held until the answer is sent: at most `longpolls_per_user_max` at
+    // once per user.
+    let _slot = if longpoll {
+        Some(state.longpoll_slot(&caller.user_id)?)
+    } else {
+        None
+    };
+    let technician = caller.role == Role::Technician;
     // Subscribe before reading, so a write landing between the read and
     // the wait still wakes us.
     let mut watch = state.store().watch_seq();
     let mut closing = state.closing();
     let visible = *watch.borrow_and_update();
     if since > visible {
+        // The office may learn the store's last seq; a technician may not.
+        let last = if technician {
+            String::new()
+        } else {
+            format!(" {visible}")
+        };
         return Err(ApiError::new(
             ErrorKind::InvalidQuery,
             format!(
-                "`since` {since} is past the last change {visible}; \
+                "`since` {since} is past the last change{last}; \
                  the store may have been recreated (compare `epoch`), start from 0"
             ),
         ));
@@ -78,7 +94,7 @@ pub(crate) async fn changes(
         })
     };
     let mut page = read(since).await?;
-    if query.feed == Some(FeedMode::Longpoll) && page.entries.is_empty() && !page.more {
+    if longpoll && page.entries.is_empty() && !page.more {
         let wait_ms = query
             .timeout
             .unwrap_or(config.longpoll_timeout_ms_default)
@@ -99,15 +115,30 @@ pub(crate) async fn changes(
             }
         }
     }
-    Ok(axum::Json(to_body(&state, page)))
+    Ok(axum::Json(to_body(&state, page, since, technician)))
 }
 
-fn to_body(state: &AppState, page: FeedPage) -> ChangesPage {
+/// The answer. The page's `last_seq` is where the scan stopped; when it
+/// stopped at the end of the changelog that is the store's last seq, which
+/// a technician may not learn (hardening finding 7: it tells how busy the
+/// whole office is). So a technician's `last_seq` is their own cursor: the
+/// seq of the last change they are shown (or the `since` they sent) when
+/// the scan reached the end, and where the scan stopped only when it
+/// stopped early (`next`). Their next request scans again the changes they
+/// may not see past that, at most `scan_entries_max` of them.
+fn to_body(state: &AppState, page: FeedPage, since: u64, technician: bool) -> ChangesPage {
     let lag = state.store().last_seq().saturating_sub(page.last_seq);
     metrics::histogram!("fieldsync_feed_lag_seqs").record(lag as f64);
     metrics::counter!("fieldsync_feed_entries_total").increment(page.entries.len() as u64);
+    let last_seq = if technician && !page.more {
+        page.entries
+            .last()
+            .map_or(since, |entry| entry.seq.max(since))
+    } else {
+        page.last_seq
+    };
     ChangesPage {
-        last_seq: page.last_seq,
+        last_seq,
         next: page.more.then_some(page.last_seq),
         epoch: hex::encode(state.store().epoch()),
         entries: page.entries.into_iter().map(Change::from).collect(),

@@ -311,7 +311,8 @@ impl From<&WorkOrder> for WorkOrderSummary {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct WorkOrderPage {
     pub items: Vec<WorkOrderSummary>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page. Opaque:
+    /// sealed by the gateway, it shows nothing of where the list stopped.
     pub next_cursor: Option<String>,
 }
 
@@ -327,8 +328,9 @@ pub struct WorkOrderQuery {
     pub priority: Option<Priority>,
     /// `true`: only deleted (tombstoned) work orders; default: only live ones.
     pub deleted: Option<bool>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[A-Za-z0-9_-]{1,128}$")]
+    /// `next_cursor` of the previous page, as given (an opaque token; one
+    /// this gateway did not give out is refused).
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 256)]
     pub cursor: Option<String>,
     /// Items per page, 1 to `page_size_max` (larger values are capped).
     #[param(minimum = 1)]
@@ -507,7 +509,10 @@ impl From<domain::ChangeEntry> for Change {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ChangesPage {
     pub entries: Vec<Change>,
-    /// The highest seq this page covers: pass it as `since` next time.
+    /// The highest seq this page covers: pass it as `since` next time. For
+    /// a technician it is their own cursor, never the store's last seq: the
+    /// seq of the last change shown (or the `since` sent) when the page
+    /// reached the end, where the scan stopped when `next` is set.
     pub last_seq: u64,
     /// Set when more changes are already waiting (same value as `last_seq`).
     pub next: Option<u64>,
@@ -626,6 +631,8 @@ pub struct RegistryService {
 pub struct Health {
     /// `ok`.
     pub status: String,
-    /// Highest durable seq of the store.
-    pub last_seq: u64,
+    /// Highest durable seq of the store: only for operators and
+    /// integration clients (with a bearer token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
 }

@@ -5,29 +5,62 @@ use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 
 use super::model::{Health, RegistryEndpoint, RegistryService};
-use crate::auth::Caller;
+use crate::auth::{Asker, Caller};
 use crate::error::{ApiError, Problem};
 use crate::peers::PeerInfo;
 use crate::state::AppState;
 
-/// Liveness and the store's last durable seq.
+/// Liveness; with an operator's or integration client's token, also the
+/// store's last durable seq. Technicians and anonymous callers learn only
+/// that the gateway serves: the global seq tells how busy the whole
+/// office is (hardening finding 7).
 #[utoipa::path(
     get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "Serving", body = Health))
+    responses((status = 200, description = "Serving", body = Health)),
+    security((), ("bearer" = []))
 )]
-pub(crate) async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
+pub(crate) async fn healthz(State(state): State<AppState>, asker: Asker) -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok".into(),
-        last_seq: state.store().last_seq(),
+        last_seq: asker.is_office().then(|| state.store().last_seq()),
     })
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format), for scrapers on
+/// `[gateway] metrics_networks` (loopback by default) and for operators'
+/// tokens from anywhere.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "Not from a metrics network, and no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not from a metrics network, and not an operator", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
 )]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    asker: Asker,
+) -> Result<impl IntoResponse, ApiError> {
+    let from_network = asker
+        .peer
+        .is_some_and(|address| state.metrics_network_has(address));
+    if !from_network {
+        match &asker.caller {
+            Some(caller) if caller.role == fieldsync_schemas::Role::Operator => {}
+            Some(_) => {
+                return Err(ApiError::forbidden(
+                    "metrics are for operators and the networks in `[gateway] metrics_networks`",
+                ))
+            }
+            None => {
+                return Err(ApiError::unauthorized(
+                    "metrics need an operator's bearer token from outside \
+                     `[gateway] metrics_networks`",
+                ))
+            }
+        }
+    }
     let documents = state.doc_count().await?;
     let handle = state.metrics();
     handle.run_upkeep();

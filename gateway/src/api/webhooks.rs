@@ -96,7 +96,9 @@ pub(crate) struct Webhook {
     pub state_changes_only: bool,
     pub include_data: bool,
     /// Changes up to this seq are delivered (or skipped by the filters).
-    pub cursor: u64,
+    /// Not shown to technicians: it is the store's global seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
     /// The notification being delivered, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_notification: Option<String>,
@@ -164,7 +166,7 @@ fn view(hook: &Hook, now_ms: u64) -> Webhook {
         }),
         state_changes_only: hook.filter.state_changes_only,
         include_data: hook.filter.include_data,
-        cursor: hook.cursor,
+        cursor: (hook.owner_role != Role::Technician).then_some(hook.cursor),
         pending_notification: hook.pending.as_ref().map(|p| p.id.clone()),
         pending_changes: hook.pending.as_ref().map_or(0, |p| p.changes),
         consecutive_failures: health.failures,
@@ -280,6 +282,9 @@ fn hook_of(state: &AppState, caller: &Caller, body: &NewWebhook) -> Result<Hook,
     }
     let last_seq = state.store().last_seq();
     let cursor = match body.last_seq {
+        Some(seq) if seq > last_seq && caller.role == Role::Technician => {
+            return Err(invalid("last_seq: past the end of the feed"));
+        }
         Some(seq) if seq > last_seq => {
             return Err(invalid(format!("last_seq: the feed is at {last_seq}")));
         }

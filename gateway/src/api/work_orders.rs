@@ -16,6 +16,7 @@ use super::model::{
 };
 use crate::auth::Caller;
 use crate::clock::{now_rfc3339, now_s, year};
+use crate::cursor::Cursors;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorKind, Problem};
 use crate::state::AppState;
 
@@ -151,20 +152,42 @@ pub(crate) fn read_visible(
         .map(WorkOrder::from))
 }
 
-/// The list: scan ids in key order from the cursor, keep what the caller
-/// may see and the filters accept, stop at a full page or after
-/// `scan_entries_max` documents (then the cursor says where to go on).
+/// A page of the list and the scan position to go on from, in the clear:
+/// [`ListPage::sealed`] turns the position into the opaque cursor clients
+/// see, since it may be a work order the caller may not see.
+pub(crate) struct ListPage {
+    pub(crate) items: Vec<WorkOrderSummary>,
+    /// The last document id scanned, when the list goes on.
+    pub(crate) resume_after: Option<String>,
+}
+
+impl ListPage {
+    /// The page as clients see it: the position sealed into `next_cursor`.
+    pub(crate) fn sealed(self, cursors: &Cursors) -> WorkOrderPage {
+        WorkOrderPage {
+            items: self.items,
+            next_cursor: self.resume_after.map(|position| cursors.seal(&position)),
+        }
+    }
+}
+
+/// The list: scan ids in key order after `after` (an opened cursor), keep
+/// what the caller may see and the filters accept, stop at a full page or
+/// after `scan_entries_max` documents (then the position says where to go
+/// on; it may name a work order the caller may not see, so it leaves the
+/// gateway only sealed).
 pub(crate) fn list(
     store: &Store,
     caller: &Caller,
     query: &WorkOrderQuery,
+    after: Option<String>,
     page_size: usize,
     scan_max: usize,
-) -> Result<WorkOrderPage, ApiError> {
+) -> Result<ListPage, ApiError> {
     assert!(page_size > 0 && scan_max >= page_size);
     let want_deleted = query.deleted.unwrap_or(false);
     let mut items = Vec::with_capacity(page_size);
-    let mut after = query.cursor.clone();
+    let mut after = after;
     let mut scanned = 0usize;
     loop {
         let chunk = LIST_CHUNK_IDS.min(scan_max - scanned);
@@ -201,34 +224,44 @@ pub(crate) fn list(
             }
             items.push(WorkOrderSummary::from(&order));
             if items.len() == page_size {
-                return Ok(WorkOrderPage {
+                return Ok(ListPage {
                     items,
-                    next_cursor: after,
+                    resume_after: after,
                 });
             }
         }
         if exhausted {
-            return Ok(WorkOrderPage {
+            return Ok(ListPage {
                 items,
-                next_cursor: None,
+                resume_after: None,
             });
         }
         if scanned >= scan_max {
-            return Ok(WorkOrderPage {
+            return Ok(ListPage {
                 items,
-                next_cursor: after,
+                resume_after: after,
             });
         }
     }
 }
 
-/// Validate list parameters and clamp the page size.
-pub(crate) fn list_page_size(state: &AppState, query: &WorkOrderQuery) -> Result<usize, ApiError> {
-    if let Some(cursor) = &query.cursor {
-        validate_doc_id(cursor)
-            .map_err(|_| ApiError::new(ErrorKind::InvalidQuery, "`cursor` is not a cursor"))?;
-    }
-    super::page_size(state.config(), query.page_size, "page_size")
+/// Validate list parameters: the position the cursor names (opened and
+/// checked), and the page size, clamped.
+pub(crate) fn list_params(
+    state: &AppState,
+    query: &WorkOrderQuery,
+) -> Result<(Option<String>, usize), ApiError> {
+    let after = match &query.cursor {
+        None => None,
+        Some(cursor) => {
+            let position = state.cursors().open(cursor)?;
+            validate_doc_id(&position)
+                .map_err(|_| ApiError::new(ErrorKind::InvalidQuery, "`cursor` is not a cursor"))?;
+            Some(position)
+        }
+    };
+    let page_size = super::page_size(state.config(), query.page_size, "page_size")?;
+    Ok((after, page_size))
 }
 
 /// List work orders the caller may see.
@@ -249,12 +282,12 @@ pub(crate) async fn list_work_orders(
     ApiQuery(query): ApiQuery<WorkOrderQuery>,
 ) -> Result<axum::Json<WorkOrderPage>, ApiError> {
     caller.field_or_scope(Scope::WorkOrdersRead)?;
-    let page_size = list_page_size(&state, &query)?;
+    let (after, page_size) = list_params(&state, &query)?;
     let scan_max = state.config().scan_entries_max;
     let page = state
-        .blocking(move |store| list(store, &caller, &query, page_size, scan_max))
+        .blocking(move |store| list(store, &caller, &query, after, page_size, scan_max))
         .await?;
-    Ok(axum::Json(page))
+    Ok(axum::Json(page.sealed(state.cursors())))
 }
 
 /// Create a work order (operators, `work-orders:write`).

@@ -143,7 +143,9 @@ fn hook_section(rows: &HookRows, now_ms: u64) -> Markup {
                         @else { span.badge { (state) } }
                     }
                 }
-                tr { th { "Cursor" } td { (hook.cursor) } }
+                @if hook.owner_role != fieldsync_schemas::Role::Technician {
+                    tr { th { "Cursor" } td { (hook.cursor) } }
+                }
                 tr {
                     th { "Pending notification" }
                     td {

@@ -269,11 +269,14 @@ async fn work_orders(
         assignee: non_empty(&form.assignee).map(str::to_string),
         priority: enum_from(non_empty(&form.priority)),
         deleted: None,
-        cursor: non_empty(&form.cursor)
-            .filter(|cursor| fieldsync_node::store::validate_doc_id(cursor).is_ok())
-            .map(str::to_string),
+        cursor: None,
         page_size: Some(UI_PAGE_SIZE),
     };
+    // A cursor that does not open (or names no document id) starts the
+    // list again, as a missing one does.
+    let after = non_empty(&form.cursor)
+        .and_then(|cursor| state.cursors().open(cursor).ok())
+        .filter(|position| fieldsync_node::store::validate_doc_id(position).is_ok());
     let scan_max = state.config().scan_entries_max;
     let reader = caller.clone();
     let filters = query.clone();
@@ -281,12 +284,14 @@ async fn work_orders(
         Err(error) => Err(error),
         Ok(()) => {
             state
-                .blocking(move |store| list(store, &reader, &filters, UI_PAGE_SIZE, scan_max))
+                .blocking(move |store| {
+                    list(store, &reader, &filters, after, UI_PAGE_SIZE, scan_max)
+                })
                 .await
         }
     };
     let page_data = match listed {
-        Ok(page) => page,
+        Ok(page) => page.sealed(state.cursors()),
         Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
     };
     let selected_status = non_empty(&form.status).unwrap_or("");
@@ -496,12 +501,19 @@ async fn changes(
     if let Err(error) = caller.field_or_scope(fieldsync_schemas::Scope::ChangesRead) {
         return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
     }
+    // The office sees the store's last seq and starts at the newest
+    // changes. A technician sees neither the last seq nor anything derived
+    // from it (hardening finding 7): their page starts at the beginning
+    // (or where they were) and moves by their own cursor.
+    let technician = caller.role == fieldsync_schemas::Role::Technician;
     let last = state.store().last_seq();
-    let since = non_empty(&form.since)
-        .and_then(|text| text.parse::<u64>().ok())
-        .map_or(last.saturating_sub(UI_FEED_ENTRIES as u64), |since| {
-            since.min(last)
-        });
+    let asked = non_empty(&form.since).and_then(|text| text.parse::<u64>().ok());
+    let since = match asked {
+        Some(since) if technician => since,
+        Some(since) => since.min(last),
+        None if technician => 0,
+        None => last.saturating_sub(UI_FEED_ENTRIES as u64),
+    };
     let scan_max = state.config().scan_entries_max;
     let reader = caller.clone();
     let read = state
@@ -512,7 +524,11 @@ async fn changes(
         Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
     };
     let body = html! {
-        p { "Changes after seq " (since) ", up to " (feed.last_seq) " (store at " (last) ")." }
+        @if technician {
+            p { "Your changes after seq " (since) "." }
+        } @else {
+            p { "Changes after seq " (since) ", up to " (feed.last_seq) " (store at " (last) ")." }
+        }
         table {
             tr { th { "Seq" } th { "Collection" } th { "Document" } th { "Op" } }
             @for entry in feed.entries.iter().rev() {

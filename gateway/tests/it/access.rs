@@ -1,6 +1,8 @@
 //! The access matrix: every role against every endpoint, including a
 //! technician probing work orders that are not theirs (404, never 403).
 
+use base64::Engine;
+use fieldsync_gateway::GatewayConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -329,5 +331,78 @@ async fn every_role_against_collection_and_operations_endpoints() {
     let op = tokens[1].as_deref().unwrap();
     let (_, all) = server.get_json("/api/v1/changes?limit=100", op).await;
     assert!(all["entries"].as_array().unwrap().len() >= 3);
+    server.stop().await;
+}
+
+/// Hardening finding 7: when the list's scan budget runs out, `next_cursor`
+/// must not name (nor merely encode) a work order the caller may not see.
+/// Fails on the code before the fix, whose cursor was the last id scanned:
+/// here another technician's work order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_cursor_names_no_work_order_the_caller_may_not_see() {
+    let config = GatewayConfig {
+        page_size_max: 2,
+        page_size_default: 2,
+        scan_entries_max: 3,
+        ..GatewayConfig::default()
+    };
+    let server = Server::start_with(config, None).await;
+    // In key order: one of tech-1's, six of tech-2's, one of tech-1's.
+    server.create("a-mine-0001", Some("tech-1")).await;
+    let theirs: Vec<String> = (1..=6).map(|i| format!("b-theirs-{i:04}")).collect();
+    for id in &theirs {
+        server.create(id, Some("tech-2")).await;
+    }
+    server.create("c-mine-0002", Some("tech-1")).await;
+    let tech = server.token("tech-1").await;
+    let mut seen = Vec::new();
+    let mut cursors = Vec::new();
+    let mut path = "/api/v1/work-orders".to_string();
+    loop {
+        let (status, page) = server.get_json(&path, &tech).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_string());
+        }
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        assert!(cursors.len() < 10, "the list does not end");
+        cursors.push(cursor.to_string());
+        path = format!("/api/v1/work-orders?cursor={cursor}");
+    }
+    assert_eq!(seen, vec!["a-mine-0001", "c-mine-0002"]);
+    // The budget ran out on tech-2's work orders, more than once.
+    assert!(cursors.len() >= 2, "{cursors:?}");
+    for cursor in &cursors {
+        assert!(!cursor.contains("theirs"), "{cursor}");
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .unwrap_or_default();
+        assert!(
+            !decoded.windows(6).any(|window| window == b"theirs"),
+            "the cursor {cursor} merely encodes an id"
+        );
+    }
+    // An id is no cursor (the old cursors were ids), and neither is a
+    // cursor of another gateway.
+    let first = if cursors[0].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let tampered = format!("{first}{}", &cursors[0][1..]);
+    for bad in [theirs[1].clone(), tampered] {
+        let response = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/work-orders?cursor={bad}"),
+                Some(&tech),
+                None,
+            )
+            .await;
+        let body = problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["type"], "urn:fieldsync:problem:invalid-query");
+    }
     server.stop().await;
 }

@@ -8,15 +8,23 @@ use fieldsync_schemas::{Role, Scope};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::{problem, user, Server};
+use crate::support::{client_from, problem, user, Server};
 
 async fn token_request(
     server: &Server,
     form: &[(&str, &str)],
     basic: Option<(&str, &str)>,
 ) -> reqwest::Response {
-    let mut request = server
-        .client
+    token_request_with(&server.client, server, form, basic).await
+}
+
+async fn token_request_with(
+    client: &reqwest::Client,
+    server: &Server,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let mut request = client
         .post(format!("{}/oauth/token", server.url))
         .form(form);
     if let Some((id, secret)) = basic {
@@ -237,11 +245,12 @@ async fn token_attempts_and_requests_are_rate_limited() {
         ..GatewayConfig::default()
     };
     let server = Server::start_with(config, None).await;
-    // One good attempt, then wrong secrets until this address's budget of
-    // four attempts a minute is spent.
+    // One good attempt (a right secret costs no budget), then wrong
+    // secrets until this address's budget of four failures a minute is
+    // spent.
     let op = server.token("op").await;
     let mut statuses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let response = token_request(
             &server,
             &[("grant_type", "client_credentials")],
@@ -259,7 +268,7 @@ async fn token_attempts_and_requests_are_rate_limited() {
             problem(response, StatusCode::TOO_MANY_REQUESTS).await;
         }
     }
-    assert_eq!(statuses, vec![401, 401, 401, 429]);
+    assert_eq!(statuses, vec![401, 401, 401, 401, 429]);
     // Per-client request limit, keyed by the token's user: a burst of 5,
     // then 429 with Retry-After.
     let mut limited = None;
@@ -273,5 +282,67 @@ async fn token_attempts_and_requests_are_rate_limited() {
         }
     }
     assert_eq!(limited, Some(5), "the sixth quick request is refused");
+    server.stop().await;
+}
+
+/// Hardening finding 6: guessing a client's secret must not lock the client
+/// out. Fails on the code before the fix, where every attempt was charged
+/// to the claimed client id before the secret was checked: once the
+/// guesser had spent `erp-all`'s budget, `erp-all`'s own request with the
+/// right secret, from another address, was answered 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_a_secret_locks_out_the_guesser_not_the_client() {
+    let config = GatewayConfig {
+        token_attempts_per_minute: 3,
+        ..GatewayConfig::default()
+    };
+    let server = Server::start_with(config, None).await;
+    let secret = server.secret("erp-all");
+    let grant = [("grant_type", "client_credentials")];
+    // The guesser, from 127.0.0.2, spends its failure budget and
+    // `erp-all`'s: three wrong secrets, then 429 with Retry-After.
+    let guesser = client_from([127, 0, 0, 2]);
+    for _ in 0..3 {
+        let response =
+            token_request_with(&guesser, &server, &grant, Some(("erp-all", "guess"))).await;
+        problem(response, StatusCode::UNAUTHORIZED).await;
+    }
+    for basic in [("erp-all", "guess"), ("erp-read", "guess")] {
+        let response = token_request_with(&guesser, &server, &grant, Some(basic)).await;
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+        assert_eq!(body["type"], "urn:fieldsync:problem:rate-limited");
+    }
+    // The limit is the source's: `erp-all` itself, from 127.0.0.1 with
+    // the right secret, gets its token, as often as it asks.
+    for _ in 0..5 {
+        let response = token_request(&server, &grant, Some(("erp-all", &secret))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Another source guessing the spent client: its first wrong secret is
+    // checked (401), and locks that source at once.
+    let second = client_from([127, 0, 0, 3]);
+    let response = token_request_with(&second, &server, &grant, Some(("erp-all", "guess"))).await;
+    problem(response, StatusCode::UNAUTHORIZED).await;
+    let response = token_request_with(&second, &server, &grant, Some(("erp-all", "guess"))).await;
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((30..=60).contains(&retry), "locked for the window: {retry}");
+    problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    // A third source with the right secret still gets in, and so does
+    // the first source's client again.
+    let third = client_from([127, 0, 0, 4]);
+    let response = token_request_with(&third, &server, &grant, Some(("erp-all", &secret))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = token_request(&server, &grant, Some(("erp-all", &secret))).await;
+    assert_eq!(response.status(), StatusCode::OK);
     server.stop().await;
 }

@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::support::{problem, Server};
+use fieldsync_schemas::{Actor, Role};
 
 fn seqs(page: &Value) -> Vec<u64> {
     page["entries"]
@@ -67,12 +68,12 @@ async fn a_document_appears_once_per_page_at_its_latest_change() {
         .await;
     assert_eq!(seqs(&none), Vec::<u64>::new());
     assert_eq!(none["last_seq"], 5);
-    // A technician sees only their own document, and the cursor still
-    // moves past what they cannot see.
+    // A technician sees only their own document, and their cursor is
+    // their own: the seq of the last change shown, not the store's.
     let tech = server.token("tech-2").await;
     let (_, mine) = server.get_json("/api/v1/changes?since=0", &tech).await;
     assert_eq!(seqs(&mine), vec![2]);
-    assert_eq!(mine["last_seq"], 5);
+    assert_eq!(mine["last_seq"], 2);
     server.stop().await;
 }
 
@@ -85,7 +86,7 @@ async fn longpoll_wakes_on_a_visible_write_and_times_out_empty() {
     let op = server.token("op").await;
     let (_, now) = server.get_json("/api/v1/changes", &tech).await;
     let since = now["last_seq"].as_u64().unwrap();
-    assert_eq!(since, 2);
+    assert_eq!(since, 1, "the technician's own cursor: their last change");
 
     // Timeout: empty page after about the asked wait.
     let started = Instant::now();
@@ -342,4 +343,167 @@ async fn a_waiting_longpoll_answers_at_shutdown() {
         .unwrap()
         .unwrap();
     assert_eq!(seqs(&page), Vec::<u64>::new());
+}
+
+/// Hardening finding 7: a technician's feed never tells the store's last
+/// seq (how busy the whole office is), in `last_seq` or in a problem.
+/// Fails on the code before the fix, which answered the technician's
+/// `last_seq` with the store's when the scan reached the end, and named
+/// the store's last seq when `since` was past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technicians_feed_never_tells_the_stores_last_seq() {
+    let config = GatewayConfig {
+        page_size_max: 2,
+        page_size_default: 2,
+        scan_entries_max: 3,
+        ..GatewayConfig::default()
+    };
+    let server = Server::start_with(config, None).await;
+    server.create("mine", Some("tech-1")).await;
+    for i in 0..6 {
+        server.create(&format!("theirs-{i}"), Some("tech-2")).await;
+    }
+    // Seqs: mine=1, theirs=2..7. The office's cursor is the store's seq.
+    let op = server.token("op").await;
+    let (_, all) = server.get_json("/api/v1/changes?since=5", &op).await;
+    assert_eq!(all["last_seq"], 7);
+    let tech = server.token("tech-1").await;
+    // The scan budget (3) runs out before the end: `next` is where the
+    // scan stopped, the technician's own cursor.
+    let (_, first) = server.get_json("/api/v1/changes?since=0", &tech).await;
+    assert_eq!(seqs(&first), vec![1]);
+    assert_eq!(
+        (first["last_seq"].as_u64(), first["next"].as_u64()),
+        (Some(3), Some(3))
+    );
+    // The scan reaches the end: the technician's cursor stays where they
+    // were (the store is at 7).
+    let (_, end) = server.get_json("/api/v1/changes?since=5", &tech).await;
+    assert_eq!(seqs(&end), Vec::<u64>::new());
+    assert_eq!(end["last_seq"], 5);
+    assert!(end["next"].is_null());
+    let (_, end) = server
+        .get_json("/api/v1/changes?since=5&feed=longpoll&timeout=100", &tech)
+        .await;
+    assert_eq!(end["last_seq"], 5);
+    // A new change of theirs: the cursor moves to it, not past it.
+    let store = server.store.clone();
+    tokio::task::spawn_blocking(move || {
+        store
+            .create_work_order(
+                &Actor::new("op", Role::Operator),
+                &crate::support::sample("mine-2", Some("tech-1")),
+                1,
+            )
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (_, latest) = server.get_json("/api/v1/changes?since=5", &tech).await;
+    assert_eq!(seqs(&latest), vec![8]);
+    assert_eq!(latest["last_seq"], 8);
+    server.create("theirs-late", Some("tech-2")).await;
+    let (_, after) = server.get_json("/api/v1/changes?since=8", &tech).await;
+    assert_eq!(after["last_seq"], 8, "not the store's 9");
+    // `since` past the end: refused, without the store's seq.
+    let response = server
+        .call(Method::GET, "/api/v1/changes?since=99", Some(&tech), None)
+        .await;
+    let body = problem(response, StatusCode::BAD_REQUEST).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(!detail.replace("99", "").contains('9'), "{detail}");
+    // The office is told.
+    let response = server
+        .call(Method::GET, "/api/v1/changes?since=99", Some(&op), None)
+        .await;
+    let body = problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("last change 9"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+/// Hardening finding 7: a user holds at most `longpolls_per_user_max` (4 by
+/// default) longpolls at once; the next is 429 with Retry-After. Fails on
+/// the code before the fix, which let every longpoll wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_concurrent_longpoll_of_one_user_is_refused() {
+    let server = Server::start().await;
+    let tech = server.token("tech-1").await;
+    let other = server.token("tech-2").await;
+    let poll = || {
+        let request = server
+            .client
+            .get(format!(
+                "{}/api/v1/changes?feed=longpoll&timeout=20000",
+                server.url
+            ))
+            .bearer_auth(&tech);
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        })
+    };
+    let mut polls: Vec<_> = (0..4).map(|_| poll()).collect();
+    // Probe with longpolls that answer at once (`timeout=0`) until one is
+    // refused. Until the four have arrived a probe is let in, and a poll
+    // arriving while a probe holds a slot may be the one refused: start
+    // it again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for slot in polls.iter_mut() {
+            if slot.is_finished() {
+                let (status, _) = std::mem::replace(slot, poll()).await.unwrap();
+                assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            }
+        }
+        let response = server
+            .call(
+                Method::GET,
+                "/api/v1/changes?feed=longpoll&timeout=0",
+                Some(&tech),
+                None,
+            )
+            .await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=25).contains(&retry), "{retry}");
+            let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+            assert_eq!(body["type"], "urn:fieldsync:problem:rate-limited");
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            Instant::now() < deadline,
+            "the fifth longpoll was never refused"
+        );
+    }
+    // Another user's longpoll, and the same user's plain reads, go on.
+    let (status, _) = server
+        .get_json("/api/v1/changes?feed=longpoll&timeout=100", &other)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.get_json("/api/v1/changes", &tech).await;
+    assert_eq!(status, StatusCode::OK);
+    // A change the technician sees answers the four, and frees their slots.
+    server.create("wake", Some("tech-1")).await;
+    for poll in polls {
+        let (status, page) = tokio::time::timeout(Duration::from_secs(5), poll)
+            .await
+            .expect("the longpoll woke")
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["entries"][0]["id"], "wake");
+    }
+    let (status, _) = server
+        .get_json("/api/v1/changes?feed=longpoll&timeout=100&since=1", &tech)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
 }

@@ -7,7 +7,7 @@ use fieldsync_gateway::{GatewayConfig, PeerInfo, PeerTable};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::Server;
+use crate::support::{client_from, problem, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_registry_openapi_and_request_ids() {
@@ -20,8 +20,11 @@ async fn health_registry_openapi_and_request_ids() {
         .to_string();
     assert_eq!(id.len(), 36, "a UUID request id");
     let health: Value = response.json().await.unwrap();
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["last_seq"], 1);
+    assert_eq!(
+        health,
+        serde_json::json!({"status": "ok"}),
+        "no seq without a token"
+    );
     // A client's request id is kept.
     let response = server
         .client
@@ -82,7 +85,117 @@ async fn health_registry_openapi_and_request_ids() {
     server.stop().await;
 }
 
-/// `/metrics` as text (it needs no token).
+/// Hardening finding 7: `/healthz` tells the store's last seq (how busy the
+/// whole office is) to operators and integration clients only. Fails on
+/// the code before the fix, which told everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_the_last_seq_to_the_office_only() {
+    let server = Server::start().await;
+    server.create("a", Some("tech-1")).await;
+    server.create("b", Some("tech-2")).await;
+    let anonymous: Value = server
+        .call(Method::GET, "/healthz", None, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(anonymous, serde_json::json!({"status": "ok"}));
+    for (user, seq) in [
+        ("tech-1", None),
+        ("op", Some(2)),
+        ("erp-read", Some(2)),
+        ("erp-none", Some(2)),
+    ] {
+        let token = server.token(user).await;
+        let (status, health) = server.get_json("/healthz", &token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(health["status"], "ok", "{user}");
+        assert_eq!(health["last_seq"].as_u64(), seq, "{user}: {health}");
+    }
+    // A bad token is no reason to fail a health check: the anonymous answer.
+    let response = server
+        .call(Method::GET, "/healthz", Some("not-a-token"), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health, serde_json::json!({"status": "ok"}));
+    server.stop().await;
+}
+
+/// Hardening finding 7: `/metrics` (store size, last seq, sessions) is
+/// served to `[gateway] metrics_networks` (loopback, 127.0.0.1/32 and
+/// ::1/128, by default) and to operators' tokens from anywhere else.
+/// Fails on the code before the fix, which served it to anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_for_the_configured_networks_and_operators() {
+    let server = Server::start().await;
+    server.create("a", None).await;
+    // From 127.0.0.1, in the default networks: no token needed.
+    assert!(metrics_text(&server)
+        .await
+        .contains("fieldsync_documents 1"));
+    // From 127.0.0.2, outside them: an operator's token, nothing less.
+    let outside = client_from([127, 0, 0, 2]);
+    let scrape = |token: Option<String>| {
+        let mut request = outside.get(format!("{}/metrics", server.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let response = scrape(None).await;
+    assert!(response.headers().contains_key("www-authenticate"));
+    problem(response, StatusCode::UNAUTHORIZED).await;
+    for user in ["tech-1", "erp-all"] {
+        let response = scrape(Some(server.token(user).await)).await;
+        problem(response, StatusCode::FORBIDDEN).await;
+    }
+    let response = scrape(Some(server.token("op").await)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("fieldsync_documents 1"));
+    server.stop().await;
+}
+
+/// `[gateway] metrics_networks`: a configured list replaces the default;
+/// an empty one leaves operators' tokens only (new with the key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_metrics_networks_replace_the_default() {
+    let outside = client_from([127, 0, 0, 2]);
+    for (networks, from_1, from_2) in [
+        (vec!["127.0.0.2/32".to_string()], 401, 200),
+        (Vec::new(), 401, 401),
+        (vec!["127.0.0.0/8".to_string()], 200, 200),
+    ] {
+        let config = GatewayConfig {
+            metrics_networks: networks.clone(),
+            ..GatewayConfig::default()
+        };
+        let server = Server::start_with(config, None).await;
+        for (client, want) in [(&server.client, from_1), (&outside, from_2)] {
+            let response = client
+                .get(format!("{}/metrics", server.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), want, "{networks:?}");
+        }
+        let op = server.token("op").await;
+        let response = outside
+            .get(format!("{}/metrics", server.url))
+            .bearer_auth(&op)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{networks:?}");
+        server.stop().await;
+    }
+}
+
+/// `/metrics` as text (it needs no token from 127.0.0.1).
 async fn metrics_text(server: &Server) -> String {
     server
         .call(Method::GET, "/metrics", None, None)

@@ -260,6 +260,18 @@ impl Server {
     }
 }
 
+/// A client whose connections come from `source` (any 127.0.0.0/8 address
+/// reaches the server on 127.0.0.1), so a test can act from several
+/// source addresses.
+pub(crate) fn client_from(source: [u8; 4]) -> reqwest::Client {
+    fieldsync_gateway::install_crypto_provider();
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(source))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
 pub(crate) fn sample(id: &str, assignee: Option<&str>) -> NewWorkOrder {
     NewWorkOrder {
         id: Some(id.into()),

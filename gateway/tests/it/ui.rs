@@ -322,3 +322,39 @@ async fn commands_page_lists_a_published_command_as_pending() {
     assert!(!html.contains(id.as_str()));
     server.stop().await;
 }
+
+/// Hardening finding 7: a technician's web UI shows none of the store's
+/// figures. Fails on the code before the fix, whose changes page told a
+/// technician "(store at N)" and started at the store's last seq less 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technicians_changes_page_shows_no_store_figures() {
+    let server = Server::start().await;
+    server.create("mine", Some("tech-1")).await;
+    for i in 0..6 {
+        server.create(&format!("theirs-{i}"), Some("tech-2")).await;
+    }
+    let tech = signed_in(&server, "tech-1").await;
+    let (status, html) = page(&server, &tech, "/ui/changes").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("WO-mine") && !html.contains("WO-theirs"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("store at") && !html.contains("up to"),
+        "{html}"
+    );
+    assert!(html.contains("Your changes after seq 0."), "{html}");
+    // A `since` past the end is not clamped to the store's seq either.
+    let (status, html) = page(&server, &tech, "/ui/changes?since=50").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("after seq 50.") && !html.contains("store at"),
+        "{html}"
+    );
+    // The office sees where the store is.
+    let op = signed_in(&server, "op").await;
+    let (_, html) = page(&server, &op, "/ui/changes").await;
+    assert!(html.contains("(store at 7)"), "{html}");
+    server.stop().await;
+}

@@ -505,12 +505,16 @@ async fn a_technicians_hook_never_carries_another_technicians_work_order() {
     let receiver = Receiver::start().await;
     let server = Server::start_delivering(None, None).await;
     let token = server.token("tech-1").await;
-    register(
+    let mine = register(
         &server,
         &token,
         json!({"url": receiver.url, "skip_url_test": true}),
     )
     .await;
+    assert!(
+        mine["cursor"].is_null(),
+        "the global seq is not a technician's to see"
+    );
     server.create("mine", Some("tech-1")).await;
     server.create("theirs", Some("tech-2")).await;
     server.create("nobodys", None).await;
