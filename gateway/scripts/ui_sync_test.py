@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 from selenium import webdriver
@@ -161,9 +162,21 @@ def http_ok(url):
         return False
 
 
-def http_json(url):
-    with urllib.request.urlopen(url, timeout=WAIT_S_MAX) as response:
+def http_json(url, token=None):
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=WAIT_S_MAX) as response:
         return json.load(response)
+
+
+def operator_token(base, client_id, secret):
+    """A bearer token from the central's token endpoint (client credentials)."""
+    form = urllib.parse.urlencode(
+        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    ).encode()
+    with urllib.request.urlopen(f"{base}/oauth/token", data=form, timeout=WAIT_S_MAX) as response:
+        return json.load(response)["access_token"]
 
 
 def browser():
@@ -203,7 +216,9 @@ def scenario(binary, root, out_dir, nodes):
     laptop.fieldsync("enroll", "--central", f"127.0.0.1:{central.sync_port}", "--code", code)
     laptop_id = json.loads(laptop.fieldsync("status", "--json"))["node_id"]
     laptop.start()
-    central_seq = http_json(f"{central.url}/healthz")["last_seq"]
+    # The store's last seq is shown to the office only.
+    token = operator_token(central.url, "op", secret)
+    central_seq = http_json(f"{central.url}/healthz", token)["last_seq"]
     wait_until(
         "the laptop to receive the work order",
         lambda: (central.peer(laptop_id) or {}).get("peer_acked_seq", 0) >= central_seq,
