@@ -60,8 +60,39 @@ impl Directory {
         }
     }
 
+    /// The identity of each of `node_ids` (in order), reading the users
+    /// once: re-judging every open session after a revocation costs one
+    /// scan of the users, not one per session.
+    pub fn lookup_many(&self, node_ids: &[String]) -> Vec<Option<PeerIdentity>> {
+        let users = match self.store.users() {
+            Ok(users) => users,
+            Err(error) => {
+                tracing::error!(%error, "cannot read users; treating every session as unknown");
+                return vec![None; node_ids.len()];
+            }
+        };
+        node_ids
+            .iter()
+            .map(|node_id| self.identify(node_id, &users))
+            .collect()
+    }
+
     /// The identity of `node_id`, or `None` if it may not connect.
     pub fn lookup(&self, node_id: &str) -> Option<PeerIdentity> {
+        if self.configured.contains_key(node_id) {
+            return self.identify(node_id, &[]);
+        }
+        let users = match self.store.users() {
+            Ok(users) => users,
+            Err(error) => {
+                tracing::error!(%error, "cannot read users; refusing the node");
+                return None;
+            }
+        };
+        self.identify(node_id, &users)
+    }
+
+    fn identify(&self, node_id: &str, users: &[crate::store::User]) -> Option<PeerIdentity> {
         // A laptop on the same LAN is a technician, never the office: it
         // gets what its user may see and its changes pass the field rules
         // (a configured peer used to count as office whatever it was,
@@ -79,15 +110,8 @@ impl Directory {
                 user: user.clone(),
             });
         }
-        let users = match self.store.users() {
-            Ok(users) => users,
-            Err(error) => {
-                tracing::error!(%error, "cannot read users; refusing the node");
-                return None;
-            }
-        };
         let user = users
-            .into_iter()
+            .iter()
             .find(|user| !user.revoked && user.node_ids.iter().any(|id| id == node_id))?;
         if user.role == Role::Integration {
             // Machine clients use the gateway, never a sync session.
@@ -98,7 +122,7 @@ impl Directory {
                 user_id: user.id.clone(),
                 role: user.role,
             },
-            user: Some(user.id),
+            user: Some(user.id.clone()),
         })
     }
 }

@@ -148,6 +148,9 @@ struct Active {
     generation: u64,
     connection: quinn::Connection,
     dialed_by_us: bool,
+    /// Who the peer was when the session started: a session whose peer
+    /// is no longer this (revoked, another role) is closed.
+    identity: PeerIdentity,
 }
 
 /// What every connection task shares.
@@ -174,6 +177,7 @@ impl Context {
         peer: &str,
         connection: &quinn::Connection,
         dialed_by_us: bool,
+        identity: &PeerIdentity,
     ) -> Result<u64, &'static str> {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = active.get(peer) {
@@ -198,6 +202,7 @@ impl Context {
                 generation,
                 connection: connection.clone(),
                 dialed_by_us,
+                identity: identity.clone(),
             },
         );
         Ok(generation)
@@ -327,6 +332,7 @@ impl Driver {
         if let Some(dir) = config.status_dir.clone() {
             tasks.spawn(status_loop(dir, ctx.clone(), local));
         }
+        tasks.spawn(revoke_loop(ctx.clone()));
         shutdown.await;
         tracing::info!("sync stopping");
         let _ = stop.send(true);
@@ -369,6 +375,45 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Context>, connections_m
             let _alive = ctx.alive.clone();
             serve_incoming(ctx, incoming).await;
         });
+    }
+}
+
+/// Close every open session whose peer the directory no longer knows as
+/// it did when the session started (a user revoked over the API, a role
+/// changed), as soon as the user record is durable: the peer is otherwise
+/// looked up only at connect.
+async fn revoke_loop(ctx: Arc<Context>) {
+    let mut users = ctx.store.watch_users();
+    let mut stop = ctx.stop.clone();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            changed = users.changed() => if changed.is_err() { return },
+        }
+        let open: Vec<(String, PeerIdentity, quinn::Connection)> = ctx
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(peer, active)| {
+                (
+                    peer.clone(),
+                    active.identity.clone(),
+                    active.connection.clone(),
+                )
+            })
+            .collect();
+        let ids: Vec<String> = open.iter().map(|(peer, ..)| peer.clone()).collect();
+        let directory = ctx.directory.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || directory.lookup_many(&ids)).await else {
+            continue;
+        };
+        for ((peer, was, connection), now) in open.iter().zip(now) {
+            if now.as_ref() != Some(was) {
+                tracing::info!(peer = %peer, user = ?was.user, "closing the session: the peer's user was revoked or changed");
+                close(connection, CLOSE_NOT_ALLOWED, "access revoked");
+            }
+        }
     }
 }
 
@@ -434,7 +479,7 @@ async fn serve_sync(
     dialed: bool,
     address: SocketAddr,
 ) -> bool {
-    let generation = match ctx.register(&peer_id, &connection, dialed) {
+    let generation = match ctx.register(&peer_id, &connection, dialed, &identity) {
         Ok(generation) => generation,
         Err(reason) => {
             tracing::debug!(peer = %peer_id, reason, "dropping a duplicate connection");

@@ -76,6 +76,9 @@ pub(crate) struct Request {
 pub(crate) struct Published {
     /// Highest seq whose write is durable; readers never look past it.
     pub(crate) visible_seq: watch::Sender<u64>,
+    /// Bumped after every flush that wrote a user record (revocations,
+    /// role changes), so the sync driver can re-judge open sessions.
+    pub(crate) users_version: watch::Sender<u64>,
     pub(crate) failed: AtomicBool,
     pub(crate) flushes: AtomicU64,
 }
@@ -146,6 +149,17 @@ fn commit_group(
             assert!(seq >= first_seq);
             if seq > first_seq {
                 published.visible_seq.send_replace(seq - 1);
+            }
+            let users_written = group.iter().zip(&outcomes).any(|(request, outcome)| {
+                outcome.is_ok()
+                    && request
+                        .writes
+                        .records
+                        .iter()
+                        .any(|write| write.collection == super::record_store::USERS)
+            });
+            if users_written {
+                published.users_version.send_modify(|version| *version += 1);
             }
             for (request, outcome) in group.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);

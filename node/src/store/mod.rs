@@ -283,8 +283,10 @@ impl Store {
             }
         };
         let (visible_seq, visible) = watch::channel(last_seq);
+        let (users_version, _) = watch::channel(0);
         let published = Arc::new(Published {
             visible_seq,
+            users_version,
             failed: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
         });
@@ -365,6 +367,12 @@ impl Store {
     /// A receiver that changes whenever `last_seq` advances (longpoll).
     pub fn watch_seq(&self) -> watch::Receiver<u64> {
         self.inner.visible.clone()
+    }
+
+    /// A receiver that changes after every durable write of a user record
+    /// (a revocation, a role change, an enrollment).
+    pub fn watch_users(&self) -> watch::Receiver<u64> {
+        self.inner.published.users_version.subscribe()
     }
 
     /// Queue a write set for the committer; resolve the `Pending` to learn
