@@ -348,6 +348,10 @@ fn a_rest_work_order_reaches_the_laptop_and_field_edits_come_back_to_rest_and_th
         .run(&["user", "add", "tech-1", "--role", "technician"])
         .success()
         .field("enrollment code:");
+    let central_id = central.run(&["status", "--json"]).success().json()["node_id"]
+        .as_str()
+        .expect("the central's node id")
+        .to_string();
     central.start();
     fieldsync_gateway::install_crypto_provider();
     let http = Client::builder()
@@ -363,6 +367,8 @@ fn a_rest_work_order_reaches_the_laptop_and_field_edits_come_back_to_rest_and_th
             "enroll",
             "--central",
             &central.sync_address(),
+            "--central-id",
+            &central_id,
             "--code",
             &code,
         ])

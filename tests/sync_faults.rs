@@ -119,11 +119,19 @@ fn killing_the_central_mid_sync_loses_nothing_and_sync_resumes() {
 
 /// An enrolled identity for a raw client (enrolled through the library,
 /// as `fieldsync enroll` does).
-async fn enrolled_identity(central: SocketAddr, code: &str) -> Identity {
+async fn enrolled_identity(central: SocketAddr, central_id: &str, code: &str) -> Identity {
     let identity = Identity::generate("raw-client").unwrap();
-    quic::enroll(central, identity.cert_der(), None, code, "raw", timing())
-        .await
-        .unwrap();
+    quic::enroll(
+        central,
+        central_id,
+        identity.cert_der(),
+        None,
+        code,
+        "raw",
+        timing(),
+    )
+    .await
+    .unwrap();
     identity
 }
 
@@ -217,7 +225,7 @@ fn bad_frames_close_only_that_connection() {
         runtime,
     } = under_attack();
     let reasons = runtime.block_on(async {
-        let rogue = enrolled_identity(address, &rogue_code).await;
+        let rogue = enrolled_identity(address, &central_id, &rogue_code).await;
         let mut reasons = Vec::new();
         for bytes in [
             framed(&[0xff, 0xfe, 0xfd, 0xfc]),
@@ -315,7 +323,7 @@ fn a_decompression_bomb_closes_the_session_and_the_central_stays_small() {
     }
     .encode();
     let reason = runtime.block_on(async {
-        let rogue = enrolled_identity(address, &rogue_code).await;
+        let rogue = enrolled_identity(address, &central_id, &rogue_code).await;
         let hello = Frame::Hello {
             version_min: PROTOCOL_VERSION_MIN,
             version_max: PROTOCOL_VERSION,

@@ -199,11 +199,9 @@ def scenario(binary, root, out_dir, nodes):
         central.fieldsync("user", "add", "op", "--role", "operator"),
         re.M,
     ).group(1)
-    code = re.search(
-        r"^enrollment code:\s+(\S+)$",
-        central.fieldsync("user", "add", "tech-1", "--role", "technician"),
-        re.M,
-    ).group(1)
+    added = central.fieldsync("user", "add", "tech-1", "--role", "technician")
+    code = re.search(r"^enrollment code:\s+(\S+)$", added, re.M).group(1)
+    central_id = re.search(r"^central id:\s+(\S+)$", added, re.M).group(1)
     central.fieldsync(
         "wo", "create", "--id", WORK_ORDER, "--number", "WO-2026-UI0001",
         "--title", "Compressor relay trips", "--customer", "Ana Souza",
@@ -213,7 +211,10 @@ def scenario(binary, root, out_dir, nodes):
 
     laptop = Node(binary, root, "field", "laptop-1")
     nodes.append(laptop)
-    laptop.fieldsync("enroll", "--central", f"127.0.0.1:{central.sync_port}", "--code", code)
+    laptop.fieldsync(
+        "enroll", "--central", f"127.0.0.1:{central.sync_port}",
+        "--central-id", central_id, "--code", code,
+    )
     laptop_id = json.loads(laptop.fieldsync("status", "--json"))["node_id"]
     laptop.start()
     # The store's last seq is shown to the office only.

@@ -39,6 +39,11 @@ pub(crate) struct EnrollArgs {
     /// matter).
     #[arg(long)]
     code: String,
+    /// The central's node id, or at least its first 16 hex digits, as
+    /// `fieldsync user add` prints it (`central id:`). The code is sent
+    /// only to a central whose certificate has this id.
+    #[arg(long)]
+    central_id: String,
     /// The user the code was issued for (optional: the central finds it).
     #[arg(long)]
     user: Option<String>,
@@ -97,6 +102,7 @@ pub(crate) fn run(dir: &Path, args: &EnrollArgs) -> anyhow::Result<()> {
         let address = resolve(&args.central).await?;
         quic::enroll(
             address,
+            &args.central_id,
             identity.cert_der(),
             args.user.as_deref(),
             &args.code,
@@ -163,6 +169,12 @@ fn enroll_error(error: EnrollError, central: &str) -> anyhow::Error {
     let hint = match &error {
         EnrollError::Refused(_) => {
             "codes work once; ask an operator for a new one (`fieldsync user add`)".to_string()
+        }
+        EnrollError::WrongCentral { .. } => "another node answered at this address: check the address, \
+             and the central id `fieldsync user add` printed; the code was not sent"
+            .to_string(),
+        EnrollError::CentralId(_) => {
+            "pass --central-id as `fieldsync user add` printed it (`central id:`)".to_string()
         }
         EnrollError::Connect { .. } | EnrollError::Timeout => format!(
             "is the central running (`fieldsync run`) and listening on {central} (its `[sync] listen`)?"

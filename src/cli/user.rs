@@ -146,6 +146,12 @@ fn add(node: &Node, args: &AddArgs) -> anyhow::Result<()> {
     }
     if let Some(code) = code {
         println!("enrollment code: {code}");
+        println!("central id:      {}", node.identity.node_id());
+        println!(
+            "On the laptop: fieldsync enroll --central <this central's host:port> \
+             --central-id {} --code {code}",
+            &node.identity.node_id()[..16]
+        );
     }
     println!("Shown once: only a hash is stored. Keep it somewhere safe now.");
     Ok(())

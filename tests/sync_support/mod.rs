@@ -143,6 +143,14 @@ impl Node {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The node id from the node's certificate (works while it runs).
+    pub(crate) fn central_id(&self) -> String {
+        fieldsync_node::identity::Identity::load(&self.dir)
+            .expect("the node's identity")
+            .node_id()
+            .to_string()
+    }
+
     pub(crate) fn node_id(&self) -> String {
         self.run(&["status", "--json"]).success().json()["node_id"]
             .as_str()
@@ -293,8 +301,17 @@ pub(crate) fn central_with(users: &[&str]) -> (Node, Vec<String>) {
 pub(crate) fn enrolled_laptop(name: &str, central: &Node, code: &str) -> Node {
     let laptop = Node::init("field", name);
     let address = central.address();
+    let central_id = central.central_id();
     laptop
-        .run(&["enroll", "--central", &address, "--code", code])
+        .run(&[
+            "enroll",
+            "--central",
+            &address,
+            "--central-id",
+            &central_id,
+            "--code",
+            code,
+        ])
         .success();
     laptop
 }

@@ -4,8 +4,11 @@
 //! sync framing with a 16 KiB limit, postcard messages):
 //!
 //! 1. The laptop connects *without* a client certificate (it has none the
-//!    central knows) and accepts whatever certificate the central shows,
-//!    noting its node id.
+//!    central knows) and checks that the certificate the central shows is
+//!    the central's: its node id must start with the id the operator read
+//!    out with the code (`fieldsync user add` prints it as `central id:`;
+//!    at least 16 hex digits). Otherwise it stops before sending the code,
+//!    so whoever intercepts the first connection cannot relay the code.
 //! 2. It sends one [`EnrollRequest`]: the user id (optional), the one-time
 //!    code an operator read out from `fieldsync user add`, its own
 //!    certificate (DER) and a name for humans.
@@ -25,8 +28,9 @@
 //! random (about 59 bits), travels only inside TLS, and each guess costs an
 //! Argon2id check, serialised. Enrolling a certificate whose key you do not
 //! hold gains nothing, since every sync connection proves the key in its
-//! handshake. The central's certificate is trusted on first use, checked
-//! against what the central itself reports, and pinned thereafter.
+//! handshake. The central's certificate is checked against the id the
+//! operator gave with the code before the code leaves the laptop, checked
+//! again against what the central itself reports, and pinned thereafter.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +55,9 @@ pub const ENROLL_TIMEOUT_MS: u64 = 20_000;
 pub const ENROLL_CANDIDATES_MAX: usize = 64;
 /// Longest node name kept in logs.
 const NODE_NAME_CHARS_MAX: usize = 64;
+/// Hex digits of the central's node id the laptop must be given, at least
+/// (64 bits: no one makes a key pair whose fingerprint matches them).
+pub const CENTRAL_ID_HEX_MIN: usize = 16;
 
 /// What the laptop sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,21 +104,51 @@ pub enum EnrollError {
     Mismatch { claimed: String, seen: String },
     #[error("enrollment took longer than {ENROLL_TIMEOUT_MS} ms")]
     Timeout,
+    #[error("the central id must be at least {CENTRAL_ID_HEX_MIN} hex digits of the central's node id, got `{0}`")]
+    CentralId(String),
+    #[error(
+        "the node at this address is {seen}, not the central {expected}…: the code was not sent"
+    )]
+    WrongCentral { expected: String, seen: String },
     #[error("store error during enrollment: {0}")]
     Store(String),
 }
 
+/// The central's node id (or a prefix of it) as given to `enroll`,
+/// checked: hex, lowercase, `CENTRAL_ID_HEX_MIN` to 64 digits.
+pub fn central_id_prefix(text: &str) -> Result<String, EnrollError> {
+    let prefix = text.trim().to_ascii_lowercase();
+    let valid = (CENTRAL_ID_HEX_MIN..=64).contains(&prefix.len())
+        && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    if valid {
+        Ok(prefix)
+    } else {
+        Err(EnrollError::CentralId(text.chars().take(80).collect()))
+    }
+}
+
 /// Enroll this node (its certificate `cert_der`) with the central at
-/// `central`, using a one-time code.
+/// `central`, whose node id starts with `central_id`, using a one-time
+/// code.
 pub async fn enroll(
     central: SocketAddr,
+    central_id: &str,
     cert_der: &[u8],
     user: Option<&str>,
     code: &str,
     node_name: &str,
     timing: LinkTiming,
 ) -> Result<Enrolled, EnrollError> {
-    let exchange = enroll_inner(central, cert_der, user, code, node_name, timing);
+    let central_id = central_id_prefix(central_id)?;
+    let exchange = enroll_inner(
+        central,
+        &central_id,
+        cert_der,
+        user,
+        code,
+        node_name,
+        timing,
+    );
     tokio::time::timeout(Duration::from_millis(ENROLL_TIMEOUT_MS), exchange)
         .await
         .map_err(|_| EnrollError::Timeout)?
@@ -119,6 +156,7 @@ pub async fn enroll(
 
 async fn enroll_inner(
     central: SocketAddr,
+    central_id: &str,
     cert_der: &[u8],
     user: Option<&str>,
     code: &str,
@@ -143,6 +181,13 @@ async fn enroll_inner(
         .map_err(|e| connect_error(e.to_string()))?;
     let seen = tls::peer_node_id(&connection)
         .ok_or_else(|| EnrollError::Protocol("the central showed no certificate".into()))?;
+    if !seen.starts_with(central_id) {
+        connection.close(0u32.into(), b"not the central");
+        return Err(EnrollError::WrongCentral {
+            expected: central_id.to_string(),
+            seen,
+        });
+    }
     let (mut send, mut recv) = connection
         .open_bi()
         .await

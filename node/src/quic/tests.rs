@@ -326,8 +326,10 @@ async fn enrollment_spends_the_code_and_lets_the_node_sync() {
         .unwrap();
     });
     let laptop = Identity::generate("laptop").unwrap();
+    let central_id = central.identity.node_id().to_string();
     let wrong = enroll(
         central.addr,
+        &central_id,
         laptop.cert_der(),
         None,
         "AAAA-BBBB-CCCC",
@@ -339,6 +341,7 @@ async fn enrollment_spends_the_code_and_lets_the_node_sync() {
     let typed = code.to_lowercase().replace('-', " ");
     let enrolled = enroll(
         central.addr,
+        &central_id[..16],
         laptop.cert_der(),
         None,
         &typed,
@@ -357,6 +360,7 @@ async fn enrollment_spends_the_code_and_lets_the_node_sync() {
     assert!(user.enroll_code_hash.is_none());
     let again = enroll(
         central.addr,
+        &central_id,
         laptop.cert_der(),
         Some("tech-1"),
         &code,
@@ -629,5 +633,78 @@ async fn revoking_a_user_closes_their_open_session_within_a_second() {
     assert!(laptop.store.work_order("wo-new").unwrap().is_none());
     assert!(!central.peers.get(&laptop_id).is_some_and(|p| p.connected));
     laptop.stop().await;
+    central.stop().await;
+}
+
+/// Hardening finding 3: on the old code the laptop accepted whatever
+/// certificate answered and sent the code to it, so whoever intercepted
+/// the first connection could relay the code and enroll their own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_goes_only_to_the_central_the_operator_named() {
+    let code = crate::secret::generate_one_time_code();
+    let hash = crate::secret::hash(&code).unwrap();
+    let pending = move |store: &Store| {
+        blocking(|| {
+            store.put_user(&User {
+                id: "tech-1".into(),
+                role: Role::Technician,
+                scopes: vec![],
+                secret_hash: None,
+                enroll_code_hash: Some(hash.clone()),
+                node_ids: vec![],
+                revoked: false,
+                created_at: "2026-01-01T00:00:00Z".into(),
+            })
+        })
+        .unwrap();
+    };
+    let mut central = TestNode::start(true, vec![], pending.clone());
+    // An impostor that would accept the code (it holds the same pending
+    // user, as a relay would).
+    let mut impostor = TestNode::start(true, vec![], pending);
+    let laptop = Identity::generate("laptop").unwrap();
+    let central_id = central.identity.node_id().to_string();
+    let refused = enroll(
+        impostor.addr,
+        &central_id,
+        laptop.cert_der(),
+        None,
+        &code,
+        "laptop",
+        timing(),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(EnrollError::WrongCentral { .. })),
+        "{refused:?}"
+    );
+    let user = impostor.store.user("tech-1").unwrap().unwrap();
+    assert!(
+        user.enroll_code_hash.is_some() && user.node_ids.is_empty(),
+        "the code never reached it"
+    );
+    let short = enroll(
+        central.addr,
+        &central_id[..8],
+        laptop.cert_der(),
+        None,
+        &code,
+        "laptop",
+        timing(),
+    )
+    .await;
+    assert!(matches!(short, Err(EnrollError::CentralId(_))), "{short:?}");
+    enroll(
+        central.addr,
+        &central_id,
+        laptop.cert_der(),
+        None,
+        &code,
+        "laptop",
+        timing(),
+    )
+    .await
+    .unwrap();
+    impostor.stop().await;
     central.stop().await;
 }
