@@ -55,6 +55,19 @@ pub const ENROLL_TIMEOUT_MS: u64 = 20_000;
 pub const ENROLL_CANDIDATES_MAX: usize = 64;
 /// Longest node name kept in logs.
 const NODE_NAME_CHARS_MAX: usize = 64;
+/// Enrollment code checks (Argon2id, ~19 MiB and a core each) running at
+/// once, at most. Correctness does not need them serialised: spending a
+/// code is a compare-and-set on the user record.
+pub const ENROLL_CHECKS_CONCURRENT_MAX: usize = 2;
+/// Wrong codes one source address may try per window, at most.
+pub const ENROLL_FAILURES_PER_SOURCE_MAX: u32 = 5;
+/// Wrong codes tried for one named user per window, at most.
+pub const ENROLL_FAILURES_PER_USER_MAX: u32 = 10;
+/// The window those counts are kept for.
+pub const ENROLL_FAILURE_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// Sources and users counted, at most (the oldest windows are dropped).
+const ENROLL_LIMIT_KEYS_MAX: usize = 10_000;
+
 /// Hex digits of the central's node id the laptop must be given, at least
 /// (64 bits: no one makes a key pair whose fingerprint matches them).
 pub const CENTRAL_ID_HEX_MIN: usize = 16;
@@ -235,15 +248,100 @@ async fn enroll_inner(
     }
 }
 
+/// What bounds enrollment attempts on a central: concurrent code checks,
+/// and wrong codes per source address and per named user.
+pub(crate) struct EnrollGuard {
+    checks: tokio::sync::Semaphore,
+    failures: std::sync::Mutex<Failures>,
+}
+
+#[derive(Default)]
+struct Failures {
+    by_source: std::collections::HashMap<std::net::IpAddr, Window>,
+    by_user: std::collections::HashMap<String, Window>,
+}
+
+/// Failures counted since `start_ms`.
+#[derive(Clone, Copy)]
+struct Window {
+    start_ms: u64,
+    count: u32,
+}
+
+fn count_in<K: std::hash::Hash + Eq + Clone>(
+    map: &std::collections::HashMap<K, Window>,
+    key: &K,
+    now_ms: u64,
+) -> u32 {
+    map.get(key)
+        .filter(|w| now_ms.saturating_sub(w.start_ms) < ENROLL_FAILURE_WINDOW_MS)
+        .map_or(0, |w| w.count)
+}
+
+fn add_failure<K: std::hash::Hash + Eq + Clone>(
+    map: &mut std::collections::HashMap<K, Window>,
+    key: K,
+    now_ms: u64,
+) {
+    if map.len() >= ENROLL_LIMIT_KEYS_MAX {
+        map.retain(|_, w| now_ms.saturating_sub(w.start_ms) < ENROLL_FAILURE_WINDOW_MS);
+        if map.len() >= ENROLL_LIMIT_KEYS_MAX {
+            map.clear();
+        }
+    }
+    let window = map.entry(key).or_insert(Window {
+        start_ms: now_ms,
+        count: 0,
+    });
+    if now_ms.saturating_sub(window.start_ms) >= ENROLL_FAILURE_WINDOW_MS {
+        *window = Window {
+            start_ms: now_ms,
+            count: 0,
+        };
+    }
+    window.count = window.count.saturating_add(1);
+}
+
+impl Default for EnrollGuard {
+    fn default() -> Self {
+        EnrollGuard {
+            checks: tokio::sync::Semaphore::new(ENROLL_CHECKS_CONCURRENT_MAX),
+            failures: std::sync::Mutex::new(Failures::default()),
+        }
+    }
+}
+
+impl EnrollGuard {
+    /// Why an attempt from `source` for `user` is refused before any code
+    /// is checked, if it is.
+    fn refusal(&self, source: std::net::IpAddr, user: Option<&str>, now_ms: u64) -> Option<String> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if count_in(&failures.by_source, &source, now_ms) >= ENROLL_FAILURES_PER_SOURCE_MAX {
+            return Some("too many wrong codes from this address; try again later".into());
+        }
+        let user = user?.to_string();
+        (count_in(&failures.by_user, &user, now_ms) >= ENROLL_FAILURES_PER_USER_MAX)
+            .then(|| "too many wrong codes for this user; ask an operator for a new code".into())
+    }
+
+    fn failed(&self, source: std::net::IpAddr, user: Option<&str>, now_ms: u64) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        add_failure(&mut failures.by_source, source, now_ms);
+        if let Some(user) = user {
+            add_failure(&mut failures.by_user, user.to_string(), now_ms);
+        }
+    }
+}
+
 /// Serve one enrollment connection on the central: read one request,
-/// answer, close. `serial` makes enrollments run one at a time.
+/// answer, close.
 pub(crate) async fn serve(
     connection: quinn::Connection,
     store: Store,
     central_node_id: String,
-    serial: Arc<tokio::sync::Mutex<()>>,
+    guard: Arc<EnrollGuard>,
 ) -> Result<Option<String>, EnrollError> {
-    let exchange = serve_inner(&connection, store, central_node_id, serial);
+    let exchange = serve_inner(&connection, store, central_node_id, guard);
     let result = tokio::time::timeout(Duration::from_millis(ENROLL_TIMEOUT_MS), exchange)
         .await
         .map_err(|_| EnrollError::Timeout)
@@ -258,7 +356,7 @@ async fn serve_inner(
     connection: &quinn::Connection,
     store: Store,
     central_node_id: String,
-    serial: Arc<tokio::sync::Mutex<()>>,
+    guard: Arc<EnrollGuard>,
 ) -> Result<Option<String>, EnrollError> {
     let (mut send, mut recv) = connection
         .accept_bi()
@@ -276,22 +374,18 @@ async fn serve_inner(
             request.version
         )),
         Ok(request) => {
-            let _one_at_a_time = serial.lock().await;
-            let node_id = node_id_of(&request.cert_der);
-            let name: String = request
-                .node_name
-                .chars()
-                .filter(|c| !c.is_control())
-                .collect();
-            let redeemed = tokio::task::spawn_blocking(move || redeem(&store, &request, &node_id))
-                .await
-                .map_err(|e| EnrollError::Store(e.to_string()))??;
-            match redeemed {
-                Some(user) => {
-                    tracing::info!(user = %user.id, node = %name, "enrolled a node");
-                    Ok(user)
+            let source = connection.remote_address().ip();
+            let named = request.user.clone();
+            let now_ms = crate::clock::now_ms();
+            match guard.refusal(source, named.as_deref(), now_ms) {
+                Some(reason) => Err(reason),
+                None => {
+                    let redeemed = check(&guard, store, request).await?;
+                    if redeemed.is_err() {
+                        guard.failed(source, named.as_deref(), crate::clock::now_ms());
+                    }
+                    redeemed
                 }
-                None => Err("unknown user or wrong code".to_string()),
             }
         }
     };
@@ -318,6 +412,36 @@ async fn serve_inner(
     Ok(enrolled)
 }
 
+/// Check the request's code (at most `ENROLL_CHECKS_CONCURRENT_MAX` at
+/// once, on a blocking thread: Argon2id takes tens of milliseconds).
+async fn check(
+    guard: &EnrollGuard,
+    store: Store,
+    request: EnrollRequest,
+) -> Result<Result<User, String>, EnrollError> {
+    let _check = guard
+        .checks
+        .acquire()
+        .await
+        .map_err(|e| EnrollError::Store(e.to_string()))?;
+    let node_id = node_id_of(&request.cert_der);
+    let name: String = request
+        .node_name
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let redeemed = tokio::task::spawn_blocking(move || redeem(&store, &request, &node_id))
+        .await
+        .map_err(|e| EnrollError::Store(e.to_string()))??;
+    Ok(match redeemed {
+        Some(user) => {
+            tracing::info!(user = %user.id, node = %name, "enrolled a node");
+            Ok(user)
+        }
+        None => Err("unknown user or wrong code".to_string()),
+    })
+}
+
 /// Check the code and, if it matches, spend it and record the node. Runs
 /// on a blocking thread: Argon2id takes tens of milliseconds.
 fn redeem(
@@ -341,7 +465,7 @@ fn redeem(
             .take(ENROLL_CANDIDATES_MAX)
             .collect(),
     };
-    for mut user in candidates {
+    for user in candidates {
         if user.revoked || user.role == Role::Integration {
             continue;
         }
@@ -356,12 +480,36 @@ fn redeem(
                 continue;
             }
         }
-        user.enroll_code_hash = None;
-        if !user.node_ids.iter().any(|id| id == node_id) {
-            user.node_ids.push(node_id.to_string());
+        if let Some(user) = spend(store, &user.id, hash, node_id)? {
+            return Ok(Some(user));
         }
-        store.put_user(&user).map_err(|e| store_error(&e))?;
-        return Ok(Some(user));
     }
     Ok(None)
+}
+
+/// Spend the code whose hash `checked` matched and record the node, as a
+/// compare-and-set on the user as it is now: a user revoked (or whose code
+/// was replaced or spent) while the code was being checked stays so.
+pub(super) fn spend(
+    store: &Store,
+    id: &str,
+    checked: &str,
+    node_id: &str,
+) -> Result<Option<User>, EnrollError> {
+    let store_error = |e: &dyn std::fmt::Display| EnrollError::Store(e.to_string());
+    let Some((mut user, version)) = store.user_versioned(id).map_err(|e| store_error(&e))? else {
+        return Ok(None);
+    };
+    if user.revoked || user.enroll_code_hash.as_deref() != Some(checked) {
+        return Ok(None);
+    }
+    user.enroll_code_hash = None;
+    if !user.node_ids.iter().any(|known| known == node_id) {
+        user.node_ids.push(node_id.to_string());
+    }
+    match store.put_user_if(&user, version) {
+        Ok(()) => Ok(Some(user)),
+        Err(crate::store::WriteError::VersionMismatch { .. }) => Ok(None),
+        Err(error) => Err(store_error(&error)),
+    }
 }

@@ -165,7 +165,7 @@ pub(crate) struct Context {
     pub(crate) stop: watch::Receiver<bool>,
     active: Mutex<HashMap<String, Active>>,
     generation: AtomicU64,
-    enroll_serial: Arc<tokio::sync::Mutex<()>>,
+    enroll_guard: Arc<enroll::EnrollGuard>,
     /// Held by every connection task; `run` waits for all to drop.
     alive: mpsc::Sender<()>,
 }
@@ -279,7 +279,7 @@ impl Driver {
             stop: stop_rx,
             active: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            enroll_serial: Arc::new(tokio::sync::Mutex::new(())),
+            enroll_guard: Arc::new(enroll::EnrollGuard::default()),
             alive: alive_tx,
         });
         Ok(Driver {
@@ -429,7 +429,7 @@ async fn serve_incoming(ctx: Arc<Context>, incoming: quinn::Incoming) {
     match tls::negotiated_alpn(&connection).as_deref() {
         Some(ALPN_ENROLL) if ctx.office => {
             let store = ctx.store.clone();
-            let serial = ctx.enroll_serial.clone();
+            let serial = ctx.enroll_guard.clone();
             if let Err(error) = enroll::serve(connection, store, ctx.node_id.clone(), serial).await
             {
                 tracing::warn!(remote = %address, %error, "enrollment failed");

@@ -708,3 +708,76 @@ async fn the_code_goes_only_to_the_central_the_operator_named() {
     impostor.stop().await;
     central.stop().await;
 }
+
+/// Hardening finding 3: wrong codes are limited per source address (on
+/// the old code every guess got its Argon2 check, without end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_from_one_address_are_limited() {
+    let code = crate::secret::generate_one_time_code();
+    let hash = crate::secret::hash(&code).unwrap();
+    let mut central = TestNode::start(true, vec![], |store| {
+        blocking(|| {
+            store.put_user(&User {
+                id: "tech-1".into(),
+                role: Role::Technician,
+                scopes: vec![],
+                secret_hash: None,
+                enroll_code_hash: Some(hash),
+                node_ids: vec![],
+                revoked: false,
+                created_at: "2026-01-01T00:00:00Z".into(),
+            })
+        })
+        .unwrap();
+    });
+    let central_id = central.identity.node_id().to_string();
+    let laptop = Identity::generate("laptop").unwrap();
+    let attempt = |code: String| {
+        let (addr, id, cert) = (central.addr, central_id.clone(), laptop.cert_der().to_vec());
+        async move { enroll(addr, &id, &cert, None, &code, "laptop", timing()).await }
+    };
+    for _ in 0..super::enroll::ENROLL_FAILURES_PER_SOURCE_MAX {
+        let wrong = attempt("AAAA-BBBB-CCCC".into()).await;
+        assert!(
+            matches!(&wrong, Err(EnrollError::Refused(reason)) if reason.contains("wrong code")),
+            "{wrong:?}"
+        );
+    }
+    let limited = attempt(code).await;
+    assert!(
+        matches!(&limited, Err(EnrollError::Refused(reason)) if reason.contains("too many")),
+        "{limited:?}"
+    );
+    let user = blocking(|| central.store.user("tech-1")).unwrap().unwrap();
+    assert!(user.enroll_code_hash.is_some(), "the code is still unspent");
+    central.stop().await;
+}
+
+/// Hardening finding 3: a user revoked while its code was being checked
+/// stays revoked (on the old code the enrollment wrote back the user as it
+/// had read it, revocation undone).
+#[test]
+fn a_revocation_during_enrollment_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    let mut user = User {
+        id: "tech-1".into(),
+        role: Role::Technician,
+        scopes: vec![],
+        secret_hash: None,
+        enroll_code_hash: Some("hash-of-the-code".into()),
+        node_ids: vec![],
+        revoked: false,
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    store.put_user(&user).unwrap();
+    // The code was checked against this hash; meanwhile an operator revokes.
+    user.revoked = true;
+    store.put_user(&user).unwrap();
+    let spent =
+        super::enroll::spend(&store, "tech-1", "hash-of-the-code", &"a".repeat(64)).unwrap();
+    assert!(spent.is_none());
+    let now = store.user("tech-1").unwrap().unwrap();
+    assert!(now.revoked && now.node_ids.is_empty());
+    store.close();
+}

@@ -177,6 +177,27 @@ impl Store {
         }
     }
 
+    /// A user and its record version, for a compare-and-set with
+    /// [`Store::put_user_if`].
+    pub fn user_versioned(&self, id: &str) -> Result<Option<(User, u64)>, ReadError> {
+        match self.record(USERS, id)? {
+            Some(record) if !record.deleted => {
+                Ok(Some((user_of(id, &record.value)?, record.version)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Replace a user only if its record is still at `version` (else
+    /// `WriteError::VersionMismatch`): a change made meanwhile, such as a
+    /// revocation, is never overwritten.
+    pub fn put_user_if(&self, user: &User, version: u64) -> Result<(), WriteError> {
+        users::validate_id(&user.id).map_err(WriteError::InvalidId)?;
+        let bytes = serde_json::to_vec(user).map_err(|e| WriteError::Io(e.to_string()))?;
+        self.write_record(USERS, &user.id, Some(bytes), Expect::Version(version))?;
+        Ok(())
+    }
+
     /// Every user; bounded by the number of users the office created.
     pub fn users(&self) -> Result<Vec<User>, ReadError> {
         let mut users = Vec::new();
