@@ -49,8 +49,11 @@ use crate::store::{Store, User};
 pub const ENROLL_FRAME_BYTES_MAX: usize = 16 * 1024;
 /// The enrollment exchange's own version.
 pub const ENROLL_VERSION: u16 = 1;
-/// The whole exchange must finish within this.
+/// The whole exchange must finish within this (the laptop's side).
 pub const ENROLL_TIMEOUT_MS: u64 = 20_000;
+/// A central gives an enrollment connection this long to send its request
+/// and be answered: an idle one does not hold its slot for long.
+pub const ENROLL_SERVE_TIMEOUT_MS: u64 = 10_000;
 /// Users with a pending code tried at most, when the request names none.
 pub const ENROLL_CANDIDATES_MAX: usize = 64;
 /// Longest node name kept in logs.
@@ -342,7 +345,7 @@ pub(crate) async fn serve(
     guard: Arc<EnrollGuard>,
 ) -> Result<Option<String>, EnrollError> {
     let exchange = serve_inner(&connection, store, central_node_id, guard);
-    let result = tokio::time::timeout(Duration::from_millis(ENROLL_TIMEOUT_MS), exchange)
+    let result = tokio::time::timeout(Duration::from_millis(ENROLL_SERVE_TIMEOUT_MS), exchange)
         .await
         .map_err(|_| EnrollError::Timeout)
         .and_then(|result| result);

@@ -355,8 +355,25 @@ impl Driver {
     }
 }
 
+/// Enrollment connections served at once, at most. They have their own
+/// budget so that anonymous enrollment attempts never take the slots of
+/// enrolled nodes' sync sessions.
+pub const ENROLL_CONNECTIONS_MAX: usize = 4;
+
+/// The connection budgets of an accepting node.
+struct Slots {
+    /// Handshakes in progress (their protocol is not known yet).
+    handshakes: Arc<Semaphore>,
+    sync: Arc<Semaphore>,
+    enroll: Arc<Semaphore>,
+}
+
 async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Context>, connections_max: usize) {
-    let slots = Arc::new(Semaphore::new(connections_max));
+    let slots = Arc::new(Slots {
+        handshakes: Arc::new(Semaphore::new(connections_max + ENROLL_CONNECTIONS_MAX)),
+        sync: Arc::new(Semaphore::new(connections_max)),
+        enroll: Arc::new(Semaphore::new(ENROLL_CONNECTIONS_MAX)),
+    });
     let mut stop = ctx.stop.clone();
     loop {
         let incoming = tokio::select! {
@@ -364,16 +381,15 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<Context>, connections_m
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(remote = %incoming.remote_address(), connections_max, "too many connections; refusing");
+        let Ok(handshake) = slots.handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(remote = %incoming.remote_address(), connections_max, "too many handshakes; refusing");
             incoming.refuse();
             continue;
         };
-        let ctx = ctx.clone();
+        let (ctx, slots) = (ctx.clone(), slots.clone());
         tokio::spawn(async move {
-            let _slot = slot;
             let _alive = ctx.alive.clone();
-            serve_incoming(ctx, incoming).await;
+            serve_incoming(ctx, incoming, handshake, &slots).await;
         });
     }
 }
@@ -417,7 +433,12 @@ async fn revoke_loop(ctx: Arc<Context>) {
     }
 }
 
-async fn serve_incoming(ctx: Arc<Context>, incoming: quinn::Incoming) {
+async fn serve_incoming(
+    ctx: Arc<Context>,
+    incoming: quinn::Incoming,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+    slots: &Slots,
+) {
     let address = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -426,7 +447,22 @@ async fn serve_incoming(ctx: Arc<Context>, incoming: quinn::Incoming) {
             return;
         }
     };
-    match tls::negotiated_alpn(&connection).as_deref() {
+    drop(handshake);
+    let alpn = tls::negotiated_alpn(&connection);
+    let budget = match alpn.as_deref() {
+        Some(ALPN_ENROLL) => &slots.enroll,
+        _ => &slots.sync,
+    };
+    let Ok(_slot) = budget.clone().try_acquire_owned() else {
+        tracing::warn!(remote = %address, alpn = ?alpn, "too many connections of this kind; closing");
+        close(
+            &connection,
+            CLOSE_NOT_ALLOWED,
+            "too many connections; try again later",
+        );
+        return;
+    };
+    match alpn.as_deref() {
         Some(ALPN_ENROLL) if ctx.office => {
             let store = ctx.store.clone();
             let serial = ctx.enroll_guard.clone();

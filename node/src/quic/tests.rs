@@ -781,3 +781,49 @@ fn a_revocation_during_enrollment_is_not_overwritten() {
     assert!(now.revoked && now.node_ids.is_empty());
     store.close();
 }
+
+/// Hardening finding 3: enrollment connections have their own budget. On
+/// the old code idle enrollment connections took the central's connection
+/// slots (here 8), and an enrolled laptop could not connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_enrollment_connections_do_not_take_sync_slots() {
+    let laptop_identity = Identity::generate("laptop").unwrap();
+    let laptop_id = laptop_identity.node_id().to_string();
+    let mut central = TestNode::start(true, vec![], |store| {
+        create(store, "wo-0", "tech-1");
+        enroll_user(store, "tech-1", &laptop_id);
+    });
+    // Anonymous enrollment connections, idle, more than the central's 8
+    // connection slots, before the laptop dials.
+    let mut idle = Vec::new();
+    for _ in 0..(8 + super::ENROLL_CONNECTIONS_MAX) {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(super::tls::enroll_client_config(timing()).unwrap());
+        if let Ok(connecting) = endpoint.connect(central.addr, super::tls::SERVER_NAME) {
+            if let Ok(connection) = connecting.await {
+                idle.push((endpoint, connection));
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    let mut laptop = laptop_of(&central, laptop_identity, dir, store);
+    wait_for("the laptop to connect despite the idle enrollments", || {
+        central.peers.get(&laptop_id).is_some_and(|p| p.connected)
+    })
+    .await;
+    // It got in while enrollment connections were still held (the central
+    // keeps up to ENROLL_CONNECTIONS_MAX and closes the rest at once), not
+    // after the central timed them out.
+    let held = idle
+        .iter()
+        .filter(|(_, connection)| connection.close_reason().is_none())
+        .count();
+    assert!(
+        held >= 1,
+        "the laptop connected only after the enrollments were closed"
+    );
+    drop(idle);
+    laptop.stop().await;
+    central.stop().await;
+}
