@@ -3,6 +3,9 @@
 //!
 //! The gateway's limits come from the node's `[gateway]` section (with its
 //! `FIELDSYNC_GATEWAY_*` overrides) through `GatewayConfig::from_node`.
+//! With `tls_cert` and `tls_key` it serves HTTPS: relative paths are from
+//! the data directory, and both files are read before anything starts, so
+//! a missing or broken one stops the node with a message naming it.
 //!
 //! Why the token key lives in the data directory: tokens are signed by the
 //! gateway; a key made fresh at every start would sign everyone out on each
@@ -56,22 +59,41 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// The gateway's configuration from the node's (`GatewayConfig::from_node`).
-pub(crate) fn gateway_config(config: &NodeConfig) -> GatewayConfig {
-    GatewayConfig::from_node(config)
+/// The gateway's configuration from the node's (`GatewayConfig::from_node`),
+/// with the TLS files' relative paths taken from the data directory `dir`.
+pub(crate) fn gateway_config(config: &NodeConfig, dir: &Path) -> GatewayConfig {
+    let mut gateway = GatewayConfig::from_node(config);
+    if let Some(files) = &mut gateway.tls {
+        files.cert = dir.join(&files.cert);
+        files.key = dir.join(&files.key);
+    }
+    gateway
 }
 
-/// [`gateway_config`], checked the way the gateway will check it, so a
-/// bad combination stops the node before anything starts and names where
-/// the values come from.
+/// [`gateway_config`], checked the way the gateway will check it (its TLS
+/// certificate and key read too), so a bad combination or file stops the
+/// node before anything starts and names where the values come from.
 pub(crate) fn checked_gateway_config(node: &Node) -> anyhow::Result<GatewayConfig> {
-    let config = gateway_config(&node.config);
-    config.validate().map_err(|e| {
-        CliError::usage(e.to_string()).hint(format!(
+    let config = gateway_config(&node.config, &node.dir);
+    let fix_hint = || {
+        format!(
             "fix `[gateway]` in {} (or the FIELDSYNC_GATEWAY_* variable that sets it)",
             NodeConfig::path_in(&node.dir).display()
-        ))
-    })?;
+        )
+    };
+    config
+        .validate()
+        .map_err(|e| CliError::usage(e.to_string()).hint(fix_hint()))?;
+    if let Some(files) = &config.tls {
+        fieldsync_gateway::tls::load(files).map_err(|e| {
+            CliError::usage(format!("cannot serve HTTPS: {e}")).hint(format!(
+                "`tls_cert` and `tls_key` must name readable PEM files (a certificate chain \
+                 and its private key; relative paths are from {}); {}",
+                node.dir.display(),
+                fix_hint()
+            ))
+        })?;
+    }
     Ok(config)
 }
 
@@ -88,10 +110,11 @@ pub(crate) async fn bind(node: &Node) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serve the gateway on `listener` with `config`'s limits, and delivery
-/// (webhooks, commands, retention) beside it when `[delivery]` says this
-/// node dispatches; returns its URL and the task that serves both until
-/// `stop` turns true. Must be called inside the runtime.
+/// Serve the gateway on `listener` with `config`'s limits (HTTPS when it
+/// names a certificate and key), and delivery (webhooks, commands,
+/// retention) beside it when `[delivery]` says this node dispatches;
+/// returns its URL (`https://` with TLS) and the task that serves both
+/// until `stop` turns true. Must be called inside the runtime.
 pub(crate) fn start(
     node: &Node,
     config: GatewayConfig,
@@ -102,9 +125,14 @@ pub(crate) fn start(
     String,
     impl Future<Output = anyhow::Result<()>> + Send + 'static,
 )> {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let state = AppState::new(node.store.clone(), token_key(&node.dir)?, config)?
         .with_peers(Arc::new(DriverPeers(peers)));
-    let url = format!("http://{}", listener.local_addr()?);
+    let url = format!("{scheme}://{}", listener.local_addr()?);
     tracing::info!(%url, "gateway listening");
     let central = node.config.role == fieldsync_node::config::NodeRole::Central;
     let delivery = node.config.delivery.runs_on(central).then(|| {
@@ -138,7 +166,7 @@ mod tests {
     fn the_node_defaults_are_the_gateway_defaults() {
         let config = NodeConfig::new(NodeRole::Central, "c");
         assert_eq!(
-            format!("{:?}", gateway_config(&config)),
+            format!("{:?}", gateway_config(&config, Path::new("/data"))),
             format!("{:?}", GatewayConfig::default())
         );
     }
@@ -155,7 +183,7 @@ mod tests {
                 (var == "FIELDSYNC_GATEWAY_PAGE_SIZE_DEFAULT").then(|| "50".to_string())
             })
             .unwrap();
-        let gateway = gateway_config(&config);
+        let gateway = gateway_config(&config, Path::new("/data"));
         gateway.validate().unwrap();
         assert_eq!(gateway.page_size_max, 500);
         assert_eq!(gateway.page_size_default, 50);
@@ -175,12 +203,23 @@ mod tests {
         let path = Path::new("/data/fieldsync.toml");
         let text = "role = \"central\"\nname = \"c\"\n[sync]\ngrace_ms = 60000\n\
                     [records.read]\nmaterials = [\"technician\"]\n";
-        let gateway = gateway_config(&NodeConfig::parse(text, path).unwrap());
+        let gateway = gateway_config(&NodeConfig::parse(text, path).unwrap(), Path::new("/data"));
         assert_eq!(gateway.grace_ms, 60_000);
         assert_eq!(
             gateway.read_grants["materials"].readers,
             vec![Role::Operator, Role::Technician]
         );
         assert_eq!(gateway.read_grants.len(), 1);
+    }
+
+    #[test]
+    fn relative_tls_paths_are_from_the_data_directory() {
+        let path = Path::new("/data/fieldsync.toml");
+        let text = "role = \"central\"\nname = \"c\"\n[gateway]\n\
+                    tls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/fieldsync/key.pem\"\n";
+        let gateway = gateway_config(&NodeConfig::parse(text, path).unwrap(), Path::new("/data"));
+        let files = gateway.tls.expect("tls");
+        assert_eq!(files.cert, Path::new("/data/tls/cert.pem"));
+        assert_eq!(files.key, Path::new("/etc/fieldsync/key.pem"));
     }
 }

@@ -9,7 +9,7 @@
 //! also reloads the user from the store, so a revoked user, a changed role
 //! or a removed scope takes effect at the next request, not at expiry.
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use fieldsync_schemas::{Actor, Role, Scope};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::error::{ApiError, ErrorKind};
@@ -37,22 +37,38 @@ pub const TOKEN_KEY_BYTES_MIN: usize = 32;
 const TOKEN_BYTES_MAX: usize = 4096;
 
 /// The key that signs and verifies access tokens (and, derived from it,
-/// the key that seals the work-order list's cursors).
+/// the key that seals the work-order list's cursors and the one that signs
+/// the web UI's form tokens).
 #[derive(Clone)]
 pub struct TokenKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     cursor_secret: [u8; 32],
+    form_key: ring::hmac::Key,
 }
 
-/// The cursor key for token key `bytes`: SHA-256 over a label and the key,
-/// so knowing a cursor key tells nothing of the signing key.
-fn cursor_secret(bytes: &[u8]) -> [u8; 32] {
+/// A key for `purpose` derived from token key `bytes`: SHA-256 over a
+/// label and the key, so knowing a derived key tells nothing of the
+/// signing key or of the other derived keys.
+fn derived_secret(label: &[u8], bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     let mut hash = sha2::Sha256::new();
-    hash.update(b"fieldsync list cursor key v1\0");
+    hash.update(label);
     hash.update(bytes);
     hash.finalize().into()
+}
+
+/// The cursor key for token key `bytes`.
+fn cursor_secret(bytes: &[u8]) -> [u8; 32] {
+    derived_secret(b"fieldsync list cursor key v1\0", bytes)
+}
+
+/// The UI form-token key for token key `bytes` (`ui/csrf.rs`).
+fn form_key(bytes: &[u8]) -> ring::hmac::Key {
+    ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &derived_secret(b"fieldsync ui form key v1\0", bytes),
+    )
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -74,6 +90,7 @@ impl TokenKey {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             cursor_secret: cursor_secret(bytes),
+            form_key: form_key(bytes),
         })
     }
 
@@ -86,12 +103,18 @@ impl TokenKey {
             encoding: EncodingKey::from_secret(&bytes),
             decoding: DecodingKey::from_secret(&bytes),
             cursor_secret: cursor_secret(&bytes),
+            form_key: form_key(&bytes),
         }
     }
 
     /// The secret list cursors are sealed with (`cursor.rs`).
     pub(crate) fn cursor_secret(&self) -> &[u8; 32] {
         &self.cursor_secret
+    }
+
+    /// The key the web UI's form tokens are signed with (`ui/csrf.rs`).
+    pub(crate) fn form_key(&self) -> &ring::hmac::Key {
+        &self.form_key
     }
 
     /// Sign a token for `user` with `scopes`, valid `ttl_s` from `now_s`.
@@ -309,20 +332,20 @@ pub(crate) enum Authentication {
     Failed(ApiError),
 }
 
-/// The peer address, or `unknown` when served without connect info
-/// (`oneshot` tests).
+/// The client's address (the TCP peer's, or the one a trusted proxy
+/// forwarded: `edge.rs`), or `unknown` when served without connect info
+/// (`oneshot` tests). Rate limits and failed-token budgets key on it.
 pub(crate) fn peer_key(request: &Request) -> String {
     peer_ip(request.extensions())
         .map(|address| address.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The peer's IP address (IPv4-mapped IPv6 addresses as IPv4), when
-/// served with connect info.
+/// The client's address (IPv4-mapped IPv6 addresses as IPv4), when served
+/// with connect info: the TCP peer, or behind a trusted proxy the address
+/// it forwarded (`edge::Client`).
 pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_canonical())
+    crate::edge::client(extensions).ip
 }
 
 /// Who asks, on a route anyone may call that answers some callers more

@@ -10,6 +10,7 @@
 //! gateway answers the visibility rule with the same inputs as sync.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,10 +53,23 @@ pub struct GatewayConfig {
     /// Rate-limiter keys kept before idle ones are dropped.
     pub rate_limit_keys_max: usize,
     /// The base URL clients reach this gateway at (`https://central:8443`),
-    /// for the registry. Without it the request's `Host` header is used.
+    /// for the registry. Without it the request's `Host` header is used
+    /// (with `https` when TLS is on or a trusted proxy forwarded https). An
+    /// `https` URL also makes the UI's cookies `Secure` and responses carry
+    /// `Strict-Transport-Security`.
     pub public_base_url: Option<String>,
-    /// Mark the web UI's session cookie `Secure` (set when served over TLS).
+    /// Mark the web UI's cookies `Secure` always. They are `Secure` anyway
+    /// when TLS is on, `public_base_url` is https, or a trusted proxy says
+    /// the client came over https: this only adds, never removes.
     pub cookie_secure: bool,
+    /// Serve HTTPS with this certificate and key (`[gateway] tls_cert`,
+    /// `tls_key`); plain HTTP without. Read when the state is built
+    /// (`tls::load`), so a missing or broken file stops the start.
+    pub tls: Option<TlsFiles>,
+    /// Networks (CIDR) of reverse proxies whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed (`edge.rs`). Empty by default: the
+    /// TCP peer is the client and those headers are ignored.
+    pub trusted_proxies: Vec<String>,
     /// How long the document count shown in `/metrics` is reused, in ms:
     /// counting walks the whole index.
     pub doc_count_cache_ms: u64,
@@ -83,6 +97,14 @@ pub struct GatewayConfig {
     /// This node runs the webhook dispatcher (`[delivery] enabled`, on by
     /// default on a central); hooks are registered only where it runs.
     pub delivery_runs: bool,
+}
+
+/// Where the gateway's TLS certificate chain and private key are, both
+/// PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -141,6 +163,15 @@ impl GatewayConfig {
             doc_count_cache_ms: section.doc_count_cache_ms,
             metrics_networks: section.metrics_networks.clone(),
             longpolls_per_user_max: section.longpolls_per_user_max,
+            // The node's config refuses one without the other.
+            tls: match (&section.tls_cert, &section.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            trusted_proxies: section.trusted_proxies.clone(),
             grace_ms,
             read_grants: Arc::new(read_grants),
             delivery,
@@ -149,7 +180,7 @@ impl GatewayConfig {
     }
 }
 
-/// Most networks `metrics_networks` may list.
+/// Most networks `metrics_networks` (and `trusted_proxies`) may list.
 const METRICS_NETWORKS_MAX: usize = 64;
 
 /// A configuration that cannot work.
@@ -204,32 +235,82 @@ impl GatewayConfig {
             ));
         }
         self.metrics_nets()?;
+        self.trusted_proxy_nets()?;
+        self.check_public_base_url()?;
         Ok(())
     }
 
     /// `metrics_networks`, parsed.
     pub(crate) fn metrics_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        if self.metrics_networks.len() > METRICS_NETWORKS_MAX {
-            return Err(ConfigError(format!(
-                "metrics_networks lists {} networks; at most {METRICS_NETWORKS_MAX}",
-                self.metrics_networks.len()
-            )));
+        parse_networks("metrics_networks", &self.metrics_networks)
+    }
+
+    /// `trusted_proxies`, parsed.
+    pub(crate) fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_networks("trusted_proxies", &self.trusted_proxies)
+    }
+
+    /// `public_base_url`, checked: an absolute `http` or `https` URL with a
+    /// host and nothing after the path.
+    fn check_public_base_url(&self) -> Result<(), ConfigError> {
+        let Some(text) = &self.public_base_url else {
+            return Ok(());
+        };
+        let bad = |why: &str| {
+            ConfigError(format!(
+                "public_base_url `{text}` {why}; expected a URL such as \"https://central.example.com:8443\""
+            ))
+        };
+        let url = reqwest::Url::parse(text.trim()).map_err(|_| bad("is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("is not http or https"));
         }
-        self.metrics_networks
-            .iter()
-            .map(|text| {
-                text.trim().parse::<ipnet::IpNet>().map_err(|_| {
-                    ConfigError(format!(
-                        "metrics_networks: `{text}` is not a network such as \"10.0.0.0/8\" or \"::1/128\""
-                    ))
-                })
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("has no host"));
+        }
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(bad("must not hold credentials, a query or a fragment"));
+        }
+        Ok(())
+    }
+
+    /// Whether clients reach this gateway over HTTPS by configuration: TLS
+    /// is served here, or the public URL is https (a TLS proxy in front).
+    pub fn serves_https(&self) -> bool {
+        self.tls.is_some()
+            || self.public_base_url.as_deref().is_some_and(|url| {
+                url.trim()
+                    .get(..8)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
             })
-            .collect()
     }
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
+}
+
+/// A list of networks (CIDR) named `name` in messages.
+fn parse_networks(name: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    if list.len() > METRICS_NETWORKS_MAX {
+        return Err(ConfigError(format!(
+            "{name} lists {} networks; at most {METRICS_NETWORKS_MAX}",
+            list.len()
+        )));
+    }
+    list.iter()
+        .map(|text| {
+            text.trim().parse::<ipnet::IpNet>().map_err(|_| {
+                ConfigError(format!(
+                    "{name}: `{text}` is not a network such as \"10.0.0.0/8\" or \"::1/128\""
+                ))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -259,5 +340,112 @@ mod tests {
             ..GatewayConfig::default()
         };
         assert!(none.validate().is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_and_the_public_url_must_be_what_they_say() {
+        let config = GatewayConfig {
+            trusted_proxies: vec!["10.0.0.5/32".into(), " ::1/128 ".into()],
+            public_base_url: Some("https://central.example:8443/fieldsync/".into()),
+            ..GatewayConfig::default()
+        };
+        config.validate().unwrap();
+        assert_eq!(config.trusted_proxy_nets().unwrap().len(), 2);
+        assert!(config.serves_https());
+        for bad in ["10.0.0.5", "proxy.example", ""] {
+            let config = GatewayConfig {
+                trusted_proxies: vec![bad.to_string()],
+                ..GatewayConfig::default()
+            };
+            let error = config.validate().unwrap_err();
+            assert!(error.0.contains("trusted_proxies"), "{bad}: {error}");
+        }
+        for bad in [
+            "central.example",
+            "ftp://central.example",
+            "https://",
+            "https://central.example/?x=1",
+            "https://user:pw@central.example",
+        ] {
+            let config = GatewayConfig {
+                public_base_url: Some(bad.to_string()),
+                ..GatewayConfig::default()
+            };
+            let error = config.validate().unwrap_err();
+            assert!(error.0.contains("public_base_url"), "{bad}: {error}");
+        }
+        let plain = GatewayConfig {
+            public_base_url: Some("http://central.example".into()),
+            ..GatewayConfig::default()
+        };
+        assert!(!plain.serves_https() && !GatewayConfig::default().serves_https());
+        let tls = GatewayConfig {
+            tls: Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+            }),
+            ..GatewayConfig::default()
+        };
+        assert!(tls.serves_https());
+    }
+
+    /// The node's `[gateway] tls_cert`, `tls_key` and `trusted_proxies`
+    /// (file, then environment) reach the gateway; one of the pair alone
+    /// is a config error naming the other.
+    #[test]
+    fn the_nodes_tls_and_proxy_keys_reach_the_gateway() {
+        let path = std::path::Path::new("/data/fieldsync.toml");
+        let text = "role = \"central\"\nname = \"c\"\n[gateway]\n\
+                    tls_cert = \"/etc/fs/cert.pem\"\ntls_key = \"/etc/fs/key.pem\"\n\
+                    trusted_proxies = [\"10.0.0.5/32\"]\n";
+        let node = NodeConfig::parse(text, path).unwrap();
+        let gateway = GatewayConfig::from_node(&node);
+        assert_eq!(
+            gateway.tls,
+            Some(TlsFiles {
+                cert: "/etc/fs/cert.pem".into(),
+                key: "/etc/fs/key.pem".into(),
+            })
+        );
+        assert_eq!(gateway.trusted_proxies, vec!["10.0.0.5/32".to_string()]);
+        gateway.validate().unwrap();
+        // Written back with comments, the file parses to the same config.
+        let written = node.to_commented_toml();
+        assert_eq!(
+            NodeConfig::parse(&written, path).unwrap(),
+            node,
+            "{written}"
+        );
+        // The environment empties the pair and the list.
+        let plain = node
+            .with_env_overrides(path, |var| match var {
+                "FIELDSYNC_GATEWAY_TLS_CERT"
+                | "FIELDSYNC_GATEWAY_TLS_KEY"
+                | "FIELDSYNC_GATEWAY_TRUSTED_PROXIES" => Some(String::new()),
+                _ => None,
+            })
+            .unwrap();
+        let gateway = GatewayConfig::from_node(&plain);
+        assert_eq!(gateway.tls, None);
+        assert!(gateway.trusted_proxies.is_empty());
+        // A new node writes both as commented examples.
+        let fresh = NodeConfig::new(fieldsync_node::config::NodeRole::Central, "c");
+        let written = fresh.to_commented_toml();
+        assert!(
+            written.contains("\n# tls_cert = \"tls/cert.pem\"\n"),
+            "{written}"
+        );
+        assert!(written.contains("\ntrusted_proxies = []\n"), "{written}");
+        for (text, missing) in [
+            ("tls_cert = \"c.pem\"", "tls_key"),
+            ("tls_key = \"k.pem\"", "tls_cert"),
+        ] {
+            let text = format!("role = \"central\"\nname = \"c\"\n[gateway]\n{text}\n");
+            let error = NodeConfig::parse(&text, path).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("`gateway.{missing}` is missing")),
+                "{error}"
+            );
+        }
     }
 }

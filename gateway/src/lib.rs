@@ -12,8 +12,12 @@
 //! as the CLI and sync, so the gateway adds access control and HTTP, never
 //! its own write path. Sync state reaches it through [`PeerDirectory`].
 //!
-//! Start it with [`run`] on a bound listener (tests bind port 0), or get
-//! the bare [`Router`] from [`app`] and drive it with `oneshot`.
+//! Start it with [`run`] on a bound listener (tests bind port 0): HTTPS
+//! when the config names a certificate and key (`tls.rs`), plain HTTP
+//! otherwise. Or get the bare [`Router`] from [`app`] and drive it with
+//! `oneshot`. Every response carries the security headers, and every
+//! request is judged by its client's address, which behind a trusted proxy
+//! is the forwarded one (`edge.rs`).
 
 pub mod api;
 pub mod auth;
@@ -21,6 +25,7 @@ mod clock;
 pub mod config;
 mod cursor;
 pub mod delivery;
+mod edge;
 pub mod error;
 pub mod feed;
 mod limit;
@@ -28,6 +33,7 @@ pub mod oauth;
 pub mod peers;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 mod ui;
 
 use std::future::Future;
@@ -44,7 +50,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Caller, TokenKey};
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, TlsFiles};
 pub use error::{ApiError, ErrorKind};
 pub use peers::{NoPeers, PeerDirectory, PeerInfo, PeerTable};
 pub use state::AppState;
@@ -64,7 +70,9 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// The whole gateway as a router: REST, OpenAPI, UI, and the layers that
-/// bound and observe every request.
+/// bound and observe every request. Outermost, `edge` decides the
+/// request's client (address, HTTPS) before anything reads it and puts
+/// the security headers on every response, errors and panics included.
 pub fn app(state: AppState) -> Router {
     let (api, spec) = api::router().split_for_parts();
     let spec_json = spec.to_json().unwrap_or_else(|_| "{}".into());
@@ -93,7 +101,7 @@ pub fn app(state: AppState) -> Router {
             config.request_timeout(),
         ))
         .layer(axum::middleware::from_fn(telemetry::record))
-        .with_state(state);
+        .with_state(state.clone());
     routes
         .layer(RequestBodyLimitLayer::new(config.body_bytes_max))
         .layer(axum::middleware::map_response(error::problemize))
@@ -115,6 +123,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(state, edge::edge))
 }
 
 /// Make rustls's `ring` provider the process default (once; later calls
@@ -138,7 +147,9 @@ pub async fn run_delivery(state: AppState, stop: tokio::sync::watch::Receiver<bo
 }
 
 /// Serve the gateway on `listener` until `shutdown` resolves, then finish
-/// the requests in flight. The binary calls this on the central node:
+/// the requests in flight: HTTPS (rustls, with the `ring` provider) when
+/// the state was built with `[gateway] tls_cert` and `tls_key`, plain HTTP
+/// otherwise. The binary calls this on the central node:
 /// `fieldsync_gateway::run(listener, state, shutdown).await`.
 pub async fn run(
     listener: tokio::net::TcpListener,
@@ -146,15 +157,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
-    tracing::info!(%address, "gateway listening");
     let router = app(state.clone());
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        state.begin_shutdown();
-    })
-    .await
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let Some(tls) = state.tls() else {
+        tracing::info!(%address, "gateway listening (HTTP)");
+        return axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                state.begin_shutdown();
+            })
+            .await;
+    };
+    tracing::info!(%address, "gateway listening (HTTPS)");
+    // axum-server: rustls on hyper, with a TLS handshake timeout (10 s) and
+    // a graceful shutdown that, like `axum::serve`'s, stops accepting and
+    // waits for the requests in flight.
+    let handle = axum_server::Handle::new();
+    let server = axum_server::tls_rustls::from_tcp_rustls(
+        listener.into_std()?,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )?
+    .handle(handle.clone());
+    let serve = server.serve(service);
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => return result,
+        () = shutdown => {}
+    }
+    state.begin_shutdown();
+    handle.graceful_shutdown(None);
+    serve.await
 }

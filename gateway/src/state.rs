@@ -52,6 +52,10 @@ struct Inner {
     metrics_networks: Vec<ipnet::IpNet>,
     /// Longpolls on the changes feed held open now, by user.
     longpolls: Arc<Mutex<HashMap<String, usize>>>,
+    /// `trusted_proxies`, parsed (`edge.rs`).
+    proxies: crate::edge::Proxies,
+    /// The TLS configuration `run` serves with, read from `config.tls`.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One of a user's longpolls on the changes feed: its slot is free again
@@ -74,6 +78,8 @@ impl Drop for LongpollSlot {
 }
 
 impl AppState {
+    /// Check `config` (and read its TLS certificate and key, if any) and
+    /// build the state.
     pub fn new(
         store: Store,
         tokens: TokenKey,
@@ -81,6 +87,11 @@ impl AppState {
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
         let metrics_networks = config.metrics_nets()?;
+        let proxies = crate::edge::Proxies::new(config.trusted_proxy_nets()?);
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::load(files).map_err(|e| ConfigError(e.to_string()))?),
+            None => None,
+        };
         let settings = crate::delivery::Settings::from_config(&config.delivery)?;
         let delivery = Delivery::new(settings, Arc::new(crate::delivery::SystemLookup))?;
         Ok(AppState {
@@ -93,6 +104,8 @@ impl AppState {
                 doc_count: Mutex::new(None),
                 cursors: Cursors::new(tokens.cursor_secret()),
                 metrics_networks,
+                proxies,
+                tls,
                 longpolls: Arc::new(Mutex::new(HashMap::new())),
                 user_admin: tokio::sync::Mutex::new(()),
                 closing: tokio::sync::watch::Sender::new(false),
@@ -164,6 +177,16 @@ impl AppState {
 
     pub(crate) fn cursors(&self) -> &Cursors {
         &self.inner.cursors
+    }
+
+    pub(crate) fn proxies(&self) -> &crate::edge::Proxies {
+        &self.inner.proxies
+    }
+
+    /// The TLS configuration to serve with, when `[gateway] tls_cert` and
+    /// `tls_key` are set.
+    pub(crate) fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.inner.tls.clone()
     }
 
     /// Whether `address` is in `metrics_networks`.

@@ -230,6 +230,16 @@ pub struct GatewayConfig {
     /// token; the gateway parses them when it starts.
     pub metrics_networks: Vec<String>,
     pub longpolls_per_user_max: usize,
+    /// HTTPS: the PEM certificate chain and its private key (both or
+    /// neither; a relative path is from the data directory). The gateway
+    /// reads them when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Proxies (CIDR) whose `X-Forwarded-For` and `X-Forwarded-Proto` the
+    /// gateway believes; the gateway parses them when it starts.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -255,12 +265,15 @@ impl Default for GatewayConfig {
             doc_count_cache_ms: 10_000,
             metrics_networks: vec!["127.0.0.1/32".into(), "::1/128".into()],
             longpolls_per_user_max: 4,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 /// Every key of `[gateway]`, each overridable by `FIELDSYNC_GATEWAY_<KEY>`.
-pub const GATEWAY_KEYS: [&str; 20] = [
+pub const GATEWAY_KEYS: [&str; 23] = [
     "enabled",
     "listen",
     "body_bytes_max",
@@ -281,7 +294,14 @@ pub const GATEWAY_KEYS: [&str; 20] = [
     "doc_count_cache_ms",
     "metrics_networks",
     "longpolls_per_user_max",
+    "tls_cert",
+    "tls_key",
+    "trusted_proxies",
 ];
+
+/// `[gateway]` keys that may be absent (no value); an empty
+/// `FIELDSYNC_GATEWAY_<KEY>` removes them.
+const GATEWAY_OPTIONAL_KEYS: [&str; 3] = ["public_base_url", "tls_cert", "tls_key"];
 
 /// The environment variable that overrides `[gateway] key`.
 pub fn gateway_env_var(key: &str) -> String {
@@ -537,6 +557,37 @@ impl NodeConfig {
                     .map_err(|reason| invalid(&format!("{key}.user"), reason))?;
             }
         }
+        let gateway = &self.gateway;
+        match (&gateway.tls_cert, &gateway.tls_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "gateway.tls_key",
+                    "is missing: `gateway.tls_cert` is set, and HTTPS needs both \
+                     the certificate and its private key (or neither, for plain HTTP)"
+                        .into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "gateway.tls_cert",
+                    "is missing: `gateway.tls_key` is set, and HTTPS needs both \
+                     the certificate and its private key (or neither, for plain HTTP)"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        for (key, path) in [
+            ("gateway.tls_cert", &gateway.tls_cert),
+            ("gateway.tls_key", &gateway.tls_key),
+        ] {
+            if path
+                .as_ref()
+                .is_some_and(|path| path.as_os_str().is_empty())
+            {
+                return Err(invalid(key, "must be a file path, not empty".into()));
+            }
+        }
         self.validate_records(&invalid)?;
         if let Err(e) = self.log.filter.parse::<FilterCheck>() {
             return Err(invalid("log.filter", e));
@@ -753,7 +804,7 @@ fn override_gateway_key(
         return Err(env_error("the section is not a table".into()));
     };
     let text = value.trim();
-    if key == "public_base_url" && text.is_empty() {
+    if GATEWAY_OPTIONAL_KEYS.contains(&key) && text.is_empty() {
         table.remove(key);
         return toml::Value::Table(table)
             .try_into()
@@ -793,6 +844,12 @@ fn gateway_toml(gateway: &GatewayConfig) -> String {
         Some(url) => format!("public_base_url = {}", quote(url)),
         None => "# public_base_url = \"https://central.example.com:8443\"".into(),
     };
+    let path_key = |key: &str, path: &Option<PathBuf>, example: &str| match path {
+        Some(path) => format!("{key} = {}", quote(&path.to_string_lossy())),
+        None => format!("# {key} = {}", quote(example)),
+    };
+    let tls_cert = path_key("tls_cert", &gateway.tls_cert, "tls/cert.pem");
+    let tls_key = path_key("tls_key", &gateway.tls_key, "tls/key.pem");
     format!(
         r#"[gateway]
 # Every key below can be overridden when the node starts by an environment
@@ -831,10 +888,19 @@ token_attempts_per_minute = {token_attempts_per_minute}
 secret_checks_concurrent_max = {secret_checks_concurrent_max}
 # Rate-limiter keys kept before idle ones are dropped.
 rate_limit_keys_max = {rate_limit_keys_max}
-# The URL clients reach this gateway at; without it the request's Host
-# header is used.
+# The URL clients reach this gateway at (the registry advertises it; an
+# https URL also makes the web UI's cookies Secure and sends HSTS). Without
+# it the request's Host header is used, with https when TLS is on here or a
+# trusted proxy says the client used it.
 {public_base_url}
-# Mark the web UI's session cookie Secure (when served over TLS).
+# Serve HTTPS: the certificate chain, PEM (both tls_cert and tls_key, or
+# neither for plain HTTP; a relative path is from the data directory).
+{tls_cert}
+# The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1); keep it
+# readable by the node's user only.
+{tls_key}
+# Always mark the web UI's cookies Secure. They are Secure anyway when TLS
+# is on, public_base_url is https, or a trusted proxy forwards https.
 cookie_secure = {cookie_secure}
 # How long the document count in /metrics is reused (counting walks the index).
 doc_count_cache_ms = {doc_count_cache_ms}
@@ -845,6 +911,13 @@ metrics_networks = [{metrics_networks}]
 # Longpolls on the changes feed one user may hold open at once; the next is
 # answered 429.
 longpolls_per_user_max = {longpolls_per_user_max}
+# Reverse proxies (CIDR, e.g. "10.0.0.5/32") whose X-Forwarded-For and
+# X-Forwarded-Proto are believed: a request from one is rate-limited and
+# judged (metrics_networks) by the rightmost X-Forwarded-For address that is
+# not a trusted proxy. From anyone else those headers are ignored. Empty:
+# the TCP peer is the client. The environment variable takes a
+# comma-separated list.
+trusted_proxies = [{trusted_proxies}]
 "#,
         enabled = gateway.enabled,
         listen = quote(&gateway.listen.to_string()),
@@ -870,6 +943,12 @@ longpolls_per_user_max = {longpolls_per_user_max}
             .collect::<Vec<_>>()
             .join(", "),
         longpolls_per_user_max = gateway.longpolls_per_user_max,
+        trusted_proxies = gateway
+            .trusted_proxies
+            .iter()
+            .map(|network| quote(network))
+            .collect::<Vec<_>>()
+            .join(", "),
     )
 }
 
@@ -957,6 +1036,8 @@ mod tests {
     fn every_gateway_key_is_overridable() {
         let section = GatewayConfig {
             public_base_url: Some("https://central.example".into()),
+            tls_cert: Some("tls/cert.pem".into()),
+            tls_key: Some("tls/key.pem".into()),
             ..GatewayConfig::default()
         };
         let table = toml::Value::try_from(&section).unwrap();
@@ -999,17 +1080,26 @@ mod tests {
 
     #[test]
     fn every_key_in_the_written_file_has_a_comment_above_it() {
-        let text = NodeConfig::new(NodeRole::Central, "c").to_commented_toml();
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            let is_key = line.contains(" = ") && !line.starts_with('#') && !line.starts_with(' ');
-            if is_key && !line.starts_with("reconnect_delay_ms_max") {
-                assert!(
-                    lines[..i]
-                        .last()
-                        .is_some_and(|above| above.starts_with('#')),
-                    "no comment above `{line}`"
-                );
+        let mut https = NodeConfig::new(NodeRole::Central, "c");
+        https.gateway.public_base_url = Some("https://central.example".into());
+        https.gateway.tls_cert = Some("tls/cert.pem".into());
+        https.gateway.tls_key = Some("tls/key.pem".into());
+        https.gateway.trusted_proxies = vec!["10.0.0.5/32".into()];
+        for config in [NodeConfig::new(NodeRole::Central, "c"), https] {
+            let text = config.to_commented_toml();
+            assert_eq!(parse(&text).unwrap(), config, "{text}");
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let is_key =
+                    line.contains(" = ") && !line.starts_with('#') && !line.starts_with(' ');
+                if is_key && !line.starts_with("reconnect_delay_ms_max") {
+                    assert!(
+                        lines[..i]
+                            .last()
+                            .is_some_and(|above| above.starts_with('#')),
+                        "no comment above `{line}`"
+                    );
+                }
             }
         }
     }
@@ -1085,6 +1175,18 @@ mod tests {
                 "role = \"field\"\nname = \"c\"\n[log]\nformat = \"xml\"\n",
                 "xml",
             ),
+            (
+                "role = \"central\"\nname = \"c\"\n[gateway]\ntls_cert = \"c.pem\"\n",
+                "`gateway.tls_key` is missing",
+            ),
+            (
+                "role = \"central\"\nname = \"c\"\n[gateway]\ntls_key = \"k.pem\"\n",
+                "`gateway.tls_cert` is missing",
+            ),
+            (
+                "role = \"central\"\nname = \"c\"\n[gateway]\ntls_cert = \"\"\ntls_key = \"k.pem\"\n",
+                "`gateway.tls_cert` must be a file path",
+            ),
         ];
         for (text, expected) in cases {
             let message = parse(text).unwrap_err().to_string();
@@ -1128,6 +1230,9 @@ mod tests {
             "FIELDSYNC_GATEWAY_LISTEN" => Some("0.0.0.0:8443".to_string()),
             "FIELDSYNC_GATEWAY_PUBLIC_BASE_URL" => Some("https://c.example:8443".to_string()),
             "FIELDSYNC_GATEWAY_METRICS_NETWORKS" => Some(" 10.0.0.0/8, ::1/128 ".to_string()),
+            "FIELDSYNC_GATEWAY_TLS_CERT" => Some("/etc/fieldsync/cert.pem".to_string()),
+            "FIELDSYNC_GATEWAY_TLS_KEY" => Some("tls/key.pem".to_string()),
+            "FIELDSYNC_GATEWAY_TRUSTED_PROXIES" => Some("10.0.0.5/32,::1/128".to_string()),
             _ => None,
         };
         let path = Path::new("/data/fieldsync.toml");
@@ -1143,7 +1248,38 @@ mod tests {
             overridden.gateway.metrics_networks,
             vec!["10.0.0.0/8".to_string(), "::1/128".to_string()]
         );
+        assert_eq!(
+            overridden.gateway.tls_cert.as_deref(),
+            Some(Path::new("/etc/fieldsync/cert.pem"))
+        );
+        assert_eq!(
+            overridden.gateway.tls_key.as_deref(),
+            Some(Path::new("tls/key.pem"))
+        );
+        assert_eq!(
+            overridden.gateway.trusted_proxies,
+            vec!["10.0.0.5/32".to_string(), "::1/128".to_string()]
+        );
         assert_eq!(overridden.gateway.requests_per_s, 50, "untouched keys stay");
+        // Only one of the pair from the environment: refused, naming it.
+        let half = config
+            .clone()
+            .with_env_overrides(path, |var| {
+                (var == "FIELDSYNC_GATEWAY_TLS_CERT").then(|| "cert.pem".to_string())
+            })
+            .unwrap_err();
+        assert!(half.to_string().contains("gateway.tls_key"), "{half}");
+        // An empty variable removes a path the file set.
+        let plain = overridden
+            .clone()
+            .with_env_overrides(path, |var| {
+                var.starts_with("FIELDSYNC_GATEWAY_TLS_").then(String::new)
+            })
+            .unwrap();
+        assert_eq!(
+            (plain.gateway.tls_cert, plain.gateway.tls_key),
+            (None, None)
+        );
         let none = config
             .clone()
             .with_env_overrides(path, |var| {

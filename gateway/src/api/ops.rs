@@ -101,14 +101,18 @@ pub(crate) async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
-/// The base URL for registry addresses: configured, else from `Host`.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+/// The base URL for registry addresses: the configured public URL; else
+/// the request's `Host` (HTTP/2's `:authority`), with `https` when TLS is
+/// served here or a trusted proxy forwarded https (`edge.rs`), `http`
+/// otherwise.
+fn base_url(state: &AppState, headers: &HeaderMap, authority: Option<&str>, https: bool) -> String {
     if let Some(base) = &state.config().public_base_url {
-        return base.trim_end_matches('/').to_string();
+        return base.trim().trim_end_matches('/').to_string();
     }
     let host = headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
+        .or(authority)
         .filter(|host| {
             !host.is_empty()
                 && host.len() <= 255
@@ -117,19 +121,26 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
-/// The services this gateway offers (no authentication).
+/// The services this gateway offers (no authentication), at the
+/// configured `public_base_url` (else this request's host and scheme).
 #[utoipa::path(
     get, path = "/api/v1/registry", tag = "operations",
     responses((status = 200, description = "Service list", body = Vec<RegistryService>))
 )]
 pub(crate) async fn registry(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> axum::Json<Vec<RegistryService>> {
-    let base = base_url(&state, &headers);
+    let https = crate::edge::client(request.extensions()).scheme_https;
+    let authority = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str());
+    let base = base_url(&state, request.headers(), authority, https);
     let service = |name: &str, path: &str| RegistryService {
         service: name.to_string(),
         endpoints: vec![RegistryEndpoint {

@@ -35,12 +35,10 @@ struct HookRows {
     attempts: Vec<AttemptRow>,
 }
 
-pub(super) async fn webhooks(
-    State(state): State<AppState>,
-    UiCaller(caller): UiCaller,
-) -> Response {
-    if let Err(error) = crate::api::webhooks::may_manage(&caller) {
-        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+pub(super) async fn webhooks(State(state): State<AppState>, session: UiCaller) -> Response {
+    let caller = &session.caller;
+    if let Err(error) = crate::api::webhooks::may_manage(caller) {
+        return error_page(StatusCode::FORBIDDEN, Some(&session), &error);
     }
     let reader = caller.clone();
     let read = state
@@ -63,14 +61,14 @@ pub(super) async fn webhooks(
         .await;
     let hooks = match read {
         Ok(hooks) => hooks,
-        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+        Err(error) => return error_page(error.kind.status(), Some(&session), &error),
     };
     let now_ms = state.now_ms();
     let body = html! {
         @if hooks.is_empty() { p { "No webhooks you may manage." } }
         @for rows in &hooks { (hook_section(rows, now_ms)) }
     };
-    page("Webhooks", Some(&caller), body).into_response()
+    page("Webhooks", Some(&session), body).into_response()
 }
 
 fn hook_state(hook: &Hook, now_ms: u64) -> String {
@@ -194,13 +192,11 @@ struct CommandSections {
     dead: Vec<Command>,
 }
 
-pub(super) async fn commands_page(
-    State(state): State<AppState>,
-    UiCaller(caller): UiCaller,
-) -> Response {
-    let allowed = crate::api::commands::may_list(&caller);
+pub(super) async fn commands_page(State(state): State<AppState>, session: UiCaller) -> Response {
+    let caller = &session.caller;
+    let allowed = crate::api::commands::may_list(caller);
     if let Err(error) = allowed {
-        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+        return error_page(StatusCode::FORBIDDEN, Some(&session), &error);
     }
     let reader = caller.clone();
     let now_ms = state.now_ms();
@@ -239,7 +235,7 @@ pub(super) async fn commands_page(
         .await;
     let sections = match read {
         Ok(sections) => sections,
-        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+        Err(error) => return error_page(error.kind.status(), Some(&session), &error),
     };
     let body = html! {
         (command_section("Pending (available now)", "Available at", &sections.pending))
@@ -247,7 +243,7 @@ pub(super) async fn commands_page(
         (command_section("Done", "Finished at", &sections.done))
         (command_section("Dead", "Finished at", &sections.dead))
     };
-    page("Commands", Some(&caller), body).into_response()
+    page("Commands", Some(&session), body).into_response()
 }
 
 /// When a command is available (pending) or finished.

@@ -4,12 +4,15 @@
 //! Why server-rendered: nothing to build or bundle, and maud escapes every
 //! interpolated value at compile time, so data typed by a customer or a
 //! technician cannot become markup. The session is the same JWT the API
-//! issues, kept in an `HttpOnly`, `SameSite=Strict` cookie; the API itself
-//! never accepts the cookie (bearer tokens only), so cross-site requests
-//! cannot ride it. The UI only reads; writes go through the API.
+//! issues, kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when
+//! clients come over HTTPS, `edge.rs`); the API itself never accepts the
+//! cookie (bearer tokens only), so cross-site requests cannot ride it. The
+//! UI only reads; writes go through the API. Its two forms that change
+//! state, sign-in and sign-out, carry a token another site cannot forge
+//! (`csrf.rs`).
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -19,10 +22,12 @@ use serde::Deserialize;
 use crate::api::model::{Status, WorkOrder, WorkOrderQuery};
 use crate::api::work_orders::list;
 use crate::auth::{authenticate_token, peer_key, Caller};
+use crate::edge::Client;
 use crate::error::ApiError;
 use crate::feed::read_page;
 use crate::state::AppState;
 
+mod csrf;
 mod delivery;
 
 /// Name of the session cookie.
@@ -48,23 +53,67 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .with_state(state)
 }
 
+/// The UI's own policy (its inline style) and no caching of its pages;
+/// the headers every response carries (`nosniff`, `DENY`, no referrer,
+/// HSTS) are `edge.rs`'s.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
     );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-/// The signed-in user of a UI request; otherwise a redirect to sign-in.
-struct UiCaller(Caller);
+/// The value of cookie `name` in `headers`, if sent.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(found, _)| *found == name)
+        .map(|(_, value)| value)
+}
+
+/// Whether the UI's cookies are `Secure` for this client: when it came
+/// over HTTPS (TLS here, an https public URL, a trusted proxy's word), or
+/// always with `cookie_secure`.
+fn secure_cookies(state: &AppState, client: Client) -> bool {
+    client.https || state.config().cookie_secure
+}
+
+/// A `Set-Cookie` value for one of the UI's cookies (an empty `value`
+/// with `max_age_s` 0 removes it).
+fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
+    ))
+    .ok()
+}
+
+/// The signed-in user of a UI request, and the token the sign-out form of
+/// its pages carries (bound to its session cookie); otherwise a redirect
+/// to sign-in.
+struct UiCaller {
+    caller: Caller,
+    sign_out_token: String,
+}
+
+impl UiCaller {
+    /// The signed-in user of a request with these headers, if any.
+    fn from_headers(headers: &HeaderMap, state: &AppState) -> Option<UiCaller> {
+        let session = cookie(headers, SESSION_COOKIE)?;
+        let caller = authenticate_token(state, session).ok()?;
+        Some(UiCaller {
+            caller,
+            sign_out_token: csrf::token(state.tokens().form_key(), csrf::Form::SignOut, session),
+        })
+    }
+}
 
 impl FromRequestParts<AppState> for UiCaller {
     type Rejection = Response;
@@ -73,19 +122,8 @@ impl FromRequestParts<AppState> for UiCaller {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == SESSION_COOKIE)
-            .map(|(_, value)| value.to_string());
-        match token.map(|token| authenticate_token(state, &token)) {
-            Some(Ok(caller)) => Ok(UiCaller(caller)),
-            _ => Err(Redirect::to("/sign-in").into_response()),
-        }
+        UiCaller::from_headers(&parts.headers, state)
+            .ok_or_else(|| Redirect::to("/sign-in").into_response())
     }
 }
 
@@ -103,7 +141,7 @@ label{display:flex;flex-direction:column;font-size:.85rem}
 section{margin:1rem 0} pre{white-space:pre-wrap;background:#fff;padding:.6rem}
 ";
 
-fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
+fn page(title: &str, session: Option<&UiCaller>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -116,7 +154,7 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
             body {
                 header {
                     strong { "fieldsync" }
-                    @if let Some(caller) = caller {
+                    @if let Some(UiCaller { caller, sign_out_token }) = session {
                         a href="/ui/work-orders" { "Work orders" }
                         a href="/ui/changes" { "Changes" }
                         a href="/ui/collections" { "Collections" }
@@ -128,6 +166,7 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                             a href="/ui/peers" { "Peers" }
                         }
                         form method="post" action="/sign-out" {
+                            input type="hidden" name=(csrf::FIELD) value=(sign_out_token);
                             span { (caller.user_id) " (" (caller.role.as_str()) ") " }
                             button type="submit" { "Sign out" }
                         }
@@ -139,64 +178,139 @@ fn page(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
     }
 }
 
-fn error_page(status: StatusCode, caller: Option<&Caller>, error: &ApiError) -> Response {
+fn error_page(status: StatusCode, session: Option<&UiCaller>, error: &ApiError) -> Response {
     let body = html! { p.error { (error.detail) } };
-    (status, page(error.kind.title(), caller, body)).into_response()
+    (status, page(error.kind.title(), session, body)).into_response()
 }
 
-async fn sign_in_page() -> Markup {
-    sign_in_form(None)
+async fn sign_in_page(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
+    sign_in_form(&state, client, &headers, StatusCode::OK, None)
 }
 
-fn sign_in_form(message: Option<&str>) -> Markup {
-    page(
+/// The sign-in page with `status` and `message`: its token is bound to the
+/// browser's sign-in nonce (the one it holds, else a new one, set in the
+/// response).
+fn sign_in_form(
+    state: &AppState,
+    client: Client,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: Option<&str>,
+) -> Response {
+    let secure = secure_cookies(state, client);
+    let name = csrf::nonce_cookie(secure);
+    let nonce = cookie(headers, name)
+        .filter(|nonce| csrf::is_nonce(nonce))
+        .map_or_else(csrf::new_nonce, str::to_string);
+    let token = csrf::token(state.tokens().form_key(), csrf::Form::SignIn, &nonce);
+    let body = page(
         "Sign in",
         None,
         html! {
             @if let Some(message) = message { p.error { (message) } }
             form method="post" action="/sign-in" {
+                input type="hidden" name=(csrf::FIELD) value=(token);
                 label { "User or client id" input name="client_id" autocomplete="username" required; }
                 label { "Secret" input name="client_secret" type="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }
             }
         },
-    )
+    );
+    let mut response = (status, body).into_response();
+    if let Some(value) = set_cookie(name, &nonce, csrf::NONCE_MAX_AGE_S, secure) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
+/// What the sign-in form posts. Every field may be missing, so a post
+/// without a token is told so (403), not that a field is missing.
 #[derive(Deserialize)]
 struct SignInForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
     client_id: String,
+    #[serde(default)]
     client_secret: String,
 }
 
-async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
+/// What the sign-out form posts.
+#[derive(Deserialize)]
+struct SignOutForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// The form of `request`, or `None` when its body is not one.
+async fn form_of<T: serde::de::DeserializeOwned>(request: Request, state: &AppState) -> Option<T> {
+    axum::Form::<T>::from_request(request, state)
+        .await
+        .ok()
+        .map(|axum::Form(form)| form)
+}
+
+const FORGED_SIGN_IN: &str =
+    "This sign-in form has expired or did not come from this site. Sign in again.";
+
+async fn sign_in(State(state): State<AppState>, client: Client, request: Request) -> Response {
     let peer = peer_key(&request);
-    let form: Result<axum::Form<SignInForm>, _> =
-        <axum::Form<SignInForm> as axum::extract::FromRequest<AppState>>::from_request(
-            request, &state,
-        )
-        .await;
-    let Ok(axum::Form(form)) = form else {
-        return (
-            StatusCode::BAD_REQUEST,
-            sign_in_form(Some("Fill in both fields.")),
-        )
-            .into_response();
+    let headers = request.headers().clone();
+    let form: Option<SignInForm> = form_of(request, &state).await;
+    // The token first: a forged or stale post is refused before any
+    // credential is looked at (or any failure budget charged).
+    let secure = secure_cookies(&state, client);
+    let genuine = csrf::same_origin(&headers)
+        && match (cookie(&headers, csrf::nonce_cookie(secure)), &form) {
+            (Some(nonce), Some(form)) => csrf::check(
+                state.tokens().form_key(),
+                csrf::Form::SignIn,
+                nonce,
+                &form.csrf_token,
+            ),
+            _ => false,
+        };
+    let form = match form {
+        Some(form) if genuine => form,
+        _ => {
+            tracing::warn!(%peer, "sign-in refused: no valid form token");
+            return sign_in_form(
+                &state,
+                client,
+                &headers,
+                StatusCode::FORBIDDEN,
+                Some(FORGED_SIGN_IN),
+            );
+        }
     };
+    if form.client_id.is_empty() || form.client_secret.is_empty() {
+        return sign_in_form(
+            &state,
+            client,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            Some("Fill in both fields."),
+        );
+    }
     match crate::oauth::issue(&state, &peer, &form.client_id, &form.client_secret, None).await {
         Ok(issued) => {
-            let secure = if state.config().cookie_secure {
-                "; Secure"
-            } else {
-                ""
-            };
-            let cookie = format!(
-                "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
-                issued.response.access_token, issued.response.expires_in
-            );
             let mut response = Redirect::to("/ui/work-orders").into_response();
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
+            let cookies = [
+                set_cookie(
+                    SESSION_COOKIE,
+                    &issued.response.access_token,
+                    issued.response.expires_in,
+                    secure,
+                ),
+                // The nonce did its work; the next sign-in gets a new one.
+                set_cookie(csrf::nonce_cookie(secure), "", 0, secure),
+            ];
+            for value in cookies.into_iter().flatten() {
+                response.headers_mut().append(header::SET_COOKIE, value);
             }
             response
         }
@@ -207,18 +321,44 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
             } else {
                 "Unknown user or wrong secret."
             };
-            (status, sign_in_form(Some(message))).into_response()
+            sign_in_form(&state, client, &headers, status, Some(message))
         }
     }
 }
 
-async fn sign_out() -> Response {
-    let mut response = Redirect::to("/sign-in").into_response();
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+async fn sign_out(State(state): State<AppState>, client: Client, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let secure = secure_cookies(&state, client);
+    let signed_out = || {
+        let mut response = Redirect::to("/sign-in").into_response();
+        if let Some(value) = set_cookie(SESSION_COOKIE, "", 0, secure) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+        response
+    };
+    // No session: nothing to sign out of.
+    let Some(session) = cookie(&headers, SESSION_COOKIE).map(str::to_string) else {
+        return signed_out();
+    };
+    let form: Option<SignOutForm> = form_of(request, &state).await;
+    let genuine = csrf::same_origin(&headers)
+        && form.is_some_and(|form| {
+            csrf::check(
+                state.tokens().form_key(),
+                csrf::Form::SignOut,
+                &session,
+                &form.csrf_token,
+            )
+        });
+    if !genuine {
+        tracing::warn!(peer = ?client.ip, "sign-out refused: no valid form token");
+        let error = ApiError::forbidden(
+            "This sign-out form has expired or did not come from this site;              use the Sign out button above.",
+        );
+        let session = UiCaller::from_headers(&headers, &state);
+        return error_page(StatusCode::FORBIDDEN, session.as_ref(), &error);
     }
-    response
+    signed_out()
 }
 
 /// The list's filter form: empty fields mean "any".
@@ -261,9 +401,10 @@ fn status_text(status: Status) -> String {
 
 async fn work_orders(
     State(state): State<AppState>,
-    UiCaller(caller): UiCaller,
+    session: UiCaller,
     axum::extract::Query(form): axum::extract::Query<ListForm>,
 ) -> Response {
+    let caller = &session.caller;
     let query = WorkOrderQuery {
         status: enum_from(non_empty(&form.status)),
         assignee: non_empty(&form.assignee).map(str::to_string),
@@ -292,7 +433,7 @@ async fn work_orders(
     };
     let page_data = match listed {
         Ok(page) => page.sealed(state.cursors()),
-        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+        Err(error) => return error_page(error.kind.status(), Some(&session), &error),
     };
     let selected_status = non_empty(&form.status).unwrap_or("");
     let selected_priority = non_empty(&form.priority).unwrap_or("");
@@ -339,7 +480,7 @@ async fn work_orders(
                 "&assignee=" (url_part(non_empty(&form.assignee).unwrap_or(""))) } { "Next page →" } }
         }
     };
-    page("Work orders", Some(&caller), body).into_response()
+    page("Work orders", Some(&session), body).into_response()
 }
 
 /// Percent-encode a query value (the HTML escaping maud adds on top is
@@ -358,9 +499,10 @@ fn url_part(value: &str) -> String {
 
 async fn work_order(
     State(state): State<AppState>,
-    UiCaller(caller): UiCaller,
+    session: UiCaller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
+    let caller = &session.caller;
     let reader = caller.clone();
     let found = match caller.field_or_scope(fieldsync_schemas::Scope::WorkOrdersRead) {
         Err(error) => Err(error),
@@ -377,12 +519,12 @@ async fn work_order(
         Ok(Some(order)) => order,
         Ok(None) => {
             let error = ApiError::not_found("no such work order");
-            return error_page(StatusCode::NOT_FOUND, Some(&caller), &error);
+            return error_page(StatusCode::NOT_FOUND, Some(&session), &error);
         }
-        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+        Err(error) => return error_page(error.kind.status(), Some(&session), &error),
     };
     let title = format!("{} — {}", order.number, order.title);
-    page(&title, Some(&caller), detail(&order)).into_response()
+    page(&title, Some(&session), detail(&order)).into_response()
 }
 
 fn detail(order: &WorkOrder) -> Markup {
@@ -461,9 +603,10 @@ fn detail(order: &WorkOrder) -> Markup {
     }
 }
 
-async fn peers(State(state): State<AppState>, UiCaller(caller): UiCaller) -> Response {
+async fn peers(State(state): State<AppState>, session: UiCaller) -> Response {
+    let caller = &session.caller;
     if let Err(error) = caller.operator_only() {
-        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+        return error_page(StatusCode::FORBIDDEN, Some(&session), &error);
     }
     let peers = state.peers().peers();
     let body = html! {
@@ -485,7 +628,7 @@ async fn peers(State(state): State<AppState>, UiCaller(caller): UiCaller) -> Res
             }
         }
     };
-    page("Peers", Some(&caller), body).into_response()
+    page("Peers", Some(&session), body).into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -495,11 +638,12 @@ struct FeedForm {
 
 async fn changes(
     State(state): State<AppState>,
-    UiCaller(caller): UiCaller,
+    session: UiCaller,
     axum::extract::Query(form): axum::extract::Query<FeedForm>,
 ) -> Response {
+    let caller = &session.caller;
     if let Err(error) = caller.field_or_scope(fieldsync_schemas::Scope::ChangesRead) {
-        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+        return error_page(StatusCode::FORBIDDEN, Some(&session), &error);
     }
     // The office sees the store's last seq and starts at the newest
     // changes. A technician sees neither the last seq nor anything derived
@@ -521,7 +665,7 @@ async fn changes(
         .await;
     let feed = match read {
         Ok(feed) => feed,
-        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+        Err(error) => return error_page(error.kind.status(), Some(&session), &error),
     };
     let body = html! {
         @if technician {
@@ -551,14 +695,15 @@ async fn changes(
             p { a href={ "/ui/changes?since=" (since.saturating_sub(UI_FEED_ENTRIES as u64)) } { "← Older" } }
         }
     };
-    page("Changes", Some(&caller), body).into_response()
+    page("Changes", Some(&session), body).into_response()
 }
 
 /// The data collections the caller may read (the same list as
 /// `GET /api/v1/collections`).
-async fn collections(State(state): State<AppState>, UiCaller(caller): UiCaller) -> Response {
+async fn collections(State(state): State<AppState>, session: UiCaller) -> Response {
+    let caller = &session.caller;
     if let Err(error) = caller.field_or_scope(fieldsync_schemas::Scope::RecordsRead) {
-        return error_page(StatusCode::FORBIDDEN, Some(&caller), &error);
+        return error_page(StatusCode::FORBIDDEN, Some(&session), &error);
     }
     let reader = caller.clone();
     let listed = state
@@ -566,7 +711,7 @@ async fn collections(State(state): State<AppState>, UiCaller(caller): UiCaller) 
         .await;
     let listed = match listed {
         Ok(listed) => listed,
-        Err(error) => return error_page(error.kind.status(), Some(&caller), &error),
+        Err(error) => return error_page(error.kind.status(), Some(&session), &error),
     };
     let role_names = |readers: &[crate::api::model::Reader]| {
         readers
@@ -590,5 +735,5 @@ async fn collections(State(state): State<AppState>, UiCaller(caller): UiCaller) 
             }
         }
     };
-    page("Collections", Some(&caller), body).into_response()
+    page("Collections", Some(&session), body).into_response()
 }

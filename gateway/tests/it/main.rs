@@ -4,6 +4,7 @@
 mod access;
 mod auth;
 mod commands;
+mod edge;
 mod feed;
 mod input;
 mod ops;

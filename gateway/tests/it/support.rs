@@ -33,7 +33,7 @@ pub(crate) fn users() -> Vec<(&'static str, Role, Vec<Scope>)> {
 /// sled's own threads sometimes still hold the directory lock for a few
 /// milliseconds and the reopen fails with `WouldBlock` (a store issue,
 /// reported). The store is already created then, so open it again.
-fn init_store(path: &std::path::Path) -> Store {
+pub(crate) fn init_store(path: &std::path::Path) -> Store {
     match Store::init(path, StoreConfig::default()) {
         Ok(store) => store,
         Err(first) => {
@@ -146,6 +146,12 @@ impl Server {
         })
         .await
         .expect("setup");
+        // Over HTTPS the client trusts the server's certificate (the test's
+        // own) and nothing else.
+        let root = config.tls.as_ref().map(|files| {
+            reqwest::Certificate::from_pem(&std::fs::read(&files.cert).expect("cert"))
+                .expect("certificate")
+        });
         let mut state = AppState::new(store.clone(), TokenKey::generate(), config).expect("state");
         if let Some(peers) = peers {
             state = state.with_peers(peers);
@@ -162,18 +168,20 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let scheme = if root.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let (shutdown, stop) = oneshot::channel::<()>();
         let serving = tokio::spawn(fieldsync_gateway::run(listener, state, async move {
             let _ = stop.await;
         }));
+        let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(root) = root {
+            client = client.tls_certs_only([root]);
+        }
         Server {
             url,
             store,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            client: client.build().expect("client"),
             secrets,
             shutdown: Some(shutdown),
             serving: Some(serving),
@@ -318,4 +326,69 @@ pub(crate) async fn problem(response: reqwest::Response, status: StatusCode) -> 
     );
     assert!(body["detail"].is_string(), "{body}");
     body
+}
+
+/// Every `Set-Cookie` of a response.
+pub(crate) fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `name=value` part of the `Set-Cookie` for cookie `name` (or
+/// `__Host-name`).
+pub(crate) fn cookie_named(set_cookies: &[String], name: &str) -> Option<String> {
+    set_cookies
+        .iter()
+        .map(|line| {
+            line.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .find(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(found, _)| found == name || found == format!("__Host-{name}"))
+        })
+}
+
+/// The form token (`csrf_token`) an HTML page's form carries.
+pub(crate) fn form_token(html: &str) -> Option<String> {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = start + html[start..].find('"')?;
+    Some(html[start..end].to_string())
+}
+
+/// Sign in through the web UI's form as a browser does: load the sign-in
+/// page (its form token and the cookie it is bound to), then post the form
+/// with that cookie.
+pub(crate) async fn ui_sign_in(
+    client: &reqwest::Client,
+    url: &str,
+    user: &str,
+    secret: &str,
+) -> reqwest::Response {
+    let page = client
+        .get(format!("{url}/sign-in"))
+        .send()
+        .await
+        .expect("sign-in page");
+    let nonce = cookie_named(&set_cookies(&page), "fieldsync_form");
+    let html = page.text().await.expect("sign-in html");
+    let token = form_token(&html).unwrap_or_default();
+    let mut request = client.post(format!("{url}/sign-in")).form(&[
+        ("csrf_token", token.as_str()),
+        ("client_id", user),
+        ("client_secret", secret),
+    ]);
+    if let Some(nonce) = nonce {
+        request = request.header("cookie", nonce);
+    }
+    request.send().await.expect("sign-in post")
 }

@@ -4,16 +4,12 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{cookie_named, form_token, set_cookies, ui_sign_in, Server};
 
+/// Sign in through the form, as a browser does (the form's token with its
+/// cookie).
 async fn sign_in(server: &Server, user: &str, secret: &str) -> reqwest::Response {
-    server
-        .client
-        .post(format!("{}/sign-in", server.url))
-        .form(&[("client_id", user), ("client_secret", secret)])
-        .send()
-        .await
-        .unwrap()
+    ui_sign_in(&server.client, &server.url, user, secret).await
 }
 
 async fn page(server: &Server, cookie: &str, path: &str) -> (StatusCode, String) {
@@ -66,17 +62,17 @@ async fn sign_in_list_detail_and_isolation() {
         .unwrap()
         .contains("name=\"client_secret\""));
 
-    // A wrong secret: the form again, 401, no cookie.
+    // A wrong secret: the form again, 401, no session cookie.
     let response = sign_in(&server, "tech-1", "wrong").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(!response.headers().contains_key("set-cookie"));
+    assert_eq!(
+        cookie_named(&set_cookies(&response), "fieldsync_session"),
+        None
+    );
 
     let response = sign_in(&server, "tech-1", &server.secret("tech-1")).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let set_cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let set_cookie = session_set_cookie(&response);
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_string();
@@ -124,28 +120,23 @@ async fn sign_in_list_detail_and_isolation() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    // Sign out clears the cookie.
+    // Sign out (with the token of the page's form) clears the cookie.
+    let (_, list) = page(&server, &cookie, "/ui/work-orders").await;
+    let token = form_token(&list).expect("the sign-out form's token");
     let response = server
         .client
         .post(format!("{}/sign-out", server.url))
         .header("cookie", &cookie)
+        .form(&[("csrf_token", token.as_str())])
         .send()
         .await
         .unwrap();
-    assert!(response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .contains("Max-Age=0"));
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(session_set_cookie(&response).contains("Max-Age=0"));
 
     // The operator sees both, and the peers page.
     let response = sign_in(&server, "op", &server.secret("op")).await;
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = cookie_named(&set_cookies(&response), "fieldsync_session").unwrap();
     let (_, list) = page(&server, &cookie, "/ui/work-orders").await;
     assert!(list.contains("/ui/work-orders/mine") && list.contains("/ui/work-orders/theirs"));
     let (status, peers) = page(&server, &cookie, "/ui/peers").await;
@@ -178,8 +169,7 @@ async fn collections_page_lists_what_the_user_may_read() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let cookie_of = |response: reqwest::Response| {
-        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
-        set_cookie.split(';').next().unwrap().to_string()
+        cookie_named(&set_cookies(&response), "fieldsync_session").unwrap()
     };
     let operator = cookie_of(sign_in(&server, "op", &server.secret("op")).await);
     let (status, html) = page(&server, &operator, "/ui/collections").await;
@@ -198,8 +188,15 @@ async fn collections_page_lists_what_the_user_may_read() {
 async fn signed_in(server: &Server, user: &str) -> String {
     let response = sign_in(server, user, &server.secret(user)).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER, "{user} signs in");
-    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
-    set_cookie.split(';').next().unwrap().to_string()
+    cookie_named(&set_cookies(&response), "fieldsync_session").unwrap()
+}
+
+/// The whole `Set-Cookie` line of the session cookie.
+fn session_set_cookie(response: &reqwest::Response) -> String {
+    set_cookies(response)
+        .into_iter()
+        .find(|line| line.starts_with("fieldsync_session="))
+        .expect("a session cookie")
 }
 
 async fn register_hook(server: &Server, token: &str, url: &str) -> String {
@@ -356,5 +353,172 @@ async fn a_technicians_changes_page_shows_no_store_figures() {
     let op = signed_in(&server, "op").await;
     let (_, html) = page(&server, &op, "/ui/changes").await;
     assert!(html.contains("(store at 7)"), "{html}");
+    server.stop().await;
+}
+
+/// Post the sign-in form with these parts; `cookie` is the whole `Cookie`
+/// header, if any.
+async fn post_sign_in(
+    server: &Server,
+    cookie: Option<&str>,
+    token: Option<&str>,
+    user: &str,
+    extra: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let secret = server.secret(user);
+    let mut fields = vec![("client_id", user), ("client_secret", secret.as_str())];
+    if let Some(token) = token {
+        fields.push(("csrf_token", token));
+    }
+    let mut request = server
+        .client
+        .post(format!("{}/sign-in", server.url))
+        .form(&fields);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if let Some((name, value)) = extra {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+/// The sign-in page's nonce cookie (`name=value`) and its form's token.
+async fn sign_in_form(server: &Server) -> (String, String) {
+    let response = server
+        .client
+        .get(format!("{}/sign-in", server.url))
+        .send()
+        .await
+        .unwrap();
+    let set = set_cookies(&response);
+    let nonce = set
+        .iter()
+        .find(|line| line.starts_with("fieldsync_form="))
+        .expect("a nonce cookie")
+        .clone();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(nonce.contains(attribute), "{nonce}");
+    }
+    let nonce = cookie_named(&set, "fieldsync_form").unwrap();
+    let token = form_token(&response.text().await.unwrap()).expect("a form token");
+    (nonce, token)
+}
+
+/// Hardening finding 5: the sign-in and sign-out forms carry a token bound
+/// to a cookie, and a post without it (another site's form, posted in the
+/// user's browser) is a 403 page, not a sign-in or a sign-out. Fails on
+/// the code before the fix, which signed in (303 and a session cookie)
+/// anyone posting a user's id and secret, and signed out on any post.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_and_sign_out_refuse_a_post_without_their_token() {
+    let server = Server::start().await;
+    let refused = |response: &reqwest::Response| {
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            cookie_named(&set_cookies(response), "fieldsync_session"),
+            None,
+            "no session"
+        );
+    };
+    // No token, no cookie: refused, with the form again.
+    let response = post_sign_in(&server, None, None, "op", None).await;
+    refused(&response);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("did not come from this site"), "{html}");
+    assert!(form_token(&html).is_some(), "a fresh form to sign in with");
+
+    let (nonce, token) = sign_in_form(&server).await;
+    // The token without its cookie, the cookie without the token, the
+    // token with another browser's cookie, a made-up token.
+    let (other_nonce, other_token) = sign_in_form(&server).await;
+    assert_ne!(nonce, other_nonce);
+    assert_ne!(token, other_token);
+    for (cookie, token) in [
+        (None, Some(token.as_str())),
+        (Some(nonce.as_str()), None),
+        (Some(other_nonce.as_str()), Some(token.as_str())),
+        (
+            Some(nonce.as_str()),
+            Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ),
+    ] {
+        refused(&post_sign_in(&server, cookie, token, "op", None).await);
+    }
+    // The right pair, but the browser says another site sent it.
+    let response = post_sign_in(
+        &server,
+        Some(&nonce),
+        Some(&token),
+        "op",
+        Some(("sec-fetch-site", "cross-site")),
+    )
+    .await;
+    refused(&response);
+    // The pair from the same page signs in (a browser sends
+    // `Sec-Fetch-Site: same-origin`), and the used nonce is cleared.
+    let response = post_sign_in(
+        &server,
+        Some(&nonce),
+        Some(&token),
+        "op",
+        Some(("sec-fetch-site", "same-origin")),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = set_cookies(&response);
+    let session = cookie_named(&set, "fieldsync_session").expect("signed in");
+    assert!(
+        set.iter()
+            .any(|line| line.starts_with("fieldsync_form=;") && line.contains("Max-Age=0")),
+        "{set:?}"
+    );
+
+    // Sign-out: without a token, or with the sign-in form's, or with
+    // another session's: refused, and the session stays.
+    let (_, html) = page(&server, &session, "/ui/work-orders").await;
+    let sign_out_token = form_token(&html).expect("the sign-out form's token");
+    let other_session = signed_in(&server, "op").await;
+    let (_, other_html) = page(&server, &other_session, "/ui/work-orders").await;
+    let other_sign_out = form_token(&other_html).unwrap();
+    assert_ne!(sign_out_token, other_sign_out, "bound to the session");
+    for token in [None, Some(token.as_str()), Some(other_sign_out.as_str())] {
+        let mut request = server
+            .client
+            .post(format!("{}/sign-out", server.url))
+            .header("cookie", &session);
+        if let Some(token) = token {
+            request = request.form(&[("csrf_token", token)]);
+        }
+        let response = request.send().await.unwrap();
+        refused(&response);
+        assert!(set_cookies(&response).is_empty(), "the session is kept");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("did not come from this site"), "{html}");
+    }
+    let (status, _) = page(&server, &session, "/ui/work-orders").await;
+    assert_eq!(status, StatusCode::OK, "still signed in");
+    // With its own token, from another site: refused too.
+    let response = server
+        .client
+        .post(format!("{}/sign-out", server.url))
+        .header("cookie", &session)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf_token", sign_out_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    refused(&response);
+    // With its own token: signed out.
+    let response = server
+        .client
+        .post(format!("{}/sign-out", server.url))
+        .header("cookie", &session)
+        .form(&[("csrf_token", sign_out_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(session_set_cookie(&response).contains("Max-Age=0"));
     server.stop().await;
 }
