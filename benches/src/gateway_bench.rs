@@ -114,6 +114,7 @@ fn add_users(store: &Store) -> anyhow::Result<String> {
         scopes: Vec::new(),
         secret_hash,
         enroll_code_hash: None,
+        enroll_code_expires_at_ms: None,
         node_ids: Vec::new(),
         revoked: false,
         created_at: "2026-01-01T00:00:00Z".into(),

@@ -1118,6 +1118,7 @@ fn central_inner(args: &CentralArgs) -> anyhow::Result<()> {
             scopes: vec![],
             secret_hash: None,
             enroll_code_hash: None,
+            enroll_code_expires_at_ms: None,
             node_ids: vec![tech.node_id.clone()],
             revoked: false,
             created_at: BENCH_TIME.into(),

@@ -438,6 +438,7 @@ pub(crate) fn setup(args: &SetupArgs) -> anyhow::Result<()> {
         scopes: Vec::new(),
         secret_hash: None,
         enroll_code_hash: None,
+        enroll_code_expires_at_ms: None,
         node_ids: vec![b.node_id().to_string()],
         revoked: false,
         created_at: "2026-01-01T00:00:00Z".into(),

@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             scopes,
             secret_hash: Some(secret::hash(&client_secret)?),
             enroll_code_hash: None,
+            enroll_code_expires_at_ms: None,
             node_ids: Vec::new(),
             revoked: false,
             created_at: "2026-01-01T00:00:00Z".into(),

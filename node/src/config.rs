@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::ReadGrants;
 pub use crate::delivery_config::{DeliveryConfig, RetryRuleConfig};
+
+/// How long a one-time enrollment code works by default: 72 hours.
+pub const ENROLL_CODE_TTL_MS_DEFAULT: u64 = 72 * 3600 * 1000;
 use crate::identity;
 use crate::store::StoreConfig;
 
@@ -164,6 +167,9 @@ pub struct SyncConfig {
     /// it (and its pending changes are accepted) this long; then the office
     /// revokes it from that laptop.
     pub grace_ms: u64,
+    /// A one-time enrollment code stops working this long after `user
+    /// add` issued it.
+    pub enroll_code_ttl_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -177,6 +183,7 @@ impl Default for SyncConfig {
             reconnect_delay_ms_max: 60_000,
             connections_max: 1_024,
             grace_ms: crate::access::GRACE_MS_DEFAULT,
+            enroll_code_ttl_ms: ENROLL_CODE_TTL_MS_DEFAULT,
         }
     }
 }
@@ -495,6 +502,12 @@ impl NodeConfig {
             ));
         }
         let sync = &self.sync;
+        if sync.enroll_code_ttl_ms < 60_000 {
+            return Err(invalid(
+                "sync.enroll_code_ttl_ms",
+                "must be at least 60000 (a minute)".into(),
+            ));
+        }
         if sync.reconnect_delay_ms_min == 0 {
             return Err(invalid(
                 "sync.reconnect_delay_ms_min",
@@ -723,6 +736,8 @@ connections_max = {connections_max}
 # After a work order is reassigned, its previous assignee's laptop keeps it
 # (and its pending changes are accepted) this long, then it is revoked.
 grace_ms = {grace_ms}
+# A one-time enrollment code (`user add`) stops working after this long.
+enroll_code_ttl_ms = {enroll_code_ttl_ms}
 
 {gateway}
 {records}
@@ -749,6 +764,7 @@ filter = {log_filter}
             reconnect_delay_ms_max = self.sync.reconnect_delay_ms_max,
             connections_max = self.sync.connections_max,
             grace_ms = self.sync.grace_ms,
+            enroll_code_ttl_ms = self.sync.enroll_code_ttl_ms,
             gateway = gateway_toml(&self.gateway),
             records = records_toml(&self.records),
             delivery = self.delivery.to_commented_toml(),

@@ -243,6 +243,7 @@ fn seed_users(store: &Store, laptops: [String; 2]) -> anyhow::Result<(String, St
             scopes,
             secret_hash,
             enroll_code_hash: None,
+            enroll_code_expires_at_ms: None,
             node_ids,
             revoked: false,
             created_at: now_rfc3339(),

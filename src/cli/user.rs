@@ -126,6 +126,9 @@ fn add(node: &Node, args: &AddArgs) -> anyhow::Result<()> {
         scopes,
         secret_hash: client_secret.as_deref().map(secret::hash).transpose()?,
         enroll_code_hash: code.as_deref().map(secret::hash).transpose()?,
+        enroll_code_expires_at_ms: code
+            .as_ref()
+            .map(|_| fieldsync_node::clock::now_ms() + node.config.sync.enroll_code_ttl_ms),
         node_ids: Vec::new(),
         revoked: false,
         created_at: now_rfc3339(),
@@ -146,6 +149,9 @@ fn add(node: &Node, args: &AddArgs) -> anyhow::Result<()> {
     }
     if let Some(code) = code {
         println!("enrollment code: {code}");
+        if let Some(at) = user.enroll_code_expires_at_ms {
+            println!("code expires:    {}", fieldsync_node::clock::rfc3339_ms(at));
+        }
         println!("central id:      {}", node.identity.node_id());
         println!(
             "On the laptop: fieldsync enroll --central <this central's host:port> \

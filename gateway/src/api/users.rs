@@ -148,6 +148,7 @@ pub(crate) async fn create_user(
         scopes,
         secret_hash: Some(hashed),
         enroll_code_hash: None,
+        enroll_code_expires_at_ms: None,
         node_ids: Vec::new(),
         revoked: false,
         created_at: now_rfc3339(),

@@ -79,6 +79,7 @@ pub(crate) fn user(id: &str, role: Role, scopes: Vec<Scope>, secret_text: &str) 
         scopes,
         secret_hash: Some(secret::hash(secret_text).expect("hash")),
         enroll_code_hash: None,
+        enroll_code_expires_at_ms: None,
         node_ids: Vec::new(),
         revoked: false,
         created_at: "2026-01-01T00:00:00Z".into(),

@@ -149,6 +149,7 @@ mod tests {
                 scopes: vec![],
                 secret_hash: None,
                 enroll_code_hash: None,
+                enroll_code_expires_at_ms: None,
                 node_ids: vec!["c".repeat(64)],
                 revoked: false,
                 created_at: "2026-01-01T00:00:00Z".into(),

@@ -441,7 +441,7 @@ async fn check(
             tracing::info!(user = %user.id, node = %name, "enrolled a node");
             Ok(user)
         }
-        None => Err("unknown user or wrong code".to_string()),
+        None => Err("unknown user, or a wrong or expired code".to_string()),
     })
 }
 
@@ -504,6 +504,13 @@ pub(super) fn spend(
         return Ok(None);
     };
     if user.revoked || user.enroll_code_hash.as_deref() != Some(checked) {
+        return Ok(None);
+    }
+    if user
+        .enroll_code_expires_at_ms
+        .is_some_and(|at| at <= crate::clock::now_ms())
+    {
+        tracing::warn!(user = %user.id, "an expired enrollment code was used");
         return Ok(None);
     }
     user.enroll_code_hash = None;

@@ -126,6 +126,7 @@ fn enroll_user(store: &Store, user: &str, node_id: &str) {
             scopes: vec![],
             secret_hash: None,
             enroll_code_hash: None,
+            enroll_code_expires_at_ms: None,
             node_ids: vec![node_id.into()],
             revoked: false,
             created_at: "2026-01-01T00:00:00Z".into(),
@@ -318,6 +319,7 @@ async fn enrollment_spends_the_code_and_lets_the_node_sync() {
                 scopes: vec![],
                 secret_hash: None,
                 enroll_code_hash: Some(hash),
+                enroll_code_expires_at_ms: None,
                 node_ids: vec![],
                 revoked: false,
                 created_at: "2026-01-01T00:00:00Z".into(),
@@ -651,6 +653,7 @@ async fn the_code_goes_only_to_the_central_the_operator_named() {
                 scopes: vec![],
                 secret_hash: None,
                 enroll_code_hash: Some(hash.clone()),
+                enroll_code_expires_at_ms: None,
                 node_ids: vec![],
                 revoked: false,
                 created_at: "2026-01-01T00:00:00Z".into(),
@@ -723,6 +726,7 @@ async fn wrong_codes_from_one_address_are_limited() {
                 scopes: vec![],
                 secret_hash: None,
                 enroll_code_hash: Some(hash),
+                enroll_code_expires_at_ms: None,
                 node_ids: vec![],
                 revoked: false,
                 created_at: "2026-01-01T00:00:00Z".into(),
@@ -739,7 +743,7 @@ async fn wrong_codes_from_one_address_are_limited() {
     for _ in 0..super::enroll::ENROLL_FAILURES_PER_SOURCE_MAX {
         let wrong = attempt("AAAA-BBBB-CCCC".into()).await;
         assert!(
-            matches!(&wrong, Err(EnrollError::Refused(reason)) if reason.contains("wrong code")),
+            matches!(&wrong, Err(EnrollError::Refused(reason)) if reason.contains("wrong")),
             "{wrong:?}"
         );
     }
@@ -766,6 +770,7 @@ fn a_revocation_during_enrollment_is_not_overwritten() {
         scopes: vec![],
         secret_hash: None,
         enroll_code_hash: Some("hash-of-the-code".into()),
+        enroll_code_expires_at_ms: None,
         node_ids: vec![],
         revoked: false,
         created_at: "2026-01-01T00:00:00Z".into(),
@@ -825,5 +830,48 @@ async fn idle_enrollment_connections_do_not_take_sync_slots() {
     );
     drop(idle);
     laptop.stop().await;
+    central.stop().await;
+}
+
+/// Hardening finding 3: codes expire (on the old code a code worked for
+/// ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_code_is_refused() {
+    let code = crate::secret::generate_one_time_code();
+    let hash = crate::secret::hash(&code).unwrap();
+    let mut central = TestNode::start(true, vec![], |store| {
+        blocking(|| {
+            store.put_user(&User {
+                id: "tech-1".into(),
+                role: Role::Technician,
+                scopes: vec![],
+                secret_hash: None,
+                enroll_code_hash: Some(hash),
+                enroll_code_expires_at_ms: Some(crate::clock::now_ms() - 1),
+                node_ids: vec![],
+                revoked: false,
+                created_at: "2026-01-01T00:00:00Z".into(),
+            })
+        })
+        .unwrap();
+    });
+    let central_id = central.identity.node_id().to_string();
+    let laptop = Identity::generate("laptop").unwrap();
+    let expired = enroll(
+        central.addr,
+        &central_id,
+        laptop.cert_der(),
+        None,
+        &code,
+        "laptop",
+        timing(),
+    )
+    .await;
+    assert!(
+        matches!(&expired, Err(EnrollError::Refused(reason)) if reason.contains("expired")),
+        "{expired:?}"
+    );
+    let user = blocking(|| central.store.user("tech-1")).unwrap().unwrap();
+    assert!(user.node_ids.is_empty());
     central.stop().await;
 }

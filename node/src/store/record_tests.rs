@@ -237,6 +237,7 @@ fn users_go_through_the_committer() {
         scopes: Vec::new(),
         secret_hash: None,
         enroll_code_hash: None,
+        enroll_code_expires_at_ms: None,
         node_ids: Vec::new(),
         revoked: false,
         created_at: "2026-12-02T00:00:00Z".into(),

@@ -18,6 +18,10 @@ pub struct User {
     /// Hash of a pending one-time enrollment code (the sync issue).
     #[serde(default)]
     pub enroll_code_hash: Option<String>,
+    /// When that code stops working, in ms since the Unix epoch (`None`:
+    /// never; codes issued before expiry existed).
+    #[serde(default)]
+    pub enroll_code_expires_at_ms: Option<u64>,
     /// Node ids (certificate fingerprints) enrolled for this user.
     #[serde(default)]
     pub node_ids: Vec<String>,
