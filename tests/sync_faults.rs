@@ -52,28 +52,6 @@ fn a_node_with_an_unknown_certificate_is_refused() {
     assert!(laptop.show("wo-a").is_some());
 }
 
-/// Work orders in the import format, all assigned to `assignee`.
-fn jsonl(count: usize, assignee: &str) -> String {
-    let mut text = String::new();
-    for index in 0..count {
-        let line = serde_json::json!({
-            "id": format!("wo-{index:05}"),
-            "number": format!("WO-2026-{index:06}"),
-            "status": "assigned",
-            "priority": "normal",
-            "customer": {"name": format!("Customer {index}"), "address": "Rua Augusta, 1109", "phone": "+55 11 95897-5662"},
-            "description": format!("Work order {index}: replace the condenser fan."),
-            "assignee": assignee,
-            "scheduled_for": "2026-05-03T07:35:00Z",
-            "notes": [{"author": "operator-0001", "text": "Customer called twice.", "at": "2026-04-30T12:27:00Z"}],
-            "materials": [{"sku": "SKU-00966", "qty": 2, "description": "fan motor"}],
-        });
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
-    text
-}
-
 #[test]
 fn killing_the_central_mid_sync_loses_nothing_and_sync_resumes() {
     const DOCS: u64 = 4_000;
