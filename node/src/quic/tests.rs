@@ -135,6 +135,21 @@ fn enroll_user(store: &Store, user: &str, node_id: &str) {
     .unwrap();
 }
 
+/// tech-1 with a pending enrollment code (its hash), expiring when given.
+fn pending_user(code_hash: String, expires_at_ms: Option<u64>) -> User {
+    User {
+        id: "tech-1".into(),
+        role: Role::Technician,
+        scopes: vec![],
+        secret_hash: None,
+        enroll_code_hash: Some(code_hash),
+        enroll_code_expires_at_ms: expires_at_ms,
+        node_ids: vec![],
+        revoked: false,
+        created_at: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check() {
@@ -312,20 +327,7 @@ async fn enrollment_spends_the_code_and_lets_the_node_sync() {
     let hash = crate::secret::hash(&code).unwrap();
     let mut central = TestNode::start(true, vec![], |store| {
         create(store, "wo-1", "tech-1");
-        blocking(|| {
-            store.put_user(&User {
-                id: "tech-1".into(),
-                role: Role::Technician,
-                scopes: vec![],
-                secret_hash: None,
-                enroll_code_hash: Some(hash),
-                enroll_code_expires_at_ms: None,
-                node_ids: vec![],
-                revoked: false,
-                created_at: "2026-01-01T00:00:00Z".into(),
-            })
-        })
-        .unwrap();
+        blocking(|| store.put_user(&pending_user(hash, None))).unwrap();
     });
     let laptop = Identity::generate("laptop").unwrap();
     let central_id = central.identity.node_id().to_string();
@@ -646,20 +648,7 @@ async fn the_code_goes_only_to_the_central_the_operator_named() {
     let code = crate::secret::generate_one_time_code();
     let hash = crate::secret::hash(&code).unwrap();
     let pending = move |store: &Store| {
-        blocking(|| {
-            store.put_user(&User {
-                id: "tech-1".into(),
-                role: Role::Technician,
-                scopes: vec![],
-                secret_hash: None,
-                enroll_code_hash: Some(hash.clone()),
-                enroll_code_expires_at_ms: None,
-                node_ids: vec![],
-                revoked: false,
-                created_at: "2026-01-01T00:00:00Z".into(),
-            })
-        })
-        .unwrap();
+        blocking(|| store.put_user(&pending_user(hash.clone(), None))).unwrap();
     };
     let mut central = TestNode::start(true, vec![], pending.clone());
     // An impostor that would accept the code (it holds the same pending
@@ -719,20 +708,7 @@ async fn wrong_codes_from_one_address_are_limited() {
     let code = crate::secret::generate_one_time_code();
     let hash = crate::secret::hash(&code).unwrap();
     let mut central = TestNode::start(true, vec![], |store| {
-        blocking(|| {
-            store.put_user(&User {
-                id: "tech-1".into(),
-                role: Role::Technician,
-                scopes: vec![],
-                secret_hash: None,
-                enroll_code_hash: Some(hash),
-                enroll_code_expires_at_ms: None,
-                node_ids: vec![],
-                revoked: false,
-                created_at: "2026-01-01T00:00:00Z".into(),
-            })
-        })
-        .unwrap();
+        blocking(|| store.put_user(&pending_user(hash, None))).unwrap();
     });
     let central_id = central.identity.node_id().to_string();
     let laptop = Identity::generate("laptop").unwrap();
@@ -840,20 +816,7 @@ async fn an_expired_code_is_refused() {
     let code = crate::secret::generate_one_time_code();
     let hash = crate::secret::hash(&code).unwrap();
     let mut central = TestNode::start(true, vec![], |store| {
-        blocking(|| {
-            store.put_user(&User {
-                id: "tech-1".into(),
-                role: Role::Technician,
-                scopes: vec![],
-                secret_hash: None,
-                enroll_code_hash: Some(hash),
-                enroll_code_expires_at_ms: Some(crate::clock::now_ms() - 1),
-                node_ids: vec![],
-                revoked: false,
-                created_at: "2026-01-01T00:00:00Z".into(),
-            })
-        })
-        .unwrap();
+        blocking(|| store.put_user(&pending_user(hash, Some(crate::clock::now_ms() - 1)))).unwrap();
     });
     let central_id = central.identity.node_id().to_string();
     let laptop = Identity::generate("laptop").unwrap();
