@@ -1,7 +1,7 @@
 //! Automerge bytes from a peer, checked before Automerge parses them.
 //!
 //! Why: Automerge inflates the deflate-compressed parts of what it loads
-//! (compressed change chunks, deflated columns of document and bundle
+//! (compressed change chunks, deflated columns of document
 //! chunks) with `read_to_end` and no cap. Deflate reaches ~1000:1, so one
 //! 2 MiB sync message from an enrolled laptop made the central allocate
 //! gigabytes (hardening issue, finding 1). Our own nodes never need that
@@ -127,7 +127,7 @@ fn chunk(reader: &mut Reader<'_>, budget: &mut Budget) -> Result<Option<()>, Int
     };
     match kind {
         // A document chunk: actors, heads, then change and op columns.
-        0 => columns_chunk(body, ChunkShape::Document, budget),
+        0 => document_chunk(body, budget),
         // A change chunk.
         1 => change_chunk(body, budget),
         // A compressed change chunk: the body is a change chunk's, deflated.
@@ -135,59 +135,25 @@ fn chunk(reader: &mut Reader<'_>, budget: &mut Budget) -> Result<Option<()>, Int
             Some(plain) => change_chunk(&plain, budget),
             None => Ok(None),
         },
-        // A bundle: dependencies, actors, then change and op columns.
-        3 => columns_chunk(body, ChunkShape::Bundle, budget),
+        // A bundle: our nodes never send one (sync sends change chunks, or
+        // a document chunk in V2 messages), and Automerge 0.12 panics on
+        // some malformed ones (fuzzing, `fuzz/artifacts/sync_frame/F2-...`: an unwrap in
+        // its column decoder), so a bundle ends what Automerge is given.
+        3 => Ok(None),
         _ => Ok(None),
     }
 }
 
-#[derive(Clone, Copy)]
-enum ChunkShape {
-    Document,
-    Bundle,
-}
-
-fn columns_chunk(
-    body: &[u8],
-    shape: ChunkShape,
-    budget: &mut Budget,
-) -> Result<Option<()>, IntakeError> {
+/// A document chunk's body: actors, heads, then the change and op column
+/// blocks (both metadata blocks first, then both data blocks).
+fn document_chunk(body: &[u8], budget: &mut Budget) -> Result<Option<()>, IntakeError> {
     let mut reader = Reader::new(body);
-    let prefix = match shape {
-        ChunkShape::Document => reader.actors().and_then(|()| reader.hashes()),
-        ChunkShape::Bundle => reader.hashes().and_then(|()| reader.actors()),
-    };
-    if prefix.is_none() {
+    if reader.actors().and_then(|()| reader.hashes()).is_none() {
         return Ok(None);
     }
-    let (change_columns, op_columns) = match shape {
-        ChunkShape::Document => {
-            // Both metadata blocks first, then both data blocks.
-            let (Some(changes), Some(ops)) = (reader.column_meta(), reader.column_meta()) else {
-                return Ok(None);
-            };
-            (changes, ops)
-        }
-        ChunkShape::Bundle => {
-            // Change metadata and data, then op metadata and data: the op
-            // metadata is read after skipping the change data.
-            let Some(changes) = reader.column_meta() else {
-                return Ok(None);
-            };
-            let Some(change_data) = reader.take_columns(&changes) else {
-                return Ok(None);
-            };
-            if inflate_columns(&changes, change_data, budget, false)?.is_none() {
-                return Ok(None);
-            }
-            let Some(ops) = reader.column_meta() else {
-                return Ok(None);
-            };
-            let Some(op_data) = reader.take_columns(&ops) else {
-                return Ok(None);
-            };
-            return inflate_columns(&ops, op_data, budget, true);
-        }
+    let (Some(change_columns), Some(op_columns)) = (reader.column_meta(), reader.column_meta())
+    else {
+        return Ok(None);
     };
     let (Some(change_data), Some(op_data)) = (
         reader.take_columns(&change_columns),
@@ -454,6 +420,34 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Probes a peer's Bloom filter may ask for, at most (Automerge uses 7;
+/// each probe of each of our changes is a computation, and the count is
+/// also the size of a vector Automerge allocates per change).
+pub const BLOOM_PROBES_MAX: u64 = 64;
+
+/// Why a peer's sync message's Bloom filters would panic or overload
+/// Automerge, if they would: a filter with entries but no bits makes its
+/// probes divide by zero (fuzzing found it: one frame from any peer), and
+/// a filter may claim any number of probes.
+pub fn bloom_problem(message: &automerge::sync::Message) -> Option<&'static str> {
+    message.have.iter().find_map(|have| {
+        let bytes = have.bloom.to_bytes();
+        if bytes.is_empty() {
+            return None;
+        }
+        let mut reader = Reader::new(&bytes);
+        let header = (reader.uleb(), reader.uleb(), reader.uleb());
+        match header {
+            (Some(_), Some(_), Some(_)) if reader.is_empty() => Some("a Bloom filter with no bits"),
+            (Some(_), Some(_), Some(probes)) if !(1..=BLOOM_PROBES_MAX).contains(&probes) => {
+                Some("a Bloom filter with too many (or no) probes")
+            }
+            (Some(_), Some(_), Some(_)) => None,
+            _ => Some("an unreadable Bloom filter"),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -462,6 +456,34 @@ mod tests {
     use automerge::{AutoCommit, Automerge, ReadDoc, ROOT};
 
     use super::*;
+
+    /// Fuzzing found it (`fuzz/artifacts/sync_frame/F1-bloom-rem-by-zero`):
+    /// a filter with entries but no bits made Automerge divide by zero.
+    #[test]
+    fn bloom_filters_that_would_panic_automerge_are_refused() {
+        use automerge::sync::{BloomFilter, Have, Message, MessageVersion};
+        let message = |bloom: &[u8]| Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![Have {
+                last_sync: vec![],
+                bloom: BloomFilter::try_from(bloom).unwrap(),
+            }],
+            changes: Vec::<Vec<u8>>::new().into(),
+            flags: None,
+            version: MessageVersion::V1,
+        };
+        let cases: [(&[u8], bool); 5] = [
+            (&[], true),
+            (&[1, 10, 7, 0, 0], true),
+            (&[1, 0, 7], false),
+            (&[1, 10, 0, 0, 0], false),
+            (&[1, 10, 0x80, 0x01, 0, 0], false),
+        ];
+        for (bloom, fine) in cases {
+            assert_eq!(bloom_problem(&message(bloom)).is_none(), fine, "{bloom:?}");
+        }
+    }
 
     fn bytes_max(inflated_bytes_max: u64) -> Limits {
         Limits {
@@ -565,12 +587,14 @@ mod tests {
         assert!(check(&document, bytes_max(4 * 1024 * 1024))
             .unwrap()
             .is_whole(&document));
-        // The same as a bundle (no deps, no actors, no change columns).
+        // The same as a bundle (no deps, no actors, no change columns): a
+        // bundle is never inflated, it ends the prefix.
         let mut bundle_body = vec![0, 0, 0, 1];
         uleb(0b1_0000 | COLUMN_DEFLATE_BIT, &mut bundle_body);
         uleb(column.len() as u64, &mut bundle_body);
         bundle_body.extend_from_slice(&column);
-        assert!(check(&chunk(3, &bundle_body), bytes_max(1024 * 1024)).is_err());
+        let checked = check(&chunk(3, &bundle_body), bytes_max(1024 * 1024)).unwrap();
+        assert_eq!(checked.prefix_bytes, 0);
     }
 
     #[test]
