@@ -210,6 +210,25 @@ fn checked_addrs(
     Ok(kept)
 }
 
+/// Resolve `host` with `lookup` and keep only the addresses a delivery may
+/// reach: what the client's resolver does, for a registration's check.
+pub(crate) async fn resolve_checked(
+    lookup: &dyn Lookup,
+    host: &str,
+    port: u16,
+    allow: &[IpNet],
+) -> Result<Vec<SocketAddr>, String> {
+    let addrs = lookup
+        .lookup(host, port)
+        .await
+        .map_err(|source| ResolveError::Lookup {
+            host: host.to_owned(),
+            source,
+        })
+        .map_err(|e| e.to_string())?;
+    checked_addrs(host, addrs, allow).map_err(|e| e.to_string())
+}
+
 /// reqwest's resolver for deliveries: a [`Lookup`], then [`checked_addrs`].
 struct CheckedResolver {
     lookup: Arc<dyn Lookup>,
