@@ -134,8 +134,8 @@ pub(crate) fn start(
         .with_peers(Arc::new(DriverPeers(peers)));
     let url = format!("{scheme}://{}", listener.local_addr()?);
     tracing::info!(%url, "gateway listening");
-    let central = node.config.role == fieldsync_node::config::NodeRole::Central;
-    let delivery = node.config.delivery.runs_on(central).then(|| {
+    // The same answer the gateway uses to accept hook registrations.
+    let delivery = state.config().delivery_runs.then(|| {
         tracing::info!("delivery (webhooks, commands, retention) runs on this node");
         fieldsync_gateway::run_delivery(state.clone(), stop.clone())
     });

@@ -118,12 +118,24 @@ allow_networks = [{networks}]
 timeout_ms = {timeout_ms}
 # Time to connect to a receiver.
 connect_timeout_ms = {connect_timeout_ms}
+# Bytes of a receiver's answer kept in the attempt log.
+response_bytes_max = {response_bytes_max}
 # Changes merged into one notification, at most.
 notification_changes_max = {changes}
+# Bytes of one notification's body, at most.
+notification_bytes_max = {notification_bytes_max}
+# Hooks delivering at the same time, at most.
+hooks_concurrent_max = {hooks_concurrent_max}
 # A hook failing for this many days is disabled.
 disable_after_days = {disable}
+# After a secret rotation the old secret still signs this long.
+rotation_overlap_ms = {rotation_overlap_ms}
 # Attempts, command history and logs are kept this many days.
 retention_days = {retention}
+# Rows retention removes per run, at most, and how often it runs.
+retention_rows_per_run_max = {retention_rows_per_run_max}
+# How often retention runs.
+retention_interval_ms = {retention_interval_ms}
 [delivery.commands]
 # A failed command waits interval_ms × factor × attempts_max × attempt
 # (reference §4); per command name in [delivery.command_rules.<name>].
@@ -132,8 +144,15 @@ interval_ms = {interval}
 factor = {factor}
 # Failed executions after which a command is dead.
 attempts_max = {attempts}
-"#,
+{rules}"#,
             timeout_ms = self.timeout_ms,
+            response_bytes_max = self.response_bytes_max,
+            notification_bytes_max = self.notification_bytes_max,
+            hooks_concurrent_max = self.hooks_concurrent_max,
+            rotation_overlap_ms = self.rotation_overlap_ms,
+            retention_rows_per_run_max = self.retention_rows_per_run_max,
+            retention_interval_ms = self.retention_interval_ms,
+            rules = self.command_rules_toml(),
             connect_timeout_ms = self.connect_timeout_ms,
             changes = self.notification_changes_max,
             disable = self.disable_after_days,
@@ -142,6 +161,25 @@ attempts_max = {attempts}
             factor = self.commands.factor,
             attempts = self.commands.attempts_max,
         )
+    }
+
+    /// `[delivery.command_rules.<name>]` tables, one per rule.
+    fn command_rules_toml(&self) -> String {
+        self.command_rules
+            .iter()
+            .map(|(name, rule)| {
+                format!(
+                    "# The retry rule of commands named {name:?}.\n[delivery.command_rules.{}]\n\
+                     # One interval of the formula.\ninterval_ms = {}\n\
+                     # The formula's factor.\nfactor = {}\n\
+                     # Failed executions after which it is dead.\nattempts_max = {}\n",
+                    toml::Value::String(name.clone()),
+                    rule.interval_ms,
+                    rule.factor,
+                    rule.attempts_max
+                )
+            })
+            .collect()
     }
 
     /// Values that parse but make no sense, as (key, reason).
@@ -204,5 +242,42 @@ attempts_max = {attempts}
     /// Whether this node runs delivery (`enabled`, else on for a central).
     pub fn runs_on(&self, central: bool) -> bool {
         self.enabled.unwrap_or(central)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fieldsync enroll` rewrites the config from `to_commented_toml`:
+    /// every setting must survive it.
+    #[test]
+    fn the_written_section_reads_back_the_same() {
+        let mut config = DeliveryConfig {
+            enabled: Some(false),
+            allow_networks: vec!["127.0.0.0/8".into()],
+            response_bytes_max: 1000,
+            notification_bytes_max: 2000,
+            hooks_concurrent_max: 3,
+            rotation_overlap_ms: 4000,
+            retention_rows_per_run_max: 5,
+            retention_interval_ms: 6000,
+            ..DeliveryConfig::default()
+        };
+        config.command_rules.insert(
+            "anonymise person".into(),
+            RetryRuleConfig {
+                interval_ms: 7,
+                factor: 8,
+                attempts_max: 9,
+            },
+        );
+        #[derive(Deserialize)]
+        struct File {
+            delivery: DeliveryConfig,
+        }
+        let text = config.to_commented_toml();
+        let read: File = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(read.delivery, config);
     }
 }

@@ -353,7 +353,8 @@ async fn sign_out(State(state): State<AppState>, client: Client, request: Reques
     if !genuine {
         tracing::warn!(peer = ?client.ip, "sign-out refused: no valid form token");
         let error = ApiError::forbidden(
-            "This sign-out form has expired or did not come from this site;              use the Sign out button above.",
+            "This sign-out form has expired or did not come from this site; \
+             use the Sign out button above.",
         );
         let session = UiCaller::from_headers(&headers, &state);
         return error_page(StatusCode::FORBIDDEN, session.as_ref(), &error);

@@ -63,18 +63,22 @@ impl Directory {
     /// The identity of each of `node_ids` (in order), reading the users
     /// once: re-judging every open session after a revocation costs one
     /// scan of the users, not one per session.
-    pub fn lookup_many(&self, node_ids: &[String]) -> Vec<Option<PeerIdentity>> {
+    /// `None` when the users cannot be read: nothing can be judged then,
+    /// and no session is closed for it.
+    pub fn lookup_many(&self, node_ids: &[String]) -> Option<Vec<Option<PeerIdentity>>> {
         let users = match self.store.users() {
             Ok(users) => users,
             Err(error) => {
-                tracing::error!(%error, "cannot read users; treating every session as unknown");
-                return vec![None; node_ids.len()];
+                tracing::error!(%error, "cannot read users; open sessions are not re-judged");
+                return None;
             }
         };
-        node_ids
-            .iter()
-            .map(|node_id| self.identify(node_id, &users))
-            .collect()
+        Some(
+            node_ids
+                .iter()
+                .map(|node_id| self.identify(node_id, &users))
+                .collect(),
+        )
     }
 
     /// The identity of `node_id`, or `None` if it may not connect.

@@ -468,8 +468,13 @@ fn redeem(
             .take(ENROLL_CANDIDATES_MAX)
             .collect(),
     };
+    let now_ms = crate::clock::now_ms();
     for user in candidates {
-        if user.revoked || user.role == Role::Integration {
+        // An expired code costs no Argon2 check.
+        let expired = user
+            .enroll_code_expires_at_ms
+            .is_some_and(|at| at <= now_ms);
+        if user.revoked || user.role == Role::Integration || expired {
             continue;
         }
         let Some(hash) = user.enroll_code_hash.as_deref() else {

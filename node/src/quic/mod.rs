@@ -421,7 +421,8 @@ async fn revoke_loop(ctx: Arc<Context>) {
             .collect();
         let ids: Vec<String> = open.iter().map(|(peer, ..)| peer.clone()).collect();
         let directory = ctx.directory.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || directory.lookup_many(&ids)).await else {
+        let Ok(Some(now)) = tokio::task::spawn_blocking(move || directory.lookup_many(&ids)).await
+        else {
             continue;
         };
         for ((peer, was, connection), now) in open.iter().zip(now) {

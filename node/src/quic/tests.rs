@@ -740,24 +740,26 @@ async fn wrong_codes_from_one_address_are_limited() {
 fn a_revocation_during_enrollment_is_not_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
-    let mut user = User {
-        id: "tech-1".into(),
-        role: Role::Technician,
-        scopes: vec![],
-        secret_hash: None,
-        enroll_code_hash: Some("hash-of-the-code".into()),
-        enroll_code_expires_at_ms: None,
-        node_ids: vec![],
-        revoked: false,
-        created_at: "2026-01-01T00:00:00Z".into(),
-    };
-    store.put_user(&user).unwrap();
-    // The code was checked against this hash; meanwhile an operator revokes.
-    user.revoked = true;
-    store.put_user(&user).unwrap();
-    let spent =
-        super::enroll::spend(&store, "tech-1", "hash-of-the-code", &"a".repeat(64)).unwrap();
-    assert!(spent.is_none());
+    store
+        .put_user(&pending_user("hash-of-the-code".into(), None))
+        .unwrap();
+    // Enrollment read the user (and its version) to check the code...
+    let (read, version) = store.user_versioned("tech-1").unwrap().unwrap();
+    // ...meanwhile an operator revokes...
+    let mut revoked = read.clone();
+    revoked.revoked = true;
+    store.put_user(&revoked).unwrap();
+    // ...so writing back what enrollment read is refused.
+    let mut spent = read;
+    spent.enroll_code_hash = None;
+    spent.node_ids.push("a".repeat(64));
+    assert!(matches!(
+        store.put_user_if(&spent, version),
+        Err(crate::store::WriteError::VersionMismatch { .. })
+    ));
+    // And `spend`, reading afresh, sees the revocation.
+    let none = super::enroll::spend(&store, "tech-1", "hash-of-the-code", &"a".repeat(64)).unwrap();
+    assert!(none.is_none());
     let now = store.user("tech-1").unwrap().unwrap();
     assert!(now.revoked && now.node_ids.is_empty());
     store.close();
@@ -836,5 +838,19 @@ async fn an_expired_code_is_refused() {
     );
     let user = blocking(|| central.store.user("tech-1")).unwrap().unwrap();
     assert!(user.node_ids.is_empty());
+    // The same code, not expired, enrolls: expiry was the reason.
+    let hash = user.enroll_code_hash.clone().unwrap();
+    blocking(|| central.store.put_user(&pending_user(hash, None))).unwrap();
+    enroll(
+        central.addr,
+        &central_id,
+        laptop.cert_der(),
+        None,
+        &code,
+        "laptop",
+        timing(),
+    )
+    .await
+    .unwrap();
     central.stop().await;
 }
