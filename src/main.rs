@@ -23,8 +23,10 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::cli::batches::BatchesCommand;
 use crate::cli::demo::DemoArgs;
 use crate::cli::enroll::EnrollArgs;
+use crate::cli::entities::EntitiesCommand;
 use crate::cli::import::ImportArgs;
 use crate::cli::init::InitArgs;
 use crate::cli::show::ShowArgs;
@@ -77,6 +79,12 @@ enum Command {
     Enroll(EnrollArgs),
     /// Create and work on work orders (the node must be stopped).
     Wo(WoArgs),
+    /// ERP batches received (the node must be stopped).
+    #[command(subcommand)]
+    Batches(BatchesCommand),
+    /// Which tables each ERP uploads (the node must be stopped).
+    #[command(subcommand)]
+    Entities(EntitiesCommand),
     /// A central and two technicians syncing on loopback, with the gateway:
     /// see sync happen in one command. Uses a temporary directory unless
     /// --dir is given.
@@ -112,6 +120,8 @@ fn main() -> ExitCode {
         Command::Import(args) => cli::import::run(&cli.dir, args),
         Command::Enroll(args) => cli::enroll::run(&cli.dir, args),
         Command::Wo(args) => cli::wo::run(&cli.dir, args),
+        Command::Batches(command) => cli::batches::run(&cli.dir, command),
+        Command::Entities(command) => cli::entities::run(&cli.dir, command),
         Command::Demo(args) => cli::demo::run(dir_given.then_some(cli.dir.as_path()), args),
     };
     match result {

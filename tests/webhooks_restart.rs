@@ -109,37 +109,6 @@ impl Receiver {
     }
 }
 
-/// The central's config with its gateway on `port` and webhooks allowed
-/// to reach loopback.
-fn enable_gateway(central: &Node, port: u16) {
-    let path = central.dir.join("fieldsync.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut section = String::new();
-    let mut out = String::new();
-    for line in text.lines() {
-        if line.starts_with('[') {
-            section = line.to_string();
-        }
-        let line = match (section.as_str(), line.split(" = ").next()) {
-            ("[gateway]", Some("enabled")) => "enabled = true".to_string(),
-            ("[gateway]", Some("listen")) => format!("listen = \"127.0.0.1:{port}\""),
-            ("[delivery]", Some("allow_networks")) => "allow_networks = [\"127.0.0.0/8\"]".into(),
-            _ => line.to_string(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    std::fs::write(&path, out).unwrap();
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Api {
     http: Client,
     base: String,
@@ -196,17 +165,12 @@ fn a_central_killed_mid_delivery_resends_the_same_notification_and_loses_nothing
     let receiver = Receiver::start();
     let mut central = Node::init("central", "central");
     let gateway_port = free_tcp_port();
-    enable_gateway(&central, gateway_port);
+    central.enable_gateway(gateway_port);
+    central.configure(&[("delivery", "allow_networks", "[\"127.0.0.0/8\"]".into())]);
     let added = central
         .run(&["user", "add", "op", "--role", "operator"])
         .success();
-    let secret = added
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("client secret:"))
-        .expect("a client secret line")
-        .trim()
-        .to_string();
+    let secret = printed(&added, "client secret:");
     central.start();
     let base = format!("http://127.0.0.1:{gateway_port}");
     let api = Api::connect(base.clone(), &secret);

@@ -24,6 +24,7 @@ use fieldsync_node::store::{Store, StoreConfig};
 use serde_json::json;
 
 mod gateway_bench;
+mod ingest_bench;
 mod many;
 mod records_bench;
 mod report;
@@ -79,6 +80,9 @@ enum Workload {
     /// Webhook delivery: changes/s delivered, write-to-delivery latency, and
     /// the feed reader's own rate over the same changes.
     Webhooks(webhooks_bench::WebhooksArgs),
+    /// ERP ingest over gRPC TableStream: rows/s, Write latency, and the
+    /// records rate of the same run.
+    Ingest(ingest_bench::IngestArgs),
 }
 
 #[derive(Args)]
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
         Workload::Feed(args) => gateway_bench::feed(&args).map(|()| ExitCode::SUCCESS),
         Workload::Rest(args) => gateway_bench::rest(&args).map(|()| ExitCode::SUCCESS),
         Workload::Records(args) => records_bench::records(&args).map(|()| ExitCode::SUCCESS),
+        Workload::Ingest(args) => ingest_bench::ingest(&args).map(|()| ExitCode::SUCCESS),
         Workload::Webhooks(args) => webhooks_bench::webhooks(&args).map(|()| ExitCode::SUCCESS),
         Workload::W3Once(args) => w3_once(&args),
         Workload::Stages(args) => stages(&args).map(|()| ExitCode::SUCCESS),

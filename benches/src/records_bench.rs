@@ -40,7 +40,7 @@ pub(crate) struct RecordsArgs {
 }
 
 /// A ~300-byte JSON row, as an ERP's materials table would send.
-fn row(index: u64) -> Vec<u8> {
+pub(crate) fn row(index: u64) -> Vec<u8> {
     let value = json!({
         "sku": format!("M-{index:08}"),
         "description": format!("Copper pipe fitting, elbow 90°, {} mm, lead-free brass body", 10 + index % 90),
@@ -71,7 +71,7 @@ pub(crate) fn records(args: &RecordsArgs) -> anyhow::Result<()> {
     let raw_s = raw_sled(&temp.path().join("raw"), args)?;
     let store = Store::init(&temp.path().join("store"), StoreConfig::default())?;
     let flushes_before = store.flush_count();
-    let records_s = write_records(&store, args)?;
+    let records_s = write_records(&store, args.n, args.batch, args.in_flight)?;
     let flushes = store.flush_count() - flushes_before;
     let (feed_s, entries) = read_feed(&store, args)?;
     ensure!(
@@ -122,13 +122,19 @@ fn raw_sled(path: &std::path::Path, args: &RecordsArgs) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Records through the store's committer, `in_flight` write sets at once.
-fn write_records(store: &Store, args: &RecordsArgs) -> anyhow::Result<f64> {
+/// `n` records through the store's committer in write sets of `batch`,
+/// `in_flight` at once; the seconds it took.
+pub(crate) fn write_records(
+    store: &Store,
+    n: u64,
+    batch: usize,
+    in_flight: usize,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut pending = std::collections::VecDeque::new();
     let mut index = 0u64;
-    while index < args.n {
-        let end = (index + args.batch as u64).min(args.n);
+    while index < n {
+        let end = (index + batch as u64).min(n);
         let records = (index..end)
             .map(|i| RecordWrite {
                 collection: "materials".into(),
@@ -142,7 +148,7 @@ fn write_records(store: &Store, args: &RecordsArgs) -> anyhow::Result<f64> {
             records,
             ..WriteSet::default()
         })?);
-        if pending.len() >= args.in_flight {
+        if pending.len() >= in_flight {
             pending.pop_front().expect("not empty").wait()?;
         }
         index = end;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_node::access::{ReadGrants, GRACE_MS_DEFAULT};
-use fieldsync_node::config::{DeliveryConfig, NodeConfig};
+use fieldsync_node::config::{DeliveryConfig, IngestConfig, NodeConfig};
 
 /// Limits and settings of one gateway.
 #[derive(Clone, Debug)]
@@ -97,6 +97,8 @@ pub struct GatewayConfig {
     /// This node runs the webhook dispatcher (`[delivery] enabled`, on by
     /// default on a central); hooks are registered only where it runs.
     pub delivery_runs: bool,
+    /// `[ingest]`: ERP batch limits, the sender lease, expiry.
+    pub ingest: IngestConfig,
 }
 
 /// Where the gateway's TLS certificate chain and private key are, both
@@ -126,7 +128,7 @@ impl GatewayConfig {
     /// A node's gateway: its `[gateway]` limits, and the access settings
     /// it shares with sync (`[sync] grace_ms`, `[records.read]`).
     pub fn from_node(config: &NodeConfig) -> GatewayConfig {
-        GatewayConfig::from_section(
+        let gateway = GatewayConfig::from_section(
             &config.gateway,
             config.sync.grace_ms,
             config.read_grants(),
@@ -134,7 +136,11 @@ impl GatewayConfig {
             config
                 .delivery
                 .runs_on(config.role == fieldsync_node::config::NodeRole::Central),
-        )
+        );
+        GatewayConfig {
+            ingest: config.ingest,
+            ..gateway
+        }
     }
 
     fn from_section(
@@ -176,6 +182,7 @@ impl GatewayConfig {
             read_grants: Arc::new(read_grants),
             delivery,
             delivery_runs,
+            ingest: IngestConfig::default(),
         }
     }
 }

@@ -61,6 +61,9 @@ pub enum ErrorKind {
     /// The resource is not in a state that takes this request (a finished
     /// command, a retry not due yet).
     Conflict,
+    /// A batch message or summary broke the batch rules; the problem's
+    /// `errors` lists each rule broken (as gRPC's `errors` would).
+    BatchRejected,
     /// `If-Match` names another version than the document or record has
     /// (or `If-None-Match: *` finds a record).
     PreconditionFailed,
@@ -84,7 +87,7 @@ impl ErrorKind {
         use ErrorKind::*;
         match self {
             MalformedBody | InvalidQuery | InvalidId | InvalidHeader => StatusCode::BAD_REQUEST,
-            InvalidBody | InvalidValue => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidBody | InvalidValue | BatchRejected => StatusCode::UNPROCESSABLE_ENTITY,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized | OAuthInvalidClient => StatusCode::UNAUTHORIZED,
@@ -122,6 +125,7 @@ impl ErrorKind {
             AlreadyExists => "already-exists",
             Deleted => "deleted",
             Conflict => "conflict",
+            BatchRejected => "batch-rejected",
             PreconditionFailed => "precondition-failed",
             RateLimited => "rate-limited",
             Timeout => "timeout",
@@ -152,6 +156,7 @@ impl ErrorKind {
             AlreadyExists => "Already exists",
             Deleted => "Work order is deleted",
             Conflict => "Conflict",
+            BatchRejected => "Batch message or summary refused",
             PreconditionFailed => "Precondition failed",
             RateLimited => "Too many requests",
             Timeout => "Request timed out",
@@ -205,6 +210,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds, for `RateLimited`.
     pub retry_after_s: Option<u64>,
+    /// Each rule broken, for `BatchRejected` (the problem's `errors`).
+    pub errors: Vec<String>,
 }
 
 impl ApiError {
@@ -213,6 +220,7 @@ impl ApiError {
             kind,
             detail: detail.into(),
             retry_after_s: None,
+            errors: Vec::new(),
         }
     }
 
@@ -259,6 +267,9 @@ pub struct Problem {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
+    /// Each rule a batch message or summary broke (`batch-rejected`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl Problem {
@@ -271,13 +282,17 @@ impl Problem {
             detail: detail.to_string(),
             error: oauth.map(str::to_string),
             error_description: oauth.map(|_| detail.to_string()),
+            errors: Vec::new(),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = Problem::of(self.kind, &self.detail);
+        let problem = Problem {
+            errors: self.errors,
+            ..Problem::of(self.kind, &self.detail)
+        };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.kind.status(), body).into_response();
         let headers = response.headers_mut();

@@ -28,6 +28,7 @@ pub mod delivery;
 mod edge;
 pub mod error;
 pub mod feed;
+pub mod ingest;
 mod limit;
 pub mod oauth;
 pub mod peers;
@@ -77,6 +78,10 @@ pub fn app(state: AppState) -> Router {
     let (api, spec) = api::router().split_for_parts();
     let spec_json = spec.to_json().unwrap_or_else(|_| "{}".into());
     let config = state.config().clone();
+    let grpc = ingest::grpc::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
     let routes = api
         .route(
             "/openapi.json",
@@ -103,7 +108,11 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(telemetry::record))
         .with_state(state.clone());
     routes
-        .layer(RequestBodyLimitLayer::new(config.body_bytes_max))
+        // Handlers and extractors cap each body at `body_bytes_max`; batch
+        // messages (`api/batches.rs`) read theirs up to their own limit.
+        .layer(RequestBodyLimitLayer::new(
+            config.body_bytes_max.max(api::batches::BODY_BYTES_MAX),
+        ))
         .layer(axum::middleware::map_response(error::problemize))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -123,7 +132,32 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(grpc, grpc_or_rest))
         .layer(axum::middleware::from_fn_with_state(state, edge::edge))
+}
+
+/// gRPC (`content-type: application/grpc...`) goes to the `TableStream`
+/// service, past REST's body limits, timeouts and problem documents,
+/// which would break gRPC framing; everything else to REST. Both share
+/// the port, `edge` (client address, security headers) and
+/// authentication.
+async fn grpc_or_rest(
+    axum::extract::State(grpc): axum::extract::State<Router>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if !is_grpc {
+        return next.run(request).await;
+    }
+    match tower::ServiceExt::oneshot(grpc, request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 /// Make rustls's `ring` provider the process default (once; later calls
@@ -158,6 +192,14 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     let router = app(state.clone());
+    // Abandoned batches expire wherever batches are received.
+    let (stop_expiry, expiry_stop) = tokio::sync::watch::channel(false);
+    let expiry = tokio::spawn(ingest::expiry::run(state.clone(), expiry_stop));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_expiry.send(true);
+        let _ = expiry.await;
+    };
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let Some(tls) = state.tls() else {
         tracing::info!(%address, "gateway listening (HTTP)");

@@ -58,6 +58,16 @@ pub fn rfc3339_ms(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
 }
 
+/// An RFC 3339 date-time (any offset, any fraction) as ms since the Unix
+/// epoch; `None` when `text` is not one or falls before 1970. The one
+/// parser of the timestamps the product reads (events, batch summaries).
+#[cfg(feature = "runtime")]
+pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// The UTC year `ms` since the Unix epoch falls in.
 pub fn year_of(ms: u64) -> i32 {
     civil_from_days(ms / MS_PER_DAY).0
@@ -127,6 +137,28 @@ mod tests {
             let expected = format!("{}.{:03}Z", whole.trim_end_matches('Z'), ms % 1000);
             assert_eq!(rfc3339_ms(ms), expected, "{ms}");
             assert_eq!(year_of(ms), at.year(), "{ms}");
+        }
+    }
+
+    #[cfg(feature = "runtime")]
+    #[test]
+    fn parses_what_it_writes_and_refuses_the_rest() {
+        for ms in [0, 1_780_000_000_123, 4_102_444_800_000] {
+            assert_eq!(parse_rfc3339_ms(&rfc3339_ms(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_rfc3339_ms("2026-12-06T10:00:00+02:00"),
+            Some(1_796_544_000_000)
+        );
+        for bad in [
+            "",
+            "2026-12-06",
+            "2026-02-30T00:00:00Z",
+            "2026-12-06T25:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "yesterday",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }
     }
 

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::ReadGrants;
 pub use crate::delivery_config::{DeliveryConfig, RetryRuleConfig};
+pub use crate::ingest_config::IngestConfig;
 
 /// How long a one-time enrollment code works by default: 72 hours.
 pub const ENROLL_CODE_TTL_MS_DEFAULT: u64 = 72 * 3600 * 1000;
@@ -117,6 +118,8 @@ pub struct NodeConfig {
     pub records: RecordsConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -392,6 +395,7 @@ impl NodeConfig {
                 ..GatewayConfig::default()
             },
             delivery: DeliveryConfig::default(),
+            ingest: IngestConfig::default(),
             records: RecordsConfig::default(),
             log: LogConfig::default(),
         }
@@ -483,6 +487,9 @@ impl NodeConfig {
             return Err(invalid("name", "must not hold control characters".into()));
         }
         if let Some((key, reason)) = self.delivery.problem() {
+            return Err(invalid(key, reason));
+        }
+        if let Some((key, reason)) = self.ingest.problem() {
             return Err(invalid(key, reason));
         }
         let store = &self.store;
@@ -742,6 +749,7 @@ enroll_code_ttl_ms = {enroll_code_ttl_ms}
 {gateway}
 {records}
 {delivery}
+{ingest}
 [log]
 # "human" (readable lines) or "json" (one object per line); `--log-format`
 # on the command line overrides it. Logs go to stderr.
@@ -768,6 +776,7 @@ filter = {log_filter}
             gateway = gateway_toml(&self.gateway),
             records = records_toml(&self.records),
             delivery = self.delivery.to_commented_toml(),
+            ingest = self.ingest.to_commented_toml(),
             log_format = quote(self.log.format.as_str()),
             log_filter = quote(&self.log.filter),
         )

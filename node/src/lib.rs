@@ -21,6 +21,7 @@ pub mod feed;
 pub mod identity;
 #[cfg(feature = "runtime")]
 pub mod import;
+pub mod ingest_config;
 #[cfg(feature = "runtime")]
 pub mod quic;
 #[cfg(feature = "runtime")]

@@ -33,6 +33,15 @@ impl Run {
         self
     }
 
+    pub(crate) fn failure_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}:\n{self:#?}"
+        );
+        self
+    }
+
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
@@ -76,6 +85,25 @@ pub(crate) fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A TCP port that was free a moment ago.
+pub(crate) fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free TCP port")
+        .port()
+}
+
+/// The value of the first stdout line starting with `prefix` (the
+/// credentials `fieldsync user add` prints once).
+pub(crate) fn printed(run: &Run, prefix: &str) -> String {
+    run.stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in {run:?}"))
+        .trim()
+        .to_string()
+}
+
 /// Poll `check` every 20 ms until it holds; fail after `WAIT_MS_MAX`.
 pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
@@ -95,6 +123,36 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// Set config keys: each `(section, key, value)` replaces the line
+    /// `key = ...` under `[section]` (`value` is TOML).
+    pub(crate) fn configure(&self, settings: &[(&str, &str, String)]) {
+        let path = self.dir.join("fieldsync.toml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        let mut section = String::new();
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+            }
+            let key = line.split(" = ").next().unwrap_or_default();
+            let setting = settings.iter().find(|(s, k, _)| *s == section && *k == key);
+            match setting {
+                Some((_, key, value)) => out.push_str(&format!("{key} = {value}")),
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        std::fs::write(&path, out).expect("write config");
+    }
+
+    /// Turn the gateway on, on `127.0.0.1:port`.
+    pub(crate) fn enable_gateway(&self, port: u16) {
+        self.configure(&[
+            ("gateway", "enabled", "true".into()),
+            ("gateway", "listen", format!("\"127.0.0.1:{port}\"")),
+        ]);
+    }
+
     /// `fieldsync init`, then a config tuned for tests: loopback, a free
     /// port, quick redials, no gateway.
     pub(crate) fn init(role: &str, name: &str) -> Node {

@@ -6,8 +6,11 @@
 //! commands) slot in as one more `.merge(...)` and appear in
 //! `/openapi.json` without further wiring.
 
+pub(crate) mod batches;
 pub(crate) mod changes;
 pub(crate) mod commands;
+pub(crate) mod entities;
+pub(crate) mod events;
 pub mod model;
 pub(crate) mod ops;
 pub(crate) mod records;
@@ -40,6 +43,7 @@ use crate::state::AppState;
         (name = "records", description = "Reference data: collections of versioned JSON records, and who may read them"),
         (name = "webhooks", description = "Webhooks: signed notifications of what changed, with retries, penalties and an attempt log"),
         (name = "commands", description = "Asynchronous commands between apps and sites, with retries and execution logs"),
+        (name = "ingest", description = "ERP integration: table batches with summaries (also over gRPC `TableStream`), entities, and the external event envelope"),
     )
 )]
 struct ApiDoc;
@@ -118,6 +122,13 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(commands::subscriptions))
         .routes(routes!(commands::get_command))
         .routes(routes!(commands::post_result))
+        .routes(routes!(events::post_event))
+        .routes(routes!(batches::list_batches))
+        .routes(routes!(batches::get_batch))
+        .routes(routes!(batches::post_message))
+        .routes(routes!(batches::post_summary))
+        .routes(routes!(entities::get_entities, entities::put_entities))
+        .routes(routes!(entities::reload))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::revoke_user))
         .routes(routes!(ops::peers))

@@ -150,6 +150,11 @@ pub(crate) async fn registry(
     };
     axum::Json(vec![
         service("token", "/oauth/token"),
+        // gRPC `com.totvs.ingestion.grpc.TableStream`, on this same port.
+        service("tablestream", ""),
+        service("entities", "/api/v1/entities"),
+        service("batches", "/api/v1/batches"),
+        service("events", "/api/v1/events"),
         service("work-orders", "/api/v1/work-orders"),
         service("changes", "/api/v1/changes"),
         service("peers", "/api/v1/peers"),

@@ -120,7 +120,7 @@ pub(crate) fn write_error(caller: &Caller, id: &str, error: WriteError) -> ApiEr
 }
 
 /// An assignee must be a known, active technician.
-fn check_assignee(store: &Store, assignee: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_assignee(store: &Store, assignee: Option<&str>) -> Result<(), ApiError> {
     let Some(assignee) = assignee else {
         return Ok(());
     };
@@ -315,50 +315,14 @@ pub(crate) async fn create_work_order(
     // Authorization before the body: a caller who may not write learns
     // nothing from validation.
     let ApiJson(body) = body?;
-    let id = match body.id {
+    let id = match &body.id {
         Some(id) => {
-            check_id(&id)?;
-            id
+            check_id(id)?;
+            id.clone()
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let number = body.number.unwrap_or_else(|| {
-        let short: String = id.chars().filter(|c| *c != '-').take(8).collect();
-        format!("WO-{}-{}", year(), short.to_uppercase())
-    });
-    if number.is_empty() || number.len() > 64 {
-        return Err(ApiError::new(
-            ErrorKind::InvalidValue,
-            "`number` must be 1 to 64 bytes",
-        ));
-    }
-    if body.customer.name.trim().is_empty() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidValue,
-            "`customer.name` must not be empty",
-        ));
-    }
-    let assignee = body.assignee.filter(|assignee| !assignee.is_empty());
-    let new = NewWorkOrder {
-        id: Some(id.clone()),
-        number,
-        title: body.title,
-        description: body.description,
-        customer: body.customer.into(),
-        priority: body
-            .priority
-            .map_or(fieldsync_schemas::Priority::Normal, Into::into),
-        initial_status: if assignee.is_some() {
-            fieldsync_schemas::Status::Assigned
-        } else {
-            fieldsync_schemas::Status::Open
-        },
-        assignee,
-        scheduled_for: body.scheduled_for,
-        created_at: now_rfc3339(),
-        notes: Vec::new(),
-        materials: Vec::new(),
-    };
+    let new = new_work_order(body, id.clone())?;
     let who = caller.actor();
     let order = state
         .blocking(move |store| {
@@ -376,6 +340,50 @@ pub(crate) async fn create_work_order(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// The work order a create body asks for, under `id` (the body's own id
+/// is the caller's to check): the number (`WO-`, the year and the id's
+/// first 8 characters when absent), a customer name, the initial status
+/// from the assignee. Shared by REST and `POST /api/v1/events`.
+pub(crate) fn new_work_order(body: CreateWorkOrder, id: String) -> Result<NewWorkOrder, ApiError> {
+    let number = body.number.unwrap_or_else(|| {
+        let short: String = id.chars().filter(|c| *c != '-').take(8).collect();
+        format!("WO-{}-{}", year(), short.to_uppercase())
+    });
+    if number.is_empty() || number.len() > 64 {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "`number` must be 1 to 64 bytes",
+        ));
+    }
+    if body.customer.name.trim().is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "`customer.name` must not be empty",
+        ));
+    }
+    let assignee = body.assignee.filter(|assignee| !assignee.is_empty());
+    Ok(NewWorkOrder {
+        id: Some(id),
+        number,
+        title: body.title,
+        description: body.description,
+        customer: body.customer.into(),
+        priority: body
+            .priority
+            .map_or(fieldsync_schemas::Priority::Normal, Into::into),
+        initial_status: if assignee.is_some() {
+            fieldsync_schemas::Status::Assigned
+        } else {
+            fieldsync_schemas::Status::Open
+        },
+        assignee,
+        scheduled_for: body.scheduled_for,
+        created_at: now_rfc3339(),
+        notes: Vec::new(),
+        materials: Vec::new(),
+    })
 }
 
 /// Read one work order.
@@ -464,6 +472,33 @@ async fn apply(
     Ok(with_etag(StatusCode::OK, order))
 }
 
+/// The edit a patch body asks for; it must name a field. Shared by REST
+/// and `POST /api/v1/events`.
+pub(crate) fn operator_patch(body: PatchWorkOrder) -> Result<OperatorPatch, ApiError> {
+    if body.title.is_none()
+        && body.description.is_none()
+        && body.priority.is_none()
+        && body.assignee.is_none()
+        && body.scheduled_for.is_none()
+        && body.customer.is_none()
+    {
+        return Err(ApiError::new(
+            ErrorKind::InvalidBody,
+            "the patch names no field to change",
+        ));
+    }
+    Ok(OperatorPatch {
+        title: body.title,
+        description: body.description,
+        priority: body.priority.map(Into::into),
+        assignee: body
+            .assignee
+            .map(|assignee| assignee.filter(|name| !name.is_empty())),
+        scheduled_for: body.scheduled_for,
+        customer: body.customer.map(Into::into),
+    })
+}
+
 /// Edit office-owned fields (operators, `work-orders:write`).
 #[utoipa::path(
     patch, path = "/api/v1/work-orders/{id}", tag = "work-orders",
@@ -494,28 +529,7 @@ pub(crate) async fn patch_work_order(
     // Authorization before the body: a caller who may not write learns
     // nothing from validation.
     let ApiJson(body) = body?;
-    if body.title.is_none()
-        && body.description.is_none()
-        && body.priority.is_none()
-        && body.assignee.is_none()
-        && body.scheduled_for.is_none()
-        && body.customer.is_none()
-    {
-        return Err(ApiError::new(
-            ErrorKind::InvalidBody,
-            "the patch names no field to change",
-        ));
-    }
-    let patch = OperatorPatch {
-        title: body.title,
-        description: body.description,
-        priority: body.priority.map(Into::into),
-        assignee: body
-            .assignee
-            .map(|assignee| assignee.filter(|name| !name.is_empty())),
-        scheduled_for: body.scheduled_for,
-        customer: body.customer.map(Into::into),
-    };
+    let patch = operator_patch(body)?;
     apply(
         state,
         caller,

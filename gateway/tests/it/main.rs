@@ -3,8 +3,10 @@
 
 mod access;
 mod auth;
+mod batches;
 mod commands;
 mod edge;
+mod events;
 mod feed;
 mod input;
 mod ops;

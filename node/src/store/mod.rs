@@ -519,6 +519,47 @@ impl Store {
         result
     }
 
+    /// [`Store::edit_work_order`] whose `edit` also returns record writes
+    /// that must land in the same write set as the change: both durable
+    /// together, or neither (the gateway's external events store their
+    /// idempotency record so). A refused record write (a failed
+    /// [`Expect`]) refuses the edit too. The records are made after the
+    /// edit, so they may hold what it produced (its heads).
+    pub fn edit_work_order_with_records(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut WorkOrderDoc) -> Result<(Edit, Vec<RecordWrite>), WriteError>,
+    ) -> Result<Committed, WriteError> {
+        let handle = self
+            .load(id)?
+            .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
+        let mut cached = handle.lock().unwrap_or_else(|p| p.into_inner());
+        let result = edit(&mut cached.doc).and_then(|(made, records)| {
+            let replace = cached.chunks + 1 >= self.inner.config.compact_chunks_max;
+            let write = doc_write(&cached.doc, made, replace, false);
+            let heads = write.heads.iter().map(hex::encode).collect();
+            let receipt = self
+                .submit_unchecked(WriteSet {
+                    docs: vec![write],
+                    records,
+                    checkpoint: None,
+                })?
+                .wait()?;
+            cached.chunks = receipt.chunk_counts[0];
+            Ok(Committed {
+                id: id.to_string(),
+                seq: receipt.seqs[0],
+                heads,
+            })
+        });
+        if result.is_err() {
+            // The in-memory document may hold a change that is not stored.
+            drop(cached);
+            self.inner.cache.evict(id);
+        }
+        result
+    }
+
     /// The document's index entry, if it exists.
     pub fn doc_index(&self, id: &str) -> Result<Option<DocIndex>, ReadError> {
         let Some(bytes) = self.inner.data.get(keys::index(id)).map_err(io)? else {

@@ -1,0 +1,453 @@
+//! `/api/v1/batches`: ERP batch upload over HTTP, the same rules and the
+//! same code path as gRPC `TableStream` (`ingest/service.rs`); and the
+//! batches' state for senders and operators.
+//!
+//! A message's JSON is the `Table` message's fields in camelCase; it is
+//! turned into the protobuf `Table` and then handled exactly as a gRPC
+//! `Write` is, so an identical message is identical whichever transport
+//! carried it (a resend over the other one is accepted idempotently).
+//! Rule failures are `422 batch-rejected` problems whose `errors` list
+//! what gRPC would put in its `errors`; a sender refused by another's
+//! lease gets `409` naming the holder.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorKind, Problem};
+use crate::ingest::grpc::{message_of, MESSAGE_BYTES_MAX, SENDER_INSTANCE};
+use crate::ingest::proto;
+use crate::ingest::rows::check_erp;
+use crate::ingest::rules::Claim;
+use crate::ingest::service::{self, Refusal};
+use crate::ingest::staging;
+use crate::ingest::views::{self, view, BatchView};
+use crate::state::AppState;
+
+/// Bytes of a message's JSON body, at most: JSON is larger than the
+/// protobuf it becomes, whose 5 MiB limit is checked after.
+pub(crate) const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Bytes of a summary's JSON body, at most.
+const SUMMARY_BYTES_MAX: usize = 4096;
+
+/// One batch message (the `Table` protobuf message, in JSON).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BatchMessage {
+    pub(crate) table_name: String,
+    pub(crate) erp: String,
+    #[serde(default)]
+    pub(crate) rows: Vec<BatchRow>,
+    #[serde(default)]
+    pub(crate) schema: BatchSchema,
+    /// When present, must equal the path's batch id.
+    #[serde(default)]
+    pub(crate) batch_id: Option<i64>,
+    pub(crate) message_number: i32,
+    pub(crate) record_count: i32,
+    #[serde(default)]
+    pub(crate) is_base_load: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchRow {
+    pub(crate) columns: Vec<BatchColumn>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchColumn {
+    pub(crate) name: String,
+    pub(crate) value: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BatchSchema {
+    #[serde(default)]
+    pub(crate) flexible: bool,
+    #[serde(default)]
+    pub(crate) export_data: bool,
+    #[serde(default)]
+    pub(crate) columns: Vec<SchemaColumn>,
+    #[serde(default)]
+    pub(crate) primary_key: Option<PrimaryKey>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct SchemaColumn {
+    pub(crate) name: String,
+    #[serde(default, rename = "type")]
+    pub(crate) kind: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PrimaryKey {
+    #[serde(default)]
+    pub(crate) name: String,
+    pub(crate) columns: Vec<String>,
+}
+
+/// The summary after a batch's last message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BatchSummaryBody {
+    pub(crate) erp: String,
+    /// When present, must equal the path's batch id.
+    #[serde(default)]
+    pub(crate) batch_id: Option<i64>,
+    pub(crate) message_count: i32,
+    pub(crate) record_count: i64,
+    /// RFC 3339; the delta's date range (informative).
+    #[serde(default)]
+    pub(crate) timestamp_start: Option<String>,
+    #[serde(default)]
+    pub(crate) timestamp_end: Option<String>,
+}
+
+/// Accepted (`success` is always true here: refusals are problems).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Accepted {
+    pub(crate) success: bool,
+    pub(crate) errors: Vec<String>,
+    /// Records the batch wrote (summaries only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) records: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BatchPage {
+    pub(crate) items: Vec<BatchView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub(crate) next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BatchQuery {
+    /// The ERP the batch belongs to (required).
+    pub(crate) erp: Option<String>,
+    /// Operators: the integration client (user id) that sent it; default:
+    /// the caller.
+    pub(crate) client: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BatchListQuery {
+    pub(crate) erp: Option<String>,
+    /// `open`, `committed` or `expired`.
+    pub(crate) state: Option<String>,
+    /// Operators: one client's batches; default: every client's.
+    /// Integration clients see their own only.
+    pub(crate) client: Option<String>,
+    pub(crate) after: Option<String>,
+    pub(crate) limit: Option<usize>,
+}
+
+/// A refusal as a problem document.
+pub(crate) fn refusal_error(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Denied(error) => error,
+        Refusal::Rejected(errors) => ApiError {
+            errors: errors.clone(),
+            ..ApiError::new(ErrorKind::BatchRejected, errors.join("; "))
+        },
+        Refusal::Leased(error) => ApiError {
+            errors: vec![error.clone()],
+            ..ApiError::new(ErrorKind::Conflict, error)
+        },
+        Refusal::Store(error) => crate::delivery::hook::write_error(error),
+    }
+}
+
+fn instance(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(SENDER_INSTANCE)
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                ApiError::new(ErrorKind::InvalidHeader, "x-sender-instance must be ASCII")
+            })
+        })
+        .transpose()
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    bytes_max: usize,
+) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, bytes_max).await.map_err(|_| {
+        ApiError::new(
+            ErrorKind::BodyTooLarge,
+            format!("the request body is over the limit of {bytes_max} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        let kind = if error.is_data() {
+            ErrorKind::InvalidBody
+        } else {
+            ErrorKind::MalformedBody
+        };
+        ApiError::new(kind, format!("the body does not fit: {error}"))
+    })
+}
+
+fn same_batch(path: i64, body: Option<i64>) -> Result<(), ApiError> {
+    match body {
+        Some(id) if id != path => Err(ApiError::new(
+            ErrorKind::InvalidBody,
+            format!("batchId {id} in the body differs from {path} in the path"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The protobuf `Table` of a JSON message.
+fn table_of(batch_id: i64, message: BatchMessage) -> proto::Table {
+    proto::Table {
+        table_name: message.table_name,
+        erp: message.erp,
+        rows: message
+            .rows
+            .into_iter()
+            .map(|row| proto::TableRow {
+                columns: row
+                    .columns
+                    .into_iter()
+                    .map(|c| proto::RowColumn {
+                        name: c.name,
+                        value: c.value,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        schema: Some(proto::Schema {
+            flexible: message.schema.flexible,
+            export_data: message.schema.export_data,
+            columns: message
+                .schema
+                .columns
+                .into_iter()
+                .map(|c| proto::SchemaColumn {
+                    name: c.name,
+                    r#type: c.kind,
+                })
+                .collect(),
+            primary_key: message
+                .schema
+                .primary_key
+                .map(|pk| proto::SchemaPrimaryKey {
+                    name: pk.name,
+                    columns: pk.columns,
+                }),
+        }),
+        batch_id,
+        message_number: message.message_number,
+        record_count: message.record_count,
+        is_base_load: message.is_base_load,
+    }
+}
+
+/// Stage one message of a batch (like gRPC `TableStream.Write`).
+#[utoipa::path(
+    post, path = "/api/v1/batches/{batch_id}/messages", tag = "ingest",
+    params(
+        ("batch_id" = i64, Path, description = "The batch id (Unix seconds of the delta's start)"),
+        ("x-sender-instance" = Option<String>, Header, description = "This sender's instance; one holds the ERP's upload lease at a time"),
+    ),
+    request_body = BatchMessage,
+    responses(
+        (status = 200, description = "Staged durably (or an identical resend)", body = Accepted),
+        (status = 409, description = "Another sender instance holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Over 5 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Refused by the batch rules; `errors` lists why", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(batch_id): ApiPath<i64>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<Accepted>, ApiError> {
+    let sender = service::sender(&caller, instance(&headers)?).map_err(refusal_error)?;
+    let message: BatchMessage = read_json(body, BODY_BYTES_MAX).await?;
+    same_batch(batch_id, message.batch_id)?;
+    let table = table_of(batch_id, message);
+    let bytes = prost::Message::encoded_len(&table);
+    if bytes > MESSAGE_BYTES_MAX {
+        return Err(ApiError::new(
+            ErrorKind::BodyTooLarge,
+            format!(
+                "message {} is {bytes} bytes as protobuf, over the limit of {MESSAGE_BYTES_MAX} (5 MiB); split its rows",
+                table.message_number
+            ),
+        ));
+    }
+    service::write(&state, sender, message_of(table))
+        .await
+        .map_err(refusal_error)?;
+    Ok(axum::Json(Accepted {
+        success: true,
+        errors: Vec::new(),
+        records: None,
+    }))
+}
+
+/// Check a batch against its summary and commit it when complete (like
+/// gRPC `TableStream.Summary`).
+#[utoipa::path(
+    post, path = "/api/v1/batches/{batch_id}/summary", tag = "ingest",
+    params(
+        ("batch_id" = i64, Path, description = "The batch id"),
+        ("x-sender-instance" = Option<String>, Header, description = "This sender's instance"),
+    ),
+    request_body = BatchSummaryBody,
+    responses(
+        (status = 200, description = "Committed (or committed before)", body = Accepted),
+        (status = 409, description = "Another sender instance holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Does not match; the batch stays open; `errors` names missing and extra messages", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn post_summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(batch_id): ApiPath<i64>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<Accepted>, ApiError> {
+    let sender = service::sender(&caller, instance(&headers)?).map_err(refusal_error)?;
+    let summary: BatchSummaryBody = read_json(body, SUMMARY_BYTES_MAX).await?;
+    same_batch(batch_id, summary.batch_id)?;
+    for (field, value) in [
+        ("timestampStart", &summary.timestamp_start),
+        ("timestampEnd", &summary.timestamp_end),
+    ] {
+        if let Some(text) = value {
+            if fieldsync_node::clock::parse_rfc3339_ms(text).is_none() {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidBody,
+                    format!("{field} must be an RFC 3339 time"),
+                ));
+            }
+        }
+    }
+    let claim = Claim {
+        message_count: i64::from(summary.message_count),
+        record_count: summary.record_count,
+    };
+    let records = service::summary(&state, sender, summary.erp, batch_id, claim)
+        .await
+        .map_err(refusal_error)?;
+    Ok(axum::Json(Accepted {
+        success: true,
+        errors: Vec::new(),
+        records: Some(records),
+    }))
+}
+
+/// Whose batches a caller may read: its own (integration clients), any
+/// (operators).
+fn client_for(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    caller.office_or_scope(fieldsync_schemas::Scope::BatchesWrite)?;
+    match caller.role {
+        fieldsync_schemas::Role::Operator => Ok(asked),
+        _ => match asked {
+            Some(client) if client != caller.user_id => Err(ApiError::forbidden(
+                "integration clients see their own batches only",
+            )),
+            _ => Ok(Some(caller.user_id.clone())),
+        },
+    }
+}
+
+/// One batch: state, messages received, missing numbers, records, errors.
+#[utoipa::path(
+    get, path = "/api/v1/batches/{batch_id}", tag = "ingest",
+    params(("batch_id" = i64, Path, description = "The batch id"), BatchQuery),
+    responses(
+        (status = 200, description = "The batch", body = BatchView),
+        (status = 400, description = "`erp` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such batch", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(batch_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<BatchQuery>,
+) -> Result<axum::Json<BatchView>, ApiError> {
+    let client = client_for(&caller, query.client)?.unwrap_or_else(|| caller.user_id.clone());
+    let Some(erp) = query.erp else {
+        return Err(ApiError::new(
+            ErrorKind::InvalidQuery,
+            "`erp` is required: a batch id is unique per ERP",
+        ));
+    };
+    check_erp(&erp).map_err(|e| ApiError::new(ErrorKind::InvalidQuery, e))?;
+    let key = staging::batch_key(&client, &erp, batch_id);
+    let stored = staging::load_batch(state.store(), &key).map_err(ApiError::internal)?;
+    match stored.value {
+        Some(batch) => Ok(axum::Json(view(&batch))),
+        None => Err(ApiError::not_found(format!(
+            "no batch {batch_id} of ERP `{erp}` from this client"
+        ))),
+    }
+}
+
+/// Batches, in key order (client, ERP, id), filtered by ERP and state.
+#[utoipa::path(
+    get, path = "/api/v1/batches", tag = "ingest",
+    params(BatchListQuery),
+    responses((status = 200, description = "A page of batches", body = BatchPage)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list_batches(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<BatchListQuery>,
+) -> Result<axum::Json<BatchPage>, ApiError> {
+    let prefix = client_for(&caller, query.client)?
+        .map(|client| format!("{client}/"))
+        .unwrap_or_default();
+    let wanted_state = match query.state.as_deref() {
+        None => None,
+        Some(text @ ("open" | "committed" | "expired")) => Some(text.to_string()),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidQuery,
+                "`state` must be open, committed or expired",
+            ))
+        }
+    };
+    let limit = super::page_size(state.config(), query.limit, "limit")?;
+    let scan_max = state.config().scan_entries_max;
+    let after = query.after.filter(|after| after.starts_with(&prefix));
+    let scanned = views::scan(state.store(), &prefix, after.as_deref(), scan_max)
+        .map_err(ApiError::internal)?;
+    let full_scan = scanned.len() >= scan_max;
+    let mut items = Vec::new();
+    let mut next = None;
+    for (key, batch) in scanned.iter() {
+        let keep = query.erp.as_ref().is_none_or(|erp| *erp == batch.erp)
+            && wanted_state.as_deref().is_none_or(|s| s == batch.state);
+        if keep {
+            items.push(batch.clone());
+        }
+        if items.len() >= limit {
+            next = Some(key.clone());
+            break;
+        }
+    }
+    if next.is_none() && full_scan {
+        next = scanned.last().map(|(key, _)| key.clone());
+    }
+    Ok(axum::Json(BatchPage { items, next }))
+}
