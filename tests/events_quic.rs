@@ -12,39 +12,9 @@ mod sync_support;
 
 use std::time::Duration;
 
-use fieldsync_node::config::NodeConfig;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use sync_support::*;
-
-/// Serve the (stopped) node's gateway on a free loopback port; its URL.
-fn enable_gateway(node: &Node) -> String {
-    let mut config = NodeConfig::load(&node.dir).expect("the config");
-    let port = free_tcp_port();
-    config.gateway.enabled = true;
-    config.gateway.listen = ([127, 0, 0, 1], port).into();
-    std::fs::write(NodeConfig::path_in(&node.dir), config.to_commented_toml())
-        .expect("writing the config");
-    format!("http://127.0.0.1:{port}")
-}
-
-fn token(http: &Client, url: &str, client_id: &str, secret: &str) -> String {
-    let response = http
-        .post(format!("{url}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-        ])
-        .send()
-        .expect("the token endpoint answers");
-    assert_eq!(response.status(), 200, "token for {client_id}");
-    let body: Value = response.json().expect("a token response");
-    body["access_token"]
-        .as_str()
-        .expect("an access token")
-        .to_string()
-}
 
 /// POST the event; its status and JSON answer.
 fn post_event(http: &Client, url: &str, token: &str, event: &Value) -> (u16, Value) {
@@ -73,7 +43,9 @@ fn last_seq(http: &Client, url: &str, token: &str) -> u64 {
 #[test]
 fn a_work_order_event_reaches_the_assigned_technicians_laptop_over_quic() {
     let (mut central, codes) = central_with(&["tech-1"]);
-    let url = enable_gateway(&central);
+    let port = free_tcp_port();
+    central.enable_gateway(port);
+    let url = format!("http://127.0.0.1:{port}");
     let added = central
         .run(&[
             "user",
@@ -87,22 +59,17 @@ fn a_work_order_event_reaches_the_assigned_technicians_laptop_over_quic() {
         .success();
     let secret = printed(&added, "client secret:");
     central.start();
-    fieldsync_gateway::install_crypto_provider();
+    // Waits for the gateway to answer, and installs the crypto provider.
+    let callcentre = gateway_token(&url, "callcentre", &secret);
     let http = Client::builder()
         .timeout(Duration::from_millis(WAIT_MS_MAX))
         .build()
         .expect("an HTTP client");
-    wait_until("the gateway to answer /healthz", || {
-        http.get(format!("{url}/healthz"))
-            .send()
-            .is_ok_and(|response| response.status().is_success())
-    });
     let mut laptop = enrolled_laptop("laptop-1", &central, &codes[0]);
     let laptop_id = laptop.node_id();
     laptop.start();
 
     // The call centre opens a work order for tech-1 with one event.
-    let callcentre = token(&http, &url, "callcentre", &secret);
     let event = json!({
         "header": {"type": "WORK_ORDER", "generatedOn": "2026-05-01T12:00:01.000Z", "locale": "pt_BR"},
         "content": {

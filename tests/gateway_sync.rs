@@ -14,6 +14,8 @@
 //! per-peer state): the laptop has acknowledged the central's seq, or the
 //! central holds the laptop's seq.
 
+mod sync_support;
+
 use std::fs::File;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -285,26 +287,6 @@ fn run_in(dir: &Path, args: &[&str]) -> Run {
     run
 }
 
-/// A bearer token for `client_id` from the central's token endpoint.
-fn token(http: &Client, central: &Node, client_id: &str, secret: &str) -> String {
-    let response = http
-        .post(central.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-        ])
-        .send()
-        .expect("the token endpoint answers");
-    assert_eq!(response.status(), 200, "token for {client_id}");
-    let body: Value = response.json().expect("a token response");
-    assert_eq!(body["token_type"], "Bearer");
-    body["access_token"]
-        .as_str()
-        .expect("an access token")
-        .to_string()
-}
-
 /// GET a JSON body as the operator, expecting 200.
 fn get_json(http: &Client, token: &str, url: &str) -> Value {
     let response = http
@@ -358,7 +340,7 @@ fn a_rest_work_order_reaches_the_laptop_and_field_edits_come_back_to_rest_and_th
         .timeout(Duration::from_millis(WAIT_MS_MAX))
         .build()
         .expect("an HTTP client");
-    let op = token(&http, &central, "op", &op_secret);
+    let op = sync_support::gateway_token(&central.url(""), "op", &op_secret);
 
     // A laptop enrolls with its one-time code and starts syncing.
     let mut laptop = Node::init("field", "laptop-1");

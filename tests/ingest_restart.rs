@@ -7,43 +7,15 @@
 
 mod sync_support;
 
-use std::time::Duration;
-
 use fieldsync_gateway::ingest::proto::table_stream_client::TableStreamClient;
 use fieldsync_gateway::ingest::proto::{
     BatchSummary, RowColumn, Schema, SchemaColumn, SchemaPrimaryKey, Table, TableRow,
 };
-use reqwest::blocking::Client;
-use serde_json::Value;
 use sync_support::*;
 
 const ERP: &str = "protheus";
 const BATCH: i64 = 1_780_000_000;
 const ROWS_PER_MESSAGE: usize = 200;
-
-fn token(base: &str, secret: &str) -> String {
-    fieldsync_gateway::install_crypto_provider();
-    let http = Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    wait_until("the gateway to answer", || {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-    });
-    let response = http
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "erp"),
-            ("client_secret", secret),
-        ])
-        .send()
-        .unwrap();
-    let body: Value = response.json().unwrap();
-    body["access_token"].as_str().expect("a token").to_string()
-}
 
 fn message(number: i32) -> Table {
     let rows: Vec<TableRow> = (0..ROWS_PER_MESSAGE)
@@ -152,16 +124,16 @@ fn a_batch_survives_kill_9_between_messages_and_before_its_summary() {
     let base = format!("http://127.0.0.1:{port}");
 
     central.start();
-    send(&base, &token(&base, &secret), &[1, 2], false);
+    send(&base, &gateway_token(&base, "erp", &secret), &[1, 2], false);
     central.kill9();
     central.start();
     // Unsure whether 2 landed, the sender sends it again, then 3.
-    send(&base, &token(&base, &secret), &[2, 3], false);
+    send(&base, &gateway_token(&base, "erp", &secret), &[2, 3], false);
     central.kill9();
     central.start();
-    send(&base, &token(&base, &secret), &[], true);
+    send(&base, &gateway_token(&base, "erp", &secret), &[], true);
     // A resent summary is answered as the first.
-    send(&base, &token(&base, &secret), &[], true);
+    send(&base, &gateway_token(&base, "erp", &secret), &[], true);
     central.stop();
 
     let status = central.run(&["status", "--json"]).success().json();

@@ -116,28 +116,13 @@ struct Api {
 }
 
 impl Api {
+    /// Wait for the gateway at `base`, and sign in as the operator.
     fn connect(base: String, secret: &str) -> Api {
-        fieldsync_gateway::install_crypto_provider();
+        let token = gateway_token(&base, "op", secret);
         let http = Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        wait_until("the gateway to answer", || {
-            http.get(format!("{base}/healthz"))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-        });
-        let response = http
-            .post(format!("{base}/oauth/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", "op"),
-                ("client_secret", secret),
-            ])
-            .send()
-            .unwrap();
-        let body: Value = response.json().unwrap();
-        let token = body["access_token"].as_str().unwrap().to_string();
         Api { http, base, token }
     }
 

@@ -241,13 +241,15 @@ fn report(args: &IngestArgs, sent: &Sent, records_per_s: f64) -> anyhow::Result<
     let rows_per_s = args.n as f64 / sent.elapsed_s;
     println!(
         "workload=ingest n={} rows_per_message={} messages_per_batch={} rows_per_s={rows_per_s:.0} \
-         write_p50_ms={:.2} write_p99_ms={:.2} summary_p50_ms={:.2} summary_p99_ms={:.2} \
+         write_p50_ms={:.2} write_p90_ms={:.2} write_p99_ms={:.2} write_mean_ms={:.2} summary_p50_ms={:.2} summary_p99_ms={:.2} \
          records_per_s={records_per_s:.0} ratio_to_records={:.2} rss_mb={:.1}",
         args.n,
         args.rows_per_message,
         args.messages_per_batch,
         percentile(&writes, 0.50),
+        percentile(&writes, 0.90),
         percentile(&writes, 0.99),
+        writes.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / writes.len().max(1) as f64,
         percentile(&summaries, 0.50),
         percentile(&summaries, 0.99),
         rows_per_s / records_per_s,

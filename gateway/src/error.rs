@@ -354,18 +354,41 @@ pub async fn problemize(response: Response) -> Response {
     Response::from_parts(parts, body.into())
 }
 
-/// `axum::Json` whose rejections are problems.
+/// `axum::Json` whose rejections are problems (a body over the limit is
+/// told the limit, `[gateway] body_bytes_max`).
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<crate::state::AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(
+        request: Request,
+        state: &crate::state::AppState,
+    ) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(body_too_large(state.config().body_bytes_max))
+            }
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// A body over `bytes_max`, said so.
+pub(crate) fn body_too_large(bytes_max: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::BodyTooLarge,
+        format!("the request body is over the limit of {bytes_max} bytes"),
+    )
+}
+
+/// JSON already read into `bytes`, decoded as `T`: a problem naming the
+/// member at fault when it does not fit (as [`ApiJson`] would say).
+pub(crate) fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    axum::Json::<T>::from_bytes(bytes)
+        .map(|axum::Json(value)| value)
+        .map_err(json_rejection)
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {

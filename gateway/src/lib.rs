@@ -78,10 +78,20 @@ pub fn app(state: AppState) -> Router {
     let (api, spec) = api::router().split_for_parts();
     let spec_json = spec.to_json().unwrap_or_else(|_| "{}".into());
     let config = state.config().clone();
-    let grpc = ingest::grpc::router(state.clone()).layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ));
+    // gRPC gets authentication, the request timeout, metrics and panic
+    // catching; not REST's body limits or problem documents, which would
+    // break its framing (it has its own decode limit).
+    let grpc = ingest::grpc::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout(),
+        ))
+        .layer(axum::middleware::from_fn(telemetry::record))
+        .layer(CatchPanicLayer::custom(panic_response));
     let routes = api
         .route(
             "/openapi.json",
@@ -203,6 +213,14 @@ pub async fn run(
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let Some(tls) = state.tls() else {
         tracing::info!(%address, "gateway listening (HTTP)");
+        // TCP_NODELAY: a response written in parts (headers, body, gRPC's
+        // trailers) must not wait for the client's delayed ACK (~40 ms
+        // per gRPC call under Nagle's algorithm).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
+            }
+        });
         return axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -215,11 +233,13 @@ pub async fn run(
     // a graceful shutdown that, like `axum::serve`'s, stops accepting and
     // waits for the requests in flight.
     let handle = axum_server::Handle::new();
-    let server = axum_server::tls_rustls::from_tcp_rustls(
-        listener.into_std()?,
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )?
-    .handle(handle.clone());
+    )
+    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let server = axum_server::from_tcp(listener.into_std()?)?
+        .acceptor(acceptor)
+        .handle(handle.clone());
     let serve = server.serve(service);
     tokio::pin!(serve);
     tokio::select! {

@@ -25,6 +25,11 @@ pub struct IngestConfig {
     pub rows_per_batch_max: u64,
     /// Batches one integration client may have open at once.
     pub open_batches_per_client_max: usize,
+    /// Finished batches (committed, expired) and event idempotency keys
+    /// are kept this many days (the newest of each client always).
+    pub history_days: u64,
+    /// History records one cleanup pass removes, at most (oldest first).
+    pub history_rows_per_run_max: usize,
 }
 
 impl Default for IngestConfig {
@@ -33,9 +38,11 @@ impl Default for IngestConfig {
             batch_ttl_ms: 24 * 3600 * 1000,
             expiry_interval_ms: 60_000,
             sender_lease_ms: 60_000,
-            messages_per_batch_max: 1_000,
+            messages_per_batch_max: MESSAGES_PER_BATCH_LIMIT,
             rows_per_batch_max: 50_000,
             open_batches_per_client_max: 16,
+            history_days: 30,
+            history_rows_per_run_max: 10_000,
         }
     }
 }
@@ -44,6 +51,9 @@ impl Default for IngestConfig {
 /// is one write set, which also deletes the staged chunks and, for a base
 /// load, the rows the load no longer holds.
 pub const ROWS_PER_BATCH_LIMIT: u64 = 60_000;
+/// Messages a batch may hold, at most, whatever the config says: a batch
+/// keeps one entry per message in a single record.
+pub const MESSAGES_PER_BATCH_LIMIT: u32 = 500;
 
 impl IngestConfig {
     /// The commented TOML `init` writes.
@@ -57,12 +67,16 @@ batch_ttl_ms = {batch_ttl_ms}
 expiry_interval_ms = {expiry_interval_ms}
 # A sender instance quiet this long loses the ERP's upload lease.
 sender_lease_ms = {sender_lease_ms}
-# Messages of one batch, at most.
+# Messages of one batch, at most (at most {MESSAGES_PER_BATCH_LIMIT}).
 messages_per_batch_max = {messages_per_batch_max}
 # Rows staged in one batch, at most (at most {ROWS_PER_BATCH_LIMIT}).
 rows_per_batch_max = {rows_per_batch_max}
 # Batches one integration client may have open at once.
 open_batches_per_client_max = {open_batches_per_client_max}
+# Finished batches and event idempotency keys are kept this many days.
+history_days = {history_days}
+# History records one cleanup pass removes, at most.
+history_rows_per_run_max = {history_rows_per_run_max}
 "#,
             batch_ttl_ms = self.batch_ttl_ms,
             expiry_interval_ms = self.expiry_interval_ms,
@@ -70,6 +84,8 @@ open_batches_per_client_max = {open_batches_per_client_max}
             messages_per_batch_max = self.messages_per_batch_max,
             rows_per_batch_max = self.rows_per_batch_max,
             open_batches_per_client_max = self.open_batches_per_client_max,
+            history_days = self.history_days,
+            history_rows_per_run_max = self.history_rows_per_run_max,
         )
     }
 
@@ -88,9 +104,20 @@ open_batches_per_client_max = {open_batches_per_client_max}
                 "ingest.open_batches_per_client_max",
                 self.open_batches_per_client_max as u64,
             ),
+            ("ingest.history_days", self.history_days),
+            (
+                "ingest.history_rows_per_run_max",
+                self.history_rows_per_run_max as u64,
+            ),
         ];
         if let Some((key, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Some((key, "must be at least 1".into()));
+        }
+        if self.messages_per_batch_max > MESSAGES_PER_BATCH_LIMIT {
+            return Some((
+                "ingest.messages_per_batch_max",
+                format!("must be at most {MESSAGES_PER_BATCH_LIMIT}"),
+            ));
         }
         if self.rows_per_batch_max > ROWS_PER_BATCH_LIMIT {
             return Some((

@@ -80,6 +80,8 @@ pub enum RecordNameError {
     Reserved(String),
     #[error("record key must be 1 to {RECORD_KEY_BYTES_MAX} bytes without control characters")]
     Key,
+    #[error("`{0}` is an internal collection, which only the node itself writes")]
+    Internal(String),
 }
 
 pub fn validate_collection_name(name: &str) -> Result<(), RecordNameError> {
@@ -95,6 +97,18 @@ pub fn validate_collection_name(name: &str) -> Result<(), RecordNameError> {
         return Err(RecordNameError::Reserved(name.to_string()));
     }
     Ok(())
+}
+
+/// The data collection an outside name writes to: an ERP's table
+/// (`SA1010`) or an event's schema (`PESSOA`), lowercased, a valid name,
+/// never an internal collection. Batches and events both ask this.
+pub fn data_collection_for(name: &str) -> Result<String, RecordNameError> {
+    let collection = name.to_ascii_lowercase();
+    validate_collection_name(&collection)?;
+    if CollectionKind::of(&collection) == CollectionKind::Internal {
+        return Err(RecordNameError::Internal(collection));
+    }
+    Ok(collection)
 }
 
 /// A key is any text of 1 to `RECORD_KEY_BYTES_MAX` bytes with no control

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use clap::{Args, Subcommand};
+use fieldsync_gateway::ingest::rules::State;
 use fieldsync_gateway::ingest::views;
 
 use crate::error::CliError;
@@ -54,7 +55,7 @@ pub(crate) fn run(dir: &Path, command: &BatchesCommand) -> anyhow::Result<()> {
         state: Some(state), ..
     }) = command
     {
-        if !matches!(state.as_str(), "open" | "committed" | "expired") {
+        if State::parse(state).is_none() {
             return Err(CliError::usage("--state must be open, committed or expired").into());
         }
     }
@@ -68,12 +69,16 @@ pub(crate) fn run(dir: &Path, command: &BatchesCommand) -> anyhow::Result<()> {
 }
 
 fn list(node: &Node, args: &ListArgs) -> anyhow::Result<()> {
-    let batches: Vec<views::BatchView> =
-        views::list(&node.store, args.client.as_deref(), LIST_BATCHES_MAX)?
-            .into_iter()
-            .filter(|b| args.erp.as_ref().is_none_or(|erp| *erp == b.erp))
-            .filter(|b| args.state.as_ref().is_none_or(|state| *state == b.state))
-            .collect();
+    let wanted = |b: &views::BatchView| {
+        args.erp.as_ref().is_none_or(|erp| *erp == b.erp)
+            && args.state.as_ref().is_none_or(|state| *state == b.state)
+    };
+    let batches = views::list(
+        &node.store,
+        args.client.as_deref(),
+        wanted,
+        LIST_BATCHES_MAX,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&batches)?);
         return Ok(());

@@ -113,6 +113,38 @@ pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A bearer token for `client_id` from the gateway at `base`
+/// (`http://127.0.0.1:port`): waits until `/healthz` answers, then asks
+/// `/oauth/token` for OAuth2 client credentials.
+pub(crate) fn gateway_token(base: &str, client_id: &str, secret: &str) -> String {
+    fieldsync_gateway::install_crypto_provider();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(WAIT_MS_MAX))
+        .build()
+        .expect("an HTTP client");
+    wait_until("the gateway to answer /healthz", || {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .is_ok_and(|response| response.status().is_success())
+    });
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .expect("the token endpoint answers");
+    assert_eq!(response.status(), 200, "token for {client_id}");
+    let body: serde_json::Value = response.json().expect("a token response");
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_string()
+}
+
 /// One node: a data directory and, while it runs, its process.
 pub(crate) struct Node {
     _temp: tempfile::TempDir,

@@ -18,10 +18,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorKind, Problem};
-use crate::ingest::grpc::{message_of, MESSAGE_BYTES_MAX, SENDER_INSTANCE};
+use crate::ingest::grpc::SENDER_INSTANCE;
 use crate::ingest::proto;
 use crate::ingest::rows::check_erp;
-use crate::ingest::rules::Claim;
+use crate::ingest::rules::{Claim, State as BatchState};
 use crate::ingest::service::{self, Refusal};
 use crate::ingest::staging;
 use crate::ingest::views::{self, view, BatchView};
@@ -35,7 +35,7 @@ const SUMMARY_BYTES_MAX: usize = 4096;
 
 /// One batch message (the `Table` protobuf message, in JSON).
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BatchMessage {
     pub(crate) table_name: String,
     pub(crate) erp: String,
@@ -66,7 +66,7 @@ pub(crate) struct BatchColumn {
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BatchSchema {
     #[serde(default)]
     pub(crate) flexible: bool,
@@ -94,7 +94,7 @@ pub(crate) struct PrimaryKey {
 
 /// The summary after a batch's last message.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BatchSummaryBody {
     pub(crate) erp: String,
     /// When present, must equal the path's batch id.
@@ -161,39 +161,23 @@ pub(crate) fn refusal_error(refusal: Refusal) -> ApiError {
             errors: vec![error.clone()],
             ..ApiError::new(ErrorKind::Conflict, error)
         },
+        Refusal::Contended(error) => ApiError::new(ErrorKind::Conflict, error),
         Refusal::Store(error) => crate::delivery::hook::write_error(error),
     }
 }
 
-fn instance(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    headers
-        .get(SENDER_INSTANCE)
-        .map(|value| {
-            value.to_str().map_err(|_| {
-                ApiError::new(ErrorKind::InvalidHeader, "x-sender-instance must be ASCII")
-            })
-        })
-        .transpose()
+fn instance(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(SENDER_INSTANCE).map(|value| value.as_bytes())
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(
     body: Body,
     bytes_max: usize,
 ) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, bytes_max).await.map_err(|_| {
-        ApiError::new(
-            ErrorKind::BodyTooLarge,
-            format!("the request body is over the limit of {bytes_max} bytes"),
-        )
-    })?;
-    serde_json::from_slice(&bytes).map_err(|error| {
-        let kind = if error.is_data() {
-            ErrorKind::InvalidBody
-        } else {
-            ErrorKind::MalformedBody
-        };
-        ApiError::new(kind, format!("the body does not fit: {error}"))
-    })
+    let bytes = axum::body::to_bytes(body, bytes_max)
+        .await
+        .map_err(|_| crate::error::body_too_large(bytes_max))?;
+    crate::error::json_from_bytes(&bytes)
 }
 
 fn same_batch(path: i64, body: Option<i64>) -> Result<(), ApiError> {
@@ -263,8 +247,8 @@ fn table_of(batch_id: i64, message: BatchMessage) -> proto::Table {
     responses(
         (status = 200, description = "Staged durably (or an identical resend)", body = Accepted),
         (status = 409, description = "Another sender instance holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Over 5 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Refused by the batch rules; `errors` lists why", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The JSON body is over 8 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Refused by the batch rules (including a message over 5 MiB as protobuf); `errors` lists why", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -275,21 +259,10 @@ pub(crate) async fn post_message(
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::Json<Accepted>, ApiError> {
-    let sender = service::sender(&caller, instance(&headers)?).map_err(refusal_error)?;
+    let sender = service::sender(&caller, instance(&headers)).map_err(refusal_error)?;
     let message: BatchMessage = read_json(body, BODY_BYTES_MAX).await?;
     same_batch(batch_id, message.batch_id)?;
-    let table = table_of(batch_id, message);
-    let bytes = prost::Message::encoded_len(&table);
-    if bytes > MESSAGE_BYTES_MAX {
-        return Err(ApiError::new(
-            ErrorKind::BodyTooLarge,
-            format!(
-                "message {} is {bytes} bytes as protobuf, over the limit of {MESSAGE_BYTES_MAX} (5 MiB); split its rows",
-                table.message_number
-            ),
-        ));
-    }
-    service::write(&state, sender, message_of(table))
+    service::write(&state, sender, table_of(batch_id, message))
         .await
         .map_err(refusal_error)?;
     Ok(axum::Json(Accepted {
@@ -322,7 +295,7 @@ pub(crate) async fn post_summary(
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::Json<Accepted>, ApiError> {
-    let sender = service::sender(&caller, instance(&headers)?).map_err(refusal_error)?;
+    let sender = service::sender(&caller, instance(&headers)).map_err(refusal_error)?;
     let summary: BatchSummaryBody = read_json(body, SUMMARY_BYTES_MAX).await?;
     same_batch(batch_id, summary.batch_id)?;
     for (field, value) in [
@@ -419,13 +392,12 @@ pub(crate) async fn list_batches(
         .unwrap_or_default();
     let wanted_state = match query.state.as_deref() {
         None => None,
-        Some(text @ ("open" | "committed" | "expired")) => Some(text.to_string()),
-        Some(_) => {
-            return Err(ApiError::new(
+        Some(text) => Some(BatchState::parse(text).ok_or_else(|| {
+            ApiError::new(
                 ErrorKind::InvalidQuery,
                 "`state` must be open, committed or expired",
-            ))
-        }
+            )
+        })?),
     };
     let limit = super::page_size(state.config(), query.limit, "limit")?;
     let scan_max = state.config().scan_entries_max;
@@ -437,7 +409,7 @@ pub(crate) async fn list_batches(
     let mut next = None;
     for (key, batch) in scanned.iter() {
         let keep = query.erp.as_ref().is_none_or(|erp| *erp == batch.erp)
-            && wanted_state.as_deref().is_none_or(|s| s == batch.state);
+            && wanted_state.is_none_or(|s| s.as_str() == batch.state);
         if keep {
             items.push(batch.clone());
         }

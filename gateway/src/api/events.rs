@@ -44,7 +44,7 @@ use crate::ingest::event::{self, Action, EnvelopeError, Event, KeyRecord, Seen, 
 use crate::state::AppState;
 
 /// The internal collection of idempotency records, keyed `{user}/{key}`.
-const EVENT_KEYS: &str = "event_keys";
+use crate::ingest::history::EVENT_KEYS;
 /// Tries at applying one event when a concurrent write moved what it
 /// checked (the record it writes, or its key, taken by a racing resend).
 const ATTEMPTS: usize = 3;
@@ -412,11 +412,17 @@ fn seen(store: &Store, keyed: &Keyed) -> Result<Option<Settled>, ApiError> {
         .map_err(ApiError::internal)?;
     match event::judge(stored.as_ref(), &keyed.fingerprint, keyed.derived) {
         Seen::New => Ok(None),
-        Seen::Replay { status, answer } => Ok(Some(Settled {
-            status,
-            answer,
-            replayed: true,
-        })),
+        // The key's record may still be in a flush: answer once durable.
+        Seen::Replay { status, answer } => store
+            .durable_barrier()
+            .map_err(crate::delivery::hook::write_error)
+            .map(|()| {
+                Some(Settled {
+                    status,
+                    answer,
+                    replayed: true,
+                })
+            }),
         Seen::Conflict => Err(ApiError::new(
             ErrorKind::Conflict,
             format!(
@@ -487,21 +493,22 @@ fn check(
     Ok((plan(&event, &target, &keyed)?, keyed, target))
 }
 
-/// Check the envelope and settle the event: the `schema` label for the
-/// metric, and the outcome.
+/// Check the envelope and settle the event: the `target` label for the
+/// metric (`work_orders` or `records`: a bounded set, never a name the
+/// client chose), and the outcome.
 async fn accept(
     state: &AppState,
     caller: Caller,
     headers: &HeaderMap,
     body: Result<ApiJson<Value>, ApiError>,
-) -> (String, Result<Settled, ApiError>) {
+) -> (&'static str, Result<Settled, ApiError>) {
     let (plan, keyed, target) = match check(&caller, headers, body) {
         Ok(checked) => checked,
-        Err(error) => return ("-".into(), Err(error)),
+        Err(error) => return ("-", Err(error)),
     };
     let schema = match target {
-        Target::WorkOrder => Collection::WorkOrders.name().to_string(),
-        Target::Records(collection) => collection,
+        Target::WorkOrder => "work_orders",
+        Target::Records(_) => "records",
     };
     let settled = state
         .blocking(move |store| settle(store, &caller, &plan, &keyed))
@@ -553,7 +560,7 @@ pub(crate) async fn post_event(
         Err(error) if error.kind.status().is_client_error() => "refused",
         Err(_) => "failed",
     };
-    metrics::counter!("fieldsync_events_total", "schema" => schema, "outcome" => outcome)
+    metrics::counter!("fieldsync_events_total", "target" => schema, "outcome" => outcome)
         .increment(1);
     let settled = settled?;
     let status = StatusCode::from_u16(settled.status).map_err(ApiError::internal)?;

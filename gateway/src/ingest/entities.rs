@@ -12,7 +12,7 @@ use fieldsync_node::store::{Expect, ReadError, RecordWrite, Store};
 use serde::{Deserialize, Serialize};
 
 use super::rows::collection_of;
-use super::staging::{put, Versioned};
+use super::staging::{self, put, Versioned};
 
 pub(crate) const ENTITIES: &str = "erp_entities";
 /// The newest entities format this gateway speaks (`x-upload-version`).
@@ -65,6 +65,13 @@ pub(crate) fn check(entities: &Entities) -> Result<(), String> {
     if entities.upload_version == 0 || entities.upload_version > UPLOAD_VERSION_MAX {
         return Err(format!("uploadVersion must be 1 to {UPLOAD_VERSION_MAX}"));
     }
+    let bytes = serde_json::to_vec(entities).map_or(usize::MAX, |v| v.len());
+    if bytes > fieldsync_schemas::collection::RECORD_VALUE_BYTES_MAX {
+        return Err(format!(
+            "the configuration is {bytes} bytes as JSON, over the limit of {}",
+            fieldsync_schemas::collection::RECORD_VALUE_BYTES_MAX
+        ));
+    }
     let mut seen = std::collections::BTreeSet::new();
     for (i, query) in entities.queries.iter().enumerate() {
         let collection = collection_of(&query.table).map_err(|e| format!("queries[{i}]: {e}"))?;
@@ -110,23 +117,10 @@ pub(crate) fn answer(entities: &Entities, asked: Option<u32>) -> serde_json::Val
 /// An ERP's configuration as stored (empty, at the newest version, when
 /// none was set).
 pub(crate) fn load(store: &Store, erp: &str) -> Result<Versioned<Entities>, ReadError> {
-    let Some(record) = store.record(ENTITIES, erp)? else {
-        return Ok(Versioned {
-            value: empty(),
-            version: None,
-        });
-    };
-    let value = if record.deleted {
-        empty()
-    } else {
-        serde_json::from_slice(&record.value).map_err(|e| ReadError::Corrupt {
-            id: format!("record {ENTITIES}/{erp}"),
-            reason: e.to_string(),
-        })?
-    };
+    let stored = staging::read::<Entities>(store, ENTITIES, erp)?;
     Ok(Versioned {
-        value,
-        version: Some(record.version),
+        version: stored.as_ref().and_then(|s| s.version),
+        value: stored.and_then(|s| s.value).unwrap_or_else(empty),
     })
 }
 

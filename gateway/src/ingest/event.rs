@@ -17,9 +17,7 @@
 //! with no IO, so they are pinned by the table tests below. `api/events.rs`
 //! does the reading and writing.
 
-use fieldsync_schemas::collection::{
-    validate_collection_name, validate_record_key, CollectionKind,
-};
+use fieldsync_schemas::collection::{data_collection_for, validate_record_key, RecordNameError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -278,17 +276,17 @@ pub(crate) fn target(schema_name: &str) -> Result<Target, EnvelopeError> {
         return Ok(Target::WorkOrder);
     }
     let path = "content.schemaName";
-    let collection = schema_name.to_ascii_lowercase();
-    validate_collection_name(&collection).map_err(|error| {
-        EnvelopeError::invalid(path, format!("does not name a collection: {error}"))
-    })?;
-    if CollectionKind::of(&collection) == CollectionKind::Internal {
-        return Err(EnvelopeError::invalid(
+    match data_collection_for(schema_name) {
+        Ok(collection) => Ok(Target::Records(collection)),
+        Err(RecordNameError::Internal(collection)) => Err(EnvelopeError::invalid(
             path,
             format!("names `{collection}`, which events may not write"),
-        ));
+        )),
+        Err(error) => Err(EnvelopeError::invalid(
+            path,
+            format!("does not name a collection: {error}"),
+        )),
     }
-    Ok(Target::Records(collection))
 }
 
 /// A record event's key: `data.id`, else `data.key`; a string, or an

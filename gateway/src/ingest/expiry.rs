@@ -1,3 +1,6 @@
+//! The ingest upkeep task: abandoned batches expire here, and each pass
+//! also prunes old history (`history.rs`).
+//!
 //! Abandoned batches: an open batch untouched for `[ingest] batch_ttl_ms`
 //! loses its staged rows and becomes `expired` (its id may start again).
 //!
@@ -10,18 +13,20 @@
 
 use fieldsync_node::store::{Store, WriteError, WriteSet};
 
+use super::history;
 use super::rules::{self, State};
-use super::staging::{self, BATCHES, CLIENTS};
+use super::staging::{self, ClientState, BATCHES, CLIENTS};
+use crate::delivery::retention::RetentionPolicy;
 use crate::state::AppState;
 
-/// Client states read per store call.
-const CLIENTS_PAGE: usize = 256;
+const DAY_MS: u64 = 24 * 3_600 * 1_000;
 /// Batches expired per pass, at most (the rest wait for the next pass).
 const EXPIRED_PER_PASS_MAX: usize = 1000;
 
 /// Run until `stop` turns true.
 pub(crate) async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let interval = std::time::Duration::from_millis(state.config().ingest.expiry_interval_ms);
+    let mut resume = history::Resume::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -31,11 +36,34 @@ pub(crate) async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<
             return;
         }
         let store = state.store().clone();
-        let (now_ms, ttl_ms) = (state.now_ms(), state.config().ingest.batch_ttl_ms);
-        match tokio::task::spawn_blocking(move || expire_pass(&store, now_ms, ttl_ms)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(expired)) => tracing::info!(expired, "abandoned batches expired"),
-            Ok(Err(error)) => tracing::warn!(%error, "batch expiry pass failed"),
+        let config = state.config().ingest;
+        let now_ms = state.now_ms();
+        let taken = std::mem::take(&mut resume);
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut resume = taken;
+            let expired = expire_pass(&store, now_ms, config.batch_ttl_ms);
+            let policy = RetentionPolicy {
+                keep_ms: config.history_days.saturating_mul(DAY_MS),
+                rows_per_run_max: config.history_rows_per_run_max,
+            };
+            let pruned = history::prune(&store, &mut resume, &policy, now_ms);
+            (resume, expired, pruned)
+        })
+        .await;
+        match pass {
+            Ok((next, expired, pruned)) => {
+                resume = next;
+                match expired {
+                    Ok(0) => {}
+                    Ok(expired) => tracing::info!(expired, "abandoned batches expired"),
+                    Err(error) => tracing::warn!(%error, "batch expiry pass failed"),
+                }
+                match pruned {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "old batches and event keys pruned"),
+                    Err(error) => tracing::warn!(%error, "ingest history pass failed"),
+                }
+            }
             Err(error) => tracing::warn!(%error, "batch expiry task failed"),
         }
     }
@@ -44,24 +72,18 @@ pub(crate) async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<
 /// One pass: expire what is due; the number expired.
 pub(crate) fn expire_pass(store: &Store, now_ms: u64, ttl_ms: u64) -> Result<usize, WriteError> {
     let mut expired = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.records(CLIENTS, after.as_deref(), CLIENTS_PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.key.clone());
-        for record in page {
-            let client = record.key;
-            let state = staging::load_client(store, &client)?;
-            for entry in &state.value.open {
-                if expired >= EXPIRED_PER_PASS_MAX {
-                    return Ok(expired);
-                }
-                if expire_one(store, &client, entry, now_ms, ttl_ms)? {
-                    expired += 1;
-                }
+    staging::for_each_record(store, CLIENTS, None, |record| {
+        let state: ClientState = staging::decode(&record)?;
+        for entry in &state.open {
+            if expired >= EXPIRED_PER_PASS_MAX {
+                return Ok(false);
+            }
+            if expire_one(store, &record.key, entry, now_ms, ttl_ms)? {
+                expired += 1;
             }
         }
-    }
+        Ok::<_, WriteError>(true)
+    })?;
     Ok(expired)
 }
 

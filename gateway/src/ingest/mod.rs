@@ -8,6 +8,7 @@
 //! (batches and their staged rows as internal records, written through
 //! the node's committer), `service.rs` (the one code path both transports
 //! call), `grpc.rs` (the tonic service), `expiry.rs` (abandoned batches),
+//! `history.rs` (finished batches and event keys, pruned),
 //! `views.rs` (what the API and the CLI show), `entities.rs` (which tables
 //! an ERP uploads).
 
@@ -22,9 +23,10 @@ pub mod entities;
 pub(crate) mod event;
 pub(crate) mod expiry;
 pub(crate) mod grpc;
+pub(crate) mod history;
 pub(crate) mod lease;
 pub(crate) mod rows;
-pub(crate) mod rules;
+pub mod rules;
 pub(crate) mod service;
 pub(crate) mod staging;
 pub mod views;

@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 
 use fieldsync_schemas::collection::{
-    validate_collection_name, validate_record_key, CollectionKind, RECORD_VALUE_BYTES_MAX,
+    data_collection_for, validate_record_key, RECORD_VALUE_BYTES_MAX,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -33,6 +33,9 @@ pub(crate) const ERRORS_PER_MESSAGE_MAX: usize = 20;
 pub(crate) const ROWS_PER_MESSAGE_MAX: usize = 10_000;
 /// The column whose value `true` deletes the row's record.
 pub(crate) const DELETED_COLUMN: &str = "DELETED";
+/// Bytes a staged row adds around its key and value: `[{"key":"",
+/// "value":}]`, rounded up.
+const STAGED_ROW_ENVELOPE_BYTES: usize = 32;
 /// Bytes of an ERP name, at most.
 pub(crate) const ERP_NAME_BYTES_MAX: usize = 64;
 
@@ -99,14 +102,7 @@ pub(crate) fn check_erp(erp: &str) -> Result<(), String> {
 
 /// The data collection a table's rows go to.
 pub(crate) fn collection_of(table: &str) -> Result<String, String> {
-    let name = table.to_ascii_lowercase();
-    validate_collection_name(&name).map_err(|e| format!("tableName `{table}`: {e}"))?;
-    if CollectionKind::of(&name) != CollectionKind::Data {
-        return Err(format!(
-            "tableName `{table}` names an internal collection and cannot be uploaded"
-        ));
-    }
-    Ok(name)
+    data_collection_for(table).map_err(|e| format!("tableName `{table}`: {e}"))
 }
 
 /// Judge a message: every error it has (at most
@@ -203,10 +199,14 @@ fn prepare_row(
         return Ok(StagedRow { key, value: None });
     }
     let text = serde_json::Value::Object(value).to_string();
-    if text.len() > RECORD_VALUE_BYTES_MAX {
+    // Staged as `{"key":<key>,"value":<text>}` in a chunk of one record:
+    // the key's JSON is at most twice its bytes, plus quotes and envelope.
+    let staged_bytes_max = 2 * key.len() + text.len() + STAGED_ROW_ENVELOPE_BYTES;
+    if staged_bytes_max > RECORD_VALUE_BYTES_MAX {
         return Err(format!(
-            "the row is {} bytes as JSON, over the record limit of {RECORD_VALUE_BYTES_MAX}",
-            text.len()
+            "the row is {} bytes as JSON, over the limit of {} for one row",
+            text.len(),
+            RECORD_VALUE_BYTES_MAX - 2 * key.len() - STAGED_ROW_ENVELOPE_BYTES
         ));
     }
     let value = RawValue::from_string(text).map_err(|e| format!("the row is not JSON: {e}"))?;
@@ -385,7 +385,7 @@ mod tests {
                     table: "webhooks".into(),
                     ..message(vec![], false)
                 },
-                "names an internal collection",
+                "is an internal collection",
             ),
             (
                 Message {

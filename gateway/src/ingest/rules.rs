@@ -25,9 +25,6 @@ pub(crate) const BATCH_ERRORS_MAX: usize = 20;
 /// Message numbers named one by one in a summary error, at most; longer
 /// runs are shown as ranges, and the list is cut after this many ranges.
 const NUMBER_RANGES_SHOWN_MAX: usize = 20;
-/// Claimed message numbers checked for presence, at most (a summary may
-/// claim any count; past this many the missing list is cut).
-const CLAIMED_MESSAGES_SCANNED_MAX: u32 = 100_000;
 
 /// The limits a batch obeys (from `[ingest]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,27 +33,38 @@ pub(crate) struct Limits {
     pub(crate) rows_per_batch_max: u64,
 }
 
+/// A batch's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum State {
+pub enum State {
     Open,
     Committed,
     Expired,
 }
 
 impl State {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub const ALL: [State; 3] = [State::Open, State::Committed, State::Expired];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             State::Open => "open",
             State::Committed => "committed",
             State::Expired => "expired",
         }
     }
+
+    /// The state named `text`, if any.
+    pub fn parse(text: &str) -> Option<State> {
+        State::ALL.into_iter().find(|state| state.as_str() == text)
+    }
 }
 
-/// What a batch remembers of one message (its rows are staged apart).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct MessageInfo {
+/// Tables (collections) one batch may write, at most.
+pub(crate) const TABLES_PER_BATCH_MAX: usize = 32;
+
+/// An arriving message, as the rules see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Arriving {
     /// SHA-256 of the message's canonical form, first 16 bytes, hex.
     pub(crate) digest: String,
     pub(crate) rows: u32,
@@ -67,6 +75,42 @@ pub(crate) struct MessageInfo {
     pub(crate) chunks: u32,
 }
 
+/// What a batch remembers of one message (its rows are staged apart).
+/// Stored as a JSON array, `[digest, rows, table, base_load, chunks]`:
+/// a batch keeps one per message in a single record, so each costs
+/// ~60 bytes and `messages_per_batch_max` (at most 500) of them fit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MessageInfo(
+    /// The digest (as [`Arriving::digest`]).
+    pub(crate) String,
+    /// Rows.
+    pub(crate) u32,
+    /// Index into [`Batch::tables`].
+    pub(crate) u16,
+    /// A base load.
+    pub(crate) bool,
+    /// Chunk records.
+    pub(crate) u32,
+);
+
+impl MessageInfo {
+    pub(crate) fn digest(&self) -> &str {
+        &self.0
+    }
+    pub(crate) fn rows(&self) -> u32 {
+        self.1
+    }
+    pub(crate) fn table(&self) -> usize {
+        usize::from(self.2)
+    }
+    pub(crate) fn base_load(&self) -> bool {
+        self.3
+    }
+    pub(crate) fn chunks(&self) -> u32 {
+        self.4
+    }
+}
+
 /// A batch as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Batch {
@@ -75,6 +119,8 @@ pub(crate) struct Batch {
     /// The integration client (user id) that sends it.
     pub(crate) client: String,
     pub(crate) state: State,
+    /// The collections its messages write; messages name them by index.
+    pub(crate) tables: Vec<String>,
     pub(crate) messages: BTreeMap<u32, MessageInfo>,
     /// The latest summary's errors (empty once committed).
     pub(crate) errors: Vec<String>,
@@ -92,6 +138,7 @@ impl Batch {
             batch_id,
             client: client.to_string(),
             state: State::Open,
+            tables: Vec::new(),
             messages: BTreeMap::new(),
             errors: Vec::new(),
             summaries_refused: 0,
@@ -103,7 +150,7 @@ impl Batch {
     }
 
     pub(crate) fn rows_staged(&self) -> u64 {
-        self.messages.values().map(|m| u64::from(m.rows)).sum()
+        self.messages.values().map(|m| u64::from(m.rows())).sum()
     }
 
     /// Numbers 1..=highest received that are missing.
@@ -134,7 +181,7 @@ pub(crate) fn on_write(
     stored: Option<&Batch>,
     key: (&str, i64, &str),
     number: i64,
-    info: MessageInfo,
+    info: Arriving,
     limits: Limits,
     now_ms: u64,
 ) -> WriteDecision {
@@ -150,7 +197,7 @@ pub(crate) fn on_write(
     }
     let open = stored.filter(|b| b.state != State::Expired);
     if let Some(existing) = open.and_then(|b| b.messages.get(&number)) {
-        return if existing.digest == info.digest {
+        return if existing.digest() == info.digest {
             WriteDecision::AlreadyHave
         } else {
             WriteDecision::Refuse(format!(
@@ -174,7 +221,23 @@ pub(crate) fn on_write(
             limits.rows_per_batch_max
         ));
     }
-    batch.messages.insert(number, info);
+    let table = match batch.tables.iter().position(|t| *t == info.collection) {
+        Some(index) => index,
+        None if batch.tables.len() < TABLES_PER_BATCH_MAX => {
+            batch.tables.push(info.collection.clone());
+            batch.tables.len() - 1
+        }
+        None => {
+            return WriteDecision::Refuse(format!(
+            "batch {batch_id} already writes {TABLES_PER_BATCH_MAX} tables, the most one batch may"
+        ))
+        }
+    };
+    let table = u16::try_from(table).expect("TABLES_PER_BATCH_MAX fits u16");
+    batch.messages.insert(
+        number,
+        MessageInfo(info.digest, info.rows, table, info.base_load, info.chunks),
+    );
     batch.updated_at_ms = now_ms;
     WriteDecision::Stage {
         batch: Box::new(batch),
@@ -199,7 +262,18 @@ pub(crate) enum SummaryDecision {
 }
 
 /// Judge a summary against the batch as stored.
-pub(crate) fn on_summary(stored: Option<&Batch>, batch_id: i64, claim: &Claim) -> SummaryDecision {
+pub(crate) fn on_summary(
+    stored: Option<&Batch>,
+    batch_id: i64,
+    claim: &Claim,
+    limits: Limits,
+) -> SummaryDecision {
+    if claim.message_count > i64::from(limits.messages_per_batch_max) {
+        return SummaryDecision::Refuse(vec![format!(
+            "messageCount {} is over the limit of {} messages per batch",
+            claim.message_count, limits.messages_per_batch_max
+        )]);
+    }
     let open = stored.filter(|b| b.state != State::Expired);
     let Some(batch) = open else {
         let missing = match claim.message_count {
@@ -230,7 +304,7 @@ pub(crate) fn on_summary(stored: Option<&Batch>, batch_id: i64, claim: &Claim) -
         return SummaryDecision::Refuse(errors);
     }
     let count = u32::try_from(claim.message_count).unwrap_or(u32::MAX);
-    let missing: Vec<u32> = (1..=count.min(CLAIMED_MESSAGES_SCANNED_MAX))
+    let missing: Vec<u32> = (1..=count)
         .filter(|n| !batch.messages.contains_key(n))
         .collect();
     let extra: Vec<u32> = batch
@@ -300,8 +374,8 @@ mod tests {
     };
     const KEY: (&str, i64, &str) = ("protheus", 42, "erp-client");
 
-    fn info(digest: &str, rows: u32) -> MessageInfo {
-        MessageInfo {
+    fn info(digest: &str, rows: u32) -> Arriving {
+        Arriving {
             digest: digest.into(),
             rows,
             collection: "sa1010".into(),
@@ -385,6 +459,7 @@ mod tests {
             feed(writes).0.as_ref(),
             42,
             &claim,
+            LIMITS,
         ) {
             SummaryDecision::Commit => vec!["commit".to_string()],
             SummaryDecision::AlreadyCommitted => vec!["again".to_string()],
@@ -419,6 +494,40 @@ mod tests {
             errors(&[(1, "a")], claim(0, 0)),
             ["messageCount 0 must be 1 or more"]
         );
+        assert_eq!(
+            errors(&[(1, "a")], claim(101, 10)),
+            ["messageCount 101 is over the limit of 100 messages per batch"]
+        );
+    }
+
+    #[test]
+    fn tables_are_kept_once_and_bounded() {
+        let mut batch: Option<Batch> = None;
+        for number in 1..=(TABLES_PER_BATCH_MAX as i64 + 1) {
+            let arriving = Arriving {
+                collection: format!("t{}", number.min(TABLES_PER_BATCH_MAX as i64)),
+                ..info("d", 1)
+            };
+            match on_write(batch.as_ref(), KEY, number, arriving, LIMITS, 1) {
+                WriteDecision::Stage { batch: b } => batch = Some(*b),
+                other => panic!("{number}: {other:?}"),
+            }
+        }
+        let batch = batch.unwrap();
+        assert_eq!(
+            batch.tables.len(),
+            TABLES_PER_BATCH_MAX,
+            "a table named twice is kept once"
+        );
+        assert_eq!(batch.messages[&33].table(), TABLES_PER_BATCH_MAX - 1);
+        let one_more = Arriving {
+            collection: "another".into(),
+            ..info("d", 1)
+        };
+        let refused = on_write(Some(&batch), KEY, 50, one_more, LIMITS, 1);
+        assert!(
+            matches!(refused, WriteDecision::Refuse(e) if e.contains("already writes 32 tables"))
+        );
     }
 
     #[test]
@@ -427,11 +536,11 @@ mod tests {
         let b = batch.as_mut().unwrap();
         b.state = State::Committed;
         assert_eq!(
-            on_summary(Some(b), 42, &claim(2, 20)),
+            on_summary(Some(b), 42, &claim(2, 20), LIMITS),
             SummaryDecision::AlreadyCommitted
         );
         assert!(matches!(
-            on_summary(Some(b), 42, &claim(3, 30)),
+            on_summary(Some(b), 42, &claim(3, 30), LIMITS),
             SummaryDecision::Refuse(_)
         ));
     }

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fieldsync_node::store::{Expect, ReadError, RecordWrite, Store};
+use fieldsync_node::store::{Expect, ReadError, Record, RecordWrite, Store};
 use serde::{Deserialize, Serialize};
 
 use super::lease::Lease;
@@ -30,9 +30,9 @@ pub(crate) const BATCHES: &str = "batches";
 pub(crate) const BATCH_ROWS: &str = "batch_rows";
 pub(crate) const CLIENTS: &str = "batch_leases";
 
-/// Bytes of one chunk record's JSON, at most (under the record limit of
-/// 64 KiB, with room for the envelope).
-const CHUNK_BYTES_MAX: usize = 60 * 1024;
+/// Bytes of one chunk record's JSON, at most: one record. A staged row
+/// alone always fits (`rows::prepare` checks its bound).
+const CHUNK_BYTES_MAX: usize = fieldsync_schemas::collection::RECORD_VALUE_BYTES_MAX;
 /// ERPs whose leases one client state keeps (quiet ones are dropped
 /// first).
 const LEASES_PER_CLIENT_MAX: usize = 64;
@@ -103,7 +103,18 @@ impl<T> Versioned<T> {
     }
 }
 
-fn read<T: for<'de> Deserialize<'de>>(
+/// A record's JSON value, decoded; a value that does not decode is
+/// damage, reported as such.
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(record: &Record) -> Result<T, ReadError> {
+    serde_json::from_slice(&record.value).map_err(|e| ReadError::Corrupt {
+        id: format!("record {}/{}", record.collection, record.key),
+        reason: e.to_string(),
+    })
+}
+
+/// A record as stored with its version, `None` when never written; its
+/// value `None` when deleted.
+pub(crate) fn read<T: for<'de> Deserialize<'de>>(
     store: &Store,
     collection: &str,
     key: &str,
@@ -114,17 +125,38 @@ fn read<T: for<'de> Deserialize<'de>>(
     let value = if record.deleted {
         None
     } else {
-        Some(
-            serde_json::from_slice(&record.value).map_err(|e| ReadError::Corrupt {
-                id: format!("record {collection}/{key}"),
-                reason: e.to_string(),
-            })?,
-        )
+        Some(decode(&record)?)
     };
     Ok(Some(Versioned {
         value,
         version: Some(record.version),
     }))
+}
+
+/// Call `each` on the live records of `collection` after `after`, in key
+/// order, page by page, until it returns `false` or none are left.
+pub(crate) fn for_each_record<E: From<ReadError>>(
+    store: &Store,
+    collection: &str,
+    after: Option<&str>,
+    mut each: impl FnMut(Record) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut cursor = after.map(str::to_string);
+    loop {
+        let page = store.records(collection, cursor.as_deref(), PAGE_RECORDS)?;
+        let full = page.len() == PAGE_RECORDS;
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.key.clone());
+        for record in page {
+            if !each(record)? {
+                return Ok(());
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// A batch as stored (`value: None` when never written or deleted).
@@ -180,32 +212,37 @@ pub(crate) fn delete(collection: &str, key: String) -> RecordWrite {
 }
 
 /// A message's rows cut into chunk records: `(writes, chunk count)`.
-/// Each chunk's JSON stays under [`CHUNK_BYTES_MAX`] (a row alone is
-/// under the record limit, `rows::prepare` checked).
+/// Each chunk is a JSON array of rows of at most [`CHUNK_BYTES_MAX`]
+/// bytes, measured exactly (each row is serialized once, here).
 pub(crate) fn chunk_writes(
     batch_key: &str,
     number: u32,
     rows: &[StagedRow],
 ) -> (Vec<RecordWrite>, u32) {
     let mut writes = Vec::new();
-    let mut chunk: Vec<&StagedRow> = Vec::new();
-    let mut bytes = 2;
-    let flush = |chunk: &mut Vec<&StagedRow>, writes: &mut Vec<RecordWrite>| {
-        let key = chunk_key(batch_key, number, writes.len() as u32);
-        writes.push(put(BATCH_ROWS, &key, chunk, Expect::Any));
-        chunk.clear();
+    let mut chunk = String::from("[");
+    let flush = |chunk: &mut String, writes: &mut Vec<RecordWrite>| {
+        chunk.push(']');
+        writes.push(RecordWrite {
+            collection: BATCH_ROWS.to_string(),
+            key: chunk_key(batch_key, number, writes.len() as u32),
+            value: Some(std::mem::replace(chunk, String::from("[")).into_bytes()),
+            expect: Expect::Any,
+            replicated_version: None,
+        });
     };
     for row in rows {
-        // The value is embedded as is; the key may double when escaped.
-        let row_bytes = 2 * row.key.len() + row.value.as_ref().map_or(4, |v| v.get().len()) + 8;
-        if !chunk.is_empty() && bytes + row_bytes > CHUNK_BYTES_MAX {
+        let text = serde_json::to_string(row).expect("plain structs serialize");
+        // `,` before it and the closing `]`.
+        if chunk.len() > 1 && chunk.len() + text.len() + 2 > CHUNK_BYTES_MAX {
             flush(&mut chunk, &mut writes);
-            bytes = 2;
         }
-        bytes += row_bytes;
-        chunk.push(row);
+        if chunk.len() > 1 {
+            chunk.push(',');
+        }
+        chunk.push_str(&text);
     }
-    if !chunk.is_empty() || writes.is_empty() {
+    if chunk.len() > 1 || writes.is_empty() {
         flush(&mut chunk, &mut writes);
     }
     let count = writes.len() as u32;
@@ -243,7 +280,7 @@ pub(crate) fn chunk_deletes(batch_key: &str, batch: &Batch) -> Vec<RecordWrite> 
         .messages
         .iter()
         .flat_map(|(number, info)| {
-            (0..info.chunks)
+            (0..info.chunks())
                 .map(move |chunk| delete(BATCH_ROWS, chunk_key(batch_key, *number, chunk)))
         })
         .collect()
@@ -259,32 +296,15 @@ pub(crate) fn list_batches(
 ) -> Result<Vec<(String, Batch)>, ReadError> {
     let mut found = Vec::new();
     // Every key with the prefix sorts after the prefix itself.
-    let mut cursor = after
-        .map(str::to_string)
-        .or_else(|| (!prefix.is_empty()).then(|| prefix.to_string()));
-    loop {
-        let page = store.records(BATCHES, cursor.as_deref(), PAGE_RECORDS)?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(last.key.clone());
-        let full = page.len() == PAGE_RECORDS;
-        for record in page {
-            if !record.key.starts_with(prefix) {
-                return Ok(found);
-            }
-            let batch: Batch =
-                serde_json::from_slice(&record.value).map_err(|e| ReadError::Corrupt {
-                    id: format!("record {BATCHES}/{}", record.key),
-                    reason: e.to_string(),
-                })?;
-            found.push((record.key, batch));
-            if found.len() >= limit {
-                return Ok(found);
-            }
+    let start = after.or((!prefix.is_empty()).then_some(prefix));
+    for_each_record(store, BATCHES, start, |record| {
+        if !record.key.starts_with(prefix) {
+            return Ok::<_, ReadError>(false);
         }
-        if !full {
-            break;
-        }
-    }
+        let batch: Batch = decode(&record)?;
+        found.push((record.key, batch));
+        Ok(found.len() < limit)
+    })?;
     Ok(found)
 }
 
@@ -313,6 +333,23 @@ mod tests {
         }
         assert_eq!(back, rows);
         assert_eq!(writes[0].key, "c/erp/1/0000000003/00000");
+        // Thousands of tiny rows: the envelope dominates, still one record
+        // per chunk.
+        let tiny: Vec<StagedRow> = (0..5000)
+            .map(|i| StagedRow {
+                key: i.to_string(),
+                value: (i % 3 != 0).then(|| RawValue::from_string("{\"N\":\"x\"}".into()).unwrap()),
+            })
+            .collect();
+        let (writes, _) = chunk_writes("c/erp/1", 1, &tiny);
+        let mut back = Vec::new();
+        for write in &writes {
+            let value = write.value.as_ref().unwrap();
+            assert!(value.len() <= fieldsync_schemas::collection::RECORD_VALUE_BYTES_MAX);
+            back.extend(serde_json::from_slice::<Vec<StagedRow>>(value).unwrap());
+        }
+        assert_eq!(back, tiny);
+        assert!(writes.len() >= 2);
         let (empty, one) = chunk_writes("c/erp/1", 1, &[]);
         assert_eq!(
             (empty.len(), one),

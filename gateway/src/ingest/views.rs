@@ -67,17 +67,29 @@ pub(crate) fn scan(
         .collect())
 }
 
-/// Batches of every client (or of `client`), at most `limit` (CLI).
+/// Batches of every client (or of `client`) that `wanted` keeps, at most
+/// `limit` (CLI). Reads every batch record if need be: the CLI runs on a
+/// stopped node, and history is pruned (`history.rs`).
 pub fn list(
     store: &Store,
     client: Option<&str>,
+    wanted: impl Fn(&BatchView) -> bool,
     limit: usize,
 ) -> Result<Vec<BatchView>, ReadError> {
     let prefix = client.map(|c| format!("{c}/")).unwrap_or_default();
-    Ok(scan(store, &prefix, None, limit)?
-        .into_iter()
-        .map(|(_, view)| view)
-        .collect())
+    let start = (!prefix.is_empty()).then_some(prefix.as_str());
+    let mut found = Vec::new();
+    staging::for_each_record(store, staging::BATCHES, start, |record| {
+        if !record.key.starts_with(&prefix) {
+            return Ok(false);
+        }
+        let batch = view(&staging::decode::<Batch>(&record)?);
+        if wanted(&batch) {
+            found.push(batch);
+        }
+        Ok::<_, ReadError>(found.len() < limit)
+    })?;
+    Ok(found)
 }
 
 /// One batch of `client` (CLI).
@@ -93,18 +105,12 @@ pub fn get(
 
 /// Every ERP with a configuration, and it (CLI).
 pub fn all_entities(store: &Store) -> Result<Vec<(String, Entities)>, ReadError> {
-    const PAGE: usize = 256;
     let mut found = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.records(entities::ENTITIES, after.as_deref(), PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.key.clone());
-        for record in page {
-            let value = entities::load(store, &record.key)?.value;
-            found.push((record.key, value));
-        }
-    }
+    staging::for_each_record(store, entities::ENTITIES, None, |record| {
+        let value: Entities = staging::decode(&record)?;
+        found.push((record.key, value));
+        Ok::<_, ReadError>(true)
+    })?;
     Ok(found)
 }
 

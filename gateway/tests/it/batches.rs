@@ -58,13 +58,17 @@ async fn sender(server: &Server, user: &str, instance: &'static str) -> Sender {
 }
 
 impl Sender {
+    /// `message` with this sender's metadata; no `authorization` at all
+    /// when the token is empty (an anonymous caller).
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
-        metadata.insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().unwrap(),
-        );
+        if !self.token.is_empty() {
+            metadata.insert(
+                "authorization",
+                format!("Bearer {}", self.token).parse().unwrap(),
+            );
+        }
         metadata.insert("x-sender-instance", self.instance.parse().unwrap());
         request
     }
@@ -77,7 +81,13 @@ impl Sender {
         Ok(answer.errors)
     }
 
-    async fn summary(&mut self, batch_id: i64, messages: i32, records: i64) -> Vec<String> {
+    /// `Summary`; `Ok(errors)` (empty on success) or the gRPC status.
+    async fn try_summary(
+        &mut self,
+        batch_id: i64,
+        messages: i32,
+        records: i64,
+    ) -> Result<Vec<String>, tonic::Status> {
         let request = self.request(BatchSummary {
             erp: ERP.into(),
             batch_id,
@@ -86,14 +96,15 @@ impl Sender {
             timestamp_start: None,
             timestamp_end: None,
         });
-        let answer = self
-            .client
-            .summary(request)
+        let answer = self.client.summary(request).await?.into_inner();
+        assert_eq!(answer.success, answer.errors.is_empty(), "{answer:?}");
+        Ok(answer.errors)
+    }
+
+    async fn summary(&mut self, batch_id: i64, messages: i32, records: i64) -> Vec<String> {
+        self.try_summary(batch_id, messages, records)
             .await
             .expect("summary")
-            .into_inner();
-        assert_eq!(answer.success, answer.errors.is_empty(), "{answer:?}");
-        answer.errors
     }
 }
 
@@ -711,4 +722,413 @@ async fn the_registry_lists_the_ingest_services() {
         address("events"),
         Some(format!("{}/api/v1/events", server.url))
     );
+}
+
+/// Live records of `customers`.
+fn customer_count(server: &Server) -> u64 {
+    server
+        .store
+        .collection("customers")
+        .expect("collection")
+        .map_or(0, |info| info.live)
+}
+
+/// POST `body` to `path` with a bearer `token` (none: anonymous) and, when
+/// given, `x-sender-instance`.
+async fn http_post(
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+    instance: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = server
+        .client
+        .post(format!("{}{path}", server.url))
+        .json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(instance) = instance {
+        request = request.header("x-sender-instance", instance);
+    }
+    request.send().await.unwrap()
+}
+
+fn http_summary(messages: Value) -> Value {
+    json!({"erp": ERP, "messageCount": messages, "recordCount": 1})
+}
+
+/// A refused HTTP batch request and the problem it must get: its status,
+/// its type (`urn:fieldsync:problem:{slug}`) and what `detail` (and, for
+/// `batch-rejected`, one of `errors`) must name.
+struct BadInput {
+    case: &'static str,
+    path: String,
+    instance: Option<&'static str>,
+    body: Value,
+    status: StatusCode,
+    slug: &'static str,
+    names: String,
+}
+
+impl BadInput {
+    /// A body that does not fit: 422 `invalid-body`.
+    fn new(case: &'static str, path: &str, body: Value, names: &str) -> BadInput {
+        BadInput {
+            case,
+            path: path.to_string(),
+            instance: None,
+            body,
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            slug: "invalid-body",
+            names: names.to_string(),
+        }
+    }
+
+    fn answered(self, status: StatusCode, slug: &'static str) -> BadInput {
+        BadInput {
+            status,
+            slug,
+            ..self
+        }
+    }
+
+    fn sent_by(self, instance: &'static str) -> BadInput {
+        BadInput {
+            instance: Some(instance),
+            ..self
+        }
+    }
+}
+
+/// `body` with `member` set to `value`.
+fn with(mut body: Value, member: &str, value: Value) -> Value {
+    body[member] = value;
+    body
+}
+
+/// Bad input to batch 1500's messages and summary.
+fn bad_http_inputs() -> Vec<BadInput> {
+    let (messages, summary) = (
+        "/api/v1/batches/1500/messages",
+        "/api/v1/batches/1500/summary",
+    );
+    let message = || http_message(1, &["b1"]);
+    let counted = || http_summary(json!(1));
+    let (bad_id, rejected) = (StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY);
+    let (id_path, id) = ("/api/v1/batches/not-a-number", "`not-a-number`");
+    vec![
+        BadInput::new(
+            "messageNumber a string",
+            messages,
+            with(message(), "messageNumber", json!("one")),
+            "messageNumber",
+        ),
+        BadInput::new(
+            "messageCount a string",
+            summary,
+            http_summary(json!("three")),
+            "messageCount",
+        ),
+        BadInput::new(
+            "message batchId not the path's",
+            messages,
+            with(message(), "batchId", json!(1501)),
+            "batchId",
+        ),
+        BadInput::new(
+            "summary batchId not the path's",
+            summary,
+            with(counted(), "batchId", json!(1501)),
+            "batchId",
+        ),
+        BadInput::new(
+            "message path id",
+            &format!("{id_path}/messages"),
+            message(),
+            id,
+        )
+        .answered(bad_id, "invalid-id"),
+        BadInput::new(
+            "summary path id",
+            &format!("{id_path}/summary"),
+            counted(),
+            id,
+        )
+        .answered(bad_id, "invalid-id"),
+        BadInput::new("message instance", messages, message(), "x-sender-instance")
+            .answered(rejected, "batch-rejected")
+            .sent_by("host a"),
+        BadInput::new("summary instance", summary, counted(), "x-sender-instance")
+            .answered(rejected, "batch-rejected")
+            .sent_by("host a"),
+    ]
+}
+
+/// How `answer` (status, content type, body) differs from what `case`
+/// expects; empty when it is that problem.
+fn mismatches(case: &BadInput, answer: (StatusCode, &str, &Value)) -> Vec<String> {
+    let (status, content_type, body) = answer;
+    let kind = format!("urn:fieldsync:problem:{}", case.slug);
+    let named = |text: &Value| text.as_str().is_some_and(|t| t.contains(&case.names));
+    let errors = body["errors"].as_array().cloned().unwrap_or_default();
+    let checks = [
+        (status == case.status, format!("status {}", case.status)),
+        (
+            content_type == "application/problem+json",
+            "problem+json".into(),
+        ),
+        (body["status"] == case.status.as_u16(), "`status`".into()),
+        (body["type"] == kind.as_str(), format!("type {kind}")),
+        (
+            named(&body["detail"]),
+            format!("detail naming {}", case.names),
+        ),
+        (
+            case.slug != "batch-rejected" || errors.iter().any(named),
+            format!("errors naming {}", case.names),
+        ),
+    ];
+    checks
+        .into_iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, wanted)| format!("{}: wanted {wanted}, got {status} {body}", case.case))
+        .collect()
+}
+
+/// Send each case as `token`; each must be its problem document (every
+/// case is sent, and every mismatch reported at once).
+async fn refuse_each(server: &Server, token: &str, cases: Vec<BadInput>) {
+    let mut wrong = Vec::new();
+    for case in cases {
+        let response = http_post(server, &case.path, Some(token), case.instance, &case.body).await;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        wrong.extend(mismatches(&case, (status, &content_type, &body)));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn http_bad_input_is_a_problem_naming_what_is_wrong() {
+    let (server, _) = server().await;
+    let token = server.token("erp-all").await;
+    refuse_each(&server, &token, bad_http_inputs()).await;
+    assert_eq!(live_customers(&server).await, Vec::<String>::new());
+    let (status, body) = server
+        .get_json(&format!("/api/v1/batches?erp={ERP}"), &token)
+        .await;
+    assert_eq!(
+        (status, &body["items"]),
+        (StatusCode::OK, &json!([])),
+        "nothing staged"
+    );
+}
+
+/// Needs `deny_unknown_fields` on the message body.
+#[tokio::test]
+async fn http_messages_with_an_unknown_field_are_refused_naming_it() {
+    let (server, _) = server().await;
+    let token = server.token("erp-all").await;
+    let mut typo = http_message(1, &["u1"]);
+    typo["isBaseLoadd"] = json!(true);
+    let case = BadInput::new(
+        "unknown field isBaseLoadd",
+        "/api/v1/batches/1550/messages",
+        typo,
+        "isBaseLoadd",
+    );
+    refuse_each(&server, &token, vec![case]).await;
+    assert_eq!(live_customers(&server).await, Vec::<String>::new());
+}
+
+/// Needs the summary to check `messageCount` against
+/// `messages_per_batch_max`.
+#[tokio::test]
+async fn a_summary_over_the_message_limit_is_refused_naming_it() {
+    let (server, _) = server().await;
+    let token = server.token("erp-all").await;
+    let max = GatewayConfig::default().ingest.messages_per_batch_max;
+    let staged = http_post(
+        &server,
+        "/api/v1/batches/1600/messages",
+        Some(&token),
+        None,
+        &http_message(1, &["m1"]),
+    )
+    .await;
+    assert_eq!(staged.status(), StatusCode::OK);
+    let over = i32::try_from(max + 1).unwrap();
+    let summary = http_summary(json!(over));
+    let case = BadInput::new(
+        "messageCount over the limit",
+        "/api/v1/batches/1600/summary",
+        summary,
+        &max.to_string(),
+    )
+    .answered(StatusCode::UNPROCESSABLE_ENTITY, "batch-rejected");
+    refuse_each(&server, &token, vec![case]).await;
+    // gRPC answers the same errors.
+    let mut erp = sender(&server, "erp-all", "default").await;
+    let errors = erp.summary(1600, over, 1).await;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("messageCount") && e.contains(&max.to_string())),
+        "{errors:?}"
+    );
+    assert_eq!(batch(&server, &token, 1600).await["state"], "open");
+    assert_eq!(record(&server, "m1").await, None);
+}
+
+#[tokio::test]
+async fn grpc_summaries_without_batches_write_and_anonymous_calls_are_refused() {
+    let (server, _) = server().await;
+    let mut erp = sender(&server, "erp-all", "host-a").await;
+    assert!(erp
+        .write(table(1800, 1, &["1"], "x"))
+        .await
+        .unwrap()
+        .is_empty());
+    let mut reader = sender(&server, "erp-read", "host-a").await;
+    let status = reader.try_summary(1800, 1, 1).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // No authorization metadata at all.
+    let mut anonymous = sender(&server, "erp-all", "host-a").await;
+    anonymous.token.clear();
+    let status = anonymous
+        .write(table(1800, 2, &["2"], "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let status = anonymous.try_summary(1800, 1, 1).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    // The batch is as it was: open, message 1 only, nothing applied.
+    let token = server.token("erp-all").await;
+    let state = batch(&server, &token, 1800).await;
+    assert_eq!(state["state"], "open");
+    assert_eq!(state["messagesReceived"], json!([1]));
+    assert_eq!(live_customers(&server).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn rest_batches_need_batches_write() {
+    let (server, _) = server().await;
+    let message = http_message(1, &["a1"]);
+    let summary = http_summary(json!(1));
+    let list = format!("/api/v1/batches?erp={ERP}");
+    for user in [Some("erp-read"), Some("tech-1"), None] {
+        let token = match user {
+            Some(user) => Some(server.token(user).await),
+            None => None,
+        };
+        let (status, kind) = match user {
+            Some(_) => (StatusCode::FORBIDDEN, "urn:fieldsync:problem:forbidden"),
+            None => (
+                StatusCode::UNAUTHORIZED,
+                "urn:fieldsync:problem:unauthorized",
+            ),
+        };
+        for (path, body) in [
+            ("/api/v1/batches/1700/messages", &message),
+            ("/api/v1/batches/1700/summary", &summary),
+        ] {
+            let response = http_post(&server, path, token.as_deref(), None, body).await;
+            let body = problem(response, status).await;
+            assert_eq!(body["type"], kind, "{user:?} {path}");
+        }
+        let response = server
+            .call(Method::GET, &list, token.as_deref(), None)
+            .await;
+        let body = problem(response, status).await;
+        assert_eq!(body["type"], kind, "{user:?} GET {list}");
+    }
+    // Nothing was staged for anyone.
+    let op = server.token("op").await;
+    let (status, listed) = server.get_json("/api/v1/batches", &op).await;
+    assert_eq!((status, &listed["items"]), (StatusCode::OK, &json!([])));
+    assert_eq!(live_customers(&server).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_identical_repeat_inside_a_batch_is_accepted_and_lands_once() {
+    let (server, _) = server().await;
+    let mut erp = sender(&server, "erp-all", "host-a").await;
+    let feed_before = server.store.last_seq();
+    // 1, 2, 2 (the same payload again), 3.
+    for (number, codes) in [
+        (1, ["r1", "r2"]),
+        (2, ["r3", "r4"]),
+        (2, ["r3", "r4"]),
+        (3, ["r5", "r6"]),
+    ] {
+        let errors = erp.write(table(1900, number, &codes, "rep")).await.unwrap();
+        assert_eq!(errors, Vec::<String>::new(), "message {number}");
+    }
+    assert_eq!(erp.summary(1900, 3, 6).await, Vec::<String>::new());
+    assert_eq!(server.store.last_seq(), feed_before + 6, "each row once");
+    assert_eq!(
+        live_customers(&server).await,
+        ["r1", "r2", "r3", "r4", "r5", "r6"]
+    );
+    let token = server.token("erp-all").await;
+    let state = batch(&server, &token, 1900).await;
+    assert_eq!(state["state"], "committed");
+    assert_eq!(state["records"], 6);
+    assert_eq!(state["messagesReceived"], json!([1, 2, 3]));
+}
+
+/// The batch record lists every message: 300 must still fit a record.
+#[tokio::test]
+async fn three_hundred_one_row_messages_commit() {
+    let (server, _) = server().await;
+    let mut erp = sender(&server, "erp-all", "host-a").await;
+    let feed_before = server.store.last_seq();
+    for number in 1..=300 {
+        let code = number.to_string();
+        let errors = erp.write(table(2000, number, &[&code], "m")).await.unwrap();
+        assert_eq!(errors, Vec::<String>::new(), "message {number}");
+    }
+    assert_eq!(erp.summary(2000, 300, 300).await, Vec::<String>::new());
+    assert_eq!(server.store.last_seq(), feed_before + 300);
+    assert_eq!(customer_count(&server), 300);
+    let token = server.token("erp-all").await;
+    let state = batch(&server, &token, 2000).await;
+    assert_eq!(state["state"], "committed");
+    assert_eq!(state["records"], 300);
+    assert_eq!(
+        state["messagesReceived"].as_array().map(Vec::len),
+        Some(300)
+    );
+}
+
+/// Many tiny rows: each staging chunk must still fit a record.
+#[tokio::test]
+async fn one_message_of_2500_short_rows_commits() {
+    let (server, _) = server().await;
+    let mut erp = sender(&server, "erp-all", "host-a").await;
+    let feed_before = server.store.last_seq();
+    let mut message = table(2100, 1, &[], "s");
+    message.rows = (1..=2500)
+        .map(|i| row(&[("CODE", &i.to_string()), ("NAME", "x")]))
+        .collect();
+    message.record_count = 2500;
+    assert_eq!(erp.write(message).await.unwrap(), Vec::<String>::new());
+    assert_eq!(erp.summary(2100, 1, 2500).await, Vec::<String>::new());
+    assert_eq!(server.store.last_seq(), feed_before + 2500);
+    assert_eq!(customer_count(&server), 2500);
+    for code in ["1", "1250", "2500"] {
+        let value = record(&server, code).await.expect(code);
+        assert_eq!(
+            (&value["CODE"], &value["NAME"]),
+            (&json!(code), &json!("x"))
+        );
+    }
 }

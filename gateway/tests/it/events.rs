@@ -6,6 +6,7 @@
 //! envelope is a 4xx problem naming the member and writes nothing; only
 //! operators and `events:write` clients may post.
 
+use fieldsync_gateway::GatewayConfig;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -460,148 +461,200 @@ fn broken(edit: impl FnOnce(&mut Value)) -> Value {
     body
 }
 
-#[tokio::test]
-async fn malformed_envelopes_name_the_member_and_write_nothing() {
+/// A WORK_ORDER envelope of `action` with `data`.
+fn work_order(action: &str, data: Value) -> Value {
+    envelope("WORK_ORDER", action, data, "2026-05-01T12:00:00Z")
+}
+
+/// One malformed event and the problem it must get: its status, its
+/// `type` when the case pins it, and a fragment its `detail` must hold.
+struct Malformed {
+    case: &'static str,
+    body: Value,
+    status: StatusCode,
+    kind: Option<&'static str>,
+    detail: String,
+}
+
+/// A 422 case.
+fn unprocessable(case: &'static str, body: Value, detail: &str) -> Malformed {
+    Malformed {
+        case,
+        body,
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        kind: None,
+        detail: detail.to_string(),
+    }
+}
+
+/// A 413 `body-too-large` case.
+fn too_large(case: &'static str, body: Value, detail: String) -> Malformed {
+    Malformed {
+        case,
+        body,
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        kind: Some("urn:fieldsync:problem:body-too-large"),
+        detail,
+    }
+}
+
+/// Post each case as `erp-all`: each must be its problem, and none may
+/// write anything.
+async fn refuse_each(cases: Vec<Malformed>) {
     let server = Server::start().await;
     let erp = server.token("erp-all").await;
-    let work_order =
-        |action: &str, data: Value| envelope("WORK_ORDER", action, data, "2026-05-01T12:00:00Z");
-    let mut data_missing_customer = new_order("wo-bad", "tech-1");
-    data_missing_customer
-        .as_object_mut()
-        .expect("object")
-        .remove("customer");
-    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
-    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
-        (
+    let before = written(&server);
+    for Malformed {
+        case,
+        body,
+        status,
+        kind,
+        detail,
+    } in cases
+    {
+        let response = post(&server, &erp, &body, None).await;
+        assert_eq!(response.status(), status, "{case}");
+        let answer = problem(response, status).await;
+        if let Some(kind) = kind {
+            assert_eq!(answer["type"], kind, "{case}: {answer}");
+        }
+        let text = answer["detail"].as_str().unwrap_or_default();
+        assert!(
+            text.contains(&detail),
+            "{case}: `{text}` should hold `{detail}`"
+        );
+        assert_eq!(written(&server), before, "{case} wrote something");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_envelopes_name_the_member_and_write_nothing() {
+    refuse_each(vec![
+        unprocessable(
             "missing header",
             broken(|b| remove(b, "header")),
-            unprocessable,
             "`header` is missing",
         ),
-        (
+        unprocessable(
             "missing action",
             broken(|b| remove(&mut b["content"], "action")),
-            unprocessable,
             "`content.action` is missing",
         ),
-        (
+        unprocessable(
             "bad generatedOn",
             broken(|b| b["header"]["generatedOn"] = json!("01/05/2026")),
-            unprocessable,
             "`header.generatedOn` must be an RFC 3339 time",
         ),
-        (
+        unprocessable(
             "bad createdAt",
             broken(|b| b["content"]["createdAt"] = json!("2026-05-01T25:00:00Z")),
-            unprocessable,
             "`content.createdAt` must be an RFC 3339 time",
         ),
-        (
+        unprocessable(
             "unknown action",
             broken(|b| b["content"]["action"] = json!("MERGE")),
-            unprocessable,
             "`content.action` must be INSERT, UPDATE or DELETE",
         ),
-        (
+        unprocessable(
             "data not an object",
             broken(|b| b["content"]["data"] = json!([1, 2])),
-            unprocessable,
             "`content.data` must be an object, not an array",
         ),
-        (
+        unprocessable(
             "schemaVersion an object",
             broken(|b| b["content"]["schemaVersion"] = json!({"major": 1})),
-            unprocessable,
             "`content.schemaVersion` must be a string or a number, not an object",
         ),
-        (
+        unprocessable(
             "originApp a number",
             broken(|b| b["content"]["originApp"] = json!(7)),
-            unprocessable,
             "`content.originApp` must be a string, not a number",
         ),
-        (
+        unprocessable(
             "internal collection",
             broken(|b| b["content"]["schemaName"] = json!("EVENT_KEYS")),
-            unprocessable,
             "`content.schemaName`",
         ),
-        (
+        unprocessable(
             "record without a key",
             broken(|b| b["content"]["data"] = json!({"nome": "Ana"})),
-            unprocessable,
             "`content.data.id` is missing",
         ),
-        (
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_work_order_data_names_the_member_and_writes_nothing() {
+    let mut missing_customer = new_order("wo-bad", "tech-1");
+    remove(&mut missing_customer, "customer");
+    refuse_each(vec![
+        unprocessable(
             "work order without customer",
-            work_order("INSERT", data_missing_customer),
-            unprocessable,
+            work_order("INSERT", missing_customer),
             "`content.data`: Failed to deserialize",
         ),
-        (
+        unprocessable(
             "customer name a number",
             work_order("INSERT", json!({"title": "t", "customer": {"name": 5}})),
-            unprocessable,
             "customer.name",
         ),
-        (
+        unprocessable(
             "unknown work-order field",
             work_order(
                 "INSERT",
                 json!({"title": "t", "customer": {"name": "A"}, "colour": "red"}),
             ),
-            unprocessable,
             "unknown field `colour`",
         ),
-        (
+        unprocessable(
             "assignee not a technician",
             work_order("INSERT", new_order("wo-bad", "op")),
-            unprocessable,
             "`content.data`: `assignee` `op` is not an active technician",
         ),
-        (
+        unprocessable(
             "update without id",
             work_order("UPDATE", json!({"assignee": "tech-1"})),
-            unprocessable,
             "`content.data.id` is missing",
         ),
-        (
+        unprocessable(
             "update of no work order",
             work_order("UPDATE", json!({"id": "wo-none", "priority": "low"})),
-            unprocessable,
             "`content.data.id`: no work order `wo-none`",
         ),
-        (
+        unprocessable(
             "update naming nothing",
             work_order("UPDATE", json!({"id": "wo-none"})),
-            unprocessable,
             "the patch names no field to change",
         ),
-        (
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_events_are_413_naming_the_limit_and_write_nothing() {
+    let body_bytes_max = GatewayConfig::default().body_bytes_max;
+    refuse_each(vec![
+        too_large(
             "data over a record",
             broken(|b| b["content"]["data"]["blob"] = json!("x".repeat(70_000))),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "`content.data` is",
+            "`content.data` is".into(),
         ),
-        (
+        too_large(
             "huge body",
             broken(|b| b["content"]["data"]["blob"] = json!("x".repeat(1_100_000))),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body",
+            body_bytes_max.to_string(),
         ),
-    ];
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_and_bad_idempotency_keys_are_400() {
+    let server = Server::start().await;
+    let erp = server.token("erp-all").await;
     let before = written(&server);
-    for (case, body, status, detail) in cases {
-        let answer = problem(post(&server, &erp, &body, None).await, status).await;
-        let text = answer["detail"].as_str().unwrap_or_default();
-        assert!(
-            text.contains(detail),
-            "{case}: `{text}` should hold `{detail}`"
-        );
-        assert_eq!(written(&server), before, "{case} wrote something");
-    }
-    // Not JSON at all, and a bad key header.
     let raw = server
         .client
         .post(format!("{}{EVENTS}", server.url))

@@ -404,6 +404,18 @@ impl Store {
         self.submit_request(writes, Vec::new())
     }
 
+    /// Wait until everything a reader may have seen is durable. The
+    /// committer applies a group before it flushes it, so a reader can see
+    /// a write whose flush is still running; whoever answers "already
+    /// done" from such a read (an idempotent resend) calls this first. It
+    /// is an empty write set: the one committer answers it only after
+    /// every earlier group's flush.
+    pub fn durable_barrier(&self) -> Result<(), WriteError> {
+        self.submit_request(WriteSet::default(), Vec::new())?
+            .wait()
+            .map(|_| ())
+    }
+
     /// Build a new work order and queue it; the caller resolves the ack.
     /// Used directly by bulk import to keep many creates in flight.
     pub fn submit_create(
@@ -489,34 +501,7 @@ impl Store {
         id: &str,
         edit: impl FnOnce(&mut WorkOrderDoc) -> Result<Edit, WriteError>,
     ) -> Result<Committed, WriteError> {
-        let handle = self
-            .load(id)?
-            .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
-        let mut cached = handle.lock().unwrap_or_else(|p| p.into_inner());
-        let result = edit(&mut cached.doc).and_then(|made| {
-            let replace = cached.chunks + 1 >= self.inner.config.compact_chunks_max;
-            let write = doc_write(&cached.doc, made, replace, false);
-            let heads = write.heads.iter().map(hex::encode).collect();
-            let receipt = self
-                .submit_unchecked(WriteSet {
-                    docs: vec![write],
-                    records: Vec::new(),
-                    checkpoint: None,
-                })?
-                .wait()?;
-            cached.chunks = receipt.chunk_counts[0];
-            Ok(Committed {
-                id: id.to_string(),
-                seq: receipt.seqs[0],
-                heads,
-            })
-        });
-        if result.is_err() {
-            // The in-memory document may hold a change that is not stored.
-            drop(cached);
-            self.inner.cache.evict(id);
-        }
-        result
+        self.edit_work_order_with_records(id, |doc| edit(doc).map(|made| (made, Vec::new())))
     }
 
     /// [`Store::edit_work_order`] whose `edit` also returns record writes

@@ -433,3 +433,18 @@ fn a_closed_store_refuses_writes_and_reopening_keeps_epoch_and_actor() {
     let fresh = Store::init(other.path(), StoreConfig::default()).unwrap();
     assert_ne!(fresh.epoch(), epoch);
 }
+
+#[test]
+fn the_durable_barrier_answers_after_a_flush_and_refuses_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), StoreConfig::default()).unwrap();
+    let before = store.flush_count();
+    store.durable_barrier().unwrap();
+    assert!(
+        store.flush_count() > before,
+        "the barrier went through the committer and its flush"
+    );
+    assert_eq!(store.last_seq(), 0, "an empty write set takes no seq");
+    store.close();
+    assert!(matches!(store.durable_barrier(), Err(WriteError::Closed)));
+}
