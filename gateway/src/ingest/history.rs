@@ -144,7 +144,7 @@ mod tests {
             Some(("k".into(), "client-a".into(), 99, false))
         );
         batch.state = State::Committed;
-        assert_eq!(batch_row("k".into(), &batch).unwrap().3, true);
+        assert!(batch_row("k".into(), &batch).unwrap().3);
         let value = serde_json::json!({"at": "1970-01-01T00:00:01.000Z"});
         assert_eq!(
             event_row("erp-1/abc".into(), &value),
