@@ -375,6 +375,25 @@ impl<T: DeserializeOwned> FromRequest<crate::state::AppState> for ApiJson<T> {
     }
 }
 
+/// What a caller hears when the store stops taking writes (its cause is
+/// logged, not told).
+pub(crate) fn store_unavailable(error: &fieldsync_node::store::WriteError) -> ApiError {
+    tracing::error!(%error, "store refuses writes");
+    ApiError::new(ErrorKind::Unavailable, "the store is not accepting writes")
+}
+
+/// A store write failure with nothing more specific to say: 503 when the
+/// store is not taking writes, else an internal error (cause logged).
+pub(crate) fn store_write_error(error: fieldsync_node::store::WriteError) -> ApiError {
+    use fieldsync_node::store::WriteError;
+    match error {
+        WriteError::Closed | WriteError::StoreFailed | WriteError::Io(_) => {
+            store_unavailable(&error)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
 /// A body over `bytes_max`, said so.
 pub(crate) fn body_too_large(bytes_max: usize) -> ApiError {
     ApiError::new(

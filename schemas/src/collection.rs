@@ -20,6 +20,10 @@ pub const RECORD_VALUE_BYTES_MAX: usize = 64 * 1024;
 pub const RECORD_KEY_BYTES_MAX: usize = 512;
 /// Bytes of a collection name, at most (`[a-z0-9_-]{1,64}`).
 pub const COLLECTION_NAME_BYTES_MAX: usize = 64;
+/// Collections that ERP batches and events may create, at most: past
+/// this, a table or schema naming a new collection is refused (operators
+/// may still create one over the records API).
+pub const DATA_COLLECTIONS_MAX: usize = 1024;
 /// Record writes in one write set, at most (a whole ERP batch commits as
 /// one write set).
 pub const WRITE_SET_RECORDS_MAX: usize = 100_000;

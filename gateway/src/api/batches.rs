@@ -162,7 +162,7 @@ pub(crate) fn refusal_error(refusal: Refusal) -> ApiError {
             ..ApiError::new(ErrorKind::Conflict, error)
         },
         Refusal::Contended(error) => ApiError::new(ErrorKind::Conflict, error),
-        Refusal::Store(error) => crate::delivery::hook::write_error(error),
+        Refusal::Store(error) => crate::error::store_write_error(error),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::auth::Caller;
 use crate::delivery::attempts::{self, AttemptKind, AttemptRow};
 use crate::delivery::command_schedule::{self, CommandState, Report, ReportError};
 use crate::delivery::commands::{self, Command, LogRow};
-use crate::delivery::hook::write_error;
+use crate::error::store_write_error;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorKind, Problem};
 use crate::state::AppState;
 
@@ -251,7 +251,7 @@ pub(crate) async fn publish(
                         .ok_or_else(|| ApiError::internal("command vanished"))?;
                     Ok((existing.0, false))
                 }
-                Err(error) => Err(write_error(error)),
+                Err(error) => Err(store_write_error(error)),
             }
         })
         .await?;
@@ -532,7 +532,7 @@ pub(crate) async fn post_result(
                     ErrorKind::Conflict,
                     format!("command `{id}` changed meanwhile; read it and report again"),
                 )),
-                Err(error) => Err(write_error(error)),
+                Err(error) => Err(store_write_error(error)),
             }
         })
         .await?;

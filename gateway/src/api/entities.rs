@@ -92,7 +92,7 @@ pub(crate) async fn put_entities(
         .map_err(ApiError::internal)?
         .map_err(|error| match error {
             SetError::Invalid(why) => ApiError::new(ErrorKind::InvalidValue, why),
-            SetError::Write(error) => crate::delivery::hook::write_error(error),
+            SetError::Write(error) => crate::error::store_write_error(error),
         })?;
     Ok(axum::Json(config))
 }
@@ -137,7 +137,7 @@ pub(crate) async fn reload(
             let write = entities::write(&erp, &stored.value, stored.expect());
             match store.write_record(&write.collection, &write.key, write.value, write.expect) {
                 Err(WriteError::VersionMismatch { .. }) => continue,
-                Err(error) => return Err(crate::delivery::hook::write_error(error)),
+                Err(error) => return Err(crate::error::store_write_error(error)),
                 Ok(_) => return Ok(axum::Json(stored.value)),
             }
         }

@@ -45,6 +45,7 @@ use crate::state::AppState;
 
 /// The internal collection of idempotency records, keyed `{user}/{key}`.
 use crate::ingest::history::EVENT_KEYS;
+use crate::ingest::staging;
 /// Tries at applying one event when a concurrent write moved what it
 /// checked (the record it writes, or its key, taken by a racing resend).
 const ATTEMPTS: usize = 3;
@@ -415,7 +416,7 @@ fn seen(store: &Store, keyed: &Keyed) -> Result<Option<Settled>, ApiError> {
         // The key's record may still be in a flush: answer once durable.
         Seen::Replay { status, answer } => store
             .durable_barrier()
-            .map_err(crate::delivery::hook::write_error)
+            .map_err(crate::error::store_write_error)
             .map(|()| {
                 Some(Settled {
                     status,
@@ -465,6 +466,16 @@ fn settle(store: &Store, caller: &Caller, plan: &Plan, keyed: &Keyed) -> Result<
             return Err(failure(caller, plan, error));
         }
         work_orders::check_assignee(store, plan.assignee()).map_err(in_data)?;
+        if let Plan::Record { collection, .. } = plan {
+            staging::check_new_collection(store, collection)
+                .map_err(ApiError::internal)?
+                .map_err(|why| {
+                    ApiError::new(
+                        ErrorKind::InvalidBody,
+                        format!("`content.schemaName`: {why}"),
+                    )
+                })?;
+        }
         match apply(store, &who, plan, keyed) {
             Ok(settled) => return Ok(settled),
             Err(error @ (WriteError::VersionMismatch { .. } | WriteError::AlreadyExists(_))) => {

@@ -29,8 +29,9 @@ use fieldsync_schemas::{ChangeOp, Role, Scope};
 use super::model::{
     CollectionGrants, CollectionSummary, Reader, RecordBody, RecordPage, RecordQuery,
 };
-use super::work_orders::{entity_tags, json_with_etag, store_unavailable, tags_match};
+use super::work_orders::{entity_tags, json_with_etag, tags_match};
 use crate::auth::Caller;
+use crate::error::store_unavailable;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorKind, Problem};
 use crate::state::AppState;
 

@@ -424,7 +424,7 @@ pub(crate) async fn create_webhook(
                     ..WriteSet::default()
                 })
                 .and_then(|pending| pending.wait())
-                .map_err(hook::write_error)
+                .map_err(crate::error::store_write_error)
         })
         .await?;
     state.delivery().wake.notify_one();

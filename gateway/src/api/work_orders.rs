@@ -84,13 +84,6 @@ pub(crate) fn json_with_etag(
     response
 }
 
-/// What a caller hears when the store stops taking writes (its cause is
-/// logged, not told).
-pub(crate) fn store_unavailable(error: &WriteError) -> ApiError {
-    tracing::error!(%error, "store refuses writes");
-    ApiError::new(ErrorKind::Unavailable, "the store is not accepting writes")
-}
-
 /// Map a store write failure to what the caller may learn.
 pub(crate) fn write_error(caller: &Caller, id: &str, error: WriteError) -> ApiError {
     let hidden = || ApiError::not_found(format!("no work order `{id}`"));
@@ -114,7 +107,7 @@ pub(crate) fn write_error(caller: &Caller, id: &str, error: WriteError) -> ApiEr
             OpError::Invalid { .. } => ApiError::new(ErrorKind::InvalidValue, op.to_string()),
             OpError::Automerge(error) => ApiError::internal(error),
         },
-        WriteError::Closed | WriteError::StoreFailed => store_unavailable(&error),
+        WriteError::Closed | WriteError::StoreFailed => crate::error::store_unavailable(&error),
         other => ApiError::internal(other),
     }
 }

@@ -259,7 +259,7 @@ pub(crate) fn update(
         match written.and_then(|pending| pending.wait()) {
             Ok(_) => return Ok(Some(hook)),
             Err(WriteError::VersionMismatch { .. }) => continue,
-            Err(error) => return Err(write_error(error)),
+            Err(error) => return Err(crate::error::store_write_error(error)),
         }
     }
     Err(ApiError::internal(format!(
@@ -273,16 +273,7 @@ pub(crate) fn delete(store: &Store, id: &str) -> Result<bool, ApiError> {
     match store.write_record(HOOKS, id, None, Expect::Present) {
         Ok(_) => Ok(true),
         Err(WriteError::VersionMismatch { .. }) => Ok(false),
-        Err(error) => Err(write_error(error)),
-    }
-}
-
-pub(crate) fn write_error(error: WriteError) -> ApiError {
-    match error {
-        WriteError::Closed | WriteError::StoreFailed | WriteError::Io(_) => {
-            crate::api::work_orders::store_unavailable(&error)
-        }
-        other => ApiError::internal(other),
+        Err(error) => Err(crate::error::store_write_error(error)),
     }
 }
 

@@ -266,7 +266,7 @@ fn delete(store: &Store, collection: &str, keys: &[String]) -> Result<(), ApiErr
             ..WriteSet::default()
         })
         .and_then(|pending| pending.wait())
-        .map_err(hook::write_error)?;
+        .map_err(crate::error::store_write_error)?;
     Ok(())
 }
 

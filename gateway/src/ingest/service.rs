@@ -222,6 +222,8 @@ pub(crate) fn write_blocking(
             message.number
         )])
     })?;
+    staging::check_new_collection(store, &prepared.collection)?
+        .map_err(|e| Refusal::Rejected(vec![e]))?;
     let (chunks, chunk_count) = staging::chunk_writes(&key, number, &prepared.rows);
     let arriving = Arriving {
         digest: hex::encode(&Sha256::digest(&bytes)[..16]),

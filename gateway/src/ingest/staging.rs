@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use fieldsync_node::store::{Expect, ReadError, Record, RecordWrite, Store};
 use serde::{Deserialize, Serialize};
 
+use fieldsync_schemas::collection::DATA_COLLECTIONS_MAX;
+
 use super::lease::Lease;
 use super::rows::StagedRow;
 use super::rules::Batch;
@@ -71,6 +73,26 @@ impl ClientState {
             };
         }
     }
+}
+
+/// Refuse a collection that does not exist yet when there are already
+/// `DATA_COLLECTIONS_MAX`: batches and events create collections from
+/// names an outside system chose, so their number needs a bound.
+pub(crate) fn check_new_collection(
+    store: &Store,
+    name: &str,
+) -> Result<Result<(), String>, ReadError> {
+    if store.collection(name)?.is_some() {
+        return Ok(Ok(()));
+    }
+    let count = store.collections()?.len();
+    if count >= DATA_COLLECTIONS_MAX {
+        return Ok(Err(format!(
+            "`{name}` would be a new collection, and there are already {count}, the most \
+             batches and events may create; an operator can create it over the records API"
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// The `batches` key of a batch.

@@ -1132,3 +1132,64 @@ async fn one_message_of_2500_short_rows_commits() {
         );
     }
 }
+
+/// Fill the store with `DATA_COLLECTIONS_MAX` collections, one record each.
+async fn fill_collections(server: &Server) {
+    let store = server.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let max = fieldsync_schemas::collection::DATA_COLLECTIONS_MAX;
+        let records = (0..max)
+            .map(|i| fieldsync_node::store::RecordWrite {
+                collection: format!("c{i:04}"),
+                key: "k".into(),
+                value: Some(b"{}".to_vec()),
+                expect: fieldsync_node::store::Expect::Any,
+                replicated_version: None,
+            })
+            .collect();
+        store
+            .submit(fieldsync_node::store::WriteSet {
+                records,
+                ..Default::default()
+            })
+            .unwrap()
+            .wait()
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn batches_and_events_create_a_bounded_number_of_collections() {
+    let (server, _) = server().await;
+    fill_collections(&server).await;
+    let mut erp = sender(&server, "erp-all", "host-a").await;
+    let errors = erp.write(table(1300, 1, &["1"], "x")).await.unwrap();
+    assert!(
+        errors[0].contains("the most batches and events may create"),
+        "{errors:?}"
+    );
+    // An existing collection still takes rows.
+    let mut existing = table(1300, 1, &["1"], "x");
+    existing.table_name = "C0007".into();
+    assert!(erp.write(existing).await.unwrap().is_empty());
+    let token = server.token("erp-all").await;
+    let event = json!({
+        "header": {"type": "NEW_THING", "generatedOn": "2026-12-06T10:00:00Z", "locale": "pt_BR"},
+        "content": {"originApp": "rm", "appVersion": "12.1", "schemaName": "NEW_THING",
+            "schemaVersion": "1", "action": "INSERT", "data": {"id": "1"},
+            "createdAt": "2026-12-06T10:00:00.000Z", "token": "t"}
+    });
+    let response = server
+        .call(Method::POST, "/api/v1/events", Some(&token), Some(&event))
+        .await;
+    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("content.schemaName"),
+        "{body}"
+    );
+}
