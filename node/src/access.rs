@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value, ROOT};
 use fieldsync_schemas::field_rules::{self, FieldShape, Permission};
-use fieldsync_schemas::{CollectionKind, Role, Scope, Status};
+use fieldsync_schemas::{CollectionKind, Role, Scope};
 use serde::{Deserialize, Serialize};
 
 /// Who is on the other end of a sync session, as established by the
@@ -310,26 +310,6 @@ pub fn check_changes(role: Role, after: &Automerge, before_heads: &[ChangeHash])
             );
             continue;
         }
-        // A technician's new status entries must be field transitions.
-        if key == "status_log" && role == Role::Technician && in_new_object {
-            if let PatchAction::PutMap {
-                key: field,
-                value: (value, _),
-                ..
-            } = &patch.action
-            {
-                let to = value.as_str().and_then(|s| s.parse::<Status>().ok());
-                if field == "to" && !to.is_some_and(Status::is_field_transition) {
-                    flag(
-                        "status_log",
-                        format!(
-                            "{role} may not move a work order to `{}`",
-                            value.as_str().unwrap_or("?")
-                        ),
-                    );
-                }
-            }
-        }
     }
     // The diff shows only what changed the visible winner. A forbidden
     // write that loses a conflict (a concurrent office write wins) leaves
@@ -389,12 +369,14 @@ fn wrote_hidden(
 }
 
 /// Append to `doc` (as this node's actor) a change that restores every
-/// violated root key to its value at `before_heads`. Returns the change's
-/// bytes (empty if nothing needed restoring).
+/// violated root key to its value at `before_heads` and deletes every bad
+/// appended item (`doc::items`). Returns the change's bytes (empty if
+/// nothing needed restoring).
 pub fn compensate(
     doc: &mut Automerge,
     before_heads: &[ChangeHash],
     violations: &[Violation],
+    bad_items: &[crate::doc::items::BadItem],
     time_s: i64,
 ) -> Result<Vec<u8>, automerge::AutomergeError> {
     let before = doc.fork_at(before_heads)?;
@@ -410,6 +392,12 @@ pub fn compensate(
             break;
         }
     }
+    for bad in bad_items {
+        if result.is_err() {
+            break;
+        }
+        result = delete_item(&mut tx, &bad.key, &bad.item);
+    }
     match result {
         Ok(()) => {
             tx.commit_with(
@@ -424,6 +412,23 @@ pub fn compensate(
         }
     }
     Ok(doc.save_after(&heads))
+}
+
+/// Delete `item` from root list `key`, wherever it sits now.
+fn delete_item(
+    tx: &mut Transaction<'_>,
+    key: &str,
+    item: &ObjId,
+) -> Result<(), automerge::AutomergeError> {
+    let Some((Value::Object(_), list)) = tx.get(ROOT, key)? else {
+        return Ok(());
+    };
+    let index = (0..tx.length(&list))
+        .find(|&index| matches!(tx.get(&list, index), Ok(Some((_, id))) if &id == item));
+    match index {
+        Some(index) => tx.delete(&list, index),
+        None => Ok(()),
+    }
 }
 
 fn restore_key(

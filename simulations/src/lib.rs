@@ -163,7 +163,7 @@ pub fn run(cfg: SimConfig) -> Result<RunReport, ConfigError> {
         seed,
         failure,
         events: sim.trace.lines(),
-        end_ms: sim.now_ms,
+        end_ms: sim.now_ms - crate::workload::CLOCK_ZERO_MS,
         digest: sim.trace.digest_hex(),
         tail: sim.trace.tail(),
         trace: sim.trace.take_full(),

@@ -22,8 +22,10 @@ use crate::model::PendingWrite;
 use crate::world::{Sim, FIELD_COLLECTION, OFFICE_COLLECTION};
 use crate::Failure;
 
-/// The virtual clock's zero: 2026-01-01T00:00:00Z.
-const CLOCK_ZERO_S: i64 = 1_767_225_600;
+/// The virtual clock's start: 2026-01-01T00:00:00Z, in ms since the Unix
+/// epoch. The engine's `now_ms` is a wall clock (it judges items' times
+/// against it), so virtual time counts from a real date.
+pub(crate) const CLOCK_ZERO_MS: u64 = 1_767_225_600_000;
 
 /// Longest report a technician writes in a run, in bytes: reports are
 /// rewritten often and must not dominate the run time.
@@ -64,7 +66,7 @@ fn material_ids(doc: &Automerge) -> Vec<String> {
 
 impl Sim {
     pub(crate) fn timestamp(&self) -> String {
-        let seconds = CLOCK_ZERO_S + (self.now_ms / 1000) as i64;
+        let seconds = (self.now_ms / 1000) as i64;
         OffsetDateTime::from_unix_timestamp(seconds)
             .ok()
             .and_then(|t| t.format(&Rfc3339).ok())
@@ -439,7 +441,7 @@ impl Sim {
             60..=74 => {
                 let minutes = self.rng.random_range(5..=120) as u64;
                 let start = self.timestamp();
-                let end_s = CLOCK_ZERO_S + (self.now_ms / 1000 + minutes * 60) as i64;
+                let end_s = (self.now_ms / 1000 + minutes * 60) as i64;
                 let end = OffsetDateTime::from_unix_timestamp(end_s)
                     .ok()
                     .and_then(|t| t.format(&Rfc3339).ok())
@@ -517,9 +519,7 @@ impl Sim {
             tx.rollback();
             return Ok(());
         }
-        tx.commit_with(
-            CommitOptions::default().with_time(CLOCK_ZERO_S + (self.now_ms / 1000) as i64),
-        );
+        tx.commit_with(CommitOptions::default().with_time((self.now_ms / 1000) as i64));
         let bytes = automerge.save_after(&before);
         if field == 1 {
             self.model

@@ -353,7 +353,7 @@ impl Sim {
         Sim {
             cfg,
             rng,
-            now_ms: 1_000,
+            now_ms: crate::workload::CLOCK_ZERO_MS + 1_000,
             step: 0,
             nodes,
             users,
@@ -372,7 +372,11 @@ impl Sim {
     }
 
     pub(crate) fn log(&mut self, text: &str) {
-        self.trace.push(self.step, self.now_ms, text);
+        self.trace.push(
+            self.step,
+            self.now_ms - crate::workload::CLOCK_ZERO_MS,
+            text,
+        );
     }
 
     /// Technician nodes whose user was revoked are out of the system: they

@@ -11,6 +11,7 @@
 //! the store appends as a chunk.
 
 pub mod intake;
+pub mod items;
 mod ops;
 mod read;
 mod status;

@@ -220,6 +220,10 @@ pub struct Session {
     next_timeout_ms: Option<u64>,
 }
 
+/// What a peer hears about a document it may not have, whether it exists
+/// here or not (hardening finding 7: no existence oracle over sync).
+pub(crate) const HIDDEN_REASON: &str = "not a work order you may have";
+
 const REVOCATIONS_SCAN_MAX: usize = PAGE_DOCS_MAX;
 /// Bytes of not-yet-applicable changes a session keeps, at most. Past it
 /// they are dropped: the peer sends them again once we name them in `need`.
@@ -996,7 +1000,7 @@ impl Session {
                     full.push(id.clone());
                     waiting.insert(id, heads);
                 }
-                None => self.reject(&id, "you may not create work orders"),
+                None => self.reject_hidden(&id, "a technician may not create work orders"),
                 Some(meta) if !self.visible(&id, &meta, now_ms, store)? => {
                     // The office keeps the page open until the laptop
                     // confirms the purge: if the `Revoke` is lost with the
@@ -1114,15 +1118,19 @@ impl Session {
         store.doc_meta(id).map_err(store_error)
     }
 
-    fn reject(&mut self, id: &str, reason: &str) {
-        tracing::warn!(peer = %self.peer_node_id, %id, reason, "refusing a document from peer");
+    /// Refuse a document the peer may not have, whether it exists here or
+    /// not: the peer hears [`HIDDEN_REASON`] either way (no oracle for
+    /// which work orders exist, hardening finding 7); `why` goes to the
+    /// log and the events.
+    fn reject_hidden(&mut self, id: &str, why: &str) {
+        tracing::warn!(peer = %self.peer_node_id, %id, reason = why, "refusing a document from peer");
         self.events.push_back(Event::Violation {
             id: id.to_string(),
-            reason: reason.to_string(),
+            reason: why.to_string(),
         });
         self.outbox.push_back(Frame::Rejected {
             id: id.to_string(),
-            reason: reason.to_string(),
+            reason: HIDDEN_REASON.to_string(),
         });
     }
 
@@ -1147,7 +1155,7 @@ impl Session {
     /// decided on a reassignment a crash may still undo loses the laptop's
     /// copy for good, simulator seed 1786).
     fn reject_invisible(&mut self, id: &str, revoke: bool) -> bool {
-        self.reject(id, "not assigned to you");
+        self.reject_hidden(id, "not visible to this peer");
         let technician = matches!(
             self.peer,
             PeerAccess::User {
@@ -1194,7 +1202,7 @@ impl Session {
                 // document is not theirs to have any more (simulator, seed 1).
                 self.outbox.push_back(Frame::Rejected {
                     id,
-                    reason: "not visible to you".into(),
+                    reason: HIDDEN_REASON.into(),
                 });
                 continue;
             }
@@ -1294,7 +1302,7 @@ impl Session {
             // Not settled: we may be waiting for this very document whole
             // (we purged it, and it was assigned back), and a purge settled
             // everything else already (simulator, seed 252).
-            self.reject(&id, "unknown document");
+            self.reject_hidden(&id, "unknown document");
             return Ok(());
         };
         // A document the peer may not see is settled in our pages too:
@@ -1377,13 +1385,16 @@ impl Session {
                 accept = false;
                 self.refuse_changes(&id, reason);
             }
-            if let (true, PeerAccess::User { role, .. }) = (accept, &self.peer) {
+            if let (true, PeerAccess::User { role, user_id }) = (accept, &self.peer) {
                 if !self.peer.is_office() {
                     let violations = access::check_changes(*role, &trial, &before);
-                    if !violations.is_empty() {
+                    let bad_items =
+                        crate::doc::items::check_appended(user_id, *role, &trial, &before, now_ms);
+                    if !violations.is_empty() || !bad_items.is_empty() {
                         let reason = violations
                             .iter()
                             .map(|v| v.reason.as_str())
+                            .chain(bad_items.iter().map(|bad| bad.reason.as_str()))
                             .collect::<Vec<_>>()
                             .join("; ");
                         tracing::warn!(peer = %self.peer_node_id, %id, %reason, "forbidden change from peer");
@@ -1396,6 +1407,7 @@ impl Session {
                                 &mut trial,
                                 &before,
                                 &violations,
+                                &bad_items,
                                 (now_ms / 1000) as i64,
                             )
                             .map_err(|e| SessionError::Document {

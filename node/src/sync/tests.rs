@@ -4,7 +4,7 @@ use automerge::ActorId;
 use fieldsync_schemas::sync_frame::{Frame, RecordCopy, PROTOCOL_VERSION};
 use fieldsync_schemas::{Actor, OperatorPatch, Role, Status};
 
-use super::session::compress_batch;
+use super::session::{compress_batch, HIDDEN_REASON};
 use super::*;
 use crate::access::{PeerAccess, ReadGrants};
 use crate::doc::tests::sample;
@@ -138,7 +138,7 @@ fn tech_access(user: &str) -> PeerAccess {
 fn note(text: &str) -> Operation {
     Operation::AddNote {
         id: text.into(),
-        at: "2026-01-01T10:00:00Z".into(),
+        at: "1970-01-01T00:00:01Z".into(),
         text: text.into(),
     }
 }
@@ -582,7 +582,7 @@ fn concurrent_offline_edits_on_both_sides_merge() {
             "wo-1",
             &tech("tech-1"),
             &Operation::Close {
-                at: "2026-01-01T12:00:00Z".into(),
+                at: "1970-01-01T00:00:02Z".into(),
                 resolution: "fixed".into(),
                 signed_by: "Ana".into(),
             },
@@ -1088,4 +1088,115 @@ fn records_go_only_from_an_office_and_only_in_version_4() {
     assert!(!kinds.contains(&"records"), "{kinds:?}");
     assert_eq!(laptop3.store.doc_ids().len(), 1);
     assert!(laptop3.store.records().next().is_none());
+}
+
+/// A laptop that bypasses the typed operations appends a status entry
+/// claiming the operator's role (which would win the derived status) and
+/// a material already approved: the office judges each appended item and
+/// deletes the bad ones in its compensation, so both replicas converge
+/// without them (hardening finding 2). Fails before `doc::items`: both
+/// were merged as they came.
+#[test]
+fn forged_list_items_from_a_technician_are_compensated() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-1", "tech-1");
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    let now_ms = 1_767_268_800_000; // 2026-01-01T12:00:00Z
+    drive(&mut link, &mut central, &mut laptop, now_ms);
+    let mut doc = laptop.store.doc("wo-1").unwrap().unwrap();
+    let before = doc.get_heads();
+    {
+        use automerge::transaction::Transactable;
+        use automerge::{ObjType, ReadDoc, ROOT};
+        let mut tx = doc.transaction();
+        let log = tx.get(ROOT, "status_log").unwrap().unwrap().1;
+        let at = tx.length(&log);
+        let entry = tx.insert_object(&log, at, ObjType::Map).unwrap();
+        for (key, value) in [
+            ("at", "2026-01-01T11:00:00Z"),
+            ("by", "tech-1"),
+            ("role", "operator"),
+            ("to", "in_progress"),
+            ("note", ""),
+        ] {
+            tx.put(&entry, key, value).unwrap();
+        }
+        let materials = tx.get(ROOT, "materials").unwrap().unwrap().1;
+        let at = tx.length(&materials);
+        let material = tx.insert_object(&materials, at, ObjType::Map).unwrap();
+        for (key, value) in [
+            ("id", "m1"),
+            ("sku", "PUMP"),
+            ("unit", "pcs"),
+            ("description", ""),
+            ("by", "tech-1"),
+            ("at", "2026-01-01T11:00:00Z"),
+            ("state", "approved"),
+        ] {
+            tx.put(&material, key, value).unwrap();
+        }
+        tx.put(&material, "qty", 1.0).unwrap();
+        tx.commit();
+    }
+    let bytes = doc.save_after(&before);
+    laptop.store.merge("wo-1", &bytes, now_ms).unwrap();
+    laptop.store.flush();
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, now_ms + 1_000);
+    let violations = std::iter::from_fn(|| link.a.poll_event())
+        .filter(|e| {
+            matches!(e, Event::Violation { reason, .. }
+                if reason.contains("`role` is `operator`") && reason.contains("not `approved`"))
+        })
+        .count();
+    assert_eq!(violations, 1, "the office reports both forged items");
+    let a = central.store.work_order("wo-1").unwrap().view().unwrap();
+    let b = laptop.store.work_order("wo-1").unwrap().view().unwrap();
+    assert_eq!(
+        a.status,
+        Status::Assigned,
+        "the forged entry does not count"
+    );
+    assert_eq!(a.status_log.len(), 1, "{:?}", a.status_log);
+    assert!(a.materials.is_empty(), "{:?}", a.materials);
+    assert_eq!(a.heads, b.heads, "both replicas converge");
+}
+
+/// A laptop that offers a document it may not have hears the same answer
+/// whether the office holds a work order of that id (another's) or none:
+/// no existence oracle over sync (hardening finding 7). Fails before
+/// `HIDDEN_REASON`: "not assigned to you" against "you may not create
+/// work orders".
+#[test]
+fn unknown_and_hidden_documents_get_the_same_answer() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-theirs", "tech-2");
+    // A tampered laptop made documents of its own under both ids.
+    create(&mut laptop, "wo-theirs", "tech-1");
+    create(&mut laptop, "wo-ghost", "tech-1");
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, 2_000);
+    let mut heard: Vec<(String, String)> = std::iter::from_fn(|| link.b.poll_event())
+        .filter_map(|event| match event {
+            Event::Rejected { id, reason } => Some((id, reason)),
+            _ => None,
+        })
+        .collect();
+    heard.sort();
+    heard.dedup();
+    let ids: Vec<&str> = heard.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["wo-ghost", "wo-theirs"], "{heard:?}");
+    assert!(
+        heard.iter().all(|(_, reason)| reason == HIDDEN_REASON),
+        "{heard:?}"
+    );
+    let theirs = central
+        .store
+        .work_order("wo-theirs")
+        .unwrap()
+        .view()
+        .unwrap();
+    assert_eq!(theirs.assignee.as_deref(), Some("tech-2"), "nothing merged");
 }
