@@ -566,3 +566,31 @@ pub fn read_model_doc(data: &[u8]) -> Option<Automerge> {
     a[0].merge(&mut b[0]).ok()?;
     Some(a[0].document().clone())
 }
+
+// ---------------------------------------------------------------------------
+// Targets `tablestream`, `event_envelope`, `gateway_json`: the gateway's
+// pure cores are `pub(crate)`, so the work is in its `fuzzing` module
+// (`gateway/src/fuzzing.rs`), which says what each checks.
+
+/// Arbitrary bytes as `TableStream` traffic: the whole input as one
+/// protobuf `Table` and one `BatchSummary`, then as a setting byte and a
+/// sequence of steps (a length-delimited `Table`, the last one again, a
+/// length-delimited `BatchSummary`, the TTL passing), through
+/// `rows::prepare`, `staging::chunk_writes` and the batch rules.
+pub fn tablestream(data: &[u8]) {
+    fieldsync_gateway::fuzzing::tablestream(data);
+}
+
+/// Arbitrary bytes as the JSON body of `POST /api/v1/events`:
+/// `event::parse`, `target`, `derived_key`, `fingerprint`, the record key
+/// or the work-order plan, and the work order it would create or edit.
+pub fn event_envelope(data: &[u8]) {
+    fieldsync_gateway::fuzzing::event_envelope(data);
+}
+
+/// Arbitrary bytes as every REST request body the gateway decodes, each
+/// through its pure checks; work-order bodies as typed operations applied
+/// to a real work order in memory.
+pub fn gateway_json(data: &[u8]) {
+    fieldsync_gateway::fuzzing::json_bodies(data);
+}

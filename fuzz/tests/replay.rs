@@ -42,3 +42,18 @@ fn intake() {
 fn read_model() {
     replay("read_model", fieldsync_fuzz::read_model);
 }
+
+#[test]
+fn tablestream() {
+    replay("tablestream", fieldsync_fuzz::tablestream);
+}
+
+#[test]
+fn event_envelope() {
+    replay("event_envelope", fieldsync_fuzz::event_envelope);
+}
+
+#[test]
+fn gateway_json() {
+    replay("gateway_json", fieldsync_fuzz::gateway_json);
+}

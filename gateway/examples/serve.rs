@@ -4,12 +4,15 @@
 //! `cargo run -p fieldsync-gateway --example serve -- [ADDR] [DATA_DIR]`
 //! (defaults: 127.0.0.1:0 and a temporary directory). Prints the URL and
 //! one `user=... role=... secret=...` line per sample user, then serves
-//! until Ctrl-C.
+//! until Ctrl-C. The gateway has a central's defaults, and takes the
+//! `FIELDSYNC_GATEWAY_<KEY>` overrides a node takes (the schemathesis
+//! script shortens longpolls with them).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fieldsync_gateway::{AppState, GatewayConfig, TokenKey};
+use fieldsync_node::config::NodeConfig;
 use fieldsync_node::secret;
 use fieldsync_node::store::{Store, StoreConfig, User};
 use fieldsync_schemas::{Actor, Customer, NewWorkOrder, Priority, Role, Scope, Status};
@@ -27,6 +30,9 @@ fn main() -> anyhow::Result<()> {
         .next()
         .map(PathBuf::from)
         .unwrap_or_else(|| temp.path().join("store"));
+    let node = NodeConfig::parse("role = \"central\"\nname = \"serve\"\n", Path::new("serve"))?
+        .with_env_overrides(Path::new("(environment)"), |var| std::env::var(var).ok())?;
+    let config = GatewayConfig::from_node(&node);
     let store = Store::init(&dir, StoreConfig::default()).context("creating the store")?;
     let users = [
         ("op", Role::Operator, vec![]),
@@ -86,11 +92,7 @@ fn main() -> anyhow::Result<()> {
         for line in lines {
             println!("{line}");
         }
-        let state = AppState::new(
-            store.clone(),
-            TokenKey::generate(),
-            GatewayConfig::default(),
-        )?;
+        let state = AppState::new(store.clone(), TokenKey::generate(), config)?;
         fieldsync_gateway::run(listener, state, async {
             let _ = tokio::signal::ctrl_c().await;
         })

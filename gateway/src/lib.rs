@@ -28,6 +28,8 @@ pub mod delivery;
 mod edge;
 pub mod error;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 mod limit;
 pub mod oauth;

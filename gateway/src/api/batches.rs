@@ -16,6 +16,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::model::whole;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorKind, Problem};
 use crate::ingest::grpc::SENDER_INSTANCE;
@@ -37,16 +38,31 @@ const SUMMARY_BYTES_MAX: usize = 4096;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BatchMessage {
+    /// The ERP's table (`SA1010`); rows land in its lower-case data
+    /// collection (not reserved or internal).
     pub(crate) table_name: String,
+    /// The ERP's name: 1 to 64 visible ASCII characters without `/`.
+    #[schema(pattern = "^[!-.0-~]{1,64}$")]
     pub(crate) erp: String,
+    /// At most 10000 rows; as many as `recordCount` says.
     #[serde(default)]
+    #[schema(max_items = 10000)]
     pub(crate) rows: Vec<BatchRow>,
     #[serde(default)]
     pub(crate) schema: BatchSchema,
-    /// When present, must equal the path's batch id.
-    #[serde(default)]
+    /// The `Table` message's own copy of the batch id. The path names the
+    /// batch, so do not send it; a copy that differs from the path's is
+    /// refused (422).
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(read_only)]
     pub(crate) batch_id: Option<i64>,
+    /// 1, 2, ... within the batch.
+    #[serde(deserialize_with = "whole::i32")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub(crate) message_number: i32,
+    /// The number of `rows`.
+    #[serde(deserialize_with = "whole::i32")]
+    #[schema(minimum = 0, maximum = 10000)]
     pub(crate) record_count: i32,
     #[serde(default)]
     pub(crate) is_base_load: bool,
@@ -96,16 +112,30 @@ pub(crate) struct PrimaryKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BatchSummaryBody {
+    /// The ERP's name: 1 to 64 visible ASCII characters without `/`.
+    #[schema(pattern = "^[!-.0-~]{1,64}$")]
     pub(crate) erp: String,
-    /// When present, must equal the path's batch id.
-    #[serde(default)]
+    /// The summary's own copy of the batch id. The path names the batch,
+    /// so do not send it; a copy that differs from the path's is refused
+    /// (422).
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(read_only)]
     pub(crate) batch_id: Option<i64>,
+    /// Messages in the batch (1 to `[ingest] messages_per_batch_max`).
+    #[serde(deserialize_with = "whole::i32")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub(crate) message_count: i32,
+    /// Rows in all its messages.
+    #[serde(deserialize_with = "whole::i64")]
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
     pub(crate) record_count: i64,
-    /// RFC 3339; the delta's date range (informative).
+    /// RFC 3339 (1970 on); the delta's date range (informative).
     #[serde(default)]
+    #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub(crate) timestamp_start: Option<String>,
+    /// RFC 3339 (1970 on).
     #[serde(default)]
+    #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub(crate) timestamp_end: Option<String>,
 }
 
@@ -129,7 +159,8 @@ pub(crate) struct BatchPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct BatchQuery {
-    /// The ERP the batch belongs to (required).
+    /// The ERP the batch belongs to: a batch id is unique per ERP.
+    #[param(required = true, nullable = false, pattern = "^[!-.0-~]{1,64}$")]
     pub(crate) erp: Option<String>,
     /// Operators: the integration client (user id) that sent it; default:
     /// the caller.
@@ -139,14 +170,39 @@ pub(crate) struct BatchQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct BatchListQuery {
+    /// Only this ERP's batches.
     pub(crate) erp: Option<String>,
     /// `open`, `committed` or `expired`.
-    pub(crate) state: Option<String>,
+    #[param(inline)]
+    pub(crate) state: Option<BatchStateFilter>,
     /// Operators: one client's batches; default: every client's.
     /// Integration clients see their own only.
     pub(crate) client: Option<String>,
+    /// `next` of the previous page.
     pub(crate) after: Option<String>,
+    /// Batches per page, 1 to 2^53 - 1; values above `page_size_max` are
+    /// capped.
+    #[param(minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) limit: Option<usize>,
+}
+
+/// A batch's state, as a list filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BatchStateFilter {
+    Open,
+    Committed,
+    Expired,
+}
+
+impl BatchStateFilter {
+    fn as_str(self) -> &'static str {
+        match self {
+            BatchStateFilter::Open => "open",
+            BatchStateFilter::Committed => "committed",
+            BatchStateFilter::Expired => "expired",
+        }
+    }
 }
 
 /// A refusal as a problem document.
@@ -241,14 +297,17 @@ fn table_of(batch_id: i64, message: BatchMessage) -> proto::Table {
     post, path = "/api/v1/batches/{batch_id}/messages", tag = "ingest",
     params(
         ("batch_id" = i64, Path, description = "The batch id (Unix seconds of the delta's start)"),
-        ("x-sender-instance" = Option<String>, Header, description = "This sender's instance; one holds the ERP's upload lease at a time"),
+        ("x-sender-instance" = Option<String>, Header, pattern = "^[!-~]{1,128}$",
+         description = "This sender's instance (1 to 128 visible ASCII characters; absent: `default`); one holds the ERP's upload lease at a time"),
     ),
     request_body = BatchMessage,
     responses(
         (status = 200, description = "Staged durably (or an identical resend)", body = Accepted),
-        (status = 409, description = "Another sender instance holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A body that is not JSON, or a bad batch id", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an operator, and scope `batches:write` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another sender instance holds the lease, or the batch is busy", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The JSON body is over 8 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Refused by the batch rules (including a message over 5 MiB as protobuf); `errors` lists why", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body that does not fit, or refused by the batch rules (which depend on the batch so far: numbering, counts, columns, a message over 5 MiB as protobuf); `errors` lists why", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -278,13 +337,17 @@ pub(crate) async fn post_message(
     post, path = "/api/v1/batches/{batch_id}/summary", tag = "ingest",
     params(
         ("batch_id" = i64, Path, description = "The batch id"),
-        ("x-sender-instance" = Option<String>, Header, description = "This sender's instance"),
+        ("x-sender-instance" = Option<String>, Header, pattern = "^[!-~]{1,128}$",
+         description = "This sender's instance (1 to 128 visible ASCII characters; absent: `default`)"),
     ),
     request_body = BatchSummaryBody,
     responses(
         (status = 200, description = "Committed (or committed before)", body = Accepted),
-        (status = 409, description = "Another sender instance holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Does not match; the batch stays open; `errors` names missing and extra messages", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A body that is not JSON, or a bad batch id", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an operator, and scope `batches:write` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another sender instance holds the lease, or the batch is busy", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The JSON body is over 4096 bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Does not fit, or does not match the batch; the batch stays open; `errors` names missing and extra messages", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -346,7 +409,8 @@ fn client_for(caller: &Caller, asked: Option<String>) -> Result<Option<String>, 
     params(("batch_id" = i64, Path, description = "The batch id"), BatchQuery),
     responses(
         (status = 200, description = "The batch", body = BatchView),
-        (status = 400, description = "`erp` missing", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`erp` missing or malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an operator, scope `batches:write` missing, or another client's batches", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such batch", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -379,7 +443,11 @@ pub(crate) async fn get_batch(
 #[utoipa::path(
     get, path = "/api/v1/batches", tag = "ingest",
     params(BatchListQuery),
-    responses((status = 200, description = "A page of batches", body = BatchPage)),
+    responses(
+        (status = 200, description = "A page of batches", body = BatchPage),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an operator, scope `batches:write` missing, or another client's batches", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 pub(crate) async fn list_batches(
@@ -390,13 +458,13 @@ pub(crate) async fn list_batches(
     let prefix = client_for(&caller, query.client)?
         .map(|client| format!("{client}/"))
         .unwrap_or_default();
-    let wanted_state = match query.state.as_deref() {
+    let wanted_state = match query.state {
         None => None,
-        Some(text) => Some(BatchState::parse(text).ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::InvalidQuery,
-                "`state` must be open, committed or expired",
-            )
+        Some(filter) => Some(BatchState::parse(filter.as_str()).ok_or_else(|| {
+            ApiError::internal(format!(
+                "batch state `{}` unknown to the rules",
+                filter.as_str()
+            ))
         })?),
     };
     let limit = super::page_size(state.config(), query.limit, "limit")?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::extract::State;
 use fieldsync_schemas::{Role, Scope};
 
-use super::model::{Change, ChangesPage, ChangesQuery, FeedMode};
+use super::model::{Change, ChangesPage, ChangesQuery, FeedMode, LONGPOLL_TIMEOUT_MS_ASKED_MAX};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorKind, Problem};
 use crate::feed::{read_page, FeedPage};
@@ -36,6 +36,18 @@ pub(crate) async fn changes(
     let config = state.config();
     let since = query.since.unwrap_or(0);
     let limit = super::page_size(config, query.limit, "limit")?;
+    // The document says `maximum`: a larger wait is refused, not cut (a
+    // client asking for hours has a bug worth hearing about). Asked waits
+    // up to the maximum are cut to `longpoll_timeout_ms_max`.
+    if query
+        .timeout
+        .is_some_and(|timeout| timeout > LONGPOLL_TIMEOUT_MS_ASKED_MAX)
+    {
+        return Err(ApiError::new(
+            ErrorKind::InvalidQuery,
+            format!("`timeout` must be 0 to {LONGPOLL_TIMEOUT_MS_ASKED_MAX} ms"),
+        ));
+    }
     if let Some(name) = &query.collection {
         if name.is_empty()
             || name.len() > COLLECTION_BYTES_MAX

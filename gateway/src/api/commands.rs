@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::model::whole;
 use crate::auth::Caller;
 use crate::delivery::attempts::{self, AttemptKind, AttemptRow};
 use crate::delivery::command_schedule::{self, CommandState, Report, ReportError};
@@ -30,8 +31,9 @@ use crate::state::AppState;
 const NAME_BYTES_MAX: usize = 128;
 /// Log rows one result may carry, at most.
 const LOG_ROWS_MAX: usize = 100;
-/// Bytes of one log row's text, at most.
-const LOG_TEXT_BYTES_MAX: usize = 4096;
+/// Characters of one log row's text, at most (as the document's
+/// `maxLength` counts).
+const LOG_TEXT_CHARS_MAX: usize = 4096;
 /// Bytes of one log row's debug data (as JSON), at most.
 const LOG_DEBUG_BYTES_MAX: usize = 4096;
 /// Bytes of a command's payload (as JSON), at most: a command is one
@@ -48,11 +50,13 @@ const DETAIL_ROWS_MAX: usize = 500;
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewCommand {
     /// What to do, e.g. `anonymise-person`.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,128}$")]
     pub name: String,
-    /// Its arguments (any JSON).
+    /// Its arguments (any JSON, at most 32768 bytes as compact JSON).
     #[serde(default)]
     pub payload: Value,
     /// Who executes it: an integration client's id (or a site's name).
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,128}$")]
     pub subscriber: String,
 }
 
@@ -60,7 +64,9 @@ pub(crate) struct NewCommand {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommandResult {
     pub success: bool,
+    /// At most 100 rows.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub logs: Vec<NewLogRow>,
 }
 
@@ -68,9 +74,13 @@ pub(crate) struct CommandResult {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewLogRow {
     /// 0 info, 1 warning, 2 error.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", deserialize_with = "whole::u8")]
+    #[schema(minimum = 0, maximum = 2)]
     pub kind: u8,
+    /// At most 4096 characters.
+    #[schema(max_length = 4096)]
     pub text: String,
+    /// Any JSON, at most 4096 bytes as compact JSON.
     #[serde(default)]
     pub debug: Option<Value>,
 }
@@ -113,9 +123,24 @@ pub(crate) struct CommandQuery {
     pub subscriber: Option<String>,
     /// `pending` (default: available now), `waiting` (pending, retry not
     /// due yet), `done` or `dead`.
-    pub state: Option<String>,
+    #[param(inline)]
+    pub state: Option<CommandStateFilter>,
     pub name: Option<String>,
-    pub limit: Option<usize>,
+    /// At most this many: 0 and 1 mean 1, values over 500 mean 500;
+    /// default 100.
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
+    pub limit: Option<u64>,
+}
+
+/// Which commands a list shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CommandStateFilter {
+    #[default]
+    Pending,
+    Waiting,
+    Done,
+    Dead,
 }
 
 fn view(command: &Command) -> CommandView {
@@ -182,12 +207,14 @@ fn no_command(id: &str) -> ApiError {
 #[utoipa::path(
     post, path = "/api/v1/commands", tag = "commands",
     request_body = NewCommand,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Publishing again with the same key returns the first command (200) instead of a new one")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,126}[!-~])?$",
+            description = "1 to 128 visible ASCII characters (spaces inside). Publishing again with the same key returns the first command (200) instead of a new one")),
     responses(
         (status = 201, description = "Published and durable", body = CommandView),
         (status = 200, description = "Already published under this Idempotency-Key", body = CommandView),
+        (status = 400, description = "Malformed body or `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Scope `commands:publish` missing", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad name, subscriber or key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad name or subscriber, or a payload over 32768 bytes", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -269,8 +296,8 @@ pub(crate) async fn publish(
     params(CommandQuery),
     responses(
         (status = 200, description = "Commands, in id order", body = [CommandView]),
+        (status = 400, description = "Bad `state` or `limit`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither `commands:consume` nor `commands:publish`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad state", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -285,44 +312,44 @@ pub(crate) async fn list(
         (None, Role::Operator) => None,
         (None, _) => Some(caller.user_id.clone()),
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, LIST_COMMANDS_MAX);
+    let limit = super::query_integer(query.limit, "limit")?
+        .map_or(100, |limit| {
+            usize::try_from(limit).unwrap_or(LIST_COMMANDS_MAX)
+        })
+        .clamp(1, LIST_COMMANDS_MAX);
     let now_ms = state.now_ms();
-    let wanted = query.state.clone().unwrap_or_else(|| "pending".into());
+    let wanted = query.state.unwrap_or_default();
     let keep = move |command: &Command| {
         sees(&caller, command)
             && subscriber.as_ref().is_none_or(|s| *s == command.subscriber)
             && query.name.as_ref().is_none_or(|n| *n == command.name)
     };
     let found = state
-        .blocking(move |store| match wanted.as_str() {
-            "pending" => commands::pending(
+        .blocking(move |store| match wanted {
+            CommandStateFilter::Pending => commands::pending(
                 store,
                 |c| keep(c) && command_schedule::is_available(&c.progress, now_ms),
                 limit,
                 SCAN_COMMANDS_MAX,
             ),
-            "waiting" => commands::pending(
+            CommandStateFilter::Waiting => commands::pending(
                 store,
                 |c| keep(c) && !command_schedule::is_available(&c.progress, now_ms),
                 limit,
                 SCAN_COMMANDS_MAX,
             ),
-            "done" => commands::history(
+            CommandStateFilter::Done => commands::history(
                 store,
                 |c| keep(c) && matches!(c.progress.state, CommandState::Done { .. }),
                 limit,
                 SCAN_COMMANDS_MAX,
             ),
-            "dead" => commands::history(
+            CommandStateFilter::Dead => commands::history(
                 store,
                 |c| keep(c) && matches!(c.progress.state, CommandState::Dead { .. }),
                 limit,
                 SCAN_COMMANDS_MAX,
             ),
-            other => Err(ApiError::new(
-                ErrorKind::InvalidQuery,
-                format!("state `{other}`: pending, waiting, done or dead"),
-            )),
         })
         .await?;
     Ok(axum::Json(found.iter().map(view).collect()))
@@ -364,6 +391,7 @@ pub(crate) async fn subscriptions(
     params(("id" = String, Path, description = "Command id")),
     responses(
         (status = 200, description = "The command", body = CommandDetail),
+        (status = 403, description = "Technicians", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such command, or not yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -415,9 +443,9 @@ fn log_rows(
             if row.kind > 2 {
                 return Err(invalid("log type: 0 info, 1 warning, 2 error"));
             }
-            if row.text.len() > LOG_TEXT_BYTES_MAX {
+            if row.text.chars().count() > LOG_TEXT_CHARS_MAX {
                 return Err(invalid(format!(
-                    "log text: at most {LOG_TEXT_BYTES_MAX} bytes"
+                    "log text: at most {LOG_TEXT_CHARS_MAX} characters"
                 )));
             }
             if row
@@ -452,7 +480,8 @@ fn log_rows(
         (status = 200, description = "Recorded and durable; the command's new state", body = CommandView),
         (status = 403, description = "Scope `commands:consume` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such command, or not yours to execute", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already finished, or its retry is not due yet", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished, its retry is not due yet, or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A log row's type over 2, or its debug data over 4096 bytes as JSON", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

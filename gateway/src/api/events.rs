@@ -527,10 +527,110 @@ async fn accept(
     (schema, settled)
 }
 
+/// The JSON Schema of the envelope (`EventEnvelope` in the document),
+/// member by member as `ingest/event.rs` checks it: strings of 1 to N
+/// characters (N bytes there), RFC 3339 times from 1970 on, a locale, an
+/// action, and `content` in one of four shapes by `schemaName` and
+/// `action`: a work-order create body, a work-order patch with its `id`, a
+/// work order's `id` to delete, or a record of a data collection named by
+/// `schemaName` (keyed by `data.id`, else `data.key`). Unknown members of
+/// the envelope are ignored, so its objects admit more members. Built from
+/// the other schemas of the document (`schemas`), which it refers to.
+pub(super) fn envelope_schema(schemas: &mut serde_json::Map<String, Value>) -> Value {
+    use serde_json::json;
+    let text = |max: usize| json!({"type": "string", "minLength": 1, "maxLength": max});
+    let version = json!({"oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": 64},
+        {"type": "number"},
+    ]});
+    // RFC 3339 from 1970 on (what `clock::parse_rfc3339_ms` takes).
+    let time = json!({
+        "type": "string",
+        "format": "date-time",
+        "maxLength": 128,
+        "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-",
+    });
+    let work_order_id = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"});
+    let work_order_schema =
+        json!({"type": "string", "pattern": "^[Ww][Oo][Rr][Kk]_[Oo][Rr][Dd][Ee][Rr]$"});
+    // UPDATE: `id` and a patch body (at least one member besides `id`).
+    if let Some(patch) = schemas.get("PatchWorkOrder").cloned() {
+        let mut update = patch;
+        update["properties"]["id"] = work_order_id.clone();
+        let mut required = vec![json!("id")];
+        if let Some(more) = update.get("required").and_then(Value::as_array) {
+            required.extend(more.iter().cloned());
+        }
+        update["required"] = Value::Array(required);
+        update["minProperties"] = json!(2);
+        update["description"] = json!(
+            "A work order's `id` and a patch body (`PatchWorkOrder`): the members to change."
+        );
+        schemas.insert("WorkOrderEventUpdate".into(), update);
+    }
+    let key = super::contract::record_key_schema();
+    let record_key = json!({"oneOf": [key, {"type": "integer"}]});
+    let content = |schema_name: Value, action: Value, data: Value| {
+        json!({
+            "type": "object",
+            "required": ["originApp", "appVersion", "schemaName", "schemaVersion",
+                         "action", "data", "createdAt", "token"],
+            "properties": {
+                "originApp": text(128),
+                "appVersion": version,
+                "schemaName": schema_name,
+                "schemaVersion": version,
+                "action": action,
+                "data": data,
+                "createdAt": time,
+                "token": text(1024),
+            },
+        })
+    };
+    let records = json!({
+        "type": "object",
+        "description": "The record's value (at most 65536 bytes as compact JSON), keyed by `id`, else `key`: a record key or an integer.",
+        "properties": {"id": {"oneOf": [record_key, {"type": "null"}]}},
+        // `key` counts only without an `id`.
+        "anyOf": [
+            {"required": ["id"], "properties": {"id": record_key}},
+            {"required": ["key"], "properties": {"id": {"type": "null"}, "key": record_key}},
+        ],
+    });
+    json!({
+        "type": "object",
+        "description": "An on-premise change event (reference §2); unknown members are ignored.",
+        "required": ["header", "content"],
+        "properties": {
+            "header": {
+                "type": "object",
+                "required": ["type", "generatedOn", "locale"],
+                "properties": {
+                    "type": text(128),
+                    "generatedOn": time,
+                    "locale": {"type": "string", "maxLength": 35,
+                               "pattern": "^[A-Za-z0-9]+([_-][A-Za-z0-9]+)*$"},
+                },
+            },
+            "content": {"oneOf": [
+                content(work_order_schema.clone(), json!({"const": "INSERT"}),
+                        json!({"$ref": "#/components/schemas/CreateWorkOrder"})),
+                content(work_order_schema.clone(), json!({"const": "UPDATE"}),
+                        json!({"$ref": "#/components/schemas/WorkOrderEventUpdate"})),
+                content(work_order_schema, json!({"const": "DELETE"}),
+                        json!({"type": "object", "required": ["id"], "properties": {"id": work_order_id}})),
+                content(json!({"type": "string", "pattern": super::contract::outside_collection_pattern(&["work_order"])}),
+                        json!({"enum": ["INSERT", "UPDATE", "DELETE"]}),
+                        records),
+            ]},
+        },
+    })
+}
+
 /// Accept one event envelope and apply it (operators, `events:write`).
 #[utoipa::path(
     post, path = "/api/v1/events", tag = "ingest",
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$",
             description = "1 to 200 visible ASCII characters. Sending the same event again with the same key \
                            changes nothing and gets the first answer; a different event with a used key is a 409. \
                            Without it the key is derived from originApp, schemaName, token, createdAt, action and data.")),

@@ -9,6 +9,7 @@
 pub(crate) mod batches;
 pub(crate) mod changes;
 pub(crate) mod commands;
+mod contract;
 pub(crate) mod entities;
 pub(crate) mod events;
 pub mod model;
@@ -66,8 +67,8 @@ impl Modify for Security {
     }
 }
 
-/// Every documented route, and the OpenAPI document describing them.
-/// A page size asked for in query parameter `param`: at least 1, capped at
+/// A page size asked for in query parameter `param`: 1 to
+/// [`model::QUERY_INTEGER_MAX`] (as the document says), capped at
 /// `page_size_max`, `page_size_default` when not asked (every paged list).
 pub(crate) fn page_size(
     config: &crate::config::GatewayConfig,
@@ -75,16 +76,41 @@ pub(crate) fn page_size(
     param: &str,
 ) -> Result<usize, crate::error::ApiError> {
     match asked {
-        Some(0) => Err(crate::error::ApiError::new(
-            crate::error::ErrorKind::InvalidQuery,
-            format!("`{param}` must be at least 1"),
-        )),
+        Some(size) if size == 0 || size as u64 > model::QUERY_INTEGER_MAX => {
+            Err(crate::error::ApiError::new(
+                crate::error::ErrorKind::InvalidQuery,
+                format!("`{param}` must be 1 to {}", model::QUERY_INTEGER_MAX),
+            ))
+        }
         Some(size) => Ok(size.min(config.page_size_max)),
         None => Ok(config.page_size_default),
     }
 }
 
+/// An integer query parameter without a bound of its own: at most
+/// [`model::QUERY_INTEGER_MAX`], as the document says (else 400).
+pub(crate) fn query_integer(
+    value: Option<u64>,
+    param: &str,
+) -> Result<Option<u64>, crate::error::ApiError> {
+    match value {
+        Some(value) if value > model::QUERY_INTEGER_MAX => Err(crate::error::ApiError::new(
+            crate::error::ErrorKind::InvalidQuery,
+            format!("`{param}` must be at most {}", model::QUERY_INTEGER_MAX),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Every documented route, and the OpenAPI document describing them
+/// (completed by [`contract::complete`]).
 pub(crate) fn router() -> OpenApiRouter<AppState> {
+    let mut router = routes();
+    contract::complete(router.get_openapi_mut());
+    router
+}
+
+fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(crate::oauth::token))
         .routes(routes!(

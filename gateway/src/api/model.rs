@@ -36,6 +36,118 @@ macro_rules! mirror_enum {
     };
 }
 
+/// Integer members of request bodies that JSON may spell as whole floats.
+///
+/// Why: JSON Schema's `integer` is a mathematical integer, so `2.0` is as
+/// valid as `2` for every integer member the OpenAPI document declares,
+/// and clients (JavaScript's `JSON.stringify`, generated code, schemathesis)
+/// do send `2.0`. serde reads `2.0` only as a float, so these members go
+/// through [`whole`](self::whole) instead: a whole number in the type's
+/// range is taken however it is spelled; `2.5` and out-of-range values are
+/// refused, naming the member, as before.
+pub(crate) mod whole {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Error, Visitor};
+    use serde::Deserializer;
+
+    /// The largest float that still spells one integer exactly (2^53).
+    const EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = i128;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a whole number")
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<i128, E> {
+            Ok(i128::from(value))
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<i128, E> {
+            Ok(i128::from(value))
+        }
+
+        fn visit_f64<E: Error>(self, value: f64) -> Result<i128, E> {
+            if value.fract() == 0.0 && value.abs() <= EXACT_F64 {
+                Ok(value as i128)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    fn any<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
+        let value = d.deserialize_any(Whole)?;
+        T::try_from(value).map_err(|_| {
+            D::Error::invalid_value(
+                serde::de::Unexpected::Other(&value.to_string()),
+                &"a whole number in range",
+            )
+        })
+    }
+
+    pub(crate) fn u8<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        any(d)
+    }
+
+    pub(crate) fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        any(d)
+    }
+
+    pub(crate) fn i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+        any(d)
+    }
+
+    pub(crate) fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        any(d)
+    }
+
+    /// An optional whole number: `null` or absent is `None`.
+    pub(crate) fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        struct Maybe<T>(PhantomData<T>);
+        impl<'de, T: TryFrom<i128>> Visitor<'de> for Maybe<T> {
+            type Value = Option<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number or null")
+            }
+
+            fn visit_none<E: Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+
+            fn visit_unit<E: Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+                any(d).map(Some)
+            }
+        }
+        d.deserialize_option(Maybe(PhantomData))
+    }
+}
+
+/// Optional members that may be absent but not `null` (a patch's
+/// `title: null` would say nothing; the document declares them not
+/// nullable and the server agrees).
+pub(crate) fn no_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 mirror_enum!(
     /// Work-order priority.
     Priority => domain::Priority { Low, Normal, High, Urgent }
@@ -53,35 +165,29 @@ mirror_enum!(
     ChangeOp => domain::ChangeOp { Create, Update, Delete }
 );
 
+/// A customer as create and patch bodies give it: `name` must hold a
+/// character that is not white space (Unicode `White_Space`, what Rust's
+/// `trim` removes); every field is at most 65536 bytes of UTF-8 (the work
+/// order's text limit).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 65536,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub address: String,
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub phone: String,
     /// Tax or identity document number.
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub document: String,
-}
-
-impl From<domain::Customer> for Customer {
-    fn from(value: domain::Customer) -> Self {
-        let domain::Customer {
-            name,
-            address,
-            phone,
-            document,
-        } = value;
-        Customer {
-            name,
-            address,
-            phone,
-            document,
-        }
-    }
 }
 
 impl From<Customer> for domain::Customer {
@@ -91,6 +197,34 @@ impl From<Customer> for domain::Customer {
             address: value.address,
             phone: value.phone,
             document: value.document,
+        }
+    }
+}
+
+/// A work order's customer as stored (what a peer or an import wrote; the
+/// request rules of [`Customer`] are not promised here).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CustomerView {
+    pub name: String,
+    pub address: String,
+    pub phone: String,
+    /// Tax or identity document number.
+    pub document: String,
+}
+
+impl From<domain::Customer> for CustomerView {
+    fn from(value: domain::Customer) -> Self {
+        let domain::Customer {
+            name,
+            address,
+            phone,
+            document,
+        } = value;
+        CustomerView {
+            name,
+            address,
+            phone,
+            document,
         }
     }
 }
@@ -151,7 +285,7 @@ pub struct WorkOrder {
     pub created_by: String,
     pub title: String,
     pub description: String,
-    pub customer: Customer,
+    pub customer: CustomerView,
     pub priority: Priority,
     pub assignee: Option<String>,
     pub scheduled_for: Option<String>,
@@ -316,6 +450,12 @@ pub struct WorkOrderPage {
     pub next_cursor: Option<String>,
 }
 
+/// The largest value of an integer query parameter without a smaller
+/// bound of its own: 2^53 - 1, the largest integer every JSON client
+/// (JavaScript's `Number`) holds exactly. Larger values are refused (400),
+/// as the OpenAPI document's `maximum` says.
+pub const QUERY_INTEGER_MAX: u64 = (1 << 53) - 1;
+
 /// Filters and paging of the work-order list.
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -329,11 +469,12 @@ pub struct WorkOrderQuery {
     /// `true`: only deleted (tombstoned) work orders; default: only live ones.
     pub deleted: Option<bool>,
     /// `next_cursor` of the previous page, as given (an opaque token; one
-    /// this gateway did not give out is refused).
+    /// this gateway did not give out is refused with 400).
     #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 256)]
     pub cursor: Option<String>,
-    /// Items per page, 1 to `page_size_max` (larger values are capped).
-    #[param(minimum = 1)]
+    /// Items per page, 1 to 2^53 - 1; values above `page_size_max` are
+    /// capped.
+    #[param(minimum = 1, maximum = 9007199254740991_u64)]
     pub page_size: Option<usize>,
 }
 
@@ -344,31 +485,54 @@ pub struct CreateWorkOrder {
     /// A caller-chosen id (letters, digits, `-`, `_`); a UUID when absent.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub id: Option<String>,
-    /// Human code; `WO-`, the year and the first 8 characters of the id
-    /// when absent.
+    /// Human code, 1 to 64 characters; `WO-`, the year and the first 8
+    /// characters of the id when absent.
     #[schema(min_length = 1, max_length = 64)]
     pub number: Option<String>,
+    /// At most 65536 bytes of UTF-8.
+    #[schema(max_length = 65536)]
     pub title: String,
+    /// At most 65536 bytes of UTF-8.
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub description: String,
     pub customer: Customer,
+    /// `normal` when absent or `null`.
     pub priority: Option<Priority>,
+    /// An active technician's user id; absent, `null` or empty: unassigned.
     pub assignee: Option<String>,
     pub scheduled_for: Option<String>,
 }
 
-/// Edit office-owned fields. Absent fields stay; `assignee: null` unassigns.
-/// At least one field must be present.
+/// Edit office-owned fields: at least one member (`minProperties: 1`,
+/// set in `contract.rs`: utoipa 5.5 writes its `min_properties` as
+/// `maxProperties`). Absent members stay;
+/// `assignee: null` (or `""`) unassigns; the other members may not be
+/// `null`.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchWorkOrder {
+    /// At most 65536 bytes of UTF-8.
+    #[serde(default, deserialize_with = "no_null")]
+    #[schema(nullable = false, max_length = 65536)]
     pub title: Option<String>,
+    /// At most 65536 bytes of UTF-8.
+    #[serde(default, deserialize_with = "no_null")]
+    #[schema(nullable = false, max_length = 65536)]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "no_null")]
+    #[schema(nullable = false)]
     pub priority: Option<Priority>,
+    /// An active technician's user id; `null` or `""` unassigns.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub assignee: Option<Option<String>>,
+    /// At most 65536 bytes of UTF-8.
+    #[serde(default, deserialize_with = "no_null")]
+    #[schema(nullable = false, max_length = 65536)]
     pub scheduled_for: Option<String>,
+    #[serde(default, deserialize_with = "no_null")]
+    #[schema(nullable = false)]
     pub customer: Option<Customer>,
 }
 
@@ -380,6 +544,8 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNote {
+    /// At most 65536 bytes of UTF-8.
+    #[schema(max_length = 65536)]
     pub text: String,
 }
 
@@ -392,7 +558,9 @@ pub struct NewMaterial {
     pub qty: f64,
     #[serde(default)]
     pub unit: String,
+    /// At most 65536 bytes of UTF-8.
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub description: String,
 }
 
@@ -408,13 +576,17 @@ pub struct NewStatus {
     /// Technicians may move to `en_route`, `in_progress`, `on_hold`,
     /// `completed`; the office to any status.
     pub to: Status,
+    /// At most 65536 bytes of UTF-8.
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub note: String,
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClosure {
+    /// At most 65536 bytes of UTF-8.
+    #[schema(max_length = 65536)]
     pub resolution: String,
     #[serde(default)]
     pub signed_by: String,
@@ -423,16 +595,20 @@ pub struct NewClosure {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
-    /// The whole new report text; stored as a minimal edit of the old one.
+    /// The whole new report text (at most 65536 bytes of UTF-8); stored as
+    /// a minimal edit of the old one.
+    #[schema(max_length = 65536)]
     pub text: String,
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTimeEntry {
-    /// RFC 3339 start.
+    /// RFC 3339 start (1970 or later).
+    #[schema(format = DateTime)]
     pub start: String,
     /// RFC 3339 end, not before `start`.
+    #[schema(format = DateTime)]
     pub end: String,
 }
 
@@ -441,11 +617,14 @@ pub struct NewTimeEntry {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
-    /// Return changes with a seq above this (the previous `last_seq`).
-    #[param(minimum = 0)]
+    /// Return changes with a seq above this (the previous `last_seq`); at
+    /// most the store's last seq (a larger one is a 400: the store may have
+    /// been recreated, compare `epoch`).
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
     pub since: Option<u64>,
-    /// Entries per page, 1 to `page_size_max` (larger values are capped).
-    #[param(minimum = 1)]
+    /// Entries per page, 1 to 2^53 - 1; values above `page_size_max` are
+    /// capped.
+    #[param(minimum = 1, maximum = 9007199254740991_u64)]
     pub limit: Option<usize>,
     /// Only this collection (`work_orders`, or a reference table's name).
     #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
@@ -453,11 +632,16 @@ pub struct ChangesQuery {
     /// `longpoll`: wait for a visible change when there is none yet.
     #[param(inline)]
     pub feed: Option<FeedMode>,
-    /// Longpoll wait in milliseconds (capped at `longpoll_timeout_ms_max`;
-    /// ignored without `feed=longpoll`).
-    #[param(minimum = 0)]
+    /// Longpoll wait in milliseconds, 0 to 600000 (waits are cut to
+    /// `longpoll_timeout_ms_max`, 25 s by default; a larger value is a
+    /// 400). Ignored without `feed=longpoll`.
+    #[param(minimum = 0, maximum = 600000)]
     pub timeout: Option<u64>,
 }
+
+/// The largest `timeout` a longpoll may ask for, in ms (the wait itself is
+/// cut to `longpoll_timeout_ms_max`).
+pub const LONGPOLL_TIMEOUT_MS_ASKED_MAX: u64 = 600_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -576,11 +760,17 @@ pub struct RecordPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecordQuery {
-    /// `next_cursor` of the previous page: records with keys after it.
-    #[param(min_length = 1, max_length = 512)]
+    /// `next_cursor` of the previous page: records with keys after it
+    /// (any record key: 1 to 512 bytes of UTF-8, no control characters).
+    #[param(
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub cursor: Option<String>,
-    /// Records per page, 1 to `page_size_max` (larger values are capped).
-    #[param(minimum = 1)]
+    /// Records per page, 1 to 2^53 - 1; values above `page_size_max` are
+    /// capped.
+    #[param(minimum = 1, maximum = 9007199254740991_u64)]
     pub limit: Option<usize>,
 }
 
@@ -593,14 +783,20 @@ pub struct CollectionGrants {
     pub readers: Vec<Reader>,
 }
 
-/// `POST /oauth/token` form (RFC 6749 §4.4).
+/// `POST /oauth/token` form (RFC 6749 §4.4). The client authenticates
+/// with HTTP Basic or with `client_id` and `client_secret`, not both.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 pub struct TokenRequest {
-    /// Must be `client_credentials`.
+    /// Must be `client_credentials` (absent: 400 `invalid_request`).
+    #[schema(value_type = String, pattern = "^client_credentials$")]
     pub grant_type: Option<String>,
+    #[schema(nullable = false)]
     pub client_id: Option<String>,
+    #[schema(nullable = false)]
     pub client_secret: Option<String>,
-    /// Space-separated scopes; all the client holds when absent.
+    /// Space-separated scopes, each one the client holds; all it holds
+    /// when absent.
+    #[schema(nullable = false)]
     pub scope: Option<String>,
 }
 

@@ -158,9 +158,16 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let invalid = |detail: &str| ApiError::new(ErrorKind::InvalidHeader, detail);
     match (if_match, if_none_match) {
         (None, None) => Ok(Precondition::None),
-        (Some(_), Some(_)) => Err(invalid("send `If-Match` or `If-None-Match: *`, not both")),
-        (None, Some(tags)) if tags == ["*"] => Ok(Precondition::Absent),
-        (None, Some(_)) => Err(invalid("`If-None-Match` on a record write must be `*`")),
+        (_, Some(tags)) if tags != ["*"] => {
+            Err(invalid("`If-None-Match` on a record write must be `*`"))
+        }
+        // RFC 9110 §13.2.2: `If-Match` holds only for a live record and
+        // `If-None-Match: *` only for none, so together they never hold.
+        (Some(_), Some(_)) => Err(ApiError::new(
+            ErrorKind::PreconditionFailed,
+            "`If-Match` and `If-None-Match: *` cannot both hold",
+        )),
+        (None, Some(_)) => Ok(Precondition::Absent),
         (Some(tags), None) if tags.iter().any(|tag| tag == "*") => Ok(Precondition::Exists),
         (Some(tags), None) => Ok(Precondition::Versions(
             tags.iter()
@@ -367,8 +374,8 @@ pub(crate) async fn list_records(
 #[utoipa::path(
     get, path = "/api/v1/collections/{collection}/records/{key}", tag = "records",
     params(("collection" = String, Path, description = "Collection name", pattern = "^[a-z0-9_-]{1,64}$"),
-           ("key" = String, Path, description = "Record key (percent-encoded): 1 to 512 bytes, no control characters", min_length = 1, max_length = 512),
-           ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the record is at one of these versions (entity tags such as `\"3\"`, or `*`)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("key" = String, Path, description = "Record key (percent-encoded): 1 to 512 bytes of UTF-8, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"),
+           ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the record is at one of these versions (entity tags such as `\"3\"`, or `*`)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     responses(
         (status = 200, description = "The record", body = RecordBody,
          headers(("ETag" = String, description = "The record's version, quoted: `\"3\"`"))),
@@ -415,8 +422,8 @@ pub(crate) async fn get_record(
 #[utoipa::path(
     put, path = "/api/v1/collections/{collection}/records/{key}", tag = "records",
     params(("collection" = String, Path, description = "Collection name; a new data collection is created by an operator's first write", pattern = "^[a-z0-9_-]{1,64}$"),
-           ("key" = String, Path, description = "Record key (percent-encoded): 1 to 512 bytes, no control characters", min_length = 1, max_length = 512),
-           ("If-Match" = Option<String>, Header, description = "Write only if the record is at this version: its ETag (`\"3\"`), or `*` for any live record", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#),
+           ("key" = String, Path, description = "Record key (percent-encoded): 1 to 512 bytes of UTF-8, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"),
+           ("If-Match" = Option<String>, Header, description = "Write only if the record is at this version: its ETag (`\"3\"`), or `*` for any live record", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#),
            ("If-None-Match" = Option<String>, Header, description = "`*`: write only if there is no live record (create only)", pattern = r"^\*$")),
     request_body(content = serde_json::Value, content_type = "application/json",
                  description = "The record's value: any JSON, at most 65536 bytes as compact JSON"),
@@ -429,7 +436,7 @@ pub(crate) async fn get_record(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an operator, and scope `records:write` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Internal collection, or (integrations) no such collection", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The record is not at the `If-Match` version, or exists despite `If-None-Match: *`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The record is not at the `If-Match` version, or exists despite `If-None-Match: *` (both headers together never hold)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The value is over 65536 bytes", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not `application/json`", body = Problem, content_type = "application/problem+json"),
     ),
@@ -492,8 +499,8 @@ pub(crate) async fn put_record(
 #[utoipa::path(
     delete, path = "/api/v1/collections/{collection}/records/{key}", tag = "records",
     params(("collection" = String, Path, description = "Collection name", pattern = "^[a-z0-9_-]{1,64}$"),
-           ("key" = String, Path, description = "Record key (percent-encoded): 1 to 512 bytes, no control characters", min_length = 1, max_length = 512),
-           ("If-Match" = Option<String>, Header, description = "Delete only if the record is at this version: its ETag (`\"3\"`), or `*`", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("key" = String, Path, description = "Record key (percent-encoded): 1 to 512 bytes of UTF-8, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"),
+           ("If-Match" = Option<String>, Header, description = "Delete only if the record is at this version: its ETag (`\"3\"`), or `*`", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     responses(
         (status = 204, description = "Deleted and durable"),
         (status = 400, description = "Bad collection name, key or header", body = Problem, content_type = "application/problem+json"),
@@ -640,10 +647,13 @@ mod tests {
         for bad in [
             vec![(header::IF_MATCH, "3")],
             vec![(header::IF_NONE_MATCH, "\"3\"")],
-            vec![(header::IF_MATCH, "\"3\""), (header::IF_NONE_MATCH, "*")],
         ] {
-            assert!(precondition(&headers(&bad)).is_err(), "{bad:?}");
+            let error = precondition(&headers(&bad)).expect_err("malformed");
+            assert_eq!(error.kind, ErrorKind::InvalidHeader, "{bad:?}");
         }
+        let both = [(header::IF_MATCH, "\"3\""), (header::IF_NONE_MATCH, "*")];
+        let error = precondition(&headers(&both)).expect_err("never holds");
+        assert_eq!(error.kind, ErrorKind::PreconditionFailed);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use fieldsync_schemas::{Role, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::model::whole;
 use crate::auth::Caller;
 use crate::delivery::attempts::{self, AttemptKind, AttemptRow};
 use crate::delivery::dispatcher::{self, StoredNotification};
@@ -27,8 +28,8 @@ use crate::state::AppState;
 
 /// Attempts listed per page, at most.
 const ATTEMPTS_PAGE_MAX: usize = 200;
-/// Bytes of a hook URL, at most.
-const URL_BYTES_MAX: usize = 2048;
+/// Characters of a hook URL, at most.
+const URL_CHARS_MAX: usize = 2048;
 /// Bytes of a `secKey`, at most.
 const SEC_KEY_BYTES_MAX: usize = 256;
 /// Collections one hook may name, at most.
@@ -42,27 +43,40 @@ const HOOKS_MAX: usize = 1000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewWebhook {
-    /// Where notifications are POSTed (http or https; public addresses
-    /// only, unless `[delivery] allow_networks` admits the network).
+    /// Where notifications are POSTed (http or https, at most 2048
+    /// characters; public addresses only, unless `[delivery]
+    /// allow_networks` admits the network). Unless `skip_url_test`, the URL
+    /// must answer a signed test call with 2xx.
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
-    /// `json` (default) or `xml`.
+    /// `json` (default, also for `null`) or `xml`.
     #[serde(default)]
+    #[schema(value_type = Option<WebhookFormat>)]
     pub format: Option<String>,
-    /// Start after this seq; default: now (only changes from here on).
-    #[serde(default)]
+    /// Start after this seq, at most the feed's last seq; default: now
+    /// (only changes from here on).
+    #[serde(default, deserialize_with = "whole::option")]
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
     pub last_seq: Option<u64>,
-    /// `whsec_` + base64 of 24 to 64 bytes; generated when absent (and
-    /// then shown once, in the answer).
+    /// `whsec_` + base64 (padded) of 24 to 64 bytes; generated when absent
+    /// (and then shown once, in the answer).
     #[serde(default)]
+    #[schema(
+        pattern = "^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?)$"
+    )]
     pub secret: Option<String>,
-    /// Sent back as the `secKey` header with every delivery.
+    /// Sent back as the `secKey` header with every delivery: 1 to 256
+    /// printable ASCII characters.
     #[serde(default)]
+    #[schema(pattern = "^[ -~]{1,256}$")]
     pub sec_key: Option<String>,
     /// Skip the signed test call to the URL (which must answer 2xx).
     #[serde(default)]
     pub skip_url_test: bool,
-    /// Only these entity kinds (`work_orders`, data collection names).
+    /// Only these entity kinds (`work_orders`, data collection names), at
+    /// most 64.
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub collections: Vec<String>,
     /// Only changes whose document or record has this field (a dotted
     /// path) equal to this value.
@@ -76,10 +90,23 @@ pub(crate) struct NewWebhook {
     pub include_data: bool,
 }
 
+/// How notifications are encoded.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // States `NewWebhook.format`'s values; read as text.
+pub(crate) enum WebhookFormat {
+    Json,
+    Xml,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookDataFilter {
+    /// A dotted path into the document or record, 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub field: String,
+    /// At most 1024 characters.
+    #[schema(max_length = 1024)]
     pub value: String,
 }
 
@@ -143,9 +170,12 @@ pub(crate) struct RotatedSecret {
 #[into_params(parameter_in = Query)]
 pub(crate) struct AttemptQuery {
     /// Attempts after this number (paging); default 0.
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
     pub after: Option<u64>,
-    /// At most this many (default and max 200).
-    pub limit: Option<usize>,
+    /// At most this many: 0 and 1 mean 1, values over 200 mean 200
+    /// (the default).
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
+    pub limit: Option<u64>,
 }
 
 fn view(hook: &Hook, now_ms: u64) -> Webhook {
@@ -232,9 +262,13 @@ fn filter_of(body: &NewWebhook) -> Result<Filter, ApiError> {
         }
     }
     let data = match &body.data_filter {
-        Some(f) if f.field.is_empty() || f.field.len() > 128 || f.value.len() > 1024 => {
+        Some(f)
+            if f.field.is_empty()
+                || f.field.chars().count() > 128
+                || f.value.chars().count() > 1024 =>
+        {
             return Err(invalid(
-                "data_filter: field 1 to 128 bytes, value at most 1024",
+                "data_filter: field 1 to 128 characters, value at most 1024",
             ));
         }
         Some(f) => Some(DataFilter {
@@ -253,8 +287,8 @@ fn filter_of(body: &NewWebhook) -> Result<Filter, ApiError> {
 
 /// The hook a valid body describes (not stored yet).
 fn hook_of(state: &AppState, caller: &Caller, body: &NewWebhook) -> Result<Hook, ApiError> {
-    if body.url.len() > URL_BYTES_MAX {
-        return Err(invalid(format!("url: at most {URL_BYTES_MAX} bytes")));
+    if body.url.chars().count() > URL_CHARS_MAX {
+        return Err(invalid(format!("url: at most {URL_CHARS_MAX} characters")));
     }
     let allow = &state.delivery().settings.client.allow_networks;
     ssrf::check_url(&body.url, allow).map_err(|e| invalid(e.to_string()))?;
@@ -468,6 +502,7 @@ pub(crate) async fn list_webhooks(
     params(("id" = String, Path, description = "Hook id")),
     responses(
         (status = 200, description = "The hook", body = Webhook),
+        (status = 403, description = "Scope `webhooks:manage` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such hook, or not yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -487,6 +522,7 @@ pub(crate) async fn get_webhook(
     params(("id" = String, Path, description = "Hook id")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 403, description = "Scope `webhooks:manage` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such hook, or not yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -513,6 +549,7 @@ pub(crate) async fn delete_webhook(
     params(("id" = String, Path, description = "Hook id")),
     responses(
         (status = 202, description = "Penalty reset; delivery scheduled now", body = Webhook),
+        (status = 403, description = "Scope `webhooks:manage` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such hook, or not yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -554,6 +591,7 @@ pub(crate) async fn retry_webhook(
     params(("id" = String, Path, description = "Hook id")),
     responses(
         (status = 200, description = "Rotated; the new secret is shown only here", body = RotatedSecret),
+        (status = 403, description = "Scope `webhooks:manage` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such hook, or not yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -603,6 +641,7 @@ pub(crate) async fn rotate_secret(
     params(("id" = String, Path, description = "Hook id"), AttemptQuery),
     responses(
         (status = 200, description = "Attempts", body = [AttemptRow]),
+        (status = 403, description = "Scope `webhooks:manage` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such hook, or not yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -614,11 +653,12 @@ pub(crate) async fn list_deliveries(
     ApiQuery(query): ApiQuery<AttemptQuery>,
 ) -> Result<axum::Json<Vec<AttemptRow>>, ApiError> {
     owned(&state, &caller, &id).await?;
-    let limit = query
-        .limit
-        .unwrap_or(ATTEMPTS_PAGE_MAX)
+    let limit = super::query_integer(query.limit, "limit")?
+        .map_or(ATTEMPTS_PAGE_MAX, |limit| {
+            usize::try_from(limit).unwrap_or(ATTEMPTS_PAGE_MAX)
+        })
         .clamp(1, ATTEMPTS_PAGE_MAX);
-    let after = query.after.unwrap_or(0);
+    let after = super::query_integer(query.after, "after")?.unwrap_or(0);
     let subject = attempts::hook_subject(&id);
     let rows = state
         .blocking(move |store| attempts::list(store, &subject, after, limit))
@@ -633,6 +673,7 @@ pub(crate) async fn list_deliveries(
     params(("id" = String, Path, description = "Hook id"), ("attempt" = u64, Path, description = "Attempt number")),
     responses(
         (status = 200, description = "Sent; the new attempt", body = AttemptRow),
+        (status = 403, description = "Scope `webhooks:manage` missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such hook, attempt or notification (pruned)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

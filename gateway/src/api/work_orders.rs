@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fieldsync_node::doc::{heads_hex, OpError, Operation};
+use fieldsync_node::doc::{heads_hex, OpError, Operation, FIELD_TEXT_BYTES_MAX};
 use fieldsync_node::store::{validate_doc_id, Store, WriteError};
 use fieldsync_schemas::{Collection, NewWorkOrder, OperatorPatch, Role, Scope};
 
@@ -29,8 +29,10 @@ pub(crate) fn etag(heads: &[String]) -> String {
 }
 
 /// `If-Match` / `If-None-Match` entity tags; `None` when the header is
-/// absent. `*` is kept as a tag; anything that is not `*` or a quoted
-/// (possibly weak) tag is a 400.
+/// absent. The header must be `*` or a list of (possibly weak) entity tags
+/// as RFC 9110 §8.8.3 spells them, else 400: the grammar is the pattern the
+/// OpenAPI document gives these headers, `^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$`.
+/// `*` is kept as the one tag.
 pub(crate) fn entity_tags(
     headers: &HeaderMap,
     name: header::HeaderName,
@@ -38,22 +40,45 @@ pub(crate) fn entity_tags(
     let Some(value) = headers.get(&name) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
+    let tags = value.to_str().ok().and_then(parse_entity_tags);
+    match tags {
+        Some(tags) => Ok(Some(tags)),
+        None => Err(ApiError::new(
             ErrorKind::InvalidHeader,
-            format!("`{name}` must be `*` or entity tags like \"...\""),
-        )
-    };
-    let text = value.to_str().map_err(|_| bad())?;
-    let tags: Vec<String> = text.split(',').map(|tag| tag.trim().to_string()).collect();
-    let well_formed = |tag: &String| {
-        let quoted = tag.strip_prefix("W/").unwrap_or(tag);
-        tag == "*" || (quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'))
-    };
-    if !tags.iter().all(well_formed) {
-        return Err(bad());
+            format!("`{name}` must be `*` or entity tags like \"...\" or W/\"...\", separated by commas"),
+        )),
     }
-    Ok(Some(tags))
+}
+
+/// `*`, or entity tags (`"x"`, `W/"x"`; inside the quotes `!` and `#` to
+/// `~`, which may include commas) separated by commas and optional spaces
+/// or tabs; `None` when the text is neither.
+fn parse_entity_tags(text: &str) -> Option<Vec<String>> {
+    let ows = [' ', '\t'];
+    let text = text.trim_matches(ows);
+    if text == "*" {
+        return Some(vec!["*".into()]);
+    }
+    let mut tags = Vec::new();
+    let mut rest = text;
+    loop {
+        let prefix = if rest.starts_with("W/") { 2 } else { 0 };
+        let opaque = rest[prefix..].strip_prefix('"')?;
+        let end = opaque.find('"')?;
+        if !opaque[..end]
+            .bytes()
+            .all(|b| b == b'!' || (b'#'..=b'~').contains(&b))
+        {
+            return None;
+        }
+        let length = prefix + end + 2;
+        tags.push(rest[..length].to_string());
+        rest = rest[length..].trim_start_matches(ows);
+        if rest.is_empty() {
+            return Some(tags);
+        }
+        rest = rest.strip_prefix(',')?.trim_start_matches(ows);
+    }
 }
 
 pub(crate) fn tags_match(tags: &[String], current: &str) -> bool {
@@ -335,6 +360,35 @@ pub(crate) async fn create_work_order(
     Ok(response)
 }
 
+/// Characters of a work order's `number`, at most.
+const NUMBER_CHARS_MAX: usize = 64;
+
+/// A customer must be named (a name of only white space is none), and
+/// each field is work-order text (at most `FIELD_TEXT_BYTES_MAX`): create
+/// and patch alike, as the document's `Customer` schema says.
+fn check_customer(customer: &super::model::Customer) -> Result<(), ApiError> {
+    if customer.name.trim().is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "`customer.name` must not be empty",
+        ));
+    }
+    for (field, value) in [
+        ("name", &customer.name),
+        ("address", &customer.address),
+        ("phone", &customer.phone),
+        ("document", &customer.document),
+    ] {
+        if value.len() > FIELD_TEXT_BYTES_MAX {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                format!("`customer.{field}` is over {FIELD_TEXT_BYTES_MAX} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The work order a create body asks for, under `id` (the body's own id
 /// is the caller's to check): the number (`WO-`, the year and the id's
 /// first 8 characters when absent), a customer name, the initial status
@@ -344,18 +398,14 @@ pub(crate) fn new_work_order(body: CreateWorkOrder, id: String) -> Result<NewWor
         let short: String = id.chars().filter(|c| *c != '-').take(8).collect();
         format!("WO-{}-{}", year(), short.to_uppercase())
     });
-    if number.is_empty() || number.len() > 64 {
+    // Characters, as the OpenAPI document's `maxLength` counts them.
+    if number.is_empty() || number.chars().count() > NUMBER_CHARS_MAX {
         return Err(ApiError::new(
             ErrorKind::InvalidValue,
-            "`number` must be 1 to 64 bytes",
+            format!("`number` must be 1 to {NUMBER_CHARS_MAX} characters"),
         ));
     }
-    if body.customer.name.trim().is_empty() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidValue,
-            "`customer.name` must not be empty",
-        ));
-    }
+    check_customer(&body.customer)?;
     let assignee = body.assignee.filter(|assignee| !assignee.is_empty());
     Ok(NewWorkOrder {
         id: Some(id),
@@ -379,18 +429,26 @@ pub(crate) fn new_work_order(body: CreateWorkOrder, id: String) -> Result<NewWor
     })
 }
 
-/// Read one work order.
+/// Read one live work order.
+///
+/// A deleted (tombstoned) work order answers 404, as one that never
+/// existed: after `DELETE` the resource is gone for readers, whoever asks.
+/// Its tombstone stays visible where deletions are listed: the changes
+/// feed (`op: delete`) and `GET /api/v1/work-orders?deleted=true`.
+/// Writes to it answer 409 (`deleted`) for the office, so a client that
+/// edits a work order deleted meanwhile learns why.
 #[utoipa::path(
     get, path = "/api/v1/work-orders/{id}", tag = "work-orders",
-    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$")),
+    params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+           ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the work order is at one of these versions (its ETag), or `*`", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     responses(
         (status = 200, description = "The work order", body = WorkOrder,
          headers(("ETag" = String, description = "Document heads"))),
         (status = 304, description = "Unchanged since the `If-None-Match` version"),
-        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or `If-None-Match`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such work order, or not visible", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such work order, deleted, or not visible", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -406,6 +464,7 @@ pub(crate) async fn get_work_order(
     let order = state
         .blocking(move |store| {
             read_visible(store, &caller, &id)?
+                .filter(|order| !order.deleted)
                 .ok_or_else(|| ApiError::not_found(format!("no work order `{id}`")))
         })
         .await?;
@@ -465,8 +524,10 @@ async fn apply(
     Ok(with_etag(StatusCode::OK, order))
 }
 
-/// The edit a patch body asks for; it must name a field. Shared by REST
-/// and `POST /api/v1/events`.
+/// The edit a patch body asks for; it must name a field (the document
+/// says `minProperties: 1`, and no member but `assignee` may be `null`,
+/// so a body that passes the schema always names one). Shared by REST and
+/// `POST /api/v1/events`.
 pub(crate) fn operator_patch(body: PatchWorkOrder) -> Result<OperatorPatch, ApiError> {
     if body.title.is_none()
         && body.description.is_none()
@@ -479,6 +540,9 @@ pub(crate) fn operator_patch(body: PatchWorkOrder) -> Result<OperatorPatch, ApiE
             ErrorKind::InvalidBody,
             "the patch names no field to change",
         ));
+    }
+    if let Some(customer) = &body.customer {
+        check_customer(customer)?;
     }
     Ok(OperatorPatch {
         title: body.title,
@@ -496,7 +560,7 @@ pub(crate) fn operator_patch(body: PatchWorkOrder) -> Result<OperatorPatch, ApiE
 #[utoipa::path(
     patch, path = "/api/v1/work-orders/{id}", tag = "work-orders",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = PatchWorkOrder,
     responses(
         (status = 200, description = "Edited and durable", body = WorkOrder),
@@ -537,7 +601,7 @@ pub(crate) async fn patch_work_order(
 #[utoipa::path(
     delete, path = "/api/v1/work-orders/{id}", tag = "work-orders",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     responses(
         (status = 200, description = "Deleted (tombstoned) and durable", body = WorkOrder),
         (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
@@ -565,7 +629,7 @@ pub(crate) async fn delete_work_order(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/notes", tag = "field-actions",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = NewNote,
     responses(
         (status = 200, description = "Added and durable", body = WorkOrder),
@@ -603,7 +667,7 @@ pub(crate) async fn add_note(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/materials", tag = "field-actions",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = NewMaterial,
     responses(
         (status = 200, description = "Requested and durable", body = WorkOrder),
@@ -645,7 +709,7 @@ pub(crate) async fn request_material(
     post, path = "/api/v1/work-orders/{id}/materials/{material_id}/state", tag = "field-actions",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
            ("material_id" = String, Path, description = "Material id", min_length = 1, max_length = 128),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = SetMaterialState,
     responses(
         (status = 200, description = "Changed and durable", body = WorkOrder),
@@ -671,7 +735,7 @@ pub(crate) async fn set_material_state(
     // Authorization before the body: a caller who may not write learns
     // nothing from validation.
     let ApiJson(body) = body?;
-    if material_id.is_empty() || material_id.len() > 128 {
+    if material_id.is_empty() || material_id.chars().count() > 128 {
         return Err(ApiError::new(ErrorKind::InvalidId, "invalid material id"));
     }
     let operation = Operation::SetMaterialState {
@@ -685,7 +749,7 @@ pub(crate) async fn set_material_state(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/status", tag = "field-actions",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = NewStatus,
     responses(
         (status = 200, description = "Appended and durable", body = WorkOrder),
@@ -723,7 +787,7 @@ pub(crate) async fn append_status(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/closure", tag = "field-actions",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = NewClosure,
     responses(
         (status = 200, description = "Closed and durable", body = WorkOrder),
@@ -761,7 +825,7 @@ pub(crate) async fn close(
 #[utoipa::path(
     put, path = "/api/v1/work-orders/{id}/report", tag = "field-actions",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = Report,
     responses(
         (status = 200, description = "Edited and durable", body = WorkOrder),
@@ -801,7 +865,7 @@ pub(crate) async fn edit_report(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/time", tag = "field-actions",
     params(("id" = String, Path, description = "Work order id", pattern = "^[A-Za-z0-9_-]{1,128}$"),
-           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)$"#)),
+           ("If-Match" = Option<String>, Header, description = "Apply only to this version (ETag)", pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)),
     request_body = NewTimeEntry,
     responses(
         (status = 200, description = "Logged and durable", body = WorkOrder),
@@ -827,9 +891,55 @@ pub(crate) async fn log_time(
     // Authorization before the body: a caller who may not write learns
     // nothing from validation.
     let ApiJson(body) = body?;
+    // Only the assigned technician logs time: the field rules refuse the
+    // office with 403 whatever the body, so the times are judged for
+    // technicians only (authorization before validation).
+    for (field, value) in [("start", &body.start), ("end", &body.end)] {
+        if caller.role == Role::Technician
+            && fieldsync_node::clock::parse_rfc3339_ms(value).is_none()
+        {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "`{field}` must be an RFC 3339 time from 1970 on, e.g. `2026-05-01T12:00:00Z`"
+                ),
+            ));
+        }
+    }
     let operation = Operation::AppendTime {
         start: body.start,
         end: body.end,
     };
     apply(state, caller, id, &headers, operation).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_entity_tags;
+
+    #[test]
+    fn entity_tags_as_rfc_9110_spells_them() {
+        let tags = |text: &str| parse_entity_tags(text);
+        assert_eq!(tags("*"), Some(vec!["*".to_string()]));
+        assert_eq!(tags(" \"a\" "), Some(vec!["\"a\"".to_string()]));
+        assert_eq!(
+            tags("\"a,b\",\tW/\"\" , \"c\""),
+            Some(vec!["\"a,b\"".into(), "W/\"\"".into(), "\"c\"".into()])
+        );
+        for bad in [
+            "",
+            "0",
+            "null",
+            "a",
+            "\"a",
+            "\"a b\"",
+            "\"a\" \"b\"",
+            "\"a\",",
+            "*, \"a\"",
+            "w/\"a\"",
+            "\"\u{e9}\"",
+        ] {
+            assert_eq!(tags(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -39,10 +39,15 @@ pub struct Query {
     pub is_native: bool,
     #[serde(default)]
     pub is_custom: bool,
-    /// Free-form settings for the ERP's uploader.
-    #[serde(default)]
+    /// Free-form settings for the ERP's uploader (an object; `{}` when
+    /// not given).
+    #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// An ERP's configuration, as stored and as `GET /api/v1/entities/{erp}`

@@ -117,8 +117,14 @@ pub fn all_entities(store: &Store) -> Result<Vec<(String, Entities)>, ReadError>
 /// Set an ERP's configuration after checking it (CLI and API).
 pub fn set_entities(store: &Store, erp: &str, config: &Entities) -> Result<(), SetError> {
     super::rows::check_erp(erp).map_err(SetError::Invalid)?;
-    entities::check(config).map_err(SetError::Invalid)?;
-    let write = entities::write(erp, config, fieldsync_node::store::Expect::Any);
+    let mut config = config.clone();
+    for query in &mut config.queries {
+        if query.metadata.is_null() {
+            query.metadata = serde_json::Value::Object(serde_json::Map::new());
+        }
+    }
+    entities::check(&config).map_err(SetError::Invalid)?;
+    let write = entities::write(erp, &config, fieldsync_node::store::Expect::Any);
     store.write_record(&write.collection, &write.key, write.value, write.expect)?;
     Ok(())
 }

@@ -306,8 +306,20 @@ async fn update_reassigns_and_delete_tombstones() {
     );
     let (answer, _) = accepted(&server, &erp, &delete, None, StatusCode::OK).await;
     assert_eq!(answer["op"], "delete");
-    let (_, order) = server.get_json("/api/v1/work-orders/wo-ev-2", &op).await;
-    assert_eq!(order["deleted"], true);
+    // Deleted: gone for `GET`, listed among the deleted ones.
+    let (status, _) = server.get_json("/api/v1/work-orders/wo-ev-2", &op).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, deleted) = server
+        .get_json("/api/v1/work-orders?deleted=true", &op)
+        .await;
+    assert!(
+        deleted["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|item| item["id"] == "wo-ev-2" && item["deleted"] == true),
+        "{deleted}"
+    );
     // Deleting it again (another event) is refused as REST refuses it.
     let before = written(&server);
     let again = envelope(

@@ -5,6 +5,7 @@ mod access;
 mod auth;
 mod batches;
 mod commands;
+mod contract;
 mod edge;
 mod events;
 mod feed;

@@ -587,14 +587,14 @@ async fn bad_bodies_and_headers_leave_the_record_alone() {
     assert_eq!(body["type"], "urn:fieldsync:problem:malformed-body");
     let response = op.put_raw(&path, "text/plain", "1").await;
     problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    for headers in [
-        vec![("if-match", "1")],
-        vec![("if-none-match", "\"1\"")],
-        vec![("if-match", "\"1\""), ("if-none-match", "*")],
-    ] {
+    for headers in [vec![("if-match", "1")], vec![("if-none-match", "\"1\"")]] {
         let response = op.send(Method::PUT, &path, &headers, Some(&json!(2))).await;
         problem(response, StatusCode::BAD_REQUEST).await;
     }
+    // Both: well formed, but never both true (RFC 9110 §13.2.2).
+    let both = [("if-match", "\"1\""), ("if-none-match", "*")];
+    let response = op.send(Method::PUT, &path, &both, Some(&json!(2))).await;
+    problem(response, StatusCode::PRECONDITION_FAILED).await;
     let response = op.delete(&path, &[("if-none-match", "*")]).await;
     problem(response, StatusCode::BAD_REQUEST).await;
     let response = op.put(GRANTS, json!({"readers": ["boss"]})).await;

@@ -275,6 +275,9 @@ mod tests {
             .collect()
     }
 
+    /// An item's fields, as appended.
+    type Fields = Vec<(&'static str, ScalarValue)>;
+
     fn s(text: &str) -> ScalarValue {
         ScalarValue::Str(text.into())
     }
@@ -316,7 +319,7 @@ mod tests {
         let ok = "2026-01-01T11:59:00Z";
         let soon = "2026-01-01T12:09:00Z";
         let later = "2026-01-01T12:11:00Z";
-        let cases: Vec<(&str, Vec<(&str, ScalarValue)>, Option<&str>)> = vec![
+        let cases: Vec<(&str, Fields, Option<&str>)> = vec![
             ("notes", note("tech-1", ok), None),
             ("notes", note("tech-1", soon), None),
             (

@@ -195,6 +195,32 @@ fn sled_config(dir: &Path, config: &StoreConfig) -> sled::Config {
         .flush_every_ms(None)
 }
 
+/// How long `open` waits for sled's directory lock, at most.
+const SLED_LOCK_WAIT_MS: u64 = 2_000;
+/// Pause between two tries for the lock.
+const SLED_LOCK_RETRY_MS: u64 = 20;
+
+/// Open sled at `dir`, waiting up to [`SLED_LOCK_WAIT_MS`] for its
+/// directory lock. Why wait: a store closed a moment ago in this process
+/// may still have sled's background threads holding the lock (seen as
+/// "could not acquire lock", `WouldBlock`, when a node or a test reopens at
+/// once); another process holding it still fails, after the wait.
+fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, OpenError> {
+    let tries = SLED_LOCK_WAIT_MS / SLED_LOCK_RETRY_MS;
+    for _ in 0..tries {
+        match sled_config(dir, config).open() {
+            // sled reports the lock as `Other` with this text (config.rs).
+            Err(sled::Error::Io(error)) if error.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(SLED_LOCK_RETRY_MS));
+            }
+            other => return other.map_err(|e| sled_open_error(dir, e)),
+        }
+    }
+    sled_config(dir, config)
+        .open()
+        .map_err(|e| sled_open_error(dir, e))
+}
+
 impl Store {
     /// Create a new, empty store at `dir` with a fresh random epoch.
     pub fn init(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
@@ -206,9 +232,7 @@ impl Store {
             return Err(OpenError::AlreadyExists(dir.display().to_string()));
         }
         std::fs::create_dir_all(dir).map_err(io_error)?;
-        let db = sled_config(dir, &config)
-            .open()
-            .map_err(|e| sled_open_error(dir, e))?;
+        let db = open_sled(dir, &config)?;
         let meta = db.open_tree("meta").map_err(|e| sled_open_error(dir, e))?;
         let epoch: [u8; 16] = rand::random();
         // A new store is a new actor: reusing an actor after a wipe would
@@ -231,9 +255,7 @@ impl Store {
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
         let found = format::read(dir)?;
         format::check(dir, found)?;
-        let db = sled_config(dir, &config)
-            .open()
-            .map_err(|e| sled_open_error(dir, e))?;
+        let db = open_sled(dir, &config)?;
         Store::open_db(dir, config, db, found)
     }
 
