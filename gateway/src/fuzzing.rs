@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::batches::{BatchMessage, BatchSummaryBody};
+use crate::api::batches::{table_of, BatchMessage, BatchSummaryBody};
 use crate::api::commands::{CommandResult, NewCommand};
 use crate::api::model::{
     CollectionGrants, CreateWorkOrder, NewClosure, NewMaterial, NewNote, NewStatus, NewTimeEntry,
@@ -48,7 +48,7 @@ use crate::api::work_orders::{new_work_order, operator_patch};
 use crate::error::{json_from_bytes, ApiError, ApiForm};
 use crate::ingest::entities::{self, Entities};
 use crate::ingest::event::{self, Action, Event, KeyRecord, Seen, Target};
-use crate::ingest::proto::{self, BatchSummary, Table};
+use crate::ingest::proto::{BatchSummary, Table};
 use crate::ingest::rows::{self, Prepared, StagedRow};
 use crate::ingest::rules::{self, Arriving, Batch, Claim, Limits, State, SummaryDecision};
 use crate::ingest::rules::{WriteDecision, TABLES_PER_BATCH_MAX};
@@ -788,52 +788,6 @@ fn client_error(error: &ApiError) {
         error.kind,
         error.detail
     );
-}
-
-/// `api/batches.rs`'s `table_of`: the protobuf `Table` of a JSON message.
-fn table_of(batch_id: i64, message: BatchMessage) -> Table {
-    Table {
-        table_name: message.table_name,
-        erp: message.erp,
-        rows: message
-            .rows
-            .into_iter()
-            .map(|row| proto::TableRow {
-                columns: row
-                    .columns
-                    .into_iter()
-                    .map(|c| proto::RowColumn {
-                        name: c.name,
-                        value: c.value,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        schema: Some(proto::Schema {
-            flexible: message.schema.flexible,
-            export_data: message.schema.export_data,
-            columns: message
-                .schema
-                .columns
-                .into_iter()
-                .map(|c| proto::SchemaColumn {
-                    name: c.name,
-                    r#type: c.kind,
-                })
-                .collect(),
-            primary_key: message
-                .schema
-                .primary_key
-                .map(|pk| proto::SchemaPrimaryKey {
-                    name: pk.name,
-                    columns: pk.columns,
-                }),
-        }),
-        batch_id,
-        message_number: message.message_number,
-        record_count: message.record_count,
-        is_base_load: message.is_base_load,
-    }
 }
 
 // ---------------------------------------------------------------------------

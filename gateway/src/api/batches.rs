@@ -247,7 +247,7 @@ fn same_batch(path: i64, body: Option<i64>) -> Result<(), ApiError> {
 }
 
 /// The protobuf `Table` of a JSON message.
-fn table_of(batch_id: i64, message: BatchMessage) -> proto::Table {
+pub(crate) fn table_of(batch_id: i64, message: BatchMessage) -> proto::Table {
     proto::Table {
         table_name: message.table_name,
         erp: message.erp,
