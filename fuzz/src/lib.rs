@@ -205,9 +205,6 @@ pub fn sync_frame(data: &[u8]) {
         let (piece, tail) = rest.split_at(len);
         rest = tail;
         now_ms += 1_000;
-        if known_crash(piece) {
-            continue;
-        }
         if session.handle_bytes(now_ms, piece, &mut store).is_err() {
             break;
         }
@@ -215,22 +212,6 @@ pub fn sync_frame(data: &[u8]) {
     }
     let _ = session.progress();
     let _ = session.is_idle(&store);
-}
-
-/// F4 (`README.md`, not fixed): a `DocSync` whose sync message names one
-/// hash twice in `need` makes Automerge 0.12 build a bogus change when it
-/// answers, and its debug-only cross-check panics. Such frames are skipped
-/// so that fuzzing looks past F4; delete this with the fix (in the node's
-/// `on_doc_sync`) and move `findings/sync_frame/F4-*` to `artifacts/`.
-fn known_crash(frame: &[u8]) -> bool {
-    let Ok(Frame::DocSync { message, .. }) = Frame::decode(frame) else {
-        return false;
-    };
-    let Ok(message) = automerge::sync::Message::decode(&message) else {
-        return false;
-    };
-    let distinct: std::collections::BTreeSet<_> = message.need.iter().collect();
-    distinct.len() != message.need.len()
 }
 
 /// What a driver does between frames: send what is queued (dropped here),

@@ -18,7 +18,7 @@
 //! - [`json_bodies`]: the bytes as every REST request body the gateway
 //!   decodes, each through its pure checks, and the work-order bodies as
 //!   the typed operations the handlers build, applied to a real work order
-//!   in memory.
+//!   in memory; and as an `If-Match` header.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -44,7 +44,7 @@ use crate::api::model::{
 };
 use crate::api::users::NewUser;
 use crate::api::webhooks::NewWebhook;
-use crate::api::work_orders::{new_work_order, operator_patch};
+use crate::api::work_orders::{entity_tags, new_work_order, operator_patch, tags_match};
 use crate::error::{json_from_bytes, ApiError, ApiForm};
 use crate::ingest::entities::{self, Entities};
 use crate::ingest::event::{self, Action, Event, KeyRecord, Seen, Target};
@@ -481,6 +481,9 @@ pub fn event_envelope(data: &[u8]) {
     let Ok(event) = parsed else {
         return;
     };
+    for at in [&event.header.generated_on, &event.created_at] {
+        assert!(time(at).is_some(), "a parsed event's times read");
+    }
     let key = event::derived_key(&event);
     let fingerprint = event::fingerprint(&event);
     assert_eq!(key.len(), 64);
@@ -618,7 +621,9 @@ fn from_data<T: DeserializeOwned>(data: &Map<String, Value>) -> Option<T> {
 /// work order in memory (which must still read afterwards); batch bodies
 /// become the protobuf `Table` and summary and go through the batch path of
 /// [`tablestream`]; entities, webhooks' URL and secret through their
-/// checks.
+/// checks; times through the node's RFC 3339 parser (what it reads formats
+/// back to the same instant). The input is also tried as an `If-Match`
+/// header's value (`entity_tags`).
 ///
 /// Invariant besides: a body that does not decode is a client error (4xx),
 /// never a server error.
@@ -680,11 +685,14 @@ pub fn json_bodies(data: &[u8]) {
         apply(&Operation::EditReport { text: body.text }, &[&tech]);
     }
     if let Some(body) = decoded::<NewTimeEntry>(data) {
-        let op = Operation::AppendTime {
-            start: body.start,
-            end: body.end,
-        };
-        apply(&op, &[&tech]);
+        // `log_time` judges a technician's times before applying them.
+        if time(&body.start).is_some() && time(&body.end).is_some() {
+            let op = Operation::AppendTime {
+                start: body.start,
+                end: body.end,
+            };
+            apply(&op, &[&tech]);
+        }
     }
     if let Some(body) = decoded::<BatchMessage>(data) {
         let batch_id = body.batch_id.unwrap_or(1_700_000_000);
@@ -695,7 +703,7 @@ pub fn json_bodies(data: &[u8]) {
             .into_iter()
             .flatten()
         {
-            let _ = fieldsync_node::clock::parse_rfc3339_ms(text);
+            let _ = time(text);
         }
         Model::new(false).summary(&BatchSummary {
             erp: body.erp,
@@ -732,11 +740,65 @@ pub fn json_bodies(data: &[u8]) {
     let _ = decoded::<NewUser>(data);
     let _ = decoded::<CollectionGrants>(data);
     token_form(data);
+    entity_tag_header(data);
     // `PUT /api/v1/records/...`: any JSON value, stored compact.
     if let Ok(value) = serde_json::from_slice::<Value>(data) {
         let compact = serde_json::to_vec(&value).expect("a value serializes");
         assert!(serde_json::from_slice::<Value>(&compact).is_ok());
     }
+}
+
+/// The input as an `If-Match` header's value (`If-None-Match` alike):
+/// `entity_tags` takes `*` or well-formed tags, or refuses with a 4xx; the
+/// tags it takes, joined again, read the same, and a strong tag matches
+/// itself.
+fn entity_tag_header(data: &[u8]) {
+    use axum::http::{header::IF_MATCH, HeaderMap, HeaderValue};
+    let Ok(value) = HeaderValue::from_bytes(data) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(IF_MATCH, value);
+    let tags = match entity_tags(&headers, IF_MATCH) {
+        Ok(Some(tags)) => tags,
+        Ok(None) => panic!("a present header has tags or is refused"),
+        Err(error) => return client_error(&error),
+    };
+    assert!(!tags.is_empty());
+    for tag in &tags {
+        let quoted = tag.strip_prefix("W/").unwrap_or(tag);
+        assert!(
+            tag == "*" || (quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"')),
+            "a taken tag is `*` or quoted: {tag:?}"
+        );
+        if !tag.starts_with("W/") {
+            assert!(tags_match(&tags, tag), "a strong tag matches itself");
+        }
+    }
+    let mut again = HeaderMap::new();
+    let joined = HeaderValue::from_str(&tags.join(", ")).expect("tags are visible ASCII");
+    again.insert(IF_MATCH, joined);
+    let reread = entity_tags(&again, IF_MATCH).map_err(|error| error.detail);
+    assert_eq!(reread, Ok(Some(tags)), "tags joined again read the same");
+}
+
+/// An RFC 3339 time as the node's one parser reads it; what it reads
+/// formats back (`rfc3339_ms`, up to year 9999, the parser's four digits)
+/// to text it reads as the same instant.
+fn time(text: &str) -> Option<u64> {
+    use fieldsync_node::clock::{parse_rfc3339_ms, rfc3339_ms};
+    /// 10000-01-01T00:00:00Z: `rfc3339_ms` writes five-digit years past it.
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    let ms = parse_rfc3339_ms(text)?;
+    if ms < YEAR_10000_MS {
+        let formatted = rfc3339_ms(ms);
+        assert_eq!(
+            parse_rfc3339_ms(&formatted),
+            Some(ms),
+            "{text:?} read as {ms} ms, written {formatted:?}"
+        );
+    }
+    Some(ms)
 }
 
 /// The token endpoint's form, through the gateway's own `ApiForm`.

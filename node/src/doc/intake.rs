@@ -425,11 +425,19 @@ impl<'a> Reader<'a> {
 /// also the size of a vector Automerge allocates per change).
 pub const BLOOM_PROBES_MAX: u64 = 64;
 
-/// Why a peer's sync message's Bloom filters would panic or overload
-/// Automerge, if they would: a filter with entries but no bits makes its
-/// probes divide by zero (fuzzing found it: one frame from any peer), and
-/// a filter may claim any number of probes.
-pub fn bloom_problem(message: &automerge::sync::Message) -> Option<&'static str> {
+/// Why a peer's sync message would panic, overload or mislead Automerge,
+/// if it would. Its Bloom filters: a filter with entries but no bits makes
+/// its probes divide by zero (fuzzing found it, F1: one frame from any
+/// peer), and a filter may claim any number of probes. Its `need`: a hash
+/// named twice makes Automerge 0.12's `get_changes_by_hashes` build, beside
+/// the real change, one the document never had, sent to the peer (and a
+/// panic under debug assertions; fuzzing found it, F4). Automerge's own
+/// `need` never repeats a hash, so only a broken or hostile peer sends it.
+pub fn sync_message_problem(message: &automerge::sync::Message) -> Option<&'static str> {
+    let distinct: std::collections::BTreeSet<_> = message.need.iter().collect();
+    if distinct.len() != message.need.len() {
+        return Some("a `need` naming a change twice");
+    }
     message.have.iter().find_map(|have| {
         let bytes = have.bloom.to_bytes();
         if bytes.is_empty() {
@@ -481,8 +489,34 @@ mod tests {
             (&[1, 10, 0x80, 0x01, 0, 0], false),
         ];
         for (bloom, fine) in cases {
-            assert_eq!(bloom_problem(&message(bloom)).is_none(), fine, "{bloom:?}");
+            assert_eq!(
+                sync_message_problem(&message(bloom)).is_none(),
+                fine,
+                "{bloom:?}"
+            );
         }
+    }
+
+    /// Fuzzing found it (F4, `fuzz/artifacts/sync_frame/F4-*`): a `need`
+    /// naming one hash twice made Automerge answer with a change the
+    /// document never had.
+    #[test]
+    fn a_need_naming_a_change_twice_is_refused() {
+        use automerge::sync::{Message, MessageVersion};
+        use automerge::ChangeHash;
+        let message = |need: Vec<ChangeHash>| Message {
+            heads: vec![],
+            need,
+            have: vec![],
+            changes: Vec::<Vec<u8>>::new().into(),
+            flags: None,
+            version: MessageVersion::V1,
+        };
+        let (a, b) = (ChangeHash([1; 32]), ChangeHash([2; 32]));
+        assert!(sync_message_problem(&message(vec![])).is_none());
+        assert!(sync_message_problem(&message(vec![a, b])).is_none());
+        assert!(sync_message_problem(&message(vec![a, b, a])).is_some());
+        assert!(sync_message_problem(&message(vec![b, b])).is_some());
     }
 
     fn bytes_max(inflated_bytes_max: u64) -> Limits {

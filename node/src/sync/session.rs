@@ -1319,7 +1319,7 @@ impl Session {
         }
         let mut message = sync::Message::decode(message)
             .map_err(|e| protocol(format!("bad sync message for `{id}`: {e}")))?;
-        if let Some(problem) = crate::doc::intake::bloom_problem(&message) {
+        if let Some(problem) = crate::doc::intake::sync_message_problem(&message) {
             return Err(protocol(format!("bad sync message for `{id}`: {problem}")));
         }
         let mut doc = store
