@@ -4,4 +4,4 @@
 //! the wall clock and the one format it writes timestamps in; the gateway's
 //! handlers keep naming `crate::clock` so they need not know where it lives.
 
-pub(crate) use fieldsync_node::clock::{now_rfc3339, now_s, year};
+pub(crate) use fieldsync_node::clock::{now_rfc3339, now_s};

@@ -62,6 +62,9 @@ pub struct GatewayConfig {
     /// when TLS is on, `public_base_url` is https, or a trusted proxy says
     /// the client came over https: this only adds, never removes.
     pub cookie_secure: bool,
+    /// Prefix of the work-order numbers this central makes
+    /// (`fieldsync_node::numbering`).
+    pub work_order_prefix: String,
     /// Serve HTTPS with this certificate and key (`[gateway] tls_cert`,
     /// `tls_key`); plain HTTP without. Read when the state is built
     /// (`tls::load`), so a missing or broken file stops the start.
@@ -169,6 +172,7 @@ impl GatewayConfig {
             doc_count_cache_ms: section.doc_count_cache_ms,
             metrics_networks: section.metrics_networks.clone(),
             longpolls_per_user_max: section.longpolls_per_user_max,
+            work_order_prefix: section.work_order_prefix.clone(),
             // The node's config refuses one without the other.
             tls: match (&section.tls_cert, &section.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
@@ -244,6 +248,12 @@ impl GatewayConfig {
         self.metrics_nets()?;
         self.trusted_proxy_nets()?;
         self.check_public_base_url()?;
+        if let Some(why) = fieldsync_node::numbering::prefix_problem(&self.work_order_prefix) {
+            return Err(ConfigError(format!(
+                "work_order_prefix `{}` {why}",
+                self.work_order_prefix
+            )));
+        }
         Ok(())
     }
 

@@ -250,6 +250,9 @@ pub struct GatewayConfig {
     /// Proxies (CIDR) whose `X-Forwarded-For` and `X-Forwarded-Proto` the
     /// gateway believes; the gateway parses them when it starts.
     pub trusted_proxies: Vec<String>,
+    /// Work-order numbers made here read `{prefix}-{year}-{sequence}`
+    /// (`numbering.rs`); two centrals need two prefixes.
+    pub work_order_prefix: String,
 }
 
 impl Default for GatewayConfig {
@@ -278,12 +281,13 @@ impl Default for GatewayConfig {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            work_order_prefix: "WO".into(),
         }
     }
 }
 
 /// Every key of `[gateway]`, each overridable by `FIELDSYNC_GATEWAY_<KEY>`.
-pub const GATEWAY_KEYS: [&str; 23] = [
+pub const GATEWAY_KEYS: [&str; 24] = [
     "enabled",
     "listen",
     "body_bytes_max",
@@ -307,6 +311,7 @@ pub const GATEWAY_KEYS: [&str; 23] = [
     "tls_cert",
     "tls_key",
     "trusted_proxies",
+    "work_order_prefix",
 ];
 
 /// `[gateway]` keys that may be absent (no value); an empty
@@ -943,6 +948,10 @@ longpolls_per_user_max = {longpolls_per_user_max}
 # the TCP peer is the client. The environment variable takes a
 # comma-separated list.
 trusted_proxies = [{trusted_proxies}]
+# Work-order numbers made on this central read PREFIX-YEAR-SEQUENCE, e.g.
+# WO-2026-000123, counted per year. With two centrals give each its own
+# prefix (e.g. "WO-N" and "WO-S"): A-Z, 0-9 and inner dashes, 1 to 16.
+work_order_prefix = {work_order_prefix}
 "#,
         enabled = gateway.enabled,
         listen = quote(&gateway.listen.to_string()),
@@ -968,6 +977,7 @@ trusted_proxies = [{trusted_proxies}]
             .collect::<Vec<_>>()
             .join(", "),
         longpolls_per_user_max = gateway.longpolls_per_user_max,
+        work_order_prefix = quote(&gateway.work_order_prefix),
         trusted_proxies = gateway
             .trusted_proxies
             .iter()

@@ -23,6 +23,8 @@ pub mod identity;
 pub mod import;
 pub mod ingest_config;
 #[cfg(feature = "runtime")]
+pub mod numbering;
+#[cfg(feature = "runtime")]
 pub mod quic;
 #[cfg(feature = "runtime")]
 pub mod secret;

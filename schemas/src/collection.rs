@@ -45,7 +45,11 @@ pub const INTERNAL_COLLECTIONS: &[&str] = &[
     "commands",
     "command_history",
     "command_logs",
+    COUNTERS,
 ];
+
+/// Per-central counters (`node::numbering`: work-order numbers).
+pub const COUNTERS: &str = "counters";
 
 /// Names no record collection may take.
 const RESERVED_NAMES: &[&str] = &["work_orders"];

@@ -222,7 +222,14 @@ fn create_order(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let new = NewWorkOrder {
         id: Some(id.clone()),
-        number: create.number.clone().unwrap_or_else(|| format!("WO-{id}")),
+        number: match &create.number {
+            Some(number) => number.clone(),
+            None => fieldsync_node::numbering::next_work_order_number(
+                &node.store,
+                &node.config.gateway.work_order_prefix,
+                fieldsync_node::clock::now_ms(),
+            )?,
+        },
         title: create.title.clone(),
         description: create.description.clone(),
         customer: Customer {

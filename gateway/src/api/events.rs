@@ -455,7 +455,13 @@ fn failure(caller: &Caller, plan: &Plan, error: WriteError) -> ApiError {
 /// Replay a seen event, or apply a new one with its key record. A refused
 /// compare-and-set means a racing write: look again (a resend that won
 /// is replayed), then retry.
-fn settle(store: &Store, caller: &Caller, plan: &Plan, keyed: &Keyed) -> Result<Settled, ApiError> {
+fn settle(
+    store: &Store,
+    caller: &Caller,
+    plan: &mut Plan,
+    keyed: &Keyed,
+    prefix: &str,
+) -> Result<Settled, ApiError> {
     let who = caller.actor();
     let mut previous = None;
     for _ in 0..ATTEMPTS {
@@ -466,6 +472,11 @@ fn settle(store: &Store, caller: &Caller, plan: &Plan, keyed: &Keyed) -> Result<
             return Err(failure(caller, plan, error));
         }
         work_orders::check_assignee(store, plan.assignee()).map_err(in_data)?;
+        if let Plan::CreateWorkOrder(new) = plan {
+            // A new event only (a resend was answered above); once.
+            work_orders::numbered(store, prefix, new).map_err(crate::error::store_write_error)?;
+        }
+        let plan = &*plan;
         if let Plan::Record { collection, .. } = plan {
             staging::check_new_collection(store, collection)
                 .map_err(ApiError::internal)?
@@ -521,8 +532,10 @@ async fn accept(
         Target::WorkOrder => "work_orders",
         Target::Records(_) => "records",
     };
+    let prefix = state.config().work_order_prefix.clone();
+    let mut plan = plan;
     let settled = state
-        .blocking(move |store| settle(store, &caller, &plan, &keyed))
+        .blocking(move |store| settle(store, &caller, &mut plan, &keyed, &prefix))
         .await;
     (schema, settled)
 }

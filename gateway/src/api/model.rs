@@ -485,8 +485,9 @@ pub struct CreateWorkOrder {
     /// A caller-chosen id (letters, digits, `-`, `_`); a UUID when absent.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub id: Option<String>,
-    /// Human code, 1 to 64 characters; `WO-`, the year and the first 8
-    /// characters of the id when absent.
+    /// Human code, 1 to 64 characters; when absent the central's next
+    /// number, sequential per year (`WO-2026-000123`; the prefix is
+    /// `[gateway] work_order_prefix`).
     #[schema(min_length = 1, max_length = 64)]
     pub number: Option<String>,
     /// At most 65536 bytes of UTF-8.

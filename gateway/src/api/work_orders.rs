@@ -15,7 +15,7 @@ use super::model::{
     Report, SetMaterialState, WorkOrder, WorkOrderPage, WorkOrderQuery, WorkOrderSummary,
 };
 use crate::auth::Caller;
-use crate::clock::{now_rfc3339, now_s, year};
+use crate::clock::{now_rfc3339, now_s};
 use crate::cursor::Cursors;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorKind, Problem};
 use crate::state::AppState;
@@ -333,6 +333,25 @@ pub(crate) async fn create_work_order(
     // Authorization before the body: a caller who may not write learns
     // nothing from validation.
     let ApiJson(body) = body?;
+    let order = create_order(&state, &caller, body).await?;
+    let location = format!("/api/v1/work-orders/{}", order.id);
+    let mut response = with_etag(StatusCode::CREATED, order);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Create a work order as `caller` from a create body: the one path of
+/// REST and the office console (the caller's right to create is checked
+/// by each). The id is the body's or a new UUID; the number the body's or
+/// the central's next one ([`numbered`]). Answers the work order as the
+/// caller reads it, once durable.
+pub(crate) async fn create_order(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateWorkOrder,
+) -> Result<WorkOrder, ApiError> {
     let id = match &body.id {
         Some(id) => {
             check_id(id)?;
@@ -340,24 +359,38 @@ pub(crate) async fn create_work_order(
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let new = new_work_order(body, id.clone())?;
+    let mut new = new_work_order(body, id.clone())?;
     let who = caller.actor();
-    let order = state
+    let caller = caller.clone();
+    let prefix = state.config().work_order_prefix.clone();
+    state
         .blocking(move |store| {
             check_assignee(store, new.assignee.as_deref())?;
+            numbered(store, &prefix, &mut new).map_err(crate::error::store_write_error)?;
             store
                 .create_work_order(&who, &new, now_s() as i64)
                 .map_err(|error| write_error(&caller, &id, error))?;
             read_visible(store, &caller, &id)?
                 .ok_or_else(|| ApiError::internal("created work order is not readable"))
         })
-        .await?;
-    let location = format!("/api/v1/work-orders/{}", order.id);
-    let mut response = with_etag(StatusCode::CREATED, order);
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
+        .await
+}
+
+/// Give `new` the central's next work-order number (`WO-2026-000123`,
+/// [`fieldsync_node::numbering`]) unless its creator named one.
+pub(crate) fn numbered(
+    store: &Store,
+    prefix: &str,
+    new: &mut NewWorkOrder,
+) -> Result<(), fieldsync_node::store::WriteError> {
+    if new.number.is_empty() {
+        new.number = fieldsync_node::numbering::next_work_order_number(
+            store,
+            prefix,
+            fieldsync_node::clock::now_ms(),
+        )?;
     }
-    Ok(response)
+    Ok(())
 }
 
 /// Characters of a work order's `number`, at most.
@@ -390,16 +423,15 @@ fn check_customer(customer: &super::model::Customer) -> Result<(), ApiError> {
 }
 
 /// The work order a create body asks for, under `id` (the body's own id
-/// is the caller's to check): the number (`WO-`, the year and the id's
-/// first 8 characters when absent), a customer name, the initial status
-/// from the assignee. Shared by REST and `POST /api/v1/events`.
+/// is the caller's to check): the body's number (empty when absent: the
+/// store closure gives the central's next one, [`numbered`]), a customer
+/// name, the initial status from the assignee. Shared by REST, the console
+/// and `POST /api/v1/events`.
 pub(crate) fn new_work_order(body: CreateWorkOrder, id: String) -> Result<NewWorkOrder, ApiError> {
-    let number = body.number.unwrap_or_else(|| {
-        let short: String = id.chars().filter(|c| *c != '-').take(8).collect();
-        format!("WO-{}-{}", year(), short.to_uppercase())
-    });
+    let given = body.number.is_some();
+    let number = body.number.unwrap_or_default();
     // Characters, as the OpenAPI document's `maxLength` counts them.
-    if number.is_empty() || number.chars().count() > NUMBER_CHARS_MAX {
+    if given && (number.is_empty() || number.chars().count() > NUMBER_CHARS_MAX) {
         return Err(ApiError::new(
             ErrorKind::InvalidValue,
             format!("`number` must be 1 to {NUMBER_CHARS_MAX} characters"),

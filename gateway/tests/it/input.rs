@@ -495,3 +495,34 @@ async fn list_filters_and_cursor_paging() {
     assert_eq!(all, (0..7).map(|n| format!("d{n}")).collect::<Vec<_>>());
     server.stop().await;
 }
+
+/// Work orders created without a number get the central's next one, a
+/// number a person can read over the phone; one the creator names is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_work_orders_are_numbered_in_sequence() {
+    let server = Server::start().await;
+    let op = server.token("op").await;
+    let year = &fieldsync_node::clock::now_rfc3339()[..4];
+    let mut numbers = Vec::new();
+    for body in [
+        json!({"title": "a", "customer": {"name": "c"}}),
+        json!({"title": "b", "customer": {"name": "c"}, "number": "ERP-77"}),
+        json!({"title": "c", "customer": {"name": "c"}}),
+    ] {
+        let response = server
+            .call(Method::POST, "/api/v1/work-orders", Some(&op), Some(&body))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let order: Value = response.json().await.expect("json");
+        numbers.push(order["number"].as_str().expect("number").to_string());
+    }
+    assert_eq!(
+        numbers,
+        [
+            format!("WO-{year}-000001"),
+            "ERP-77".to_string(),
+            format!("WO-{year}-000002")
+        ]
+    );
+    server.stop().await;
+}
