@@ -131,7 +131,12 @@ pub(crate) fn start(
         "http"
     };
     let state = AppState::new(node.store.clone(), token_key(&node.dir)?, config)?
-        .with_peers(Arc::new(DriverPeers(peers)));
+        .with_peers(Arc::new(DriverPeers(peers)))
+        .with_central(fieldsync_gateway::state::CentralInfo {
+            node_id: node.identity.node_id().to_string(),
+            sync_listen: node.config.sync.listen,
+            enroll_code_ttl_ms: node.config.sync.enroll_code_ttl_ms,
+        });
     let url = format!("{scheme}://{}", listener.local_addr()?);
     tracing::info!(%url, "gateway listening");
     // The same answer the gateway uses to accept hook registrations.

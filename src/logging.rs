@@ -6,6 +6,11 @@
 //!
 //! Precedence: `--log-format` (or `FIELDSYNC_LOG_FORMAT`) over the config's
 //! `[log] format`; `RUST_LOG` over the config's `[log] filter`.
+//!
+//! The demo is the exception ([`init_demo`]): its terminal tells the
+//! scenario, and three nodes' INFO lines interleaved with it would bury
+//! the story, so its logs go to a file in its data directory unless
+//! `RUST_LOG` asks for them on stderr.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -45,4 +50,39 @@ pub(crate) fn init(dir: &Path, flag: Option<LogFormatArg>) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// The demo's logs: to `path` (appended, human-readable, no colours) when
+/// `RUST_LOG` is unset, else as [`init`] does. Answers the file it writes,
+/// if it writes one.
+pub(crate) fn init_demo(
+    dir: &Path,
+    flag: Option<LogFormatArg>,
+    path: &Path,
+) -> Option<std::path::PathBuf> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        init(dir, flag);
+        return None;
+    }
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!(
+                "cannot write logs to {}: {error}; logging to stderr",
+                path.display()
+            );
+            init(dir, flag);
+            return None;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("info"))
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
+    Some(path.to_path_buf())
 }

@@ -10,6 +10,7 @@
 
 mod cli;
 mod error;
+mod field_app_task;
 mod gateway_task;
 mod logging;
 mod node;
@@ -109,7 +110,10 @@ fn main() -> ExitCode {
         matches.value_source("dir"),
         Some(ValueSource::CommandLine | ValueSource::EnvVariable)
     );
-    logging::init(&cli.dir, cli.log_format);
+    // The demo sets up its own logging once its directory exists.
+    if !matches!(cli.command, Command::Demo(_)) {
+        logging::init(&cli.dir, cli.log_format);
+    }
     let result = match &cli.command {
         Command::Init(args) => cli::init::run(&cli.dir, args),
         Command::Run => cli::run::run(&cli.dir),
@@ -122,7 +126,9 @@ fn main() -> ExitCode {
         Command::Wo(args) => cli::wo::run(&cli.dir, args),
         Command::Batches(command) => cli::batches::run(&cli.dir, command),
         Command::Entities(command) => cli::entities::run(&cli.dir, command),
-        Command::Demo(args) => cli::demo::run(dir_given.then_some(cli.dir.as_path()), args),
+        Command::Demo(args) => {
+            cli::demo::run(dir_given.then_some(cli.dir.as_path()), args, cli.log_format)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

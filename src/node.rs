@@ -5,7 +5,7 @@
 //! `fieldsync run` is the composition root, and `fieldsync demo` runs
 //! three nodes in one process. Both start a node through [`start_node`]
 //! (the sync driver with its status file, the store activity log, the
-//! gateway when enabled) and stop it through [`RunningNode::stop`], which
+//! gateway when enabled, the field app on an enrolled field node) and stop it through [`RunningNode::stop`], which
 //! closes the store last so every acknowledged write is on disk when the
 //! process exits. A task a node gains later is added there once, and both
 //! get it.
@@ -140,6 +140,10 @@ impl Node {
             ..StartOptions::default()
         };
         let mut running = start_node(&self, options).await?;
+        if let Some(url) = running.field_app_url() {
+            // On the terminal only: logs may be kept where others read them.
+            println!("Field app: open {url}");
+        }
         tracing::info!(
             node_id = self.identity.node_id(),
             role = %self.config.role,
@@ -182,6 +186,9 @@ pub(crate) struct StartOptions {
     /// `[gateway] listen` (the demo binds its own port first, so that a
     /// busy port is reported before any node is created).
     pub(crate) gateway_listener: Option<TcpListener>,
+    /// Serve the field app on this listener instead of binding
+    /// `[field_app] listen` (tests bind port 0).
+    pub(crate) field_app_listener: Option<TcpListener>,
     /// Draw the priming progress bars on the terminal (`fieldsync run`).
     pub(crate) show_priming: bool,
 }
@@ -191,6 +198,8 @@ pub(crate) struct RunningNode {
     store: Store,
     sync_address: SocketAddr,
     gateway_url: Option<String>,
+    /// The field app's open URL (with its key), when it runs.
+    field_app_url: Option<String>,
     /// Turned true to stop every task.
     stop: watch::Sender<bool>,
     /// The sync driver, while it runs.
@@ -210,6 +219,8 @@ pub(crate) async fn start_node(node: &Node, options: StartOptions) -> anyhow::Re
     } else {
         None
     };
+    // A field app listen address it may not use stops the node too.
+    let field_app = crate::field_app_task::prepare(node, options.field_app_listener).await?;
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     tasks.spawn(log_store_activity(node.store.clone(), stop_rx.clone()));
@@ -219,6 +230,13 @@ pub(crate) async fn start_node(node: &Node, options: StartOptions) -> anyhow::Re
     if options.show_priming {
         tasks.spawn(crate::priming::show(peers.clone(), stop_rx.clone()));
     }
+    let field_app_url = match field_app {
+        Some((url, prepared)) => {
+            tasks.spawn(prepared.start(peers.clone(), stop_rx.clone()));
+            Some(url)
+        }
+        None => None,
+    };
     let mut gateway_url = None;
     if let Some(config) = gateway_config {
         let listener = match options.gateway_listener {
@@ -233,6 +251,7 @@ pub(crate) async fn start_node(node: &Node, options: StartOptions) -> anyhow::Re
         store: node.store.clone(),
         sync_address: sync.address,
         gateway_url,
+        field_app_url,
         stop,
         sync: Some(sync),
         tasks,
@@ -248,6 +267,12 @@ impl RunningNode {
     /// `http://host:port` of the gateway, when it runs.
     pub(crate) fn gateway_url(&self) -> Option<&str> {
         self.gateway_url.as_deref()
+    }
+
+    /// The field app's open URL, `http://127.0.0.1:PORT/open?key=...`,
+    /// when it runs (an enrolled field node).
+    pub(crate) fn field_app_url(&self) -> Option<&str> {
+        self.field_app_url.as_deref()
     }
 
     /// Take the node offline: stop its sync driver only, and wait until

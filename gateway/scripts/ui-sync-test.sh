@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# A note added on a technician's laptop shows in the office's web UI after
-# sync: a central (`fieldsync run` with the gateway) and an enrolled laptop
-# as real processes on loopback, the UI in headless Chromium (Debian's
-# chromium and chromium-driver, driven by Selenium). Sign in as an
-# operator, open a work order, add a note on the stopped laptop, run the
-# laptop until the central holds the note, reload: the note must be there.
-# Saves sync-note-before.png and sync-note-after.png to target/ui-sync/.
+# The screens end to end, in headless Chromium (Debian's chromium and
+# chromium-driver, driven by Selenium), against real `fieldsync run`
+# processes on loopback:
+# - ui_sync_test.py: a note added with the CLI on a stopped laptop shows in
+#   the office's web UI after sync (target/ui-sync/);
+# - apps_test.py: the office console and two technicians' field apps: create
+#   and assign in the console, work offline in alice's app, sync back live,
+#   approve, a refused forged post, reassign (target/ui-apps/, every page at
+#   1366x768 and 800x1280).
 #
 # Usage: gateway/scripts/ui-sync-test.sh
 #
@@ -45,3 +47,4 @@ cargo build --quiet --bin fieldsync --manifest-path "$root/Cargo.toml"
 target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" |
     "$python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 "$python" "$root/gateway/scripts/ui_sync_test.py" "$target_dir/debug/fieldsync" "$out_dir"
+"$python" "$root/gateway/scripts/apps_test.py" "$target_dir/debug/fieldsync" "$root/target/ui-apps"

@@ -14,181 +14,18 @@ non-zero (with the nodes' logs) when anything is missing.
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.parse
-import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-WAIT_S_MAX = 30
-POLL_S = 0.05
+from fieldsync_nodes import (
+    WAIT_S_MAX, Failure, Node, body_text, browser, check, http_json, operator_token, wait_until,
+)
+
 WORK_ORDER = "wo-ui-1"
 NOTE = "Relay replaced on site; <b>tested</b> twice"
-
-
-class Failure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
-
-
-def wait_until(what, predicate):
-    deadline = time.monotonic() + WAIT_S_MAX
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise Failure(f"timed out waiting for {what}")
-        time.sleep(POLL_S)
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    """One data directory and, while it runs, its `fieldsync run`."""
-
-    def __init__(self, binary, root, role, name):
-        self.binary = binary
-        self.dir = os.path.join(root, name)
-        self.log = os.path.join(root, f"{name}.log")
-        self.process = None
-        self.fieldsync("init", "--role", role, "--name", name)
-        self.sync_port = free_port(socket.SOCK_DGRAM)
-        self.gateway_port = free_port(socket.SOCK_STREAM) if role == "central" else None
-        self.configure()
-
-    def configure(self):
-        """Loopback ports, quick redials, the gateway on the central."""
-        path = os.path.join(self.dir, "fieldsync.toml")
-        values = {
-            ("[sync]", "listen"): f'"127.0.0.1:{self.sync_port}"',
-            ("[sync]", "keep_alive_ms"): "500",
-            ("[sync]", "idle_timeout_ms"): "3000",
-            ("[sync]", "reconnect_delay_ms_min"): "100",
-            ("[sync]", "reconnect_delay_ms_max"): "1000",
-            ("[gateway]", "enabled"): "true" if self.gateway_port else "false",
-        }
-        if self.gateway_port:
-            values[("[gateway]", "listen")] = f'"127.0.0.1:{self.gateway_port}"'
-        section, lines = "", []
-        for line in open(path, encoding="utf-8").read().splitlines():
-            if line.startswith("["):
-                section = line.strip()
-            key = line.split(" = ")[0]
-            if (section, key) in values:
-                line = f"{key} = {values[(section, key)]}"
-            lines.append(line)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-
-    def fieldsync(self, *args):
-        done = subprocess.run(
-            [self.binary, "--dir", self.dir, *args],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env={k: v for k, v in os.environ.items() if k not in ("FIELDSYNC_DIR", "RUST_LOG")},
-        )
-        check(done.returncode == 0, f"fieldsync {' '.join(args)}: {done.stderr}{done.stdout}")
-        return done.stdout
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.gateway_port}"
-
-    def status_file(self):
-        try:
-            with open(os.path.join(self.dir, "sync-status.json"), encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
-    def peer(self, node_id):
-        status = self.status_file() or {}
-        return next((p for p in status.get("peers", []) if p["node_id"] == node_id), None)
-
-    def start(self):
-        log = open(self.log, "a", encoding="utf-8")
-        self.process = subprocess.Popen(
-            [self.binary, "--dir", self.dir, "run"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        pid = self.process.pid
-
-        def started():
-            check(self.process.poll() is None, f"{self.dir}: fieldsync run exited")
-            status = self.status_file()
-            return status is not None and status.get("pid") == pid
-
-        wait_until(f"{self.dir} to run", started)
-        if self.gateway_port:
-            wait_until("the gateway to answer", lambda: http_ok(f"{self.url}/healthz"))
-
-    def stop(self):
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=WAIT_S_MAX)
-        self.process = None
-        check(code == 0, f"{self.dir}: fieldsync run exited with {code}")
-
-    def kill(self):
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-def http_ok(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def http_json(url, token=None):
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=WAIT_S_MAX) as response:
-        return json.load(response)
-
-
-def operator_token(base, client_id, secret):
-    """A bearer token from the central's token endpoint (client credentials)."""
-    form = urllib.parse.urlencode(
-        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
-    ).encode()
-    with urllib.request.urlopen(f"{base}/oauth/token", data=form, timeout=WAIT_S_MAX) as response:
-        return json.load(response)["access_token"]
-
-
-def browser():
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
-        options.add_argument(flag)
-    options.binary_location = "/usr/bin/chromium"
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-
-
-def body_text(driver):
-    return driver.find_element(By.TAG_NAME, "body").text
 
 
 def scenario(binary, root, out_dir, nodes):

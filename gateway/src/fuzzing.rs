@@ -678,6 +678,7 @@ pub fn json_bodies(data: &[u8]) {
             at: AT.into(),
             resolution: body.resolution,
             signed_by: body.signed_by,
+            signature: body.signature,
         };
         apply(&op, &[&tech]);
     }

@@ -28,6 +28,7 @@ pub mod delivery;
 mod edge;
 pub mod error;
 pub mod feed;
+pub mod field;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingest;

@@ -24,6 +24,21 @@ pub struct AppState {
     peers: Arc<dyn PeerDirectory>,
     delivery: Arc<Delivery>,
     clock: Clock,
+    central: Option<Arc<CentralInfo>>,
+}
+
+/// What a technician's laptop needs to enroll with this node, shown by the
+/// office console when it issues an enrollment code (as
+/// `fieldsync user add` prints it). The binary fills it
+/// (`AppState::with_central`); without it the console says it is unknown.
+#[derive(Clone, Debug)]
+pub struct CentralInfo {
+    /// The node's id (its certificate's SHA-256 fingerprint, hex).
+    pub node_id: String,
+    /// The sync listener (`[sync] listen`).
+    pub sync_listen: std::net::SocketAddr,
+    /// How long an enrollment code works (`[sync] enroll_code_ttl_ms`).
+    pub enroll_code_ttl_ms: u64,
 }
 
 /// Where delivery and commands read the time: the node's wall clock, or a
@@ -114,7 +129,20 @@ impl AppState {
                 config,
             }),
             peers: Arc::new(NoPeers),
+            central: None,
         })
+    }
+
+    /// Tell the office console this node's sync identity and enrollment
+    /// settings (see [`CentralInfo`]).
+    pub fn with_central(mut self, central: CentralInfo) -> AppState {
+        self.central = Some(Arc::new(central));
+        self
+    }
+
+    /// This node's sync identity, when the binary told it.
+    pub(crate) fn central(&self) -> Option<&CentralInfo> {
+        self.central.as_deref()
     }
 
     /// Show these peers on `/api/v1/peers` and in the UI (the sync driver's

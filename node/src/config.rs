@@ -122,6 +122,8 @@ pub struct NodeConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub field_app: FieldAppConfig,
 }
 
 /// `[store]`: see [`StoreConfig`] for what each knob does.
@@ -323,6 +325,43 @@ pub fn gateway_env_var(key: &str) -> String {
     format!("FIELDSYNC_GATEWAY_{}", key.to_ascii_uppercase())
 }
 
+/// `[field_app]`: the technician's local web app, which `fieldsync run`
+/// serves on a field node (`fieldsync_gateway::field`).
+///
+/// Why loopback only unless `allow_remote`: the app's one credential is a
+/// key the node hands the laptop's own browser; on another interface
+/// anyone on the network could try it, so that takes an explicit choice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FieldAppConfig {
+    /// Serve the app; absent: on field nodes yes, on centrals no
+    /// ([`FieldAppConfig::runs_on`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// TCP address the app listens on (a loopback address).
+    pub listen: SocketAddr,
+    /// Let `listen` be an address other machines can reach.
+    pub allow_remote: bool,
+}
+
+impl Default for FieldAppConfig {
+    fn default() -> Self {
+        FieldAppConfig {
+            enabled: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            allow_remote: false,
+        }
+    }
+}
+
+impl FieldAppConfig {
+    /// Whether a node of `role` serves the app: as `enabled` says, else
+    /// on field nodes only.
+    pub fn runs_on(&self, role: NodeRole) -> bool {
+        self.enabled.unwrap_or(role == NodeRole::Field)
+    }
+}
+
 /// `[records]`: plain versioned records (reference tables).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -403,6 +442,7 @@ impl NodeConfig {
             ingest: IngestConfig::default(),
             records: RecordsConfig::default(),
             log: LogConfig::default(),
+            field_app: FieldAppConfig::default(),
         }
     }
 
@@ -762,6 +802,15 @@ format = {log_format}
 # Which events to log, e.g. "info" or "info,fieldsync_node=debug";
 # the RUST_LOG environment variable overrides it.
 filter = {log_filter}
+
+[field_app]
+# The technician's local web app, which `fieldsync run` serves on an
+# enrolled field node; it prints the URL to open (also in field-app.url).
+# Absent `enabled`: on field nodes yes, on centrals no.
+{field_app_enabled}# TCP address the app listens on: a loopback address.
+listen = {field_app_listen}
+# Listening on an address other machines can reach needs this set to true.
+allow_remote = {field_app_allow_remote}
 "#,
             role = quote(self.role.as_str()),
             name = quote(&self.name),
@@ -784,6 +833,12 @@ filter = {log_filter}
             ingest = self.ingest.to_commented_toml(),
             log_format = quote(self.log.format.as_str()),
             log_filter = quote(&self.log.filter),
+            field_app_enabled = match self.field_app.enabled {
+                Some(enabled) => format!("enabled = {enabled}\n"),
+                None => "# enabled = true\n".to_string(),
+            },
+            field_app_listen = quote(&self.field_app.listen.to_string()),
+            field_app_allow_remote = self.field_app.allow_remote,
         )
     }
 
@@ -1137,6 +1192,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_field_app_runs_on_field_nodes_on_loopback_unless_told_otherwise() {
+        let field = parse("role = \"field\"\nname = \"f\"\n").unwrap();
+        assert!(field.field_app.runs_on(field.role));
+        assert_eq!(field.field_app.listen, "127.0.0.1:7480".parse().unwrap());
+        assert!(!field.field_app.allow_remote);
+        let central = NodeConfig::new(NodeRole::Central, "c");
+        assert!(!central.field_app.runs_on(central.role));
+        let text = "role = \"field\"\nname = \"f\"\n[field_app]\nenabled = false\n\
+                    listen = \"0.0.0.0:7481\"\nallow_remote = true\n";
+        let config = parse(text).unwrap();
+        assert!(!config.field_app.runs_on(NodeRole::Field));
+        assert!(config.field_app.allow_remote);
+        assert_eq!(parse(&config.to_commented_toml()).unwrap(), config);
+        assert!(parse("role = \"field\"\nname = \"f\"\n[field_app]\nport = 1\n").is_err());
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub const INTERNAL_COLLECTIONS: &[&str] = &[
     "command_history",
     "command_logs",
     COUNTERS,
+    "field_app",
 ];
 
 /// Per-central counters (`node::numbering`: work-order numbers).

@@ -244,6 +244,10 @@ pub struct Closure {
     pub by: String,
     pub resolution: String,
     pub signed_by: String,
+    /// The customer's signature drawn on screen: an SVG path of `M`/`L`
+    /// commands with integer coordinates; empty when none was drawn.
+    #[serde(default)]
+    pub signature: String,
 }
 
 /// The read model of a work order: what the API, the CLI and tests see.

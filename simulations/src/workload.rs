@@ -477,6 +477,7 @@ impl Sim {
                         at,
                         resolution: "fixed".into(),
                         signed_by: "Customer".into(),
+                        signature: String::new(),
                     },
                     what,
                 )

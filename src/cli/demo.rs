@@ -50,6 +50,26 @@ pub(crate) struct DemoArgs {
 /// who reassigns a work order sees it leave the laptop within a minute.
 const DEMO_GRACE_MS: u64 = 60_000;
 
+/// What `fieldsync enroll` would record on a demo laptop (the demo seeds
+/// its users itself), so the laptop's field app acts for `user`.
+fn enroll_demo_laptop(
+    laptop: &Node,
+    user: &str,
+    central: &Node,
+    central_address: SocketAddr,
+) -> anyhow::Result<()> {
+    super::enroll::write_enrollment(
+        &laptop.dir,
+        &super::enroll::Enrollment {
+            user: user.into(),
+            role: Role::Technician,
+            central_node_id: central.identity.node_id().to_string(),
+            central_address: central_address.to_string(),
+            enrolled_at: now_rfc3339(),
+        },
+    )
+}
+
 /// Create one demo node in `base/name`, laid out as `fieldsync init` lays
 /// out a node (so `fieldsync run --dir base/name` can open it later), with
 /// sync on loopback. `configure` adds what differs per node.
@@ -66,11 +86,20 @@ fn create_node(
     config.sync.reconnect_delay_ms_min = 200;
     config.sync.reconnect_delay_ms_max = 2_000;
     config.sync.grace_ms = DEMO_GRACE_MS;
+    // Three nodes on one machine: each laptop's field app on a free port.
+    config.field_app.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     configure(&mut config);
     Node::create(&base.join(name), config)
 }
 
-pub(crate) fn run(dir: Option<&Path>, args: &DemoArgs) -> anyhow::Result<()> {
+/// The demo's log file, in its data directory.
+const LOG_FILE: &str = "demo.log";
+
+pub(crate) fn run(
+    dir: Option<&Path>,
+    args: &DemoArgs,
+    log_format: Option<crate::logging::LogFormatArg>,
+) -> anyhow::Result<()> {
     let temporary = match dir {
         Some(_) => None,
         None => Some(
@@ -91,6 +120,14 @@ pub(crate) fn run(dir: Option<&Path>, args: &DemoArgs) -> anyhow::Result<()> {
             base.display()
         ))
         .hint("point --dir at an empty directory, or leave it out to use a temporary one"));
+    }
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let log_file = crate::logging::init_demo(&base, log_format, &base.join(LOG_FILE));
+    if let Some(log_file) = &log_file {
+        println!(
+            "The nodes' logs go to {} (set RUST_LOG=info to see them here).",
+            log_file.display()
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -143,16 +180,25 @@ async fn demo(
     let with_office = |config: &mut NodeConfig| config.sync.peers = office.clone();
     let alice = create_node(base, "alice-laptop", NodeRole::Field, with_office)?;
     let bob = create_node(base, "bob-laptop", NodeRole::Field, with_office)?;
+    for (laptop, user) in [(&alice, "alice"), (&bob, "bob")] {
+        enroll_demo_laptop(laptop, user, &central, central_run.sync_address())?;
+    }
     let laptops = [&alice, &bob].map(|node| node.identity.node_id().to_string());
     let store = central.store.clone();
     // Hashing secrets and waiting for flushes block: off the async threads.
     let (operator_secret, erp_secret) =
         tokio::task::spawn_blocking(move || seed_users(&store, laptops)).await??;
-    let ids = load_samples(&central.store).await?;
+    let ids = load_samples(&central).await?;
     let mut alice_run = start_node(&alice, StartOptions::default()).await?;
     let bob_run = start_node(&bob, StartOptions::default()).await?;
 
     print_banner(base, &url, &operator_secret, &erp_secret, &ids[0]);
+    for (run, user) in [(&alice_run, "alice"), (&bob_run, "bob")] {
+        if let Some(app) = run.field_app_url() {
+            println!("{user}'s field app (on the laptop): {app}");
+        }
+    }
+    println!();
     let receiver = super::demo_receiver::start().await?;
     receiver.register(&url, &operator_secret).await?;
     println!(
@@ -252,10 +298,10 @@ fn seed_users(store: &Store, laptops: [String; 2]) -> anyhow::Result<(String, St
     Ok((operator_secret, erp_secret))
 }
 
-fn sample(number: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOrder {
+fn sample(number: String, index: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOrder {
     NewWorkOrder {
         id: None,
-        number: format!("WO-2026-{number:06}"),
+        number,
         title: title.into(),
         description: format!("{title}: reported by phone."),
         customer: Customer {
@@ -264,7 +310,7 @@ fn sample(number: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOr
             phone: "+55 11 95897-5662".into(),
             document: String::new(),
         },
-        priority: if number.is_multiple_of(3) {
+        priority: if index.is_multiple_of(3) {
             Priority::High
         } else {
             Priority::Normal
@@ -279,8 +325,9 @@ fn sample(number: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOr
 }
 
 /// Six work orders, three for each technician. Returns their ids.
-async fn load_samples(store: &Store) -> anyhow::Result<Vec<String>> {
-    let store = store.clone();
+async fn load_samples(central: &Node) -> anyhow::Result<Vec<String>> {
+    let store = central.store.clone();
+    let prefix = central.config.gateway.work_order_prefix.clone();
     tokio::task::spawn_blocking(move || {
         let operator = Actor::new("operator", Role::Operator);
         let orders = [
@@ -292,10 +339,16 @@ async fn load_samples(store: &Store) -> anyhow::Result<Vec<String>> {
             (6, "Condensate pump blocked", "Joao Alves", "bob"),
         ];
         let mut ids = Vec::new();
-        for (number, title, customer, assignee) in orders {
+        for (index, title, customer, assignee) in orders {
+            // The central's own sequence, as the console and REST take it.
+            let number = fieldsync_node::numbering::next_work_order_number(
+                &store,
+                &prefix,
+                fieldsync_node::clock::now_ms(),
+            )?;
             let committed = store.create_work_order(
                 &operator,
-                &sample(number, title, customer, assignee),
+                &sample(number, index, title, customer, assignee),
                 now_s(),
             )?;
             ids.push(committed.id);
@@ -313,7 +366,7 @@ fn print_banner(base: &Path, url: &str, operator_secret: &str, erp_secret: &str,
     println!(
         "\nfieldsync demo: a central office and two technicians (alice, bob) syncing over QUIC on loopback.\n\
          Data: {base}\n\n\
-         Gateway and web UI: {url}/\n\
+         Office console (gateway and web UI): {url}/\n\
          Operator sign-in:   operator / {operator_secret}\n\
          Integration client: erp-demo / {erp_secret}   (scopes changes:read work-orders:read)\n\n\
          The changes feed, from a shell:\n\

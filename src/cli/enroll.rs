@@ -59,6 +59,15 @@ pub(crate) struct Enrollment {
     pub(crate) enrolled_at: String,
 }
 
+/// Record who this laptop acts for (`fieldsync wo`, the field app): the
+/// enrollment, and the demo's laptops, whose users it seeds itself.
+pub(crate) fn write_enrollment(dir: &Path, enrollment: &Enrollment) -> anyhow::Result<()> {
+    replace_file(
+        &dir.join(ENROLLMENT_FILE),
+        &serde_json::to_vec_pretty(enrollment)?,
+    )
+}
+
 /// The user this laptop was enrolled for, if it was.
 pub(crate) fn enrollment(dir: &Path) -> anyhow::Result<Option<Enrollment>> {
     let path = dir.join(ENROLLMENT_FILE);
@@ -130,16 +139,15 @@ pub(crate) fn run(dir: &Path, args: &EnrollArgs) -> anyhow::Result<()> {
         &NodeConfig::path_in(dir),
         config.to_commented_toml().as_bytes(),
     )?;
-    let record = Enrollment {
-        user: enrolled.user.clone(),
-        role: enrolled.role,
-        central_node_id: enrolled.central_node_id.clone(),
-        central_address: args.central.clone(),
-        enrolled_at: now_rfc3339(),
-    };
-    replace_file(
-        &dir.join(ENROLLMENT_FILE),
-        &serde_json::to_vec_pretty(&record)?,
+    write_enrollment(
+        dir,
+        &Enrollment {
+            user: enrolled.user.clone(),
+            role: enrolled.role,
+            central_node_id: enrolled.central_node_id.clone(),
+            central_address: args.central.clone(),
+            enrolled_at: now_rfc3339(),
+        },
     )?;
     tracing::info!(user = %enrolled.user, central = %enrolled.central_node_id, "enrolled");
     println!(

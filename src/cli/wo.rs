@@ -198,6 +198,7 @@ fn act(node: &Node, dir: &Path, args: &WoArgs) -> anyhow::Result<()> {
                 at: now.clone(),
                 resolution: resolution.clone(),
                 signed_by: signed_by.clone(),
+                signature: String::new(),
             },
         ),
     };

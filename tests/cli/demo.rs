@@ -40,6 +40,7 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
                 "120",
             ])
             .env_remove("FIELDSYNC_DIR")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -56,18 +57,29 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
     });
     let (mut url, mut client) = (None, None);
     let mut merged = None;
+    let (mut log_file, mut printed) = (None, Vec::new());
+    let mut apps = std::collections::BTreeMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(DEMO_TIMEOUT_S);
     while merged.is_none() && std::time::Instant::now() < deadline {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
             continue;
         };
-        if let Some(value) = field(&line, "Gateway and web UI:") {
+        if let Some(value) = field(&line, "Office console (gateway and web UI):") {
             url = Some(value.trim_end_matches('/').to_string());
         }
         if let Some(value) = field(&line, "Integration client:") {
             let credentials = value.split_whitespace().collect::<Vec<_>>();
             client = Some((credentials[0].to_string(), credentials[2].to_string()));
         }
+        if let Some(rest) = line.strip_prefix("The nodes' logs go to ") {
+            log_file = rest.split(" (").next().map(std::path::PathBuf::from);
+        }
+        for user in ["alice", "bob"] {
+            if let Some(app) = field(&line, &format!("{user}'s field app (on the laptop):")) {
+                apps.insert(user, app.to_string());
+            }
+        }
+        printed.push(line.clone());
         if line.starts_with("[6] Merged on both sides") {
             merged = Some(line);
         }
@@ -77,6 +89,14 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
         merged.contains("status in_progress") && merged.contains("2 notes"),
         "{merged}"
     );
+    // The terminal tells the story; the nodes' logs are in the file.
+    assert!(
+        !printed.iter().any(|line| line.contains(" INFO ")),
+        "{printed:#?}"
+    );
+    let log_file = log_file.expect("the log file was named");
+    let logged = std::fs::read_to_string(&log_file).expect("the log file");
+    assert!(logged.contains(" INFO "), "{logged}");
     let url = url.expect("a gateway URL was printed");
     let (client_id, secret) = client.expect("integration credentials were printed");
 
@@ -116,6 +136,21 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
         "the merged edit is in the feed: {feed}"
     );
 
+    // Each laptop's own screen lists its technician's work orders only.
+    for (user, theirs, others) in [("alice", "000001", "000002"), ("bob", "000002", "000001")] {
+        let app = apps.get(user).expect("a field app URL was printed");
+        let list = field_app_list(app);
+        let year = &fieldsync_node::clock::now_rfc3339()[..4];
+        assert!(
+            list.contains(&format!("WO-{year}-{theirs}")),
+            "{user}: {list}"
+        );
+        assert!(
+            !list.contains(&format!("WO-{year}-{others}")),
+            "{user}: {list}"
+        );
+    }
+
     // Ctrl-C, as the newcomer would press it: a clean stop, exit 0.
     let interrupted = Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
@@ -124,4 +159,30 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
     assert!(interrupted.success());
     let status = child.0.wait().expect("demo exits on Ctrl-C");
     assert!(status.success(), "demo exit status {status}");
+}
+
+/// The field app's work-order list, opened with the URL the demo printed
+/// (its key becomes a session cookie).
+fn field_app_list(open_url: &str) -> String {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let opened = client.get(open_url).send().expect("GET the open URL");
+    assert_eq!(opened.status(), 303);
+    let cookie = opened.headers()["set-cookie"]
+        .to_str()
+        .expect("ASCII cookie")
+        .split(';')
+        .next()
+        .expect("a cookie")
+        .to_string();
+    let base = open_url.split("/open").next().expect("a base URL");
+    let list = client
+        .get(format!("{base}/"))
+        .header("cookie", cookie)
+        .send()
+        .expect("GET /");
+    assert_eq!(list.status(), 200);
+    list.text().expect("the list page")
 }

@@ -4,5 +4,6 @@
 mod bad_input;
 mod crash;
 mod demo;
+mod field_app;
 mod lifecycle;
 mod support;

@@ -186,7 +186,7 @@ impl Node {
     }
 
     /// `fieldsync init`, then a config tuned for tests: loopback, a free
-    /// port, quick redials, no gateway.
+    /// port, quick redials, no gateway, a field app on a free port.
     pub(crate) fn init(role: &str, name: &str) -> Node {
         let temp = tempfile::tempdir().expect("a temporary directory");
         let dir = temp.path().join(name);
@@ -209,6 +209,8 @@ impl Node {
                     "reconnect_delay_ms_max = 1000".into()
                 }
                 ("[gateway]", Some("enabled")) => "enabled = false".into(),
+                // Many laptops on one machine: each field app on a free port.
+                ("[field_app]", Some("listen")) => "listen = \"127.0.0.1:0\"".into(),
                 _ => line.to_string(),
             };
             out.push_str(&line);

@@ -272,6 +272,9 @@ pub struct Closure {
     pub by: String,
     pub resolution: String,
     pub signed_by: String,
+    /// The customer's signature drawn in the field app: an SVG path of
+    /// `M`/`L` commands in a 600×200 box; empty when none was drawn.
+    pub signature: String,
 }
 
 /// A work order as the API shows it.
@@ -398,6 +401,7 @@ impl From<domain::WorkOrderView> for WorkOrder {
                 by: closure.by,
                 resolution: closure.resolution,
                 signed_by: closure.signed_by,
+                signature: closure.signature,
             }),
             deleted,
             conflicts,
@@ -591,6 +595,12 @@ pub struct NewClosure {
     pub resolution: String,
     #[serde(default)]
     pub signed_by: String,
+    /// The customer's signature: an SVG path of `M`/`L` commands with
+    /// integer coordinates in a 600×200 box, at most 16384 bytes; absent
+    /// or empty when the customer could not sign.
+    #[serde(default)]
+    #[schema(max_length = 16384, pattern = "^(M[-0-9 ML]*)?$")]
+    pub signature: String,
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]

@@ -112,6 +112,49 @@ pub(crate) async fn create_user(
     // Authorization before the body: a caller who may not write learns
     // nothing from validation.
     let ApiJson(body) = body?;
+    let added = add_user(&state, body, Credentials::SECRET).await?;
+    let created = CreatedUser {
+        user: UserInfo::from(&added.user),
+        client_secret: added.client_secret.unwrap_or_default(),
+    };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+/// Which credentials [`add_user`] makes for a new user.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Credentials {
+    /// A client secret (for `/oauth/token` and the web UI's sign-in).
+    pub(crate) secret: bool,
+    /// A one-time enrollment code valid this long, in ms (for
+    /// `fieldsync enroll` on a technician's laptop).
+    pub(crate) enroll_code_ttl_ms: Option<u64>,
+}
+
+impl Credentials {
+    /// What `POST /api/v1/users` makes: a client secret only.
+    pub(crate) const SECRET: Credentials = Credentials {
+        secret: true,
+        enroll_code_ttl_ms: None,
+    };
+}
+
+/// A user just added, with the credentials made for it, in the clear this
+/// once (the store keeps only their hashes).
+pub(crate) struct AddedUser {
+    pub(crate) user: User,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) enroll_code: Option<String>,
+}
+
+/// Add a user (the caller's right to is checked by each caller): role and
+/// scopes checked, the credentials `credentials` asks for made and
+/// hashed, the id refused if taken. The one path of `POST /api/v1/users`
+/// and the office console's users page.
+pub(crate) async fn add_user(
+    state: &AppState,
+    body: NewUser,
+    credentials: Credentials,
+) -> Result<AddedUser, ApiError> {
     let invalid = |detail: String| ApiError::new(ErrorKind::InvalidValue, detail);
     let role: Role = body
         .role
@@ -129,26 +172,19 @@ pub(crate) async fn create_user(
     if role != Role::Integration && !scopes.is_empty() {
         return Err(invalid("only integration clients hold scopes".into()));
     }
-    let client_secret = secret::generate_client_secret();
-    let hashed = {
-        let _permit = state
-            .secret_checks()
-            .acquire()
-            .await
-            .map_err(ApiError::internal)?;
-        let plain = client_secret.clone();
-        tokio::task::spawn_blocking(move || secret::hash(&plain))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
-    };
+    let client_secret = credentials.secret.then(secret::generate_client_secret);
+    let enroll_code = credentials
+        .enroll_code_ttl_ms
+        .map(|_| secret::generate_one_time_code());
     let user = User {
         id: body.id,
         role,
         scopes,
-        secret_hash: Some(hashed),
-        enroll_code_hash: None,
-        enroll_code_expires_at_ms: None,
+        secret_hash: hash_secret(state, client_secret.as_deref()).await?,
+        enroll_code_hash: hash_secret(state, enroll_code.as_deref()).await?,
+        enroll_code_expires_at_ms: credentials
+            .enroll_code_ttl_ms
+            .map(|ttl_ms| fieldsync_node::clock::now_ms() + ttl_ms),
         node_ids: Vec::new(),
         revoked: false,
         created_at: now_rfc3339(),
@@ -170,11 +206,30 @@ pub(crate) async fn create_user(
             store.put_user(&stored).map_err(user_write_error)
         })
         .await?;
-    let created = CreatedUser {
-        user: UserInfo::from(&user),
+    Ok(AddedUser {
+        user,
         client_secret,
+        enroll_code,
+    })
+}
+
+/// The Argon2id hash of `plain`, if any, off the async workers and within
+/// the concurrent secret-check budget.
+async fn hash_secret(state: &AppState, plain: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(plain) = plain else {
+        return Ok(None);
     };
-    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+    let _permit = state
+        .secret_checks()
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let plain = plain.to_string();
+    tokio::task::spawn_blocking(move || secret::hash(&plain))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Some)
+        .map_err(ApiError::internal)
 }
 
 fn user_write_error(error: WriteError) -> ApiError {
@@ -203,6 +258,18 @@ pub(crate) async fn revoke_user(
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<UserInfo>, ApiError> {
     caller.operator_only()?;
+    let user = revoke(&state, &caller, id).await?;
+    Ok(axum::Json(UserInfo::from(&user)))
+}
+
+/// Revoke user `id` as `caller` (whose right to is checked by each
+/// caller; an operator may not revoke themselves): the one path of
+/// `POST /api/v1/users/{id}/revoke` and the office console.
+pub(crate) async fn revoke(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<User, ApiError> {
     if id == caller.user_id {
         return Err(ApiError::new(
             ErrorKind::InvalidValue,
@@ -210,7 +277,7 @@ pub(crate) async fn revoke_user(
         ));
     }
     let _admin = state.user_admin().lock().await;
-    let user = state
+    state
         .blocking(move |store| {
             let mut user = store
                 .user(&id)
@@ -221,6 +288,5 @@ pub(crate) async fn revoke_user(
             store.put_user(&user).map_err(user_write_error)?;
             Ok(user)
         })
-        .await?;
-    Ok(axum::Json(UserInfo::from(&user)))
+        .await
 }

@@ -517,7 +517,22 @@ async fn apply(
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
     let if_match = entity_tags(headers, header::IF_MATCH)?;
-    let order = state
+    let order = apply_operation(&state, caller, id, if_match, operation).await?;
+    Ok(with_etag(StatusCode::OK, order))
+}
+
+/// Apply one typed operation to work order `id` (already checked) as the
+/// caller, only if the document is at one of `if_match`'s entity tags when
+/// given (else 412, `precondition-failed`); answers the new version once
+/// durable. The one write path of REST and the office console.
+pub(crate) async fn apply_operation(
+    state: &AppState,
+    caller: Caller,
+    id: String,
+    if_match: Option<Vec<String>>,
+    operation: Operation,
+) -> Result<WorkOrder, ApiError> {
+    state
         .blocking(move |store| {
             let who = caller.actor();
             let mut stale = false;
@@ -552,8 +567,7 @@ async fn apply(
             read_visible(store, &caller, &id)?
                 .ok_or_else(|| ApiError::not_found(format!("no work order `{id}`")))
         })
-        .await?;
-    Ok(with_etag(StatusCode::OK, order))
+        .await
 }
 
 /// The edit a patch body asks for; it must name a field (the document
@@ -849,6 +863,7 @@ pub(crate) async fn close(
         at: now_rfc3339(),
         resolution: body.resolution,
         signed_by: body.signed_by,
+        signature: body.signature,
     };
     apply(state, caller, id, &headers, operation).await
 }

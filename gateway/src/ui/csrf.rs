@@ -1,6 +1,8 @@
-//! Form tokens for the web UI's two state-changing forms, sign-in and
-//! sign-out, so another site cannot post them in a user's browser
-//! (signing the victim into the attacker's account, or out of theirs).
+//! Form tokens for the web UI's state-changing forms (sign-in, sign-out
+//! and every form of the office console), so another site cannot post
+//! them in a user's browser (signing the victim into the attacker's
+//! account or out of theirs, or creating, editing, cancelling work orders
+//! and adding or revoking users in their name).
 //!
 //! Each form carries a hidden token: an HMAC (keyed by a key derived from
 //! the token key, so it needs no storage) over the form's name and a value
@@ -10,8 +12,9 @@
 //! - sign-in: a random nonce in its own `HttpOnly`, `SameSite=Strict`
 //!   cookie, set when the sign-in page is served (`__Host-` prefixed and
 //!   `Secure` over HTTPS, so a sibling subdomain cannot plant one);
-//! - sign-out: the session cookie itself, so the token works only for that
-//!   session.
+//! - sign-out and the console's forms: the session cookie itself, so the
+//!   token works only for that session (and a console token never signs
+//!   out, nor the reverse).
 //!
 //! A POST whose token does not match its cookie is refused (403) before
 //! any credential is looked at. Browsers that send `Sec-Fetch-Site` must
@@ -38,6 +41,8 @@ pub(super) const NONCE_MAX_AGE_S: u64 = 12 * 3600;
 pub(super) enum Form {
     SignIn,
     SignOut,
+    /// Every form of the office console (`console.rs`, `people.rs`).
+    Console,
 }
 
 impl Form {
@@ -45,6 +50,7 @@ impl Form {
         match self {
             Form::SignIn => b"fieldsync ui form sign-in v1",
             Form::SignOut => b"fieldsync ui form sign-out v1",
+            Form::Console => b"fieldsync ui form console v1",
         }
     }
 }
@@ -115,6 +121,11 @@ mod tests {
         let token = token(&key, Form::SignIn, &nonce);
         assert!(check(&key, Form::SignIn, &nonce, &token));
         assert!(!check(&key, Form::SignOut, &nonce, &token));
+        assert!(!check(&key, Form::Console, &nonce, &token));
+        let console = super::token(&key, Form::Console, "session");
+        assert!(check(&key, Form::Console, "session", &console));
+        assert!(!check(&key, Form::SignOut, "session", &console));
+        assert!(!check(&key, Form::Console, "other session", &console));
         assert!(!check(&key, Form::SignIn, &new_nonce(), &token));
         assert!(!check(&other_key, Form::SignIn, &nonce, &token));
         for bad in ["", "x", "!!!!", &token[1..]] {

@@ -1,15 +1,49 @@
 //! The web UI: server-rendered HTML (maud) for sign-in, the work-order
-//! list and detail, peers, the changes feed and the record collections.
+//! list and detail, peers, the changes feed and the record collections,
+//! and the **office console** where operators create, edit, assign and
+//! cancel work orders, approve materials, resolve conflicts and manage
+//! users (`console.rs`, `people.rs`; a work order's page follows changes
+//! live, `live.rs`).
 //!
 //! Why server-rendered: nothing to build or bundle, and maud escapes every
 //! interpolated value at compile time, so data typed by a customer or a
 //! technician cannot become markup. The session is the same JWT the API
 //! issues, kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when
 //! clients come over HTTPS, `edge.rs`); the API itself never accepts the
-//! cookie (bearer tokens only), so cross-site requests cannot ride it. The
-//! UI only reads; writes go through the API. Its two forms that change
-//! state, sign-in and sign-out, carry a token another site cannot forge
-//! (`csrf.rs`).
+//! cookie (bearer tokens only), so cross-site requests cannot ride it.
+//! Every form that changes state (sign-in, sign-out, the console's)
+//! carries a token another site cannot forge (`csrf.rs`), and the
+//! console's forms call the same functions as the REST API
+//! (`api::work_orders::create_order`, `apply_operation`,
+//! `api::users::add_user`, `revoke`), so the field rules, checks and
+//! durability are the API's. The only script is `static/live.js`, served
+//! from here (`script-src 'self'`, no inline script).
+//!
+//! Stable element ids and names (for browser tests):
+//!
+//! - every page: `flash` (the message box after a post: "Done: ..." or
+//!   "Not saved: ..."), the nav links `nav-work-orders`, `nav-users`, the
+//!   form `sign-out`;
+//! - `/ui/work-orders`: the filter form `filters` (fields `status`,
+//!   `priority`, `assignee`, `deleted`), the table `work-orders` (one row
+//!   `wo-{id}` per work order), the link `new-work-order`, `next-page`;
+//! - `/ui/work-orders/new`: form `create-work-order` with fields
+//!   `customer_name`, `customer_address`, `customer_phone`, `title`,
+//!   `description`, `priority`, `scheduled_for` (local date-time, read as
+//!   UTC), `assignee`;
+//! - `/ui/work-orders/{id}`: `wo-number`, `wo-status`, the forms
+//!   `edit-work-order` (the fields above but `assignee`, and the hidden
+//!   `etag`), `assign` (`assignee`), `cancel` (`note`),
+//!   `approve-material-{n}` and `reject-material-{n}` (`n` the material's
+//!   row, from 1, in the `materials` table), `resolve-conflict-{field}`
+//!   (`field` with `.` as `-`, e.g. `resolve-conflict-customer-phone`;
+//!   radio `value`), the tables `materials`, `conflicts`, and `live` (the
+//!   live-update notice);
+//! - `/ui/users`: the table `users` (rows `user-{id}`), the forms
+//!   `add-technician` (`id`), `add-client` (`id`, checkboxes `scopes`),
+//!   `revoke-{id}`; after adding, the outputs `enroll-code`, `central-id`,
+//!   `sync-address`, `enroll-command` (technician) or `client-id`,
+//!   `client-secret` (client), shown once.
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -27,8 +61,14 @@ use crate::error::ApiError;
 use crate::feed::read_page;
 use crate::state::AppState;
 
+mod console;
 mod csrf;
 mod delivery;
+mod forms;
+mod live;
+mod people;
+
+use forms::Flash;
 
 /// Name of the session cookie.
 pub(crate) const SESSION_COOKIE: &str = "fieldsync_session";
@@ -42,8 +82,23 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/ui/work-orders") }))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
-        .route("/ui/work-orders", get(work_orders))
+        .route("/ui/work-orders", get(work_orders).post(console::create))
+        .route("/ui/work-orders/new", get(console::new_page))
         .route("/ui/work-orders/{id}", get(work_order))
+        .route("/ui/work-orders/{id}/edit", post(console::edit))
+        .route("/ui/work-orders/{id}/assign", post(console::assign))
+        .route("/ui/work-orders/{id}/cancel", post(console::cancel))
+        .route(
+            "/ui/work-orders/{id}/materials/{material}",
+            post(console::material),
+        )
+        .route("/ui/work-orders/{id}/resolve", post(console::resolve))
+        .route("/ui/work-orders/{id}/version", get(live::version))
+        .route("/ui/static/live.js", get(live::script))
+        .route("/ui/users", get(people::users))
+        .route("/ui/users/technicians", post(people::add_technician))
+        .route("/ui/users/clients", post(people::add_client))
+        .route("/ui/users/{id}/revoke", post(people::revoke))
         .route("/ui/peers", get(peers))
         .route("/ui/changes", get(changes))
         .route("/ui/collections", get(collections))
@@ -53,14 +108,15 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .with_state(state)
 }
 
-/// The UI's own policy (its inline style) and no caching of its pages;
+/// The UI's own policy (its inline style, its one script file from this
+/// origin, which fetches only from it) and no caching of its pages;
 /// the headers every response carries (`nosniff`, `DENY`, no referrer,
 /// HSTS) are `edge.rs`'s.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -101,6 +157,10 @@ fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> Option<H
 struct UiCaller {
     caller: Caller,
     sign_out_token: String,
+    /// The token every console form carries (bound to the session too).
+    console_token: String,
+    /// What the flash cookie asks the next page to say.
+    flash: Option<Flash>,
 }
 
 impl UiCaller {
@@ -108,9 +168,12 @@ impl UiCaller {
     fn from_headers(headers: &HeaderMap, state: &AppState) -> Option<UiCaller> {
         let session = cookie(headers, SESSION_COOKIE)?;
         let caller = authenticate_token(state, session).ok()?;
+        let key = state.tokens().form_key();
         Some(UiCaller {
             caller,
-            sign_out_token: csrf::token(state.tokens().form_key(), csrf::Form::SignOut, session),
+            sign_out_token: csrf::token(key, csrf::Form::SignOut, session),
+            console_token: csrf::token(key, csrf::Form::Console, session),
+            flash: Flash::from_headers(headers),
         })
     }
 }
@@ -139,9 +202,29 @@ th{background:#eef1f5} .badge{padding:.1rem .4rem;border-radius:.3rem;background
 form.filters{display:flex;gap:.6rem;margin:.6rem 0;flex-wrap:wrap;align-items:end}
 label{display:flex;flex-direction:column;font-size:.85rem}
 section{margin:1rem 0} pre{white-space:pre-wrap;background:#fff;padding:.6rem}
+header{flex-wrap:wrap} a:focus,button:focus,input:focus,select:focus,textarea:focus{outline:3px solid #2b6cd4;outline-offset:1px}
+.flash{padding:.6rem .8rem;margin:.6rem 0;border:2px solid;border-radius:.3rem;background:#fff}
+.flash.done{border-color:#1d7a3a} .flash.problem{border-color:#8a1010}
+form.console{display:grid;grid-template-columns:repeat(auto-fill,minmax(16rem,1fr));gap:.6rem;background:#fff;padding:.8rem;margin:.6rem 0}
+form.console .wide{grid-column:1/-1} form.inline{display:inline-flex;gap:.4rem;align-items:end;margin:0}
+input,select,textarea,button{font:inherit;padding:.45rem;min-height:2.6rem;box-sizing:border-box}
+textarea{min-height:6rem} button{cursor:pointer} .secret{font-size:1.3rem;background:#fff;padding:.3rem .5rem;border:1px dashed #1d2330}
+.notice{padding:.6rem;background:#fff7d6;border:2px solid #8a6d00} .table-wrap{overflow-x:auto}
+svg.signature{width:100%;max-width:30rem;background:#fff;border:1px solid #dde1e7}
+@media (max-width:900px){main{padding:.6rem} th,td{padding:.5rem .4rem} form.console{grid-template-columns:1fr}}
 ";
 
 fn page(title: &str, session: Option<&UiCaller>, body: Markup) -> Markup {
+    page_with(title, session, None, body)
+}
+
+/// [`page`] with `flash` in a box above the body.
+fn page_with(
+    title: &str,
+    session: Option<&UiCaller>,
+    flash: Option<&Flash>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -154,8 +237,8 @@ fn page(title: &str, session: Option<&UiCaller>, body: Markup) -> Markup {
             body {
                 header {
                     strong { "fieldsync" }
-                    @if let Some(UiCaller { caller, sign_out_token }) = session {
-                        a href="/ui/work-orders" { "Work orders" }
+                    @if let Some(UiCaller { caller, sign_out_token, .. }) = session {
+                        a #nav-work-orders href="/ui/work-orders" { "Work orders" }
                         a href="/ui/changes" { "Changes" }
                         a href="/ui/collections" { "Collections" }
                         a href="/ui/webhooks" { "Webhooks" }
@@ -163,16 +246,21 @@ fn page(title: &str, session: Option<&UiCaller>, body: Markup) -> Markup {
                             a href="/ui/commands" { "Commands" }
                         }
                         @if caller.role == fieldsync_schemas::Role::Operator {
+                            a #nav-users href="/ui/users" { "Users" }
                             a href="/ui/peers" { "Peers" }
                         }
-                        form method="post" action="/sign-out" {
+                        form #sign-out method="post" action="/sign-out" {
                             input type="hidden" name=(csrf::FIELD) value=(sign_out_token);
                             span { (caller.user_id) " (" (caller.role.as_str()) ") " }
                             button type="submit" { "Sign out" }
                         }
                     }
                 }
-                main { h1 { (title) } (body) }
+                main #main {
+                    h1 { (title) }
+                    @if let Some(flash) = flash { (flash.render()) }
+                    (body)
+                }
             }
         }
     }
@@ -362,13 +450,49 @@ async fn sign_out(State(state): State<AppState>, client: Client, request: Reques
     signed_out()
 }
 
-/// The list's filter form: empty fields mean "any".
+/// The list's filter form: empty fields mean "any" (the REST list's
+/// filters: `GET /api/v1/work-orders`).
 #[derive(Deserialize, Default)]
 struct ListForm {
     status: Option<String>,
     assignee: Option<String>,
     priority: Option<String>,
+    /// `on`: list deleted (tombstoned) work orders instead.
+    deleted: Option<String>,
     cursor: Option<String>,
+}
+
+impl ListForm {
+    /// The REST query these filters stand for.
+    fn query(&self) -> WorkOrderQuery {
+        WorkOrderQuery {
+            status: enum_from(non_empty(&self.status)),
+            assignee: non_empty(&self.assignee).map(str::to_string),
+            priority: enum_from(non_empty(&self.priority)),
+            deleted: Some(self.wants_deleted()),
+            cursor: None,
+            page_size: Some(UI_PAGE_SIZE),
+        }
+    }
+
+    fn wants_deleted(&self) -> bool {
+        non_empty(&self.deleted).is_some()
+    }
+
+    /// The query string of these filters (for the next page's link).
+    fn filters_query(&self) -> String {
+        format!(
+            "status={}&priority={}&assignee={}{}",
+            url_part(non_empty(&self.status).unwrap_or("")),
+            url_part(non_empty(&self.priority).unwrap_or("")),
+            url_part(non_empty(&self.assignee).unwrap_or("")),
+            if self.wants_deleted() {
+                "&deleted=on"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
@@ -400,20 +524,22 @@ fn status_text(status: Status) -> String {
         .unwrap_or_default()
 }
 
+/// A serialized enum's word (`high`, `approved`...).
+fn word(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 async fn work_orders(
     State(state): State<AppState>,
+    client: Client,
     session: UiCaller,
     axum::extract::Query(form): axum::extract::Query<ListForm>,
 ) -> Response {
     let caller = &session.caller;
-    let query = WorkOrderQuery {
-        status: enum_from(non_empty(&form.status)),
-        assignee: non_empty(&form.assignee).map(str::to_string),
-        priority: enum_from(non_empty(&form.priority)),
-        deleted: None,
-        cursor: None,
-        page_size: Some(UI_PAGE_SIZE),
-    };
+    let query = form.query();
     // A cursor that does not open (or names no document id) starts the
     // list again, as a missing one does.
     let after = non_empty(&form.cursor)
@@ -421,14 +547,11 @@ async fn work_orders(
         .filter(|position| fieldsync_node::store::validate_doc_id(position).is_ok());
     let scan_max = state.config().scan_entries_max;
     let reader = caller.clone();
-    let filters = query.clone();
     let listed = match caller.field_or_scope(fieldsync_schemas::Scope::WorkOrdersRead) {
         Err(error) => Err(error),
         Ok(()) => {
             state
-                .blocking(move |store| {
-                    list(store, &reader, &filters, after, UI_PAGE_SIZE, scan_max)
-                })
+                .blocking(move |store| list(store, &reader, &query, after, UI_PAGE_SIZE, scan_max))
                 .await
         }
     };
@@ -436,34 +559,71 @@ async fn work_orders(
         Ok(page) => page.sealed(state.cursors()),
         Err(error) => return error_page(error.kind.status(), Some(&session), &error),
     };
-    let selected_status = non_empty(&form.status).unwrap_or("");
-    let selected_priority = non_empty(&form.priority).unwrap_or("");
+    let operator = caller.role == fieldsync_schemas::Role::Operator;
+    let technicians = if operator {
+        console::technicians(&state).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let body = html! {
-        form.filters method="get" action="/ui/work-orders" {
+        @if operator { p { a #new-work-order href="/ui/work-orders/new" { "New work order" } } }
+        (list_filters(&form, operator, &technicians))
+        (list_table(&page_data.items))
+        @if page_data.items.is_empty() { p { "No work orders match." } }
+        @if let Some(cursor) = &page_data.next_cursor {
+            p { a #next-page href={ "/ui/work-orders?cursor=" (url_part(cursor)) "&" (form.filters_query()) } { "Next page →" } }
+        }
+        @if non_empty(&form.cursor).is_some() {
+            p { a #first-page href={ "/ui/work-orders?" (form.filters_query()) } { "← First page" } }
+        }
+    };
+    let secure = secure_cookies(&state, client);
+    let response = page_with("Work orders", Some(&session), session.flash.as_ref(), body);
+    forms::flash_shown(response.into_response(), &session, secure)
+}
+
+/// The list's filter form; operators pick the assignee from the
+/// technicians, others type it.
+fn list_filters(form: &ListForm, operator: bool, technicians: &[String]) -> Markup {
+    let status = non_empty(&form.status).unwrap_or("");
+    let priority = non_empty(&form.priority).unwrap_or("");
+    let assignee = non_empty(&form.assignee).unwrap_or("");
+    html! {
+        form.filters #filters method="get" action="/ui/work-orders" {
             label { "Status" select name="status" {
                 option value="" { "any" }
-                @for status in STATUSES {
-                    option value=(status) selected[status == selected_status] { (status) }
-                }
+                @for each in STATUSES { option value=(each) selected[each == status] { (each) } }
             } }
             label { "Priority" select name="priority" {
                 option value="" { "any" }
-                @for priority in PRIORITIES {
-                    option value=(priority) selected[priority == selected_priority] { (priority) }
-                }
+                @for each in PRIORITIES { option value=(each) selected[each == priority] { (each) } }
             } }
-            label { "Assignee" input name="assignee" value=(non_empty(&form.assignee).unwrap_or("")); }
+            @if operator {
+                label { "Assignee" select name="assignee" {
+                    option value="" { "any" }
+                    @for each in technicians { option value=(each) selected[each == assignee] { (each) } }
+                } }
+            } @else {
+                label { "Assignee" input name="assignee" value=(assignee); }
+            }
+            label { "Deleted only" input type="checkbox" name="deleted" checked[form.wants_deleted()]; }
             button type="submit" { "Filter" }
         }
-        table {
-            thead { tr { th { "Number" } th { "Title" } th { "Customer" } th { "Priority" } th { "Status" } th { "Assignee" } th { "Scheduled" } } }
+    }
+}
+
+fn list_table(items: &[crate::api::model::WorkOrderSummary]) -> Markup {
+    html! {
+        div.table-wrap { table #work-orders {
+            caption { "Work orders (status in words; " em { "conflict" } " marks conflicting terminal statuses)" }
+            thead { tr { th scope="col" { "Number" } th scope="col" { "Title" } th scope="col" { "Customer" } th scope="col" { "Priority" } th scope="col" { "Status" } th scope="col" { "Assignee" } th scope="col" { "Scheduled" } } }
             tbody {
-                @for item in &page_data.items {
-                    tr {
+                @for item in items {
+                    tr #{ "wo-" (item.id) } {
                         td { a href={ "/ui/work-orders/" (item.id) } { (item.number) } }
                         td { (item.title) }
                         td { (item.customer_name) }
-                        td { (serde_json::to_value(item.priority).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
+                        td { (word(item.priority)) }
                         td {
                             span.badge { (status_text(item.status)) }
                             @if item.conflict { " " span.badge.conflict { "conflict" } }
@@ -473,15 +633,8 @@ async fn work_orders(
                     }
                 }
             }
-        }
-        @if page_data.items.is_empty() { p { "No work orders match." } }
-        @if let Some(cursor) = &page_data.next_cursor {
-            p { a href={ "/ui/work-orders?cursor=" (cursor)
-                "&status=" (selected_status) "&priority=" (selected_priority)
-                "&assignee=" (url_part(non_empty(&form.assignee).unwrap_or(""))) } { "Next page →" } }
-        }
-    };
-    page("Work orders", Some(&session), body).into_response()
+        } }
+    }
 }
 
 /// Percent-encode a query value (the HTML escaping maud adds on top is
@@ -500,38 +653,76 @@ fn url_part(value: &str) -> String {
 
 async fn work_order(
     State(state): State<AppState>,
+    client: Client,
     session: UiCaller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let caller = &session.caller;
+    let flash = session.flash.clone();
+    let response = detail_page(&state, &session, id, flash.as_ref(), StatusCode::OK).await;
+    forms::flash_shown(response, &session, secure_cookies(&state, client))
+}
+
+/// The work order the caller may see, if any (404 otherwise: a bad id,
+/// another's work order and a missing one look alike).
+async fn visible_order(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<WorkOrder, ApiError> {
+    caller.field_or_scope(fieldsync_schemas::Scope::WorkOrdersRead)?;
+    if fieldsync_node::store::validate_doc_id(&id).is_err() {
+        return Err(ApiError::not_found("no such work order"));
+    }
     let reader = caller.clone();
-    let found = match caller.field_or_scope(fieldsync_schemas::Scope::WorkOrdersRead) {
-        Err(error) => Err(error),
-        Ok(()) if fieldsync_node::store::validate_doc_id(&id).is_err() => {
-            Err(ApiError::not_found("no such work order"))
-        }
-        Ok(()) => {
-            state
-                .blocking(move |store| crate::api::work_orders::read_visible(store, &reader, &id))
-                .await
-        }
+    state
+        .blocking(move |store| crate::api::work_orders::read_visible(store, &reader, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such work order"))
+}
+
+/// A work order's page at `status` with `flash`: its details, for
+/// operators the console's forms, and the live-update hook.
+async fn detail_page(
+    state: &AppState,
+    session: &UiCaller,
+    id: String,
+    flash: Option<&Flash>,
+    status: StatusCode,
+) -> Response {
+    let order = match visible_order(state, &session.caller, id).await {
+        Ok(order) => order,
+        Err(error) => return error_page(error.kind.status(), Some(session), &error),
     };
-    let order = match found {
-        Ok(Some(order)) => order,
-        Ok(None) => {
-            let error = ApiError::not_found("no such work order");
-            return error_page(StatusCode::NOT_FOUND, Some(&session), &error);
-        }
-        Err(error) => return error_page(error.kind.status(), Some(&session), &error),
+    let console = if session.caller.role == fieldsync_schemas::Role::Operator {
+        let technicians = console::technicians(state).await.unwrap_or_default();
+        Some(console::order_forms(
+            &order,
+            &technicians,
+            &session.console_token,
+        ))
+    } else {
+        None
     };
+    let signature = order
+        .closure
+        .as_ref()
+        .map(|closure| closure.signature.clone())
+        .unwrap_or_default();
     let title = format!("{} — {}", order.number, order.title);
-    page(&title, Some(&session), detail(&order)).into_response()
+    let body = html! {
+        (live::hook(&order))
+        (detail(&order))
+        @if !signature.is_empty() { section { h2 { "Customer's signature" } (crate::field::signature::show(&signature)) } }
+        @if let Some(console) = console { (console) }
+    };
+    (status, page_with(&title, Some(session), flash, body)).into_response()
 }
 
 fn detail(order: &WorkOrder) -> Markup {
     html! {
         p {
-            span.badge { (status_text(order.status)) }
+            span #wo-number { (order.number) } " · "
+            span.badge #wo-status { (status_text(order.status)) }
             @if order.conflict { " " span.badge.conflict { "conflicting terminal status" } }
             @if order.deleted { " " span.badge.conflict { "deleted" } }
         }
@@ -546,7 +737,7 @@ fn detail(order: &WorkOrder) -> Markup {
         @if !order.conflicts.is_empty() {
             section {
                 h2 { "Conflicting edits" }
-                table {
+                table #conflicts {
                     tr { th { "Field" } th { "Losing values" } }
                     @for (field, values) in &order.conflicts {
                         tr.conflict { td { (field) } td {
@@ -574,10 +765,11 @@ fn detail(order: &WorkOrder) -> Markup {
         }
         section {
             h2 { "Materials" }
-            table {
-                tr { th { "SKU" } th { "Qty" } th { "Description" } th { "By" } th { "State" } }
-                @for material in &order.materials {
+            table #materials {
+                tr { th { "#" } th { "SKU" } th { "Qty" } th { "Description" } th { "By" } th { "State" } }
+                @for (row, material) in order.materials.iter().enumerate() {
                     tr {
+                        td { (row + 1) }
                         td { (material.sku) } td { (material.qty) " " (material.unit) }
                         td { (material.description) } td { (material.by) }
                         td { (serde_json::to_value(material.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }

@@ -165,9 +165,18 @@ async fn an_insert_without_an_id_gets_one_from_its_key_and_is_created_once() {
     let (_, order) = server
         .get_json(&format!("/api/v1/work-orders/{id}"), &op)
         .await;
-    // The central's first number of the year, taken once for eight sends.
+    // One of the central's first numbers of the year: sends racing past
+    // the key check each take one before one create wins (a gap, never a
+    // duplicate).
     let year = &fieldsync_node::clock::now_rfc3339()[..4];
-    assert_eq!(order["number"], format!("WO-{year}-000001"), "{order}");
+    let number = order["number"].as_str().expect("a number");
+    let sequence = number
+        .strip_prefix(&format!("WO-{year}-"))
+        .and_then(|sequence| sequence.parse::<u32>().ok());
+    assert!(
+        sequence.is_some_and(|n| (1..=8).contains(&n)) && number.len() == 14,
+        "{order}"
+    );
     server.stop().await;
 }
 

@@ -18,7 +18,10 @@ mod status;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use ops::{OpError, Operation, FIELD_TEXT_BYTES_MAX};
+pub use ops::{
+    signature_problem, OpError, Operation, SignatureProblem, FIELD_TEXT_BYTES_MAX,
+    SIGNATURE_BYTES_MAX,
+};
 pub use read::ReadError;
 pub use status::derive_status;
 

@@ -8,13 +8,16 @@ use automerge::{ActorId, Automerge, ObjId, ObjType, ReadDoc, TextEncoding, ROOT}
 use fieldsync_schemas::field_rules::{self, Permission};
 use fieldsync_schemas::work_order::WORK_ORDER_SCHEMA;
 use fieldsync_schemas::{
-    Actor, ChangeOp, Closure, MaterialState, NewWorkOrder, OperatorPatch, Role, Status,
+    Actor, ChangeOp, MaterialState, NewWorkOrder, OperatorPatch, Role, Status,
 };
 
 use super::{read, Edit, WorkOrderDoc};
 
 /// Longest text a single field accepts (a note, a report, a title...).
 pub const FIELD_TEXT_BYTES_MAX: usize = 64 * 1024;
+/// Longest customer signature a closure holds: an SVG path of absolute
+/// moves and lines with integer coordinates (`M12 40L13 41...`).
+pub const SIGNATURE_BYTES_MAX: usize = 16 * 1024;
 
 /// One user action on an existing work order. Ids and times come from the
 /// caller so that the same operation replays identically (the simulator
@@ -53,10 +56,14 @@ pub enum Operation {
     EditReport {
         text: String,
     },
+    /// Close with a resolution, who signed, and the customer's signature
+    /// drawn on screen (`closure.signature`, an SVG path of at most
+    /// [`SIGNATURE_BYTES_MAX`]; empty when the customer could not sign).
     Close {
         at: String,
         resolution: String,
         signed_by: String,
+        signature: String,
     },
     Tombstone,
 }
@@ -118,6 +125,84 @@ fn require(who: &Actor, key: &str, needed: Permission) -> Result<(), OpError> {
             field: key.to_string(),
         });
     }
+    Ok(())
+}
+
+/// Why a signature cannot be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureProblem {
+    /// Over [`SIGNATURE_BYTES_MAX`].
+    TooLong,
+    /// Not a path of `M` and `L` commands with integer coordinates.
+    Unreadable,
+}
+
+/// The one rule for a customer's signature (the typed operation and the
+/// field app's form both ask it): at most [`SIGNATURE_BYTES_MAX`] bytes of
+/// an SVG path made of `M` and `L` commands, integers and spaces, nothing a
+/// reader could take for markup or script.
+pub fn signature_problem(signature: &str) -> Option<SignatureProblem> {
+    if signature.len() > SIGNATURE_BYTES_MAX {
+        return Some(SignatureProblem::TooLong);
+    }
+    let shaped = signature.starts_with('M')
+        && signature
+            .bytes()
+            .all(|b| b"ML -".contains(&b) || b.is_ascii_digit());
+    (!shaped).then_some(SignatureProblem::Unreadable)
+}
+
+fn check_signature(signature: &str) -> Result<(), OpError> {
+    let reason = match signature_problem(signature) {
+        None => return Ok(()),
+        Some(SignatureProblem::TooLong) => format!(
+            "{} bytes, over the limit of {SIGNATURE_BYTES_MAX}",
+            signature.len()
+        ),
+        Some(SignatureProblem::Unreadable) => {
+            "must be a path of `M` and `L` commands with integer coordinates".into()
+        }
+    };
+    Err(OpError::Invalid {
+        field: "signature",
+        reason,
+    })
+}
+
+/// Write the closure (and its signature, if any) and the `completed`
+/// transition it implies.
+fn close(
+    tx: &mut Transaction<'_>,
+    who: &Actor,
+    at: &str,
+    resolution: &str,
+    signed_by: &str,
+    signature: &str,
+) -> Result<(), OpError> {
+    check_text("resolution", resolution)?;
+    check_text("signed_by", signed_by)?;
+    let signature = (!signature.is_empty()).then_some(signature);
+    if let Some(signature) = signature {
+        check_signature(signature)?;
+    }
+    let closure = list(tx, "closure")?;
+    for (key, field) in [
+        ("at", at),
+        ("by", who.user_id.as_str()),
+        ("resolution", resolution),
+        ("signed_by", signed_by),
+    ]
+    .into_iter()
+    .chain(signature.map(|signature| ("signature", signature)))
+    {
+        tx.put(&closure, key, field)?;
+    }
+    let log = list(tx, "status_log")?;
+    put_map_item(
+        tx,
+        &log,
+        &status_fields(at, who, Status::Completed, "closed"),
+    )?;
     Ok(())
 }
 
@@ -481,30 +566,8 @@ fn mutate(tx: &mut Transaction<'_>, who: &Actor, op: &Operation) -> Result<(), O
             at,
             resolution,
             signed_by,
-        } => {
-            check_text("resolution", resolution)?;
-            let closure = list(tx, "closure")?;
-            let value = Closure {
-                at: at.clone(),
-                by: who.user_id.clone(),
-                resolution: resolution.clone(),
-                signed_by: signed_by.clone(),
-            };
-            for (key, field) in [
-                ("at", &value.at),
-                ("by", &value.by),
-                ("resolution", &value.resolution),
-                ("signed_by", &value.signed_by),
-            ] {
-                tx.put(&closure, key, field.as_str())?;
-            }
-            let log = list(tx, "status_log")?;
-            put_map_item(
-                tx,
-                &log,
-                &status_fields(at, who, Status::Completed, "closed"),
-            )?;
-        }
+            signature,
+        } => close(tx, who, at, resolution, signed_by, signature)?,
         Operation::Tombstone => tx.put(ROOT, "deleted", true)?,
     }
     Ok(())

@@ -163,7 +163,7 @@ impl WorkOrderDoc {
             )?;
         }
         let closure_id = object(doc, &ROOT, "closure")?;
-        for key in ["at", "by", "resolution", "signed_by"] {
+        for key in ["at", "by", "resolution", "signed_by", "signature"] {
             collect_conflicts(
                 doc,
                 &closure_id,
@@ -228,6 +228,7 @@ impl WorkOrderDoc {
             by: field(doc, &closure_id, "by"),
             resolution: field(doc, &closure_id, "resolution"),
             signed_by: field(doc, &closure_id, "signed_by"),
+            signature: field(doc, &closure_id, "signature"),
         });
         let (status, conflict) = derive_status(&status_log);
         let schema = match doc.get(ROOT, "schema")? {

@@ -503,6 +503,7 @@ fn close_records_closure_and_completes() {
         at: "2026-01-03T17:00:00Z".into(),
         resolution: "fixed".into(),
         signed_by: "Ana".into(),
+        signature: String::new(),
     };
     doc.apply(&tech(), &close, 2).unwrap();
     let view = doc.view().unwrap();
@@ -517,6 +518,39 @@ fn close_records_closure_and_completes() {
     );
     assert_eq!(view.status, Status::Completed);
     assert_eq!(view.status_log.last().unwrap().note, "closed");
+}
+
+#[test]
+fn close_with_signature_stores_the_path_and_refuses_anything_else() {
+    let mut doc = created(&sample("tech-1"));
+    let close = |signature: &str| Operation::Close {
+        at: "2026-01-03T17:00:00Z".into(),
+        resolution: "fixed".into(),
+        signed_by: "Ana".into(),
+        signature: signature.into(),
+    };
+    let too_long = format!("M0 0{}", " L1 1".repeat(super::SIGNATURE_BYTES_MAX / 5 + 1));
+    for bad in ["L1 1", "M1 1 <svg>", too_long.as_str()] {
+        let refused = doc.apply(&tech(), &close(bad), 2);
+        assert!(
+            matches!(
+                refused,
+                Err(OpError::Invalid {
+                    field: "signature",
+                    ..
+                })
+            ),
+            "{bad:.20}: {:?}",
+            refused.map(|_| ())
+        );
+    }
+    assert!(doc.view().unwrap().closure.is_none(), "nothing written");
+    doc.apply(&tech(), &close("M1 2 L3 4 L-1 0"), 2).unwrap();
+    let view = doc.view().unwrap();
+    let closure = view.closure.unwrap();
+    assert_eq!(closure.signature, "M1 2 L3 4 L-1 0");
+    assert_eq!(closure.signed_by, "Ana");
+    assert_eq!(view.status, Status::Completed);
 }
 
 #[test]

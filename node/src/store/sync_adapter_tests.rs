@@ -216,6 +216,7 @@ fn offline_edits_on_both_sides_merge_and_survive_a_reopen() {
         at: "2026-01-01T12:00:00Z".into(),
         resolution: "fixed".into(),
         signed_by: "Ana".into(),
+        signature: String::new(),
     };
     laptop
         .store

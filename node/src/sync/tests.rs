@@ -585,6 +585,7 @@ fn concurrent_offline_edits_on_both_sides_merge() {
                 at: "1970-01-01T00:00:02Z".into(),
                 resolution: "fixed".into(),
                 signed_by: "Ana".into(),
+                signature: String::new(),
             },
             3_000,
         )
