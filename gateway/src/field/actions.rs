@@ -253,6 +253,23 @@ tokened!(
     EditForm
 );
 
+/// The path of every action that is one typed operation: the form's token
+/// checked, the form turned into the operation (or refused in words), the
+/// operation applied durably, the page answered.
+async fn act<F: Tokened>(
+    state: FieldState,
+    session: Session,
+    id: String,
+    form: Result<Form<F>, FormRejection>,
+    operation: impl FnOnce(F) -> Result<Operation, Refusal>,
+) -> Response {
+    let result = match checked(&state, &session, form).and_then(operation) {
+        Ok(operation) => apply(&state, &id, operation).await,
+        Err(refusal) => Err(refusal),
+    };
+    answer(&state, &session, &id, result).await
+}
+
 /// An edit of the office's fields. The app offers no form for it; a post
 /// that asks anyway goes through the same typed operation as the office's
 /// edit, as this technician, and the field rules refuse it in words ("You
@@ -264,28 +281,26 @@ pub(super) async fn edit_fields(
     Path(id): Path<String>,
     form: Result<Form<EditForm>, FormRejection>,
 ) -> Response {
-    let result = match checked(&state, &session, form) {
-        Ok(form) => {
-            let customer = (form.customer_name.is_some()
-                || form.customer_address.is_some()
-                || form.customer_phone.is_some())
-            .then(|| fieldsync_schemas::Customer {
-                name: form.customer_name.unwrap_or_default(),
-                address: form.customer_address.unwrap_or_default(),
-                phone: form.customer_phone.unwrap_or_default(),
-                document: String::new(),
-            });
-            let patch = fieldsync_schemas::OperatorPatch {
+    act(state, session, id, form, |form| {
+        let customer = (form.customer_name.is_some()
+            || form.customer_address.is_some()
+            || form.customer_phone.is_some())
+        .then(|| fieldsync_schemas::Customer {
+            name: form.customer_name.unwrap_or_default(),
+            address: form.customer_address.unwrap_or_default(),
+            phone: form.customer_phone.unwrap_or_default(),
+            document: String::new(),
+        });
+        Ok(Operation::EditOperatorFields(
+            fieldsync_schemas::OperatorPatch {
                 title: form.title,
                 description: form.description,
                 customer,
                 ..fieldsync_schemas::OperatorPatch::default()
-            };
-            apply(&state, &id, Operation::EditOperatorFields(patch)).await
-        }
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &session, &id, result).await
+            },
+        ))
+    })
+    .await
 }
 
 pub(super) async fn add_note(
@@ -294,22 +309,20 @@ pub(super) async fn add_note(
     Path(id): Path<String>,
     form: Result<Form<TextForm>, FormRejection>,
 ) -> Response {
-    let result = match checked(&state, &session, form) {
-        Ok(form) if form.text.trim().is_empty() => Err(said(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Write the note first.",
-        )),
-        Ok(form) => {
-            let operation = Operation::AddNote {
-                id: uuid::Uuid::new_v4().to_string(),
-                at: now_rfc3339(),
-                text: form.text,
-            };
-            apply(&state, &id, operation).await
+    act(state, session, id, form, |form| {
+        if form.text.trim().is_empty() {
+            return Err(said(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Write the note first.",
+            ));
         }
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &session, &id, result).await
+        Ok(Operation::AddNote {
+            id: uuid::Uuid::new_v4().to_string(),
+            at: now_rfc3339(),
+            text: form.text,
+        })
+    })
+    .await
 }
 
 pub(super) async fn request_material(
@@ -318,32 +331,30 @@ pub(super) async fn request_material(
     Path(id): Path<String>,
     form: Result<Form<MaterialForm>, FormRejection>,
 ) -> Response {
-    let result = match checked(&state, &session, form) {
-        Ok(form) => match form.qty.trim().parse::<f64>() {
+    act(state, session, id, form, |form| {
+        match form.qty.trim().parse::<f64>() {
             Ok(qty) if qty.is_finite() && qty > 0.0 && !form.sku.trim().is_empty() => {
                 let unit = if form.unit.trim().is_empty() {
                     "pc".to_string()
                 } else {
                     form.unit
                 };
-                let operation = Operation::RequestMaterial {
+                Ok(Operation::RequestMaterial {
                     id: uuid::Uuid::new_v4().to_string(),
                     at: now_rfc3339(),
                     sku: form.sku.trim().to_string(),
                     qty,
                     unit,
                     description: form.description,
-                };
-                apply(&state, &id, operation).await
+                })
             }
             _ => Err(said(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Give the material's code and a quantity above 0 (e.g. 2 or 1.5).",
             )),
-        },
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &session, &id, result).await
+        }
+    })
+    .await
 }
 
 pub(super) async fn edit_report(
@@ -354,20 +365,12 @@ pub(super) async fn edit_report(
 ) -> Response {
     // EditReport stores a minimal splice: the office's concurrent edits to
     // other parts of the report survive the merge.
-    let result = match checked(&state, &session, form) {
-        Ok(form) => {
-            apply(
-                &state,
-                &id,
-                Operation::EditReport {
-                    text: form.text.replace("\r\n", "\n"),
-                },
-            )
-            .await
-        }
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &session, &id, result).await
+    act(state, session, id, form, |form| {
+        Ok(Operation::EditReport {
+            text: form.text.replace("\r\n", "\n"),
+        })
+    })
+    .await
 }
 
 pub(super) async fn set_status(
@@ -376,30 +379,22 @@ pub(super) async fn set_status(
     Path(id): Path<String>,
     form: Result<Form<StatusForm>, FormRejection>,
 ) -> Response {
-    let result = match checked(&state, &session, form) {
-        // Any status parses; the typed operation decides which the field
-        // may set (a forged `cancelled` is refused there, in words).
-        Ok(form) => match form.to.parse::<Status>() {
-            Ok(to) => {
-                apply(
-                    &state,
-                    &id,
-                    Operation::AppendStatus {
-                        at: now_rfc3339(),
-                        to,
-                        note: form.note,
-                    },
-                )
-                .await
-            }
+    // Any status parses; the typed operation decides which the field may
+    // set (a forged `cancelled` is refused there, in words).
+    act(state, session, id, form, |form| {
+        match form.to.parse::<Status>() {
+            Ok(to) => Ok(Operation::AppendStatus {
+                at: now_rfc3339(),
+                to,
+                note: form.note,
+            }),
             Err(_) => Err(said(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Choose a status from the list.",
             )),
-        },
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &session, &id, result).await
+        }
+    })
+    .await
 }
 
 pub(super) async fn close(
@@ -408,15 +403,7 @@ pub(super) async fn close(
     Path(id): Path<String>,
     form: Result<Form<CloseForm>, FormRejection>,
 ) -> Response {
-    let result = match checked(&state, &session, form) {
-        Ok(form) => close_operation(form),
-        Err(refusal) => Err(refusal),
-    };
-    let result = match result {
-        Ok(operation) => apply(&state, &id, operation).await,
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &session, &id, result).await
+    act(state, session, id, form, close_operation).await
 }
 
 fn close_operation(form: CloseForm) -> Result<Operation, Refusal> {
@@ -458,11 +445,7 @@ pub(super) async fn start_time(
     Path(id): Path<String>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let result = match checked(&state, &session, form) {
-        Ok(_) => timer(&state, &id, true).await,
-        Err(refusal) => Err(refusal),
-    };
-    answer(&state, &session, &id, result).await
+    timer_action(state, session, id, form, true).await
 }
 
 pub(super) async fn stop_time(
@@ -471,8 +454,18 @@ pub(super) async fn stop_time(
     Path(id): Path<String>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
+    timer_action(state, session, id, form, false).await
+}
+
+async fn timer_action(
+    state: FieldState,
+    session: Session,
+    id: String,
+    form: Result<Form<TokenForm>, FormRejection>,
+    start: bool,
+) -> Response {
     let result = match checked(&state, &session, form) {
-        Ok(_) => timer(&state, &id, false).await,
+        Ok(_) => timer(&state, &id, start).await,
         Err(refusal) => Err(refusal),
     };
     answer(&state, &session, &id, result).await

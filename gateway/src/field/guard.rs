@@ -5,8 +5,9 @@
 //! itself (`/app.js`, `/app.css`), no framing, no referrer (the open URL
 //! carries the key), no caching.
 
+use crate::ui::cookie;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -28,18 +29,6 @@ fn host_allowed(state: &FieldState, host: &str) -> bool {
         return true;
     }
     address.ip().is_loopback() && host == format!("localhost:{}", address.port())
-}
-
-/// The value of cookie `name` in `headers`, if sent.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(found, _)| *found == name)
-        .map(|(_, value)| value)
 }
 
 fn refused(status: StatusCode, id: &str, title: &str, message: &str) -> Response {

@@ -122,8 +122,9 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// The value of cookie `name` in `headers`, if sent.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in `headers`, if sent (the console's and
+/// the field app's cookies alike).
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
