@@ -43,6 +43,14 @@ from fieldsync_nodes import (
 )
 
 SIZES = {"laptop": (1366, 768), "tablet": (800, 1280)}
+# The page's form fields a person cannot tell apart without sight: no
+# <label> and no aria-label.
+UNLABELED_FIELDS = """
+return Array.from(document.querySelectorAll(
+    'input:not([type=hidden]):not([type=submit]), select, textarea'))
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+  .map(e => e.outerHTML.slice(0, 120));
+"""
 TITLE = "Compressor relay trips"
 CUSTOMER = "Ana Souza"
 NOTE = "Relay replaced; <b>tested</b> twice"
@@ -61,11 +69,18 @@ class Screens:
         self.count = 0
 
     def save(self, driver, name):
+        """Save the page at each size, checking on the way that every field
+        has a label and that nothing needs sideways scrolling."""
         self.count += 1
         original = driver.get_window_size()
+        unlabeled = driver.execute_script(UNLABELED_FIELDS)
+        check(not unlabeled, f"{name}: fields without a label: {unlabeled}")
         for label, (width, height) in SIZES.items():
             driver.set_window_size(width, height)
             time.sleep(0.2)
+            overflow = driver.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth")
+            check(overflow <= 0, f"{name} at {width}x{height} scrolls sideways by {overflow} px")
             path = os.path.join(self.out_dir, f"{self.count:02d}-{name}-{label}.png")
             driver.save_screenshot(path)
         driver.set_window_size(original["width"], original["height"])
