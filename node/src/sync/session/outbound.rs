@@ -1,0 +1,320 @@
+//! Outbound: our changelog to the peer, in pages.
+//!
+//! From the peer's checkpoint on, each page names the documents of a run
+//! of changelog entries that the peer may see (`Announce`, with their
+//! heads); the peer asks for the ones it has never seen (`Want`, answered
+//! with `DocBatch`) and reconciles the rest itself (`DocSync`, see
+//! `reconcile`). It acknowledges a page with `PageDone` once its checkpoint
+//! is durable. At most `pages_in_flight_max` pages are unacknowledged.
+//!
+//! Invariants kept here:
+//! - Pages go out in changelog order and each advances the cursor; the
+//!   peer's `PageDone`s come back in the same order.
+//! - Nothing newer than a purge goes out before that purge's `Revoked`
+//!   (see [`Session::pump`]).
+//! - What we leave out of a page is gone from the peer's view for good (its
+//!   checkpoint passes it), so withholding asks the durable state too
+//!   (`visible_or_durably`); so does a page's end before a record version
+//!   a crash can take back (`records::for_page`).
+
+use std::collections::{BTreeMap, HashSet};
+
+use fieldsync_schemas::sync_frame::{DocHeads, Frame, RecordCopy, PROTOCOL_VERSION_RECORDS};
+
+use super::visibility::HIDDEN_REASON;
+use super::wire::{compress_batch, docs_as_bytes, pushes_as_bytes};
+use super::{protocol, store_error, Event, Session, SessionError};
+use crate::access::DocMeta;
+use crate::sync::records;
+use crate::sync::store::{LogEntry, SyncStore};
+
+/// The window of pages we announced to the peer.
+#[derive(Default)]
+pub(super) struct Outbound {
+    /// The last changelog seq a page of ours covers (at first the peer's
+    /// checkpoint for us).
+    cursor: u64,
+    /// While `cursor` is below this, pages go out as `Prime` (whole
+    /// documents, unannounced): the peer holds nothing of our changelog.
+    prime_until_seq: u64,
+    next_page: u64,
+    /// Pages sent and not yet acknowledged, by page number.
+    pages: BTreeMap<u64, OutPage>,
+}
+
+struct OutPage {
+    upto_seq: u64,
+    docs: u64,
+}
+
+impl Outbound {
+    /// Resume after the peer's checkpoint for us (`cursor`), priming the
+    /// peer up to `prime_until_seq`.
+    pub(super) fn start(&mut self, cursor: u64, prime_until_seq: u64) {
+        self.cursor = cursor;
+        self.prime_until_seq = prime_until_seq;
+    }
+
+    pub(super) fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    pub(super) fn priming(&self) -> bool {
+        self.cursor < self.prime_until_seq
+    }
+
+    /// No page awaits the peer's `PageDone`.
+    pub(super) fn is_settled(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    /// Documents announced and not yet acknowledged.
+    pub(super) fn pending_docs(&self) -> u64 {
+        self.pages.values().map(|page| page.docs).sum()
+    }
+
+    /// Number the next page, covering the changelog up to `upto_seq`.
+    pub(super) fn open_page(&mut self, upto_seq: u64, docs: u64) -> u64 {
+        let page = self.next_page;
+        self.next_page += 1;
+        self.cursor = upto_seq;
+        self.pages.insert(page, OutPage { upto_seq, docs });
+        page
+    }
+
+    fn has_room(&self, pages_in_flight_max: usize) -> bool {
+        self.pages.len() < pages_in_flight_max
+    }
+
+    /// The peer's `PageDone`: only for the oldest page in flight, with its
+    /// seq.
+    fn acknowledge(&mut self, page: u64, upto_seq: u64) -> Result<(), SessionError> {
+        let Some(first) = self.pages.keys().next().copied() else {
+            return Err(protocol(format!("page {page} done, but none in flight")));
+        };
+        if page != first || self.pages[&page].upto_seq != upto_seq {
+            return Err(protocol(format!("page {page} done out of order")));
+        }
+        self.pages.remove(&page);
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Announce pages while the window has room and the changelog has more.
+    pub(super) fn pump<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        // Nothing newer than a purge goes out before the purge's `Revoked`:
+        // the peer takes `Revoked` to mean that every page it has from us
+        // so far holds the destroyed copy, and stops waiting for it.
+        if self.revocation.purges_pending() {
+            return Ok(());
+        }
+        let mut pages_sent = 0;
+        while self.outbound.has_room(self.config.pages_in_flight_max)
+            && self.outbound.cursor < store.last_seq()
+        {
+            let sent = if self.outbound.priming() {
+                self.prime_page(now_ms, store)?
+            } else {
+                self.announce_page(now_ms, store)?
+            };
+            if !sent {
+                break;
+            }
+            pages_sent += 1;
+            assert!(pages_sent <= self.config.pages_in_flight_max);
+        }
+        Ok(())
+    }
+
+    /// Send the next page of the changelog as `Announce` (or, from an
+    /// office, `AnnouncePush`). Returns whether a page went out.
+    fn announce_page<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<bool, SessionError> {
+        let (entries, records) = self.page_entries(now_ms, store)?;
+        let Some(last) = entries.last() else {
+            return Ok(false);
+        };
+        let upto_seq = last.seq;
+        assert!(upto_seq > self.outbound.cursor, "changelog moves forward");
+        self.send_records(records.upto(upto_seq));
+        let mut seen = HashSet::new();
+        let mut docs = Vec::new();
+        let mut revocations = None;
+        for entry in entries.iter().rev() {
+            if !entry.is_work_order() || !seen.insert(entry.id.as_str()) {
+                continue;
+            }
+            if let Some(meta) = self.to_offer(entry, now_ms, store, &mut revocations)? {
+                docs.push(DocHeads {
+                    id: entry.id.clone(),
+                    heads: meta.heads.iter().map(|h| h.0).collect(),
+                });
+            }
+        }
+        docs.reverse();
+        let pushed = self.push_changes(&docs, &entries, store)?;
+        let page = self.outbound.open_page(upto_seq, docs.len() as u64);
+        self.outbox.push_back(match pushed {
+            Some(pushed) => Frame::AnnouncePush {
+                page,
+                upto_seq,
+                docs,
+                compressed: compress_batch(&pushes_as_bytes(&pushed), self.config.batch_zstd_level),
+            },
+            None => Frame::Announce {
+                page,
+                upto_seq,
+                docs,
+            },
+        });
+        Ok(true)
+    }
+
+    /// The next page's changelog entries, and the records among them to
+    /// send (an office, version 4); the page ends early where the records'
+    /// byte budget ran out.
+    pub(super) fn page_entries<S: SyncStore>(
+        &self,
+        now_ms: u64,
+        store: &S,
+    ) -> Result<(Vec<LogEntry>, records::RecordsPage), SessionError> {
+        let mut entries = store
+            .changes_after(self.outbound.cursor, self.config.page_scan_entries_max)
+            .map_err(store_error)?;
+        if !self.config.office || self.version < PROTOCOL_VERSION_RECORDS {
+            return Ok((entries, records::RecordsPage::default()));
+        }
+        let audience = records::Audience {
+            peer: &self.peer,
+            now_ms,
+            grace_ms: self.config.grace_ms,
+        };
+        let page = records::for_page(
+            &entries,
+            &audience,
+            self.config.records_page_bytes_max,
+            store,
+        )
+        .map_err(store_error)?;
+        if let Some(end) = page.end_before_seq {
+            entries.retain(|entry| entry.seq < end);
+        }
+        Ok((entries, page))
+    }
+
+    /// Queue record copies just before the page frame that covers them.
+    pub(super) fn send_records(&mut self, copies: Vec<RecordCopy>) {
+        if copies.is_empty() {
+            return;
+        }
+        let compressed = compress_batch(&copies, self.config.batch_zstd_level);
+        self.outbox.push_back(Frame::Records { compressed });
+    }
+
+    /// The document of a changelog entry, if it goes to the peer: it exists,
+    /// the peer may see it, and the peer did not just send us these heads
+    /// (no echo; if the document moved on since this entry, a later entry
+    /// names it).
+    pub(super) fn to_offer<S: SyncStore>(
+        &self,
+        entry: &LogEntry,
+        now_ms: u64,
+        store: &S,
+        revocations: &mut Option<Vec<(String, u64)>>,
+    ) -> Result<Option<DocMeta>, SessionError> {
+        if self.echo.peer_has(&entry.id, &entry.heads) {
+            return Ok(None);
+        }
+        let Some(meta) = store.doc_meta(&entry.id).map_err(store_error)? else {
+            return Ok(None);
+        };
+        if self.echo.peer_has(&entry.id, &meta.heads)
+            || !self.visible_or_durably(&entry.id, &meta, now_ms, store, revocations)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(meta))
+    }
+
+    /// The peer asks for whole documents of one of our pages in flight.
+    pub(super) fn on_want<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        page: u64,
+        full: Vec<String>,
+        sync: Vec<String>,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        if !self.outbound.pages.contains_key(&page) {
+            return Err(protocol(format!(
+                "want for page {page}, which is not in flight"
+            )));
+        }
+        drop(sync); // The peer starts those with DocSync.
+        let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for id in full {
+            let visible = match store.doc_meta(&id).map_err(store_error)? {
+                Some(meta) => self.visible_or_durably(&id, &meta, now_ms, store, &mut None)?,
+                None => false,
+            };
+            if !visible {
+                // Visibility can end between our announce and their want
+                // (the grace period ran out): not a protocol error, but the
+                // document is not theirs to have any more (simulator, seed 1).
+                self.outbox.push_back(Frame::Rejected {
+                    id,
+                    reason: HIDDEN_REASON.into(),
+                });
+                continue;
+            }
+            let Some(bytes) = store.doc_bytes(&id).map_err(store_error)? else {
+                continue;
+            };
+            if batch_bytes + bytes.len() > self.config.batch_bytes_max && !batch.is_empty() {
+                self.send_batch(page, std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+            batch_bytes += bytes.len();
+            // The peer holds this copy from now on (perhaps only for a grace
+            // period): a `Revoked` for an earlier copy, still in flight, no
+            // longer proves it purged the document, and must not clear the
+            // revocation of this one (simulator, seeds 3894 and 8109).
+            // Refusing the copy instead would rest on a reassignment that
+            // may not be durable yet (seed 153).
+            self.revocation.whole_copy_sent(&id);
+            self.progress.docs_sent += 1;
+            batch.push((id, bytes));
+        }
+        if !batch.is_empty() {
+            self.send_batch(page, batch);
+        }
+        Ok(())
+    }
+
+    fn send_batch(&mut self, page: u64, batch: Vec<(String, Vec<u8>)>) {
+        let compressed = compress_batch(&docs_as_bytes(&batch), self.config.batch_zstd_level);
+        self.outbox.push_back(Frame::DocBatch { page, compressed });
+    }
+
+    pub(super) fn on_page_done<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        page: u64,
+        upto_seq: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        self.outbound.acknowledge(page, upto_seq)?;
+        self.progress.peer_acked_seq = upto_seq;
+        self.events.push_back(Event::PeerCaughtUp { seq: upto_seq });
+        self.pump(now_ms, store)
+    }
+}

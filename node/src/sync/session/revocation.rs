@@ -1,0 +1,233 @@
+//! Revocation: an office taking documents back from a technician's laptop,
+//! and the laptop's side of it.
+//!
+//! Office side: when a document is reassigned away from the peer's user,
+//! the grace period runs from that user's own revocation record; when it
+//! ends, the office sends `Revoke` (the only timer of a session). It also
+//! revokes a document the laptop offers but may not see (it may hold a
+//! copy it was never durably given). The laptop's `Revoked` settles the
+//! document in our pages and clears the revocation record, unless the
+//! record was refreshed meanwhile.
+//!
+//! Laptop side: `Revoke` purges the documents; once the purge is durable
+//! the laptop confirms with `Revoked`, and announces nothing newer before
+//! that (`pump`): the office takes `Revoked` to mean that every page it has
+//! from us holds the destroyed copy.
+//!
+//! Invariant kept here: a revoke destroys data at the peer, so it rests on
+//! durable state only (`durable_revocations`, `visible_durably`): a crash
+//! could still undo a reassignment that is not on disk.
+
+use std::collections::{HashMap, HashSet};
+
+use fieldsync_schemas::sync_frame::Frame;
+use fieldsync_schemas::Role;
+
+use super::visibility::REVOCATIONS_SCAN_MAX;
+use super::{protocol, store_error, Session, SessionError};
+use crate::access::PeerAccess;
+use crate::doc::validate_doc_id;
+use crate::sync::store::{SyncStore, WriteId};
+
+/// Revokes in flight in both directions, and the grace timer.
+#[derive(Default)]
+pub(super) struct Revocation {
+    /// Our purges on the peer's `Revoke`, by the write that makes them
+    /// durable; confirmed with `Revoked` once it is.
+    purges: HashMap<WriteId, Vec<String>>,
+    /// Documents we sent `Revoke` for and whose `Revoked` has not come:
+    /// only their `Revoked` may clear a revocation record.
+    sent: HashSet<String>,
+    /// When the next grace period ends (the session's timer).
+    next_timeout_ms: Option<u64>,
+}
+
+impl Revocation {
+    /// Is a purge of ours not yet confirmed to the peer?
+    pub(super) fn purges_pending(&self) -> bool {
+        !self.purges.is_empty()
+    }
+
+    /// `write` and every write before it are durable: take the purges that
+    /// covers, in write order (the frames go out in the same order on every
+    /// run: the simulator replays seeds).
+    pub(super) fn durable_purges(&mut self, write: WriteId) -> Vec<Vec<String>> {
+        let mut purged: Vec<WriteId> = self
+            .purges
+            .keys()
+            .copied()
+            .filter(|w| *w <= write)
+            .collect();
+        // Hash-map order differs between processes: sort.
+        purged.sort_unstable();
+        purged
+            .into_iter()
+            .filter_map(|purge| self.purges.remove(&purge))
+            .collect()
+    }
+
+    /// A whole copy of `id` went to the peer: a `Revoked` for an earlier
+    /// copy, still in flight, no longer proves it purged the document, and
+    /// must not clear the revocation of this one.
+    pub(super) fn whole_copy_sent(&mut self, id: &str) {
+        self.sent.remove(id);
+    }
+
+    pub(super) fn next_timeout_ms(&self) -> Option<u64> {
+        self.next_timeout_ms
+    }
+
+    /// The timer fired.
+    pub(super) fn disarm(&mut self) {
+        self.next_timeout_ms = None;
+    }
+}
+
+impl Session {
+    /// Revoke every document whose grace period for the peer's user has
+    /// ended, and arm the timer for the next one (an office, a technician
+    /// peer).
+    pub(super) fn send_revocations<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        let PeerAccess::User {
+            user_id,
+            role: Role::Technician,
+        } = &self.peer
+        else {
+            return Ok(());
+        };
+        if !self.config.office {
+            return Ok(());
+        }
+        let mut ids = Vec::new();
+        let mut next: Option<u64> = None;
+        // Only durable reassignments: a revoke destroys data at the peer,
+        // and a crash here could still undo a reassignment that is not on
+        // disk, leaving the laptop without a document that is its user's
+        // again, past its checkpoint for good (simulator, seed 1786).
+        for (id, reassigned_at_ms) in store
+            .durable_revocations(user_id, REVOCATIONS_SCAN_MAX)
+            .map_err(store_error)?
+        {
+            let Some(meta) = store.doc_meta(&id).map_err(store_error)? else {
+                continue;
+            };
+            if meta.assignee.as_deref() == Some(user_id.as_str()) {
+                continue; // Assigned back to this user.
+            }
+            // The grace period runs from this user's own reassignment (the
+            // revocation's time), not from the document's latest one: a
+            // second reassignment within the grace period moves
+            // `previous_assignee` on, and keying on it left the first
+            // technician holding the document for ever (simulator, seed 0).
+            let deadline = reassigned_at_ms.saturating_add(self.config.grace_ms);
+            if now_ms >= deadline {
+                if self.revocation.sent.insert(id.clone()) {
+                    ids.push(id);
+                }
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
+        }
+        self.revocation.next_timeout_ms = next;
+        if !ids.is_empty() {
+            self.outbox.push_back(Frame::Revoke { ids });
+        }
+        Ok(())
+    }
+
+    /// The peer offered a document it may not see. The office also revokes
+    /// it: a technician can hold a document it was never durably given (a
+    /// central served an unflushed assignment, then crashed and lost it),
+    /// for which no revocation record exists, so no timer would ever remove
+    /// it (simulator, seed 103).
+    ///
+    /// Returns whether a purge confirmation (`Revoked`) is now awaited.
+    /// `revoke`: whether the office's durable state agrees (a revoke
+    /// decided on a reassignment a crash may still undo loses the laptop's
+    /// copy for good, simulator seed 1786).
+    pub(super) fn reject_invisible(&mut self, id: &str, revoke: bool) -> bool {
+        self.reject_hidden(id, "not visible to this peer");
+        let technician = matches!(
+            self.peer,
+            PeerAccess::User {
+                role: Role::Technician,
+                ..
+            }
+        );
+        if !(self.config.office && technician && revoke) {
+            return false;
+        }
+        if self.revocation.sent.insert(id.to_string()) {
+            self.outbox.push_back(Frame::Revoke {
+                ids: vec![id.to_string()],
+            });
+        }
+        true
+    }
+
+    /// An office takes documents back: purge them, settle them in our
+    /// pages, and confirm once the purge is durable (`handle_write_done`).
+    pub(super) fn on_revoke<S: SyncStore>(
+        &mut self,
+        ids: Vec<String>,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        if !matches!(self.peer, PeerAccess::Office) {
+            return Err(protocol("only an office node may revoke documents"));
+        }
+        let mut last = None;
+        for id in &ids {
+            validate_doc_id(id)
+                .map_err(|_| protocol(format!("bad document id in revoke: {id:?}")))?;
+            self.settle(id);
+            last = Some(store.purge(id).map_err(store_error)?);
+        }
+        if let Some(write) = last {
+            self.revocation.purges.insert(write, ids);
+        }
+        self.complete_pages(store)
+    }
+
+    /// The technician's laptop durably purged documents.
+    pub(super) fn on_revoked<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        ids: Vec<String>,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        let PeerAccess::User { user_id, .. } = &self.peer else {
+            return Err(protocol("revoked from an office node"));
+        };
+        let user_id = user_id.clone();
+        let records = store
+            .revocations(&user_id, REVOCATIONS_SCAN_MAX)
+            .map_err(store_error)?;
+        for id in ids {
+            // The peer destroyed its copy, and with it the changes our
+            // pending pages from it still wait for (it announced them
+            // before the purge; it announces nothing newer before this
+            // `Revoked`, see `pump`): they will never come. Settling only
+            // the documents we had refused left a page stalled that took
+            // the document in while it was assigned back (simulator, seed
+            // 4726).
+            self.settle(&id);
+            if self.revocation.sent.remove(&id) {
+                // The document may have been assigned back and away again
+                // while our `Revoke` travelled: that refreshed the record,
+                // and the user is owed a new grace period and a new revoke.
+                // Clear only a record that has expired (simulator, seed 262).
+                let refreshed = records.iter().any(|(revoked, at)| {
+                    *revoked == id && now_ms < at.saturating_add(self.config.grace_ms)
+                });
+                if !refreshed {
+                    store.clear_revocation(&user_id, &id).map_err(store_error)?;
+                }
+            }
+        }
+        self.complete_pages(store)
+    }
+}
