@@ -480,8 +480,12 @@ fn mutate(tx: &mut Transaction<'_>, who: &Actor, op: &Operation) -> Result<(), O
                 ] {
                     check_text("customer", value)?;
                     // Only changed fields are written, so an edit of the phone
-                    // does not conflict with a concurrent edit of the address.
-                    if read::map_str(tx, &map, key).as_deref() != Some(value.as_str()) {
+                    // does not conflict with a concurrent edit of the address;
+                    // and conflicting ones, so that stating the value shown
+                    // settles the conflict (the console's "keep this one").
+                    let changed = read::map_str(tx, &map, key).as_deref() != Some(value.as_str());
+                    let conflicting = tx.get_all(&map, key)?.len() > 1;
+                    if changed || conflicting {
                         tx.put(&map, key, value.as_str())?;
                     }
                 }

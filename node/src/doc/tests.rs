@@ -722,6 +722,18 @@ fn concurrent_customer_edits_merge_by_field_and_surface_conflicts() {
     );
     assert!(!view.conflicts.contains_key("customer.address"));
     assert!(!view.conflicts.contains_key("customer.name"));
+    // Stating the customer as shown settles the phone's conflict (the
+    // console's "keep this value"), and changes nothing else.
+    let shown = view.customer.clone();
+    a.apply(
+        &operator(),
+        &customer(&shown.name, &shown.phone, &shown.address),
+        3,
+    )
+    .unwrap();
+    let settled = a.view().unwrap();
+    assert!(settled.conflicts.is_empty(), "{:?}", settled.conflicts);
+    assert_eq!(settled.customer, shown);
 }
 
 #[test]
