@@ -337,7 +337,42 @@ pub fn check_changes(role: Role, after: &Automerge, before_heads: &[ChangeHash])
             });
         }
     }
+    if !violations.iter().any(|v| v.key == "closure") {
+        if let Some(reason) = bad_signature(after, before_heads) {
+            violations.push(Violation {
+                key: "closure".into(),
+                reason,
+            });
+        }
+    }
     violations
+}
+
+/// A new `closure.signature` value the typed operation would not write
+/// (`doc::signature_problem`): markup, another type, or over the size
+/// limit, from a peer that bypassed the operations. Judged on every new
+/// value, winner or not, as the field rules are; the office's
+/// compensation restores the closure as it was.
+fn bad_signature(after: &Automerge, before_heads: &[ChangeHash]) -> Option<String> {
+    let Ok(Some((Value::Object(_), closure))) = after.get(ROOT, "closure") else {
+        return None;
+    };
+    let now = after.get_all(&closure, "signature").unwrap_or_default();
+    let then = after
+        .get_all_at(&closure, "signature", before_heads)
+        .unwrap_or_default();
+    now.iter()
+        .filter(|(_, id)| !then.iter().any(|(_, old)| old == id))
+        .find_map(|(value, _)| {
+            let fine = value.as_str().is_some_and(|text| {
+                text.is_empty() || crate::doc::signature_problem(text).is_none()
+            });
+            (!fine).then(|| {
+                "a closure signature that is not a path of `M` and `L` commands within \
+                 the size limit"
+                    .to_string()
+            })
+        })
 }
 
 /// Did the changes after `before_heads` add a value under `key` of `obj`

@@ -553,6 +553,32 @@ fn close_with_signature_stores_the_path_and_refuses_anything_else() {
     assert_eq!(view.status, Status::Completed);
 }
 
+/// A laptop that bypasses the typed operations cannot store markup or a
+/// non-path as the customer's signature: the field rules' check refuses it
+/// like a forbidden write (hardening; issue 15).
+#[test]
+fn a_peer_written_signature_is_judged_like_the_typed_operations() {
+    use automerge::transaction::Transactable as _;
+    let signed = |signature: &str| {
+        let mut doc = created(&sample("tech-1"));
+        let before = doc.automerge().get_heads();
+        let am = doc.automerge_mut();
+        let mut tx = am.transaction();
+        let closure = tx.put_object(ROOT, "closure", ObjType::Map).unwrap();
+        tx.put(&closure, "resolution", "fixed").unwrap();
+        tx.put(&closure, "signature", signature).unwrap();
+        tx.commit();
+        crate::access::check_changes(Role::Technician, doc.automerge(), &before)
+    };
+    assert!(signed("M1 2 L3 4").is_empty());
+    assert!(signed("").is_empty(), "no signature is allowed");
+    for bad in ["<svg onload=x>", "M1 2 Z", &"M1 1 ".repeat(5000)] {
+        let violations = signed(bad);
+        assert_eq!(violations.len(), 1, "{bad:.20}");
+        assert_eq!(violations[0].key, "closure");
+    }
+}
+
 #[test]
 fn tombstone_hides_and_freezes() {
     let mut doc = created(&sample("tech-1"));
