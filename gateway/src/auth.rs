@@ -47,27 +47,16 @@ pub struct TokenKey {
     form_key: ring::hmac::Key,
 }
 
-/// A key for `purpose` derived from token key `bytes`: SHA-256 over a
-/// label and the key, so knowing a derived key tells nothing of the
-/// signing key or of the other derived keys.
-fn derived_secret(label: &[u8], bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    hash.update(label);
-    hash.update(bytes);
-    hash.finalize().into()
-}
-
 /// The cursor key for token key `bytes`.
 fn cursor_secret(bytes: &[u8]) -> [u8; 32] {
-    derived_secret(b"fieldsync list cursor key v1\0", bytes)
+    fieldsync_node::secret::derived_key(b"fieldsync list cursor key v1\0", bytes)
 }
 
 /// The UI form-token key for token key `bytes` (`ui/csrf.rs`).
 fn form_key(bytes: &[u8]) -> ring::hmac::Key {
     ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
-        &derived_secret(b"fieldsync ui form key v1\0", bytes),
+        &fieldsync_node::secret::derived_key(b"fieldsync ui form key v1\0", bytes),
     )
 }
 

@@ -15,6 +15,23 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use rand::Rng;
 
+/// A key for one purpose derived from a secret: SHA-256 over a label
+/// naming the purpose, then the secret, so knowing one derived key tells
+/// nothing of the secret or of the keys derived for other purposes. The
+/// one derivation the product uses: the node key's QUIC connection-id and
+/// stateless-reset keys (`quic::tls`), the gateway token key's list-cursor
+/// and form keys (`fieldsync_gateway::auth`). A label never changes once
+/// shipped (keys derived from it would change with it); a new purpose
+/// gets a new label.
+pub fn derived_key(label: &[u8], secret: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(label)
+        .chain_update(secret)
+        .finalize()
+        .into()
+}
+
 /// Random bytes in a client secret (shown as hex, so twice as many chars).
 pub const CLIENT_SECRET_BYTES: usize = 32;
 /// Characters in a one-time code, before grouping.
@@ -129,6 +146,17 @@ pub fn verify(secret: &str, stored: &str) -> Result<bool, SecretError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The derivation is SHA-256(label ‖ secret), byte for byte: keys made
+    /// by earlier releases (cursors, QUIC resets) stay the same.
+    #[test]
+    fn a_derived_key_is_the_hash_of_label_then_secret() {
+        assert_eq!(
+            hex::encode(derived_key(b"a", b"b")),
+            "fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603"
+        );
+        assert_ne!(derived_key(b"x", b"k"), derived_key(b"y", b"k"));
+    }
 
     #[test]
     fn a_hashed_secret_verifies_and_a_different_one_does_not() {

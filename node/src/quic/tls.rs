@@ -224,12 +224,7 @@ pub(crate) fn reset_key(credentials: &Credentials) -> ring::hmac::Key {
 }
 
 fn derived_secret(credentials: &Credentials, label: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::new()
-        .chain_update(label)
-        .chain_update(credentials.key.secret_der())
-        .finalize()
-        .into()
+    crate::secret::derived_key(label, credentials.key.secret_der())
 }
 
 /// This node's certificate and key, for both directions.
