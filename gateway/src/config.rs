@@ -191,8 +191,9 @@ impl GatewayConfig {
     }
 }
 
-/// Most networks `metrics_networks` (and `trusted_proxies`) may list.
-const METRICS_NETWORKS_MAX: usize = 64;
+/// Most networks one network list (`metrics_networks`, `trusted_proxies`,
+/// `delivery.allow_networks`) may hold.
+const NETWORKS_MAX: usize = 64;
 
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -311,11 +312,17 @@ impl GatewayConfig {
     }
 }
 
-/// A list of networks (CIDR) named `name` in messages.
-fn parse_networks(name: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-    if list.len() > METRICS_NETWORKS_MAX {
+/// A list of networks (CIDR) named `name` in messages: the one parser of
+/// every network list in the config (`metrics_networks`,
+/// `trusted_proxies`, `delivery.allow_networks`), at most
+/// [`NETWORKS_MAX`] entries.
+pub(crate) fn parse_networks(
+    name: &str,
+    list: &[String],
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    if list.len() > NETWORKS_MAX {
         return Err(ConfigError(format!(
-            "{name} lists {} networks; at most {METRICS_NETWORKS_MAX}",
+            "{name} lists {} networks; at most {NETWORKS_MAX}",
             list.len()
         )));
     }
@@ -333,6 +340,33 @@ fn parse_networks(name: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, Conf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one network-list parser: every list is bounded and names
+    /// itself in its refusal, delivery's too.
+    #[test]
+    fn every_network_list_is_parsed_and_bounded_by_one_rule() {
+        let mut delivery = fieldsync_node::delivery_config::DeliveryConfig::default();
+        delivery.allow_networks = vec!["10.0.0.0/8".into(), "not-a-network".into()];
+        let refused = crate::delivery::Settings::from_config(&delivery)
+            .err()
+            .expect("a bad network is refused");
+        assert!(
+            refused
+                .0
+                .starts_with("delivery.allow_networks: `not-a-network`"),
+            "{refused}"
+        );
+        delivery.allow_networks = vec!["10.0.0.0/8".into(); NETWORKS_MAX + 1];
+        let refused = crate::delivery::Settings::from_config(&delivery)
+            .err()
+            .expect("too many networks are refused");
+        assert!(
+            refused.0.contains(&format!("at most {NETWORKS_MAX}")),
+            "{refused}"
+        );
+        delivery.allow_networks = vec![" 127.0.0.0/8 ".into()];
+        assert!(crate::delivery::Settings::from_config(&delivery).is_ok());
+    }
 
     #[test]
     fn metrics_networks_must_be_networks() {

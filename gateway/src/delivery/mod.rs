@@ -80,17 +80,8 @@ impl Settings {
         if let Some((key, reason)) = config.problem() {
             return Err(ConfigError(format!("{key} {reason}")));
         }
-        let allow_networks = config
-            .allow_networks
-            .iter()
-            .map(|text| {
-                text.parse::<ipnet::IpNet>().map_err(|_| {
-                    ConfigError(format!(
-                        "delivery.allow_networks: `{text}` is not a network such as 127.0.0.0/8"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let allow_networks =
+            crate::config::parse_networks("delivery.allow_networks", &config.allow_networks)?;
         Ok(Settings {
             client: ClientConfig {
                 connect_timeout_ms: config.connect_timeout_ms,
