@@ -345,27 +345,31 @@ mod tests {
     /// itself in its refusal, delivery's too.
     #[test]
     fn every_network_list_is_parsed_and_bounded_by_one_rule() {
-        let mut delivery = fieldsync_node::delivery_config::DeliveryConfig::default();
-        delivery.allow_networks = vec!["10.0.0.0/8".into(), "not-a-network".into()];
-        let refused = crate::delivery::Settings::from_config(&delivery)
-            .err()
-            .expect("a bad network is refused");
+        let settings = |allow_networks: Vec<String>| {
+            crate::delivery::Settings::from_config(
+                &fieldsync_node::delivery_config::DeliveryConfig {
+                    allow_networks,
+                    ..Default::default()
+                },
+            )
+        };
+        let Err(refused) = settings(vec!["10.0.0.0/8".into(), "not-a-network".into()]) else {
+            panic!("a bad network is refused");
+        };
         assert!(
             refused
                 .0
                 .starts_with("delivery.allow_networks: `not-a-network`"),
             "{refused}"
         );
-        delivery.allow_networks = vec!["10.0.0.0/8".into(); NETWORKS_MAX + 1];
-        let refused = crate::delivery::Settings::from_config(&delivery)
-            .err()
-            .expect("too many networks are refused");
+        let Err(refused) = settings(vec!["10.0.0.0/8".into(); NETWORKS_MAX + 1]) else {
+            panic!("too many networks are refused");
+        };
         assert!(
             refused.0.contains(&format!("at most {NETWORKS_MAX}")),
             "{refused}"
         );
-        delivery.allow_networks = vec![" 127.0.0.0/8 ".into()];
-        assert!(crate::delivery::Settings::from_config(&delivery).is_ok());
+        assert!(settings(vec![" 127.0.0.0/8 ".into()]).is_ok());
     }
 
     #[test]
