@@ -29,17 +29,15 @@ non-zero (with the nodes' logs) when anything is missing.
 import os
 import re
 import sys
-import tempfile
 import time
-import traceback
 
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from fieldsync_nodes import (
-    WAIT_S_MAX, Failure, Node, Relay, body_text, browser, check, wait_until,
+    WAIT_S_MAX, Failure, Node, Relay, body_text, browser, check, run_test, wait_until,
 )
 
 SIZES = {"laptop": (1366, 768), "tablet": (800, 1280)}
@@ -342,24 +340,11 @@ def scenario(binary, root, out_dir, nodes, relays):
 def main():
     binary, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
-    nodes, relays = [], []
-    with tempfile.TemporaryDirectory(prefix="fieldsync-apps-") as root:
-        try:
-            scenario(binary, root, out_dir, nodes, relays)
-        except (Failure, WebDriverException) as failure:
-            traceback.print_exc()
-            print(f"FAIL: {failure}", file=sys.stderr)
-            for node in nodes:
-                print(f"--- {node.log}", file=sys.stderr)
-                if os.path.exists(node.log):
-                    print(open(node.log, encoding="utf-8").read()[-4000:], file=sys.stderr)
-            sys.exit(1)
-        finally:
-            for node in nodes:
-                node.kill()
-            for relay in relays:
-                relay.close()
-    print(f"ok: console and field apps end to end; screenshots in {out_dir}")
+    run_test(
+        "fieldsync-apps-",
+        lambda root, nodes, relays: scenario(binary, root, out_dir, nodes, relays),
+        f"ok: console and field apps end to end; screenshots in {out_dir}",
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ headless Chromium through Selenium.
 
 import json
 import os
+import sys
+import tempfile
+import traceback
 import re
 import signal
 import socket
@@ -20,6 +23,7 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -293,3 +297,27 @@ def body_text(driver):
     return driver.find_element(By.TAG_NAME, "body").text
 
 
+
+
+def run_test(prefix, scenario, done):
+    """Run `scenario(root, nodes, relays)` in a fresh directory; on a
+    failure print it with the tail of every node's log and exit 1; always
+    kill the nodes and close the relays; print `done` when it passed."""
+    nodes, relays = [], []
+    with tempfile.TemporaryDirectory(prefix=prefix) as root:
+        try:
+            scenario(root, nodes, relays)
+        except (Failure, WebDriverException) as failure:
+            traceback.print_exc()
+            print(f"FAIL: {failure}", file=sys.stderr)
+            for node in nodes:
+                print(f"--- {node.log}", file=sys.stderr)
+                if os.path.exists(node.log):
+                    print(open(node.log, encoding="utf-8").read()[-4000:], file=sys.stderr)
+            sys.exit(1)
+        finally:
+            for node in nodes:
+                node.kill()
+            for relay in relays:
+                relay.close()
+    print(done)

@@ -15,13 +15,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from fieldsync_nodes import (
-    WAIT_S_MAX, Failure, Node, body_text, browser, check, http_json, operator_token, wait_until,
+    WAIT_S_MAX, Node, body_text, browser, check, http_json, operator_token, run_test, wait_until,
 )
 
 WORK_ORDER = "wo-ui-1"
@@ -105,21 +104,11 @@ def scenario(binary, root, out_dir, nodes):
 def main():
     binary, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
-    nodes = []
-    with tempfile.TemporaryDirectory(prefix="fieldsync-ui-sync-") as root:
-        try:
-            scenario(binary, root, out_dir, nodes)
-        except Failure as failure:
-            print(f"FAIL: {failure}", file=sys.stderr)
-            for node in nodes:
-                print(f"--- {node.log}", file=sys.stderr)
-                if os.path.exists(node.log):
-                    print(open(node.log, encoding="utf-8").read()[-4000:], file=sys.stderr)
-            sys.exit(1)
-        finally:
-            for node in nodes:
-                node.kill()
-    print(f"ok: the laptop's note shows in the UI after sync; screenshots in {out_dir}")
+    run_test(
+        "fieldsync-ui-sync-",
+        lambda root, nodes, _relays: scenario(binary, root, out_dir, nodes),
+        f"ok: the laptop's note shows in the UI after sync; screenshots in {out_dir}",
+    )
 
 
 if __name__ == "__main__":

@@ -2,12 +2,7 @@
 //! loopback, writes its open URL to `field-app.url`, and refuses an
 //! address other machines could reach unless `allow_remote` says so.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::Duration;
-
-use crate::support::{command, wait_exit, TestNode};
+use crate::support::{Running, TestNode};
 
 /// A field node enrolled for `tech-1`, its field app on `field_app_listen`.
 fn enrolled_field_node(field_app_listen: &str) -> TestNode {
@@ -43,31 +38,7 @@ fn run_refuses_a_field_app_address_other_machines_reach_without_allow_remote() {
 #[test]
 fn run_serves_the_field_app_at_the_url_it_writes_and_only_with_its_key() {
     let node = enrolled_field_node("127.0.0.1:0");
-    let mut child = command(&node.dir)
-        .arg("run")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    while !seen
-        .iter()
-        .any(|line: &String| line.contains("node running"))
-    {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("`fieldsync run` never said it was running: {seen:?}"));
-        seen.push(line);
-    }
+    let running = Running::start(&node.dir);
     let url = std::fs::read_to_string(node.dir.join("field-app.url")).unwrap();
     let url = url.trim();
     assert!(
@@ -109,14 +80,7 @@ fn run_serves_the_field_app_at_the_url_it_writes_and_only_with_its_key() {
     assert_eq!(list.status(), 200);
     assert!(list.text().unwrap().contains("id=\"sync-state\""));
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = wait_exit(&mut child, Duration::from_secs(30));
-    reader.join().unwrap();
-    seen.extend(lines_rx.try_iter());
+    let (status, seen) = running.terminate();
     assert!(status.success(), "exit {status:?}: {seen:?}");
     assert!(
         !seen.join("\n").contains(url),

@@ -1,16 +1,11 @@
 //! The everyday path: init, import, status, show, users, verify, run.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::Duration;
-
 use fieldsync_node::config::NodeConfig;
 use fieldsync_node::identity::{Identity, KEY_FILE};
 use fieldsync_node::secret;
 use fieldsync_node::store::Store;
 
-use crate::support::{command, fieldsync, wait_exit, write_jsonl, TestNode, BIN};
+use crate::support::{fieldsync, write_jsonl, Running, TestNode, BIN};
 
 #[test]
 fn version_names_the_binary_and_its_release() {
@@ -244,33 +239,7 @@ fn run_serves_until_sigterm_then_closes_the_store() {
         .replace("\"127.0.0.1:8080\"", "\"127.0.0.1:0\"");
     assert!(config.matches("127.0.0.1:0").count() == 2, "{config}");
     std::fs::write(&config_path, config).unwrap();
-    let mut child = command(&node.dir)
-        .arg("run")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("`fieldsync run` never said it was running: {seen:?}"));
-        let running = line.contains("node running");
-        seen.push(line);
-        if running {
-            break;
-        }
-    }
+    let running = Running::start(&node.dir);
     // While it runs, `status` cannot open the store; it says the running
     // node holds it and shows what the node publishes instead.
     let busy = node.run(&["status"]).success();
@@ -279,14 +248,7 @@ fn run_serves_until_sigterm_then_closes_the_store() {
         "{busy:?}"
     );
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = wait_exit(&mut child, Duration::from_secs(30));
-    reader.join().unwrap();
-    seen.extend(lines_rx.try_iter());
+    let (status, seen) = running.terminate();
     assert!(status.success(), "exit {status:?}: {seen:?}");
     let log = seen.join("\n");
     assert!(log.contains("received SIGTERM"), "{log}");

@@ -201,3 +201,72 @@ pub(crate) fn complete_lines(path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// `fieldsync run` in `dir`, started and seen saying it runs, with its
+/// stderr lines collected.
+pub(crate) struct Running {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<()>,
+    /// The stderr lines so far.
+    pub(crate) seen: Vec<String>,
+}
+
+impl Running {
+    /// Start `fieldsync run` and wait (30 s at most) for "node running".
+    pub(crate) fn start(dir: &Path) -> Running {
+        use std::io::{BufRead as _, BufReader};
+        let mut child = command(dir)
+            .arg("run")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start fieldsync run");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            lines,
+            reader,
+            seen: Vec::new(),
+        };
+        while !running
+            .seen
+            .iter()
+            .any(|line| line.contains("node running"))
+        {
+            let line = running
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "`fieldsync run` never said it was running: {:?}",
+                        running.seen
+                    )
+                });
+            running.seen.push(line);
+        }
+        running
+    }
+
+    /// SIGTERM, as a service manager stops it; wait for the exit (30 s at
+    /// most) and every stderr line. Answers the exit status and the lines.
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let status = wait_exit(&mut self.child, Duration::from_secs(30));
+        self.reader.join().expect("the stderr reader");
+        self.seen.extend(self.lines.try_iter());
+        (status, self.seen)
+    }
+}

@@ -57,17 +57,26 @@ pub(super) async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
 }
 
+/// Every page's head: its title, the app's stylesheet, and (signed-in
+/// pages only) the app's script.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · fieldsync" }
+            link rel="stylesheet" href="/app.css";
+            @if script { script src="/app.js" defer {} }
+        }
+    }
+}
+
 /// A page with no session details (401, wrong host, refused posts).
 pub(super) fn plain_page(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · fieldsync" }
-                link rel="stylesheet" href="/app.css";
-            }
+            (head(title, false))
             body { main { h1 { (title) } (body) } }
         }
     }
@@ -86,13 +95,7 @@ pub(super) fn page(
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · fieldsync" }
-                link rel="stylesheet" href="/app.css";
-                script src="/app.js" defer {}
-            }
+            (head(title, true))
             body {
                 header {
                     a href="/" { "My work orders" } " · " span id="user" { (state.user()) }
