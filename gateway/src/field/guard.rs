@@ -127,12 +127,15 @@ pub(super) async fn open(
         tracing::warn!("field app: open with a wrong key refused");
         return unauthorized();
     }
-    let value = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_MAX_AGE_S}",
-        state.key().new_session(now_s())
+    // Loopback HTTP: never `Secure` (the browser would not send it back).
+    let value = crate::ui::set_cookie(
+        COOKIE,
+        &state.key().new_session(now_s()),
+        SESSION_MAX_AGE_S,
+        false,
     );
     let mut response = Redirect::to("/").into_response();
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Some(value) = value {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response

@@ -220,7 +220,8 @@ pub(super) async fn list(State(state): State<FieldState>) -> Response {
             let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
             let orders = my_work_orders(store, &caller)?;
             let mut local = local_state::load(store, &user).map_err(|e| e.to_string())?;
-            let gone = forget_gone(store, &caller, &user, &mut local)?;
+            let listed: BTreeSet<&str> = orders.iter().map(|order| order.id.as_str()).collect();
+            let gone = forget_gone(store, &caller, &user, &mut local, &listed)?;
             Ok::<_, String>((orders, local, gone))
         })
         .await;
@@ -268,16 +269,23 @@ fn changed_mark(local: &LocalState, order: &WorkOrderView) -> Markup {
 }
 
 /// Drop from the state the work orders the technician last looked at that
-/// are no longer visible, and return their numbers (shown once, on the
+/// are no longer visible (`listed`: ids just read as visible), and return their numbers (shown once, on the
 /// list).
 fn forget_gone(
     store: &Store,
     caller: &Caller,
     user: &str,
     local: &mut LocalState,
+    listed: &BTreeSet<&str>,
 ) -> Result<Vec<String>, String> {
     let mut gone = BTreeSet::new();
-    for (id, seen) in &local.seen {
+    // A listed work order was just read as visible: only the others are
+    // read again.
+    for (id, seen) in local
+        .seen
+        .iter()
+        .filter(|(id, _)| !listed.contains(id.as_str()))
+    {
         if read_visible(store, caller, id)?.is_none() {
             gone.insert((id.clone(), seen.number.clone()));
         }

@@ -144,7 +144,12 @@ fn secure_cookies(state: &AppState, client: Client) -> bool {
 
 /// A `Set-Cookie` value for one of the UI's cookies (an empty `value`
 /// with `max_age_s` 0 removes it).
-fn set_cookie(name: &str, value: &str, max_age_s: u64, secure: bool) -> Option<HeaderValue> {
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    max_age_s: u64,
+    secure: bool,
+) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"

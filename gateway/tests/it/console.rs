@@ -476,6 +476,11 @@ async fn a_technician_may_not_use_the_console() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let refused = response.text().await.unwrap();
+    assert!(
+        refused.contains("Only operators may use the office console"),
+        "{refused}"
+    );
     let op = server.token("op").await;
     let (_, listed) = server.get_json("/api/v1/work-orders", &op).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);

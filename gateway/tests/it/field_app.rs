@@ -489,7 +489,9 @@ async fn a_work_order_assigned_to_someone_else_is_not_listed_and_not_on_this_lap
         html.contains("id=\"gone\"") && html.contains("it is no longer on this laptop"),
         "{html}"
     );
-    let (_, token) = app.session().await;
+    // A genuine session's form token: the post passes the token check and
+    // is refused by visibility.
+    let (cookie, token) = app.session().await;
     let before = app.read("theirs").await.heads;
     let response = app
         .post(
@@ -498,6 +500,7 @@ async fn a_work_order_assigned_to_someone_else_is_not_listed_and_not_on_this_lap
             &[("csrf_token", &token), ("text", "sneaky")],
         )
         .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(response
         .text()
         .await

@@ -274,7 +274,14 @@ impl WorkOrderDoc {
                 field: "work order".into(),
             });
         }
-        for (field, value) in [("title", &new.title), ("description", &new.description)] {
+        for (field, value) in [
+            ("title", &new.title),
+            ("description", &new.description),
+            ("customer", &new.customer.name),
+            ("customer", &new.customer.address),
+            ("customer", &new.customer.phone),
+            ("customer", &new.customer.document),
+        ] {
             check_text(field, value)?;
         }
         let mut doc = Automerge::new().with_actor(actor.clone());
