@@ -363,15 +363,11 @@ fn bad_signature(after: &Automerge, before_heads: &[ChangeHash]) -> Option<Strin
         .unwrap_or_default();
     now.iter()
         .filter(|(_, id)| !then.iter().any(|(_, old)| old == id))
-        .find_map(|(value, _)| {
-            let fine = value.as_str().is_some_and(|text| {
-                text.is_empty() || crate::doc::signature_problem(text).is_none()
-            });
-            (!fine).then(|| {
-                "a closure signature that is not a path of `M` and `L` commands within \
-                 the size limit"
-                    .to_string()
-            })
+        .find_map(|(value, _)| match value.as_str() {
+            None => Some("a closure signature that is not text".to_string()),
+            Some("") => None,
+            Some(text) => crate::doc::signature_problem(text)
+                .map(|problem| format!("a closure signature {problem}")),
         })
 }
 

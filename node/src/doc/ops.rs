@@ -137,6 +137,17 @@ pub enum SignatureProblem {
     Unreadable,
 }
 
+impl std::fmt::Display for SignatureProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignatureProblem::TooLong => write!(f, "over the limit of {SIGNATURE_BYTES_MAX} bytes"),
+            SignatureProblem::Unreadable => {
+                f.write_str("must be a path of `M` and `L` commands with integer coordinates")
+            }
+        }
+    }
+}
+
 /// The one rule for a customer's signature (the typed operation and the
 /// field app's form both ask it): at most [`SIGNATURE_BYTES_MAX`] bytes of
 /// an SVG path made of `M` and `L` commands, integers and spaces, nothing a
@@ -153,20 +164,13 @@ pub fn signature_problem(signature: &str) -> Option<SignatureProblem> {
 }
 
 fn check_signature(signature: &str) -> Result<(), OpError> {
-    let reason = match signature_problem(signature) {
-        None => return Ok(()),
-        Some(SignatureProblem::TooLong) => format!(
-            "{} bytes, over the limit of {SIGNATURE_BYTES_MAX}",
-            signature.len()
-        ),
-        Some(SignatureProblem::Unreadable) => {
-            "must be a path of `M` and `L` commands with integer coordinates".into()
-        }
-    };
-    Err(OpError::Invalid {
-        field: "signature",
-        reason,
-    })
+    match signature_problem(signature) {
+        None => Ok(()),
+        Some(problem) => Err(OpError::Invalid {
+            field: "signature",
+            reason: problem.to_string(),
+        }),
+    }
 }
 
 /// Write the closure (and its signature, if any) and the `completed`
