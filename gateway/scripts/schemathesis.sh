@@ -41,7 +41,7 @@ if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/st" --version | grep -q "version ${sc
 fi
 "$venv/bin/st" --version
 
-cargo build --quiet -p fieldsync-gateway --example serve --manifest-path "$root/Cargo.toml"
+cargo build --quiet --workspace --example serve --manifest-path "$root/Cargo.toml"
 work="$(mktemp -d)"
 out="$work/serve.log"
 touch "$out"

@@ -21,7 +21,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium' 2>/d
     "$venv/bin/pip" install --quiet "selenium==4.*"
 fi
 
-cargo build --quiet -p fieldsync-gateway --example serve --manifest-path "$root/Cargo.toml"
+cargo build --quiet --workspace --example serve --manifest-path "$root/Cargo.toml"
 log="$(mktemp)"
 "$root/target/debug/examples/serve" 127.0.0.1:0 >"$log" 2>&1 &
 server=$!

@@ -43,7 +43,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 fi
 
-cargo build --quiet --bin fieldsync --manifest-path "$root/Cargo.toml"
+cargo build --quiet --workspace --bin fieldsync --manifest-path "$root/Cargo.toml"
 target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" |
     "$python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 "$python" "$root/gateway/scripts/ui_sync_test.py" "$target_dir/debug/fieldsync" "$out_dir"
