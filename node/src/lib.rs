@@ -9,6 +9,7 @@
 pub mod access;
 pub mod clock;
 pub mod doc;
+pub mod reassignment;
 pub mod sync;
 
 #[cfg(feature = "runtime")]

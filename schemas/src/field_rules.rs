@@ -118,6 +118,14 @@ pub const FIELD_RULES: &[FieldRule] = &[
         operator: Write,
         technician: None,
     },
+    // When each former assignee stopped being one: written with every
+    // assignment, so every central knows each grace period's start.
+    FieldRule {
+        key: "unassigned",
+        shape: Map,
+        operator: Write,
+        technician: None,
+    },
     FieldRule {
         key: "scheduled_for",
         shape: Scalar,

@@ -22,7 +22,7 @@ pub use ops::{
     signature_problem, OpError, Operation, SignatureProblem, FIELD_TEXT_BYTES_MAX,
     SIGNATURE_BYTES_MAX,
 };
-pub use read::ReadError;
+pub use read::{assignee, unassigned, ReadError, UNASSIGNED_ENTRIES_MAX, UNASSIGNED_KEY};
 pub use status::derive_status;
 
 use automerge::{ActorId, Automerge, ChangeHash};
@@ -135,7 +135,12 @@ impl WorkOrderDoc {
     /// The assignee, read without building the whole view: the access
     /// policy calls this on every visibility decision.
     pub fn assignee(&self) -> Option<String> {
-        read::root_str(&self.doc, "assignee").filter(|assignee| !assignee.is_empty())
+        read::assignee(&self.doc)
+    }
+
+    /// When each former assignee stopped being one ([`read::unassigned`]).
+    pub fn unassigned(&self) -> Vec<(String, u64)> {
+        read::unassigned(&self.doc)
     }
 
     pub fn number(&self) -> String {

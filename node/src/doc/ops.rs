@@ -210,6 +210,37 @@ fn close(
     Ok(())
 }
 
+/// An assignment to `next` (none: unassigned) records when the current
+/// assignee stopped being one, under `unassigned` (user id → ms since the
+/// Unix epoch), and forgets that entry of `next`. It travels with the
+/// document, so every central judges a former assignee's grace period from
+/// the same instant, whichever one made the change (issue 16).
+fn note_unassigned(
+    tx: &mut Transaction<'_>,
+    next: Option<&str>,
+    time_s: i64,
+) -> Result<(), OpError> {
+    let next = next.filter(|next| !next.is_empty());
+    let current = read::root_str(tx, "assignee").filter(|current| !current.is_empty());
+    if current.as_deref() == next {
+        return Ok(());
+    }
+    let map = match tx.get(ROOT, read::UNASSIGNED_KEY)? {
+        Some((automerge::Value::Object(ObjType::Map), id)) => id,
+        _ => tx.put_object(ROOT, read::UNASSIGNED_KEY, ObjType::Map)?,
+    };
+    if let Some(current) = current {
+        let at_ms = time_s.max(0).saturating_mul(1000);
+        tx.put(&map, current.as_str(), at_ms)?;
+    }
+    if let Some(next) = next {
+        if tx.get(&map, next)?.is_some() {
+            tx.delete(&map, next)?;
+        }
+    }
+    Ok(())
+}
+
 /// Commit the transaction at the given time, or roll it back on error.
 fn finish<T>(tx: Transaction<'_>, time_s: i64, result: Result<T, OpError>) -> Result<T, OpError> {
     match result {
@@ -316,7 +347,7 @@ impl WorkOrderDoc {
         self.authorize(who, op)?;
         let before = self.doc.get_heads();
         let mut tx = self.doc.transaction();
-        let result = mutate(&mut tx, who, op);
+        let result = mutate(&mut tx, who, op, time_s);
         finish(tx, time_s, result)?;
         let heads = self.doc.get_heads();
         let change_bytes = self.doc.save_after(&before);
@@ -428,6 +459,12 @@ fn build(
         ("scheduled_for", new.scheduled_for.as_deref().unwrap_or("")),
     ]);
     root.insert("schema", Value::from(WORK_ORDER_SCHEMA));
+    // Made with the document, so two centrals' first reassignments write
+    // into one map instead of racing to create it (one would win whole).
+    root.insert(
+        read::UNASSIGNED_KEY,
+        Value::Map(Map::from(HashMap::<&str, Value>::new())),
+    );
     root.insert(
         "customer",
         string_map(&[
@@ -462,7 +499,12 @@ fn string_map(fields: &[(&str, &str)]) -> Value {
     Value::Map(Map::from(string_fields(fields)))
 }
 
-fn mutate(tx: &mut Transaction<'_>, who: &Actor, op: &Operation) -> Result<(), OpError> {
+fn mutate(
+    tx: &mut Transaction<'_>,
+    who: &Actor,
+    op: &Operation,
+    time_s: i64,
+) -> Result<(), OpError> {
     match op {
         Operation::EditOperatorFields(patch) => {
             for (key, value) in [
@@ -479,6 +521,7 @@ fn mutate(tx: &mut Transaction<'_>, who: &Actor, op: &Operation) -> Result<(), O
                 tx.put(ROOT, "priority", priority.as_str())?;
             }
             if let Some(assignee) = &patch.assignee {
+                note_unassigned(tx, assignee.as_deref(), time_s)?;
                 tx.put(ROOT, "assignee", assignee.as_deref().unwrap_or(""))?;
             }
             if let Some(customer) = &patch.customer {

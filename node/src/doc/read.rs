@@ -40,6 +40,43 @@ pub(crate) fn root_str<R: ReadDoc>(doc: &R, key: &str) -> Option<String> {
     map_str(doc, &ROOT, key)
 }
 
+/// A document's assignee (none when empty), read without the whole view.
+pub fn assignee<R: ReadDoc>(doc: &R) -> Option<String> {
+    root_str(doc, "assignee").filter(|assignee| !assignee.is_empty())
+}
+
+/// The root key under which a work order records when each former
+/// assignee stopped being one (user id → ms since the Unix epoch).
+pub const UNASSIGNED_KEY: &str = "unassigned";
+/// Entries of `unassigned` read at most: one per former assignee.
+pub const UNASSIGNED_ENTRIES_MAX: usize = 1024;
+
+/// When each former assignee stopped being one, by user id (sorted): the
+/// replicated start of their grace period. Empty for a document written
+/// before the key existed; an entry that is not a non-negative integer is
+/// skipped (only offices may write the key: a field rule).
+pub fn unassigned<R: ReadDoc>(doc: &R) -> Vec<(String, u64)> {
+    let Ok(Some((Value::Object(automerge::ObjType::Map), map))) = doc.get(ROOT, UNASSIGNED_KEY)
+    else {
+        return Vec::new();
+    };
+    doc.keys(&map)
+        .take(UNASSIGNED_ENTRIES_MAX)
+        .filter_map(|user| {
+            let (value, _) = doc.get(&map, user.as_str()).ok().flatten()?;
+            let at_ms = match value {
+                Value::Scalar(scalar) => match scalar.as_ref() {
+                    ScalarValue::Int(at) => u64::try_from(*at).ok(),
+                    ScalarValue::Uint(at) => Some(*at),
+                    _ => None,
+                },
+                Value::Object(_) => None,
+            }?;
+            Some((user, at_ms))
+        })
+        .collect()
+}
+
 pub(crate) fn root_bool<R: ReadDoc>(doc: &R, key: &str) -> bool {
     matches!(
         doc.get(ROOT, key).ok().flatten(),

@@ -149,6 +149,7 @@ fn build_field_by_field(who: &Actor, id: &str, new: &NewWorkOrder) -> Automerge 
     tx.put(ROOT, "priority", new.priority.as_str()).unwrap();
     tx.put(ROOT, "assignee", new.assignee.as_deref().unwrap_or(""))
         .unwrap();
+    tx.put_object(ROOT, "unassigned", ObjType::Map).unwrap();
     tx.put(
         ROOT,
         "scheduled_for",
@@ -309,6 +310,58 @@ fn edit_operator_fields() {
         .unwrap();
     assert_eq!(doc.view().unwrap().assignee, None);
     assert_eq!(doc.assignee(), None);
+}
+
+/// Every assignment records when the former assignee stopped being one,
+/// in the document (`unassigned`), and an assignment back forgets it: the
+/// grace period's start travels to every central (issue 16).
+#[test]
+fn assignments_record_when_each_former_assignee_stopped() {
+    let mut doc = created(&sample("tech-1"));
+    assert!(doc.unassigned().is_empty());
+    let assign = |doc: &mut WorkOrderDoc, to: Option<&str>, at_s: i64| {
+        let patch = OperatorPatch {
+            assignee: Some(to.map(str::to_string)),
+            ..Default::default()
+        };
+        doc.apply(&operator(), &Operation::EditOperatorFields(patch), at_s)
+            .unwrap();
+    };
+    assign(&mut doc, Some("tech-2"), 100);
+    assert_eq!(doc.unassigned(), vec![("tech-1".to_string(), 100_000)]);
+    assign(&mut doc, None, 200);
+    assert_eq!(
+        doc.unassigned(),
+        vec![
+            ("tech-1".to_string(), 100_000),
+            ("tech-2".to_string(), 200_000)
+        ]
+    );
+    assign(&mut doc, Some("tech-1"), 300);
+    assert_eq!(doc.unassigned(), vec![("tech-2".to_string(), 200_000)]);
+    // The same assignee again changes nothing.
+    assign(&mut doc, Some("tech-1"), 400);
+    assert_eq!(doc.unassigned(), vec![("tech-2".to_string(), 200_000)]);
+}
+
+/// A technician's peer may not write `unassigned` (it would move its own
+/// grace period): the field rules refuse it like any office field.
+#[test]
+fn a_technician_may_not_write_when_it_was_unassigned() {
+    use automerge::transaction::Transactable as _;
+    let mut doc = created(&sample("tech-1"));
+    let before = doc.automerge().get_heads();
+    let map = match doc.automerge().get(ROOT, "unassigned").unwrap() {
+        Some((_, map)) => map,
+        None => panic!("a new work order has the map"),
+    };
+    let mut tx = doc.automerge_mut().transaction();
+    tx.put(&map, "tech-1", 9_999_999_999_i64).unwrap();
+    tx.commit();
+    let violations = crate::access::check_changes(Role::Technician, doc.automerge(), &before);
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].key, "unassigned");
+    assert!(crate::access::check_changes(Role::Operator, doc.automerge(), &before).is_empty());
 }
 
 #[test]

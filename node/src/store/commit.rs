@@ -33,6 +33,9 @@ pub struct DocWrite {
     pub collection: Collection,
     pub number: Option<String>,
     pub assignee: Option<String>,
+    /// The document's `unassigned` entries this write added or changed
+    /// (`reassignment::changed_entries`): each becomes a revocation record.
+    pub unassigned_changed: Vec<(String, u64)>,
     pub deleted: bool,
     pub op: ChangeOp,
     pub heads: Vec<[u8; 32]>,

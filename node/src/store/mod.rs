@@ -48,6 +48,7 @@ pub use users::User;
 pub use verify::Problem;
 
 use crate::doc::{self, Edit, LoadError, OpError, Operation, WorkOrderDoc};
+use crate::reassignment;
 use commit::{Published, Request};
 use records::decode;
 
@@ -473,6 +474,7 @@ impl Store {
             collection: Collection::WorkOrders,
             number: Some(new.number.clone()),
             assignee: new.assignee.clone().filter(|assignee| !assignee.is_empty()),
+            unassigned_changed: Vec::new(),
             deleted: false,
             op: edit.op,
             heads: heads.clone(),
@@ -541,9 +543,12 @@ impl Store {
             .load(id)?
             .ok_or_else(|| WriteError::NotFound(id.to_string()))?;
         let mut cached = handle.lock().unwrap_or_else(|p| p.into_inner());
+        let unassigned_before = cached.doc.unassigned();
         let result = edit(&mut cached.doc).and_then(|(made, records)| {
             let replace = cached.chunks + 1 >= self.inner.config.compact_chunks_max;
-            let write = doc_write(&cached.doc, made, replace, false);
+            let mut write = doc_write(&cached.doc, made, replace, false);
+            write.unassigned_changed =
+                reassignment::changed_entries(&unassigned_before, &write.unassigned_changed);
             let heads = write.heads.iter().map(hex::encode).collect();
             let receipt = self
                 .submit_unchecked(WriteSet {
@@ -764,6 +769,9 @@ pub fn doc_write(
         collection: Collection::WorkOrders,
         number: Some(document.number()),
         assignee: document.assignee(),
+        // Every entry the document carries: right for a new document; a
+        // caller that edited a stored one narrows it to what changed.
+        unassigned_changed: document.unassigned(),
         deleted: document.is_deleted(),
         op: edit.op,
         heads: edit.heads.iter().map(|head| head.0).collect(),

@@ -133,6 +133,7 @@ fn records_and_a_work_order_in_one_write_set_land_together_or_not_at_all() {
         collection: Collection::WorkOrders,
         number: Some(new.number.clone()),
         assignee: new.assignee.clone(),
+        unassigned_changed: Vec::new(),
         deleted: false,
         op: edit.op,
         heads: edit.heads.iter().map(|h| h.0).collect(),

@@ -19,6 +19,7 @@ use fieldsync_schemas::ChangeOp;
 use super::commit::{current_index, DocWrite, Receipt, Request};
 use super::records::{encode, ChangeRecord, DocIndex};
 use super::{keys, Pending, ReadError, Store, WriteError, WriteSet};
+use crate::reassignment::{reassignment, Before};
 
 /// Bookkeeping queued through the committer, so it is ordered with the
 /// document writes around it.
@@ -37,30 +38,31 @@ pub fn now_ms() -> u64 {
 }
 
 /// The index's reassignment fields after `write`, staging the revocation
-/// records that go with them.
+/// records that go with them (the rule: `crate::reassignment`).
 pub(crate) fn reassign(
     current: Option<&DocIndex>,
     write: &DocWrite,
     batch: &mut sled::Batch,
     now_ms: u64,
 ) -> (Option<String>, u64) {
-    let Some(current) = current else {
-        return (None, 0);
-    };
-    if current.assignee == write.assignee {
-        return (current.previous_assignee.clone(), current.reassigned_at_ms);
-    }
-    if let Some(assignee) = &write.assignee {
-        // Assigned (back) to this user: nothing to revoke from them.
+    let before = current.map(|index| Before {
+        assignee: index.assignee.as_deref(),
+        previous_assignee: index.previous_assignee.as_deref(),
+        reassigned_at_ms: index.reassigned_at_ms,
+    });
+    let rule = reassignment(
+        before,
+        write.assignee.as_deref(),
+        &write.unassigned_changed,
+        now_ms,
+    );
+    if let Some(assignee) = &rule.unrevoke {
         batch.remove(keys::revocation(assignee, &write.id));
     }
-    match &current.assignee {
-        Some(previous) => {
-            batch.insert(keys::revocation(previous, &write.id), &now_ms.to_be_bytes());
-            (Some(previous.clone()), now_ms)
-        }
-        None => (current.previous_assignee.clone(), current.reassigned_at_ms),
+    for (user, at_ms) in &rule.revoke {
+        batch.insert(keys::revocation(user, &write.id), &at_ms.to_be_bytes());
     }
+    (rule.previous_assignee, rule.reassigned_at_ms)
 }
 
 /// Stage a request's upkeep after its writes. Reads every index first, so a

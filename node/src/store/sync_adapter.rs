@@ -41,6 +41,7 @@ use super::records::{ChangeRecord, Checkpoint, DocIndex};
 use super::{keys, CachedDoc, Pending, ReadError, Store, WriteError};
 use crate::access::{DocMeta, ReadGrants};
 use crate::doc::WorkOrderDoc;
+use crate::reassignment::{self, reassignment, Before};
 use crate::sync::{HeldRecord, LogEntry, SyncStore, WriteId};
 
 /// Why a sync read or write failed.
@@ -243,6 +244,7 @@ impl SyncAdapter {
         let old_meta = self.doc_meta(id)?.unwrap_or_default();
         let mut cached = handle.lock().unwrap_or_else(|p| p.into_inner());
         let before = cached.doc.heads();
+        let unassigned_before = cached.doc.unassigned();
         if let Err(error) = cached.doc.automerge_mut().load_incremental(bytes) {
             // The loaded copy may hold part of the bytes: reload it later.
             drop(cached);
@@ -262,6 +264,10 @@ impl SyncAdapter {
             collection: Collection::WorkOrders,
             number: Some(document.number()),
             assignee: document.assignee(),
+            unassigned_changed: reassignment::changed_entries(
+                &unassigned_before,
+                &document.unassigned(),
+            ),
             deleted: document.is_deleted(),
             op: if document.is_deleted() {
                 ChangeOp::Delete
@@ -278,6 +284,7 @@ impl SyncAdapter {
             must_be_new: false,
         };
         let assignee = write.assignee.clone();
+        let unassigned_changed = write.unassigned_changed.clone();
         let queued = self.queue_write(|store| {
             store.submit_request(
                 WriteSet {
@@ -299,7 +306,13 @@ impl SyncAdapter {
         };
         cached.chunks = if replace { 1 } else { cached.chunks + 1 };
         drop(cached);
-        let meta = next_meta(&old_meta, assignee, heads.clone(), now_ms);
+        let meta = next_meta(
+            &old_meta,
+            assignee,
+            &unassigned_changed,
+            heads.clone(),
+            now_ms,
+        );
         self.pinned.insert(
             id.to_string(),
             Pinned {
@@ -336,6 +349,7 @@ impl SyncAdapter {
             collection: Collection::WorkOrders,
             number: Some(document.number()),
             assignee: document.assignee(),
+            unassigned_changed: document.unassigned(),
             deleted: document.is_deleted(),
             op: ChangeOp::Create,
             heads: heads.iter().map(|head| head.0).collect(),
@@ -390,23 +404,29 @@ impl Drop for SyncAdapter {
 }
 
 /// The metadata after a merge, with the committer's reassignment rule
-/// (`revocation::reassign`) applied, so reads agree before the flush.
+/// (`crate::reassignment`) applied, so reads agree before the flush.
 fn next_meta(
     old: &DocMeta,
     assignee: Option<String>,
+    unassigned_changed: &[(String, u64)],
     heads: Vec<ChangeHash>,
     now_ms: u64,
 ) -> DocMeta {
-    let (previous_assignee, reassigned_at_ms) =
-        if old.assignee == assignee || old.assignee.is_none() {
-            (old.previous_assignee.clone(), old.reassigned_at_ms)
-        } else {
-            (old.assignee.clone(), now_ms)
-        };
+    let before = Before {
+        assignee: old.assignee.as_deref(),
+        previous_assignee: old.previous_assignee.as_deref(),
+        reassigned_at_ms: old.reassigned_at_ms,
+    };
+    let rule = reassignment(
+        Some(before),
+        assignee.as_deref(),
+        unassigned_changed,
+        now_ms,
+    );
     DocMeta {
         assignee,
-        previous_assignee,
-        reassigned_at_ms,
+        previous_assignee: rule.previous_assignee,
+        reassigned_at_ms: rule.reassigned_at_ms,
         heads,
         durable: false,
     }

@@ -267,13 +267,16 @@ fn reassignment_is_recorded_then_revoked_and_purged_after_the_grace() {
         assignee: Some(Some("tech-2".into())),
         ..Default::default()
     });
+    // The reassignment's instant is the operation's, carried in the
+    // document (`unassigned`), not the committer's clock.
+    let at_s = (before / 1000) as i64;
     central
         .store
-        .update_work_order("wo-1", &operator(), &reassign, 5)
+        .update_work_order("wo-1", &operator(), &reassign, at_s)
         .unwrap();
     let index = central.store.doc_index("wo-1").unwrap().unwrap();
     assert_eq!(index.previous_assignee.as_deref(), Some("tech-1"));
-    assert!(index.reassigned_at_ms >= before);
+    assert_eq!(index.reassigned_at_ms, at_s as u64 * 1000);
     let revocations = central.store.revocations("tech-1", 10).unwrap();
     assert_eq!(
         revocations,
@@ -504,4 +507,70 @@ fn read_grants_fall_back_on_the_configured_ones() {
     store.set_read_grants("materials", &office_only).unwrap();
     assert_eq!(adapter.read_grants("materials").unwrap(), office_only);
     store.close();
+}
+
+/// A central that never saw a reassignment itself (the document reached it
+/// whole, already reassigned) still revokes the former assignee's copy,
+/// from the document's own record of when that user stopped being the
+/// assignee (issue 16: the `--centrals 2` gap).
+#[test]
+fn a_central_that_never_saw_the_reassignment_revokes_from_the_document() {
+    let grace_ms = SessionConfig::new("x", true).grace_ms;
+    let central_1 = Side::new("central-1", true);
+    let central_2 = Side::new("central-2", true);
+    let laptop = Side::new("laptop", false);
+    create(&central_1, "wo-1", "tech-1");
+    let t0 = now_ms();
+    sync(
+        &central_1,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        t0,
+    );
+    assert!(laptop.store.doc_index("wo-1").unwrap().is_some());
+    let reassign = Operation::EditOperatorFields(OperatorPatch {
+        assignee: Some(Some("tech-2".into())),
+        ..Default::default()
+    });
+    let at_s = (t0 / 1000) as i64;
+    let at_ms = at_s as u64 * 1000;
+    central_1
+        .store
+        .update_work_order("wo-1", &operator(), &reassign, at_s)
+        .unwrap();
+    sync(
+        &central_1,
+        &central_2,
+        PeerAccess::Office,
+        PeerAccess::Office,
+        t0,
+    );
+    let index = central_2.store.doc_index("wo-1").unwrap().unwrap();
+    assert_eq!(index.assignee.as_deref(), Some("tech-2"));
+    assert_eq!(
+        central_2.store.revocations("tech-1", 10).unwrap(),
+        vec![("wo-1".to_string(), at_ms)],
+        "the record comes from the document, at its instant"
+    );
+    // Within the grace period central 2 lets the laptop keep it...
+    sync(
+        &central_2,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        at_ms + 1_000,
+    );
+    assert!(laptop.store.doc_index("wo-1").unwrap().is_some());
+    // ...and after it revokes it, though it never sent it.
+    sync(
+        &central_2,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        at_ms + grace_ms + 1,
+    );
+    assert!(laptop.store.doc_index("wo-1").unwrap().is_none());
+    assert_verifies(&laptop);
+    assert_verifies(&central_2);
 }

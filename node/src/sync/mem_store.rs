@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash};
 use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
 use fieldsync_schemas::{Actor, Collection, NewWorkOrder};
 use sha2::{Digest, Sha256};
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::store::{HeldRecord, LogEntry, SyncStore, WriteId};
 use crate::access::{DocMeta, ReadGrants};
 use crate::doc::{OpError, Operation, WorkOrderDoc};
+use crate::reassignment::{self, reassignment, Before};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemError {
@@ -87,43 +88,46 @@ impl MemState {
                     id: id.clone(),
                     reason: e.to_string(),
                 };
-                let entry = match self.docs.get_mut(id) {
+                let (entry, unassigned_before) = match self.docs.get_mut(id) {
                     Some(entry) => {
+                        let before = crate::doc::unassigned(&entry.doc);
                         entry.doc.load_incremental(bytes).map_err(error)?;
-                        entry
+                        (entry, Some(before))
                     }
                     None => {
                         let mut doc = Automerge::load(bytes).map_err(error)?;
                         doc.set_actor(actor.clone());
-                        self.docs.entry(id.clone()).or_insert(MemDoc {
+                        let entry = self.docs.entry(id.clone()).or_insert(MemDoc {
                             doc,
                             meta: DocMeta::default(),
-                        })
+                        });
+                        (entry, None)
                     }
                 };
                 let heads = entry.doc.get_heads();
                 if heads == entry.meta.heads {
                     return Ok(heads);
                 }
-                let assignee = entry
-                    .doc
-                    .get(automerge::ROOT, "assignee")
-                    .ok()
-                    .flatten()
-                    .and_then(|(v, _)| v.as_str().map(str::to_string))
-                    .filter(|a| !a.is_empty());
-                if entry.meta.assignee.is_some() && entry.meta.assignee != assignee {
-                    let previous = entry.meta.assignee.clone().unwrap_or_default();
-                    self.revocations
-                        .insert((previous.clone(), id.clone()), *now_ms);
-                    entry.meta.previous_assignee = Some(previous);
-                    entry.meta.reassigned_at_ms = *now_ms;
-                }
-                if let Some(assignee) = &assignee {
-                    // Assigned (back) to this user: nothing to revoke from
-                    // them (as the sled store does).
+                let assignee = crate::doc::assignee(&entry.doc);
+                // The reassignment rule, as the sled store applies it.
+                let changed = reassignment::changed_entries(
+                    unassigned_before.as_deref().unwrap_or_default(),
+                    &crate::doc::unassigned(&entry.doc),
+                );
+                let before = unassigned_before.is_some().then(|| Before {
+                    assignee: entry.meta.assignee.as_deref(),
+                    previous_assignee: entry.meta.previous_assignee.as_deref(),
+                    reassigned_at_ms: entry.meta.reassigned_at_ms,
+                });
+                let rule = reassignment(before, assignee.as_deref(), &changed, *now_ms);
+                if let Some(assignee) = &rule.unrevoke {
                     self.revocations.remove(&(assignee.clone(), id.clone()));
                 }
+                for (user, at_ms) in rule.revoke {
+                    self.revocations.insert((user, id.clone()), at_ms);
+                }
+                entry.meta.previous_assignee = rule.previous_assignee;
+                entry.meta.reassigned_at_ms = rule.reassigned_at_ms;
                 entry.meta.assignee = assignee;
                 entry.meta.heads = heads.clone();
                 let seq = self.log.len() as u64 + 1;
