@@ -103,13 +103,14 @@ mod tests {
             previous_assignee: None,
             reassigned_at_ms: 0,
         };
-        // (before, assignee after, entries changed, now) => expected.
-        let cases: Vec<(
-            Option<Before<'_>>,
-            Option<&str>,
+        // (before, assignee after, entries changed) => expected, at 9,000.
+        type Case<'a> = (
+            Option<Before<'a>>,
+            Option<&'a str>,
             Vec<(String, u64)>,
             Reassignment,
-        )> = vec![
+        );
+        let cases: Vec<Case<'_>> = vec![
             // New here, never reassigned: nothing to revoke.
             (
                 None,

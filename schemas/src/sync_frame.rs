@@ -26,13 +26,20 @@ use serde::{Deserialize, Serialize};
 ///   edits needs no Automerge sync round trips.
 /// - 4: adds `Records`: an office sends the data records the peer's role
 ///   may read, read-only copies, with the page that covers them.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// - 5: adds `Holding`, `HoldingWanted` and `HoldingList`: a technician's
+///   device tells an office what it holds (a digest, and the list only
+///   when the digest differs from the office's expectation), so each
+///   device is revoked on its own, by any central, even one that never
+///   sent it the document.
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The first version that has `Prime`.
 pub const PROTOCOL_VERSION_PRIME: u16 = 2;
 /// The first version that has `AnnouncePush`.
 pub const PROTOCOL_VERSION_PUSH: u16 = 3;
 /// The first version that has `Records`.
 pub const PROTOCOL_VERSION_RECORDS: u16 = 4;
+/// The first version that has `Holding`, `HoldingWanted`, `HoldingList`.
+pub const PROTOCOL_VERSION_HOLDINGS: u16 = 5;
 /// The oldest version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -153,6 +160,40 @@ pub enum Frame {
         #[serde(with = "serde_bytes")]
         compressed: Vec<u8>,
     },
+    /// Version 5. A technician's device to an office, after the hellos:
+    /// the XOR of `sha256(id)` over every work order it holds
+    /// (`holdings_digest`). An office whose expectation differs (the
+    /// documents assigned to the device's user, the same digest) asks for
+    /// the list; an unchanged reconnect costs this one frame.
+    Holding { digest: Hash },
+    /// Version 5. The office's answer to a `Holding` it did not expect:
+    /// send the list.
+    HoldingWanted,
+    /// Version 5. The ids of the work orders the device holds, in pages of
+    /// at most `PAGE_DOCS_MAX`; `last` on the final page. The office
+    /// revokes what the device's user may no longer see.
+    HoldingList { ids: Vec<String>, last: bool },
+}
+
+/// The digest of a set of work-order ids: the XOR of each id's SHA-256,
+/// so a store keeps it up to date one document at a time and the order
+/// of ids does not matter (`Frame::Holding`). An empty set is all zeros.
+pub fn holdings_digest<'a>(ids: impl IntoIterator<Item = &'a str>) -> Hash {
+    let mut digest = [0; 32];
+    for id in ids {
+        holdings_toggle(&mut digest, id);
+    }
+    digest
+}
+
+/// Add `id` to a [`holdings_digest`], or take it out (XOR is its own
+/// inverse).
+pub fn holdings_toggle(digest: &mut Hash, id: &str) {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(id.as_bytes());
+    for (byte, h) in digest.iter_mut().zip(hash.iter()) {
+        *byte ^= h;
+    }
 }
 
 /// A data record as it travels to a peer: read-only there, and a newer
@@ -222,7 +263,9 @@ impl Frame {
             Frame::Want { full, sync, .. } if full.len() + sync.len() > PAGE_DOCS_MAX => {
                 too_large("want")
             }
-            Frame::Revoke { ids } | Frame::Revoked { ids } if ids.len() > PAGE_DOCS_MAX => {
+            Frame::Revoke { ids } | Frame::Revoked { ids } | Frame::HoldingList { ids, .. }
+                if ids.len() > PAGE_DOCS_MAX =>
+            {
                 too_large("ids")
             }
             _ => Ok(()),
@@ -245,6 +288,9 @@ impl Frame {
             Frame::Prime { .. } => "prime",
             Frame::AnnouncePush { .. } => "announce_push",
             Frame::Records { .. } => "records",
+            Frame::Holding { .. } => "holding",
+            Frame::HoldingWanted => "holding_wanted",
+            Frame::HoldingList { .. } => "holding_list",
         }
     }
 }

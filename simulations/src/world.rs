@@ -18,7 +18,9 @@ use automerge::ActorId;
 use automerge::ReadDoc;
 use fieldsync_node::access::{PeerAccess, ReadGrants};
 use fieldsync_node::sync::{Event, MemStore, Session, SessionConfig, SyncStore, WriteId};
-use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION};
+use fieldsync_schemas::sync_frame::{
+    Frame, PROTOCOL_VERSION, PROTOCOL_VERSION_HOLDINGS, PROTOCOL_VERSION_RECORDS,
+};
 use fieldsync_schemas::Role;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -250,6 +252,14 @@ fn summarize(frame: &Frame) -> String {
             compressed,
         } => format!("prime page={page} upto={upto_seq} {}B", compressed.len()),
         Frame::Records { compressed } => format!("records {}B", compressed.len()),
+        Frame::Holding { digest } => format!(
+            "holding {}",
+            short_hashes(&[automerge::ChangeHash(*digest)])
+        ),
+        Frame::HoldingWanted => "holding_wanted".to_string(),
+        Frame::HoldingList { ids, last } => {
+            format!("holding_list [{}] last={last}", ids.join(","))
+        }
         Frame::AnnouncePush {
             page,
             upto_seq,
@@ -381,10 +391,33 @@ impl Sim {
 
     /// Technician nodes whose user was revoked are out of the system: they
     /// never connect again and no invariant is owed to them.
-    /// Does this node speak protocol version 4 (records)? Not during a
-    /// rollout for every other node.
+    /// The protocol version this node speaks best: during a rollout every
+    /// other node still speaks the previous one.
+    pub(crate) fn protocol_version(&self, node: usize) -> u16 {
+        if self.rollout && node % 2 == 1 {
+            PROTOCOL_VERSION - 1
+        } else {
+            PROTOCOL_VERSION
+        }
+    }
+
+    /// Does this node speak protocol version 4 (records)?
     pub(crate) fn speaks_records(&self, node: usize) -> bool {
-        !(self.rollout && node % 2 == 1)
+        self.protocol_version(node) >= PROTOCOL_VERSION_RECORDS
+    }
+
+    /// Is a revocation owed to this technician's device on its own? Per
+    /// device, revocation needs protocol 5 (holdings); on protocol 4 the
+    /// first of a user's devices to confirm a purge clears the user's
+    /// record, so another device of that user may keep the document: a
+    /// known limitation of protocol 4 (simulations/README.md), owed only
+    /// to a user's sole device.
+    pub(crate) fn revocation_owed(&self, node: usize) -> bool {
+        let Some(user) = self.nodes[node].user() else {
+            return true;
+        };
+        let devices = self.nodes.iter().filter(|n| n.user() == Some(user)).count();
+        self.protocol_version(node) >= PROTOCOL_VERSION_HOLDINGS || devices == 1
     }
 
     pub(crate) fn out_of_system(&self, node: usize) -> bool {
@@ -553,8 +586,8 @@ impl Sim {
             let mut config = sim.session_template.clone();
             config.node_id = sim.nodes[me].name.clone();
             config.office = sim.nodes[me].is_central();
-            if sim.rollout && me % 2 == 1 {
-                config.protocol_version_max = PROTOCOL_VERSION - 1;
+            if sim.protocol_version(me) < PROTOCOL_VERSION {
+                config.protocol_version_max = sim.protocol_version(me);
             }
             Session::new(config, sim.nodes[peer].name.clone(), sim.access(me, peer))
         };

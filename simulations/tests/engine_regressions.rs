@@ -575,6 +575,7 @@ fn a_revoke_lost_with_the_connection_is_sent_again() {
     let mut conn = connect(&c, &l);
     assert!(deliver_one(&mut conn, &mut c, &mut l, 1, 3_000).unwrap()); // hello to the laptop
     assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 3_000).unwrap()); // hello to the central
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 3_000).unwrap()); // the laptop's holding digest
     assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 3_000).unwrap()); // the laptop's announce
     assert!(conn.queues[1]
         .iter()
@@ -796,6 +797,7 @@ fn a_revoked_settles_the_pages_waiting_for_the_destroyed_copy() {
     let mut conn = connect(&c, &l);
     assert!(deliver_one(&mut conn, &mut c, &mut l, 1, 2_000).unwrap()); // hello to the laptop
     assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 2_000).unwrap()); // hello to the central
+    assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 2_000).unwrap()); // the laptop's holding digest
     assert!(deliver_one(&mut conn, &mut c, &mut l, 0, 2_000).unwrap()); // the laptop's announce
     assert_eq!(conn.sessions[0].progress().pending_in, 1);
     // The laptop purged its copy, note and all.

@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fieldsync_schemas::{ChangeOp, Collection};
 use tokio::sync::{oneshot, watch};
 
+use super::holdings::Holdings;
 use super::keys;
 use super::record_writes::{self, RecordReceipt, RecordWrite, StagedRecords};
 use super::records::{decode, encode, ChangeRecord, Checkpoint, DocIndex};
@@ -84,6 +85,8 @@ pub(crate) struct Published {
     pub(crate) users_version: watch::Sender<u64>,
     pub(crate) failed: AtomicBool,
     pub(crate) flushes: AtomicU64,
+    /// The holdings digests, moved after every flushed group.
+    pub(crate) holdings: Mutex<Holdings>,
 }
 
 pub(crate) fn run(
@@ -127,6 +130,9 @@ fn commit_group(
     let mut outcomes = Vec::with_capacity(group.len());
     let mut seq = first_seq;
     let now_ms = revocation::now_ms();
+    // Every document the group touches, as it was before: staging reads it
+    // from here (not sled twice), and the holdings digests move by it.
+    let before = read_before(&group, data, &mut staged);
     for request in &group {
         let outcome = stage(
             &request.writes,
@@ -164,6 +170,12 @@ fn commit_group(
             if users_written {
                 published.users_version.send_modify(|version| *version += 1);
             }
+            let mut holdings = published.holdings.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, index) in &before {
+                let after = staged.get(id).and_then(Option::as_ref);
+                holdings.moved(id, index.as_ref(), after);
+            }
+            drop(holdings);
             for (request, outcome) in group.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
             }
@@ -180,6 +192,35 @@ fn commit_group(
             first_seq
         }
     }
+}
+
+/// The stored index of every document the group's writes and purges name
+/// (unreadable ones are left to staging, which reports them), recorded in
+/// `staged` too.
+fn read_before(
+    group: &[Request],
+    data: &sled::Tree,
+    staged: &mut HashMap<String, Option<DocIndex>>,
+) -> HashMap<String, Option<DocIndex>> {
+    let mut before = HashMap::new();
+    let ids = group.iter().flat_map(|request| {
+        let writes = request.writes.docs.iter().map(|write| write.id.as_str());
+        let purges = request.upkeep.iter().filter_map(|item| match item {
+            Upkeep::Purge { id } => Some(id.as_str()),
+            Upkeep::ClearRevocation { .. } => None,
+        });
+        writes.chain(purges)
+    });
+    for id in ids {
+        if before.contains_key(id) {
+            continue;
+        }
+        if let Ok(index) = current_index(data, staged, id) {
+            staged.insert(id.to_string(), index.clone());
+            before.insert(id.to_string(), index);
+        }
+    }
+    before
 }
 
 pub(crate) fn current_index(

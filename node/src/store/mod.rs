@@ -14,6 +14,7 @@
 mod cache;
 mod commit;
 pub mod format;
+mod holdings;
 mod keys;
 mod record_store;
 #[cfg(test)]
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use automerge::ActorId;
+use fieldsync_schemas::sync_frame::Hash;
 use fieldsync_schemas::{Actor, ChangeEntry, Collection, NewWorkOrder, WorkOrderView};
 use tokio::sync::{oneshot, watch};
 
@@ -305,6 +307,7 @@ impl Store {
                 keys::changelog_seq(&key).ok_or_else(|| corrupt("bad changelog key"))?
             }
         };
+        let holdings = holdings::Holdings::scan(&data).map_err(|e| corrupt(&e))?;
         let (visible_seq, visible) = watch::channel(last_seq);
         let (users_version, _) = watch::channel(0);
         let published = Arc::new(Published {
@@ -312,6 +315,7 @@ impl Store {
             users_version,
             failed: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
+            holdings: Mutex::new(holdings),
         });
         let (sender, receiver) = sync_channel(config.queue_write_sets_max);
         let committer = {
@@ -708,6 +712,24 @@ impl Store {
     /// Check every document against the index and the changelog.
     pub fn verify(&self, progress: impl FnMut(u64)) -> Result<Vec<Problem>, ReadError> {
         verify::run(self, progress)
+    }
+
+    /// The holdings digest of every work order held here (as flushed).
+    pub fn held_digest(&self) -> Hash {
+        self.holdings().held()
+    }
+
+    /// The holdings digest of the work orders assigned to `user` here.
+    pub fn assigned_digest(&self, user: &str) -> Hash {
+        self.holdings().assigned(user)
+    }
+
+    fn holdings(&self) -> std::sync::MutexGuard<'_, holdings::Holdings> {
+        self.inner
+            .published
+            .holdings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn data(&self) -> &sled::Tree {

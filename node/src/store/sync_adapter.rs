@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
-use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
+use fieldsync_schemas::sync_frame::{Hash, RecordCopy, WireCheckpoint};
 use fieldsync_schemas::{ChangeOp, Collection};
 
 use super::commit::{DocWrite, Receipt, WriteSet};
@@ -595,6 +595,18 @@ impl SyncStore for SyncAdapter {
                 epoch: checkpoint.epoch,
                 seq: checkpoint.seq,
             }))
+    }
+
+    fn held_digest(&self) -> Result<Hash, SyncStoreError> {
+        Ok(self.shared.store.held_digest())
+    }
+
+    fn assigned_digest(&self, user: &str) -> Result<Hash, SyncStoreError> {
+        Ok(self.shared.store.assigned_digest(user))
+    }
+
+    fn held_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, SyncStoreError> {
+        Ok(self.shared.store.doc_ids(after, limit)?)
     }
 
     fn revocations(&self, user: &str, limit: usize) -> Result<Vec<(String, u64)>, SyncStoreError> {

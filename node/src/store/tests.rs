@@ -448,3 +448,48 @@ fn the_durable_barrier_answers_after_a_flush_and_refuses_when_closed() {
     store.close();
     assert!(matches!(store.durable_barrier(), Err(WriteError::Closed)));
 }
+
+/// The holdings digests (protocol 5) follow every create, reassignment and
+/// purge the committer flushes, and a reopen computes the same ones from
+/// the index.
+#[test]
+fn holdings_digests_follow_the_index_and_survive_a_reopen() {
+    use fieldsync_schemas::sync_frame::holdings_digest;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(store.held_digest(), [0; 32]);
+    for index in 0..6 {
+        store
+            .create_work_order(&operator(), &order(index), 1)
+            .unwrap();
+    }
+    // `order` assigns index % 3: tech-0 has 0 and 3, tech-1 has 1 and 4.
+    let reassign = Operation::EditOperatorFields(fieldsync_schemas::OperatorPatch {
+        assignee: Some(Some("tech-1".into())),
+        ..Default::default()
+    });
+    store
+        .update_work_order("wo-00000", &operator(), &reassign, 2)
+        .unwrap();
+    store.submit_purge("wo-00004").unwrap().wait().unwrap();
+    let expect = |store: &Store| {
+        assert_eq!(
+            store.held_digest(),
+            holdings_digest(["wo-00000", "wo-00001", "wo-00002", "wo-00003", "wo-00005"])
+        );
+        assert_eq!(
+            store.assigned_digest("tech-0"),
+            holdings_digest(["wo-00003"])
+        );
+        assert_eq!(
+            store.assigned_digest("tech-1"),
+            holdings_digest(["wo-00000", "wo-00001"])
+        );
+        assert_eq!(store.assigned_digest("nobody"), [0; 32]);
+    };
+    expect(&store);
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    expect(&store);
+}

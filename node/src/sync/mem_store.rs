@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use automerge::{ActorId, Automerge, ChangeHash};
-use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
+use fieldsync_schemas::sync_frame::{holdings_digest, Hash, RecordCopy, WireCheckpoint};
 use fieldsync_schemas::{Actor, Collection, NewWorkOrder};
 use sha2::{Digest, Sha256};
 
@@ -114,7 +114,7 @@ impl MemState {
                     unassigned_before.as_deref().unwrap_or_default(),
                     &crate::doc::unassigned(&entry.doc),
                 );
-                let before = unassigned_before.is_some().then(|| Before {
+                let before = unassigned_before.is_some().then_some(Before {
                     assignee: entry.meta.assignee.as_deref(),
                     previous_assignee: entry.meta.previous_assignee.as_deref(),
                     reassigned_at_ms: entry.meta.reassigned_at_ms,
@@ -446,6 +446,28 @@ impl SyncStore for MemStore {
 
     fn checkpoint(&self, peer: &str) -> Result<Option<WireCheckpoint>, MemError> {
         Ok(self.live.checkpoints.get(peer).cloned())
+    }
+
+    fn held_digest(&self) -> Result<Hash, MemError> {
+        Ok(holdings_digest(self.live.docs.keys().map(String::as_str)))
+    }
+
+    fn assigned_digest(&self, user: &str) -> Result<Hash, MemError> {
+        let assigned = self
+            .live
+            .docs
+            .iter()
+            .filter(|(_, doc)| doc.meta.assignee.as_deref() == Some(user));
+        Ok(holdings_digest(assigned.map(|(id, _)| id.as_str())))
+    }
+
+    fn held_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, MemError> {
+        let ids = self.live.docs.keys();
+        Ok(ids
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn revocations(&self, user: &str, limit: usize) -> Result<Vec<(String, u64)>, MemError> {

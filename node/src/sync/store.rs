@@ -3,7 +3,7 @@
 //! and the simulator.
 
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
-use fieldsync_schemas::sync_frame::{RecordCopy, WireCheckpoint};
+use fieldsync_schemas::sync_frame::{Hash, RecordCopy, WireCheckpoint};
 use fieldsync_schemas::Collection;
 
 use crate::access::{DocMeta, ReadGrants};
@@ -75,6 +75,15 @@ pub trait SyncStore {
     fn load_docs(&self, docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeError>> {
         load_each(docs)
     }
+    /// The holdings digest (`sync_frame::holdings_digest`) of every work
+    /// order held here. A hint: it may lag the live state a little.
+    fn held_digest(&self) -> Result<Hash, Self::Error>;
+    /// The holdings digest of the work orders assigned to `user` here (a
+    /// hint, like [`SyncStore::held_digest`]).
+    fn assigned_digest(&self, user: &str) -> Result<Hash, Self::Error>;
+    /// Up to `limit` ids of the work orders held here, in id order, after
+    /// `after`.
+    fn held_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Self::Error>;
     /// The checkpoint held for `peer` (its epoch and seq).
     fn checkpoint(&self, peer: &str) -> Result<Option<WireCheckpoint>, Self::Error>;
     /// Documents reassigned away from `user`: (id, reassigned_at_ms).

@@ -505,7 +505,10 @@ fn reconnect_costs_follow_changes_and_unchanged_costs_one_round_trip() {
     // Nothing changed: hello each way, one empty-free exchange.
     let mut idle = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut idle, &mut central, &mut laptop, 3_000);
-    assert_eq!(idle.frames, 2, "an unchanged peer costs the two hellos");
+    assert_eq!(
+        idle.frames, 3,
+        "an unchanged peer costs the two hellos and the device's holding digest"
+    );
     // Edit 3 documents at the central.
     for i in [5, 50, 150] {
         central
@@ -1200,4 +1203,112 @@ fn unknown_and_hidden_documents_get_the_same_answer() {
         .view()
         .unwrap();
     assert_eq!(theirs.assignee.as_deref(), Some("tech-2"), "nothing merged");
+}
+
+/// Issue 16: a user's two devices are each revoked. The first device's
+/// `Revoked` clears the user's revocation record; the second, reconnecting
+/// later, still loses the document, because it says what it holds
+/// (protocol 5) and the office judges that, not its record.
+#[test]
+fn two_devices_of_one_user_are_each_revoked() {
+    let grace_ms = SessionConfig::new("x", true).grace_ms;
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    let mut tablet = Node::new("tablet", 3, false);
+    create(&mut central, "wo-1", "tech-1");
+    create(&mut central, "wo-2", "tech-1");
+    for device in [&mut laptop, &mut tablet] {
+        let mut link = connect(&central, device, tech_access("tech-1"), PeerAccess::Office);
+        drive(&mut link, &mut central, device, 2_000);
+        assert!(device.store.work_order("wo-1").is_some());
+    }
+    let reassign = Operation::EditOperatorFields(OperatorPatch {
+        assignee: Some(Some("tech-2".into())),
+        ..Default::default()
+    });
+    central
+        .store
+        .apply("wo-1", &operator(), &reassign, 10_000)
+        .unwrap();
+    central.store.flush();
+    let later = 10_000 + grace_ms + 1;
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, later);
+    assert!(laptop.store.work_order("wo-1").is_none());
+    assert!(
+        central.store.revocations("tech-1", 10).unwrap().is_empty(),
+        "the first device's Revoked cleared the user's record"
+    );
+    let mut link = connect(&central, &tablet, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut tablet, later);
+    assert!(
+        tablet.store.work_order("wo-1").is_none(),
+        "the second device is revoked on its own"
+    );
+    assert!(tablet.store.work_order("wo-2").is_some());
+    // Both now hold what is assigned: a reconnect is back to three frames.
+    let mut idle = connect(&central, &tablet, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut idle, &mut central, &mut tablet, later + 1);
+    assert_eq!(idle.frames, 3);
+}
+
+/// The holdings frames are judged like every other frame from a peer: in
+/// the wrong direction, unasked for, in protocol 4, or with a bad id, they
+/// close the session.
+#[test]
+fn holdings_frames_out_of_place_close_the_session() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-1", "tech-1");
+    let list = |ids: &[&str]| Frame::HoldingList {
+        ids: ids.iter().map(|id| id.to_string()).collect(),
+        last: true,
+    };
+    let digest = Frame::Holding { digest: [9; 32] };
+    let cases: Vec<(&str, bool, Frame, u16)> = vec![
+        (
+            "a list nobody asked for",
+            true,
+            list(&["wo-1"]),
+            PROTOCOL_VERSION,
+        ),
+        (
+            "a digest to a device",
+            false,
+            digest.clone(),
+            PROTOCOL_VERSION,
+        ),
+        (
+            "a list wanted by a device",
+            true,
+            Frame::HoldingWanted,
+            PROTOCOL_VERSION,
+        ),
+        ("a digest in protocol 4", true, digest.clone(), 4),
+    ];
+    for (why, at_office, frame, version) in cases {
+        let result = if at_office {
+            let mut session =
+                session_past_hello(&mut central, &laptop, tech_access("tech-1"), version);
+            session.handle_frame(0, frame, &mut central.store)
+        } else {
+            let mut session =
+                session_past_hello(&mut laptop, &central, PeerAccess::Office, version);
+            session.handle_frame(0, frame, &mut laptop.store)
+        };
+        assert!(result.is_err(), "{why}");
+    }
+    // Asked for, a list with a bad id is refused too.
+    let mut session = session_past_hello(
+        &mut central,
+        &laptop,
+        tech_access("tech-1"),
+        PROTOCOL_VERSION,
+    );
+    session.handle_frame(0, digest, &mut central.store).unwrap();
+    assert_eq!(session.poll_frame(), Some(Frame::HoldingWanted));
+    let error = session
+        .handle_frame(0, list(&["../etc"]), &mut central.store)
+        .unwrap_err();
+    assert!(error.to_string().contains("bad document id"), "{error}");
 }

@@ -75,6 +75,7 @@ impl Session {
         self.inbound.start(epoch, in_checkpoint_seq);
         self.phase = Phase::Ready;
         self.events.push_back(Event::Ready { peer_epoch: epoch });
+        self.send_holding(store)?;
         self.send_revocations(now_ms, store)?;
         self.pump(now_ms, store)
     }

@@ -26,6 +26,9 @@
 //!   back from a technician (`Revoke`, `Revoked`, the grace timer), and a
 //!   laptop confirming its purges once durable. Revokes rest on durable
 //!   state only.
+//! - `holding` ([`holding::Holding`]): a technician's device telling an
+//!   office what it holds (protocol 5: `Holding`, `HoldingWanted`,
+//!   `HoldingList`), so each device is revoked on its own, by any central.
 //! - `echo` ([`echo::Echo`]): the heads the peer announced, so we do not
 //!   announce its own changes back to it.
 //! - `visibility`: what the peer may see (the access policy's rule, judged
@@ -42,6 +45,7 @@ mod checks;
 mod config;
 mod echo;
 mod hello;
+mod holding;
 mod inbound;
 mod outbound;
 mod prime;
@@ -65,6 +69,7 @@ pub(super) use visibility::HIDDEN_REASON;
 pub(super) use wire::compress_batch;
 
 use echo::Echo;
+use holding::Holding;
 use inbound::Inbound;
 use outbound::Outbound;
 use reconcile::Reconcile;
@@ -173,6 +178,8 @@ pub struct Session {
     reconcile: Reconcile,
     /// Documents taken back from the peer, or purged on its `Revoke`.
     revocation: Revocation,
+    /// What a technician's device holds, as it told us (protocol 5).
+    holding: Holding,
     /// What the peer announced, not to be announced back.
     echo: Echo,
 }
@@ -202,6 +209,7 @@ impl Session {
             inbound: Inbound::default(),
             reconcile: Reconcile::default(),
             revocation: Revocation::default(),
+            holding: Holding::default(),
             echo: Echo::default(),
         }
     }
@@ -236,6 +244,7 @@ impl Session {
             && self.outbound.is_settled()
             && self.inbound.is_settled()
             && !self.revocation.purges_pending()
+            && !self.holding.receiving()
             && self.outbound.cursor() >= store.last_seq()
             && self.outbox.is_empty()
     }
@@ -366,6 +375,11 @@ impl Session {
                 },
             ) => self.on_prime(now_ms, page, upto_seq, &compressed, store),
             (Phase::Ready, Frame::Records { compressed }) => self.on_records(&compressed, store),
+            (Phase::Ready, Frame::Holding { digest }) => self.on_holding(digest, store),
+            (Phase::Ready, Frame::HoldingWanted) => self.on_holding_wanted(store),
+            (Phase::Ready, Frame::HoldingList { ids, last }) => {
+                self.on_holding_list(now_ms, ids, last, store)
+            }
         }
     }
 

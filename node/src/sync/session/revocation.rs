@@ -86,7 +86,8 @@ impl Revocation {
 impl Session {
     /// Revoke every document whose grace period for the peer's user has
     /// ended, and arm the timer for the next one (an office, a technician
-    /// peer).
+    /// peer): from the user's revocation records, and (protocol 5) from
+    /// what the device told us it holds (`holding`).
     pub(super) fn send_revocations<S: SyncStore>(
         &mut self,
         now_ms: u64,
@@ -102,17 +103,20 @@ impl Session {
         if !self.config.office {
             return Ok(());
         }
+        let user_id = user_id.clone();
+        let holdings = self.speaks_holdings();
         let mut ids = Vec::new();
         let mut next: Option<u64> = None;
+        let mut arm = |deadline: u64| next = Some(next.map_or(deadline, |n: u64| n.min(deadline)));
         // Only durable reassignments: a revoke destroys data at the peer,
         // and a crash here could still undo a reassignment that is not on
         // disk, leaving the laptop without a document that is its user's
         // again, past its checkpoint for good (simulator, seed 1786).
-        for (id, reassigned_at_ms) in store
-            .durable_revocations(user_id, REVOCATIONS_SCAN_MAX)
-            .map_err(store_error)?
-        {
-            let Some(meta) = store.doc_meta(&id).map_err(store_error)? else {
+        let records = store
+            .durable_revocations(&user_id, REVOCATIONS_SCAN_MAX)
+            .map_err(store_error)?;
+        for (id, reassigned_at_ms) in &records {
+            let Some(meta) = store.doc_meta(id).map_err(store_error)? else {
                 continue;
             };
             if meta.assignee.as_deref() == Some(user_id.as_str()) {
@@ -126,10 +130,31 @@ impl Session {
             let deadline = reassigned_at_ms.saturating_add(self.config.grace_ms);
             if now_ms >= deadline {
                 if self.revocation.sent.insert(id.clone()) {
-                    ids.push(id);
+                    ids.push(id.clone());
                 }
             } else {
-                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                arm(deadline);
+                // Remembered here: another device of the user may clear
+                // the record before this one's grace period ends.
+                if holdings {
+                    self.holding.add(id);
+                }
+            }
+        }
+        if holdings {
+            for id in self.holding.candidates() {
+                if self.revocation.sent.contains(&id) {
+                    continue;
+                }
+                match self.judge_candidate(&id, &user_id, now_ms, store)? {
+                    Candidate::Settled => self.holding.settle(&id),
+                    Candidate::Wait(None) => {}
+                    Candidate::Wait(Some(deadline)) => arm(deadline),
+                    Candidate::Revoke => {
+                        self.revocation.sent.insert(id.clone());
+                        ids.push(id);
+                    }
+                }
             }
         }
         self.revocation.next_timeout_ms = next;
@@ -137,6 +162,40 @@ impl Session {
             self.outbox.push_back(Frame::Revoke { ids });
         }
         Ok(())
+    }
+
+    /// What to do now about a document the device may hold.
+    fn judge_candidate<S: SyncStore>(
+        &self,
+        id: &str,
+        user_id: &str,
+        now_ms: u64,
+        store: &S,
+    ) -> Result<Candidate, SessionError> {
+        let Some(meta) = store.doc_meta(id).map_err(store_error)? else {
+            return Ok(Candidate::Settled); // Purged here: nothing to judge.
+        };
+        if meta.assignee.as_deref() == Some(user_id) {
+            return Ok(Candidate::Settled); // The user's (again).
+        }
+        if self.visible(id, &meta, now_ms, store)? {
+            // Within a grace period: until its end, from the user's own
+            // record or the document's latest reassignment.
+            let records = store
+                .revocations(user_id, REVOCATIONS_SCAN_MAX)
+                .map_err(store_error)?;
+            let own = records.iter().filter(|(revoked, _)| revoked == id);
+            let latest = (meta.previous_assignee.as_deref() == Some(user_id))
+                .then_some(meta.reassigned_at_ms);
+            let start = own.map(|(_, at_ms)| *at_ms).chain(latest).max();
+            let deadline = start.map(|at_ms| at_ms.saturating_add(self.config.grace_ms));
+            return Ok(Candidate::Wait(deadline.filter(|d| *d > now_ms)));
+        }
+        // A revoke rests on durable state only (see the module docs).
+        if self.visible_durably(id, now_ms, store)? {
+            return Ok(Candidate::Wait(None));
+        }
+        Ok(Candidate::Revoke)
     }
 
     /// The peer offered a document it may not see. The office also revokes
@@ -215,6 +274,7 @@ impl Session {
             // the document in while it was assigned back (simulator, seed
             // 4726).
             self.settle(&id);
+            self.holding.settle(&id);
             if self.revocation.sent.remove(&id) {
                 // The document may have been assigned back and away again
                 // while our `Revoke` travelled: that refreshed the record,
@@ -230,4 +290,13 @@ impl Session {
         }
         self.complete_pages(store)
     }
+}
+
+/// A candidate's fate in `send_revocations`.
+enum Candidate {
+    /// Nothing more to do in this session.
+    Settled,
+    /// Not yet: until the deadline, if one is known.
+    Wait(Option<u64>),
+    Revoke,
 }
