@@ -268,12 +268,11 @@ fn a_format_1_store_migrates_its_users_into_records() {
         .unwrap();
     store.close();
     drop(store);
-    // What format 1 looked like: users as JSON in their own tree.
+    // What format 1 looked like: users as JSON in their own tree. (Opened
+    // as the store opens sled: waiting for the closed store's lock, which
+    // its background threads may still hold for a moment under load.)
     {
-        let db = sled::Config::new()
-            .path(dir.path().join("sled"))
-            .open()
-            .unwrap();
+        let db = super::open_sled(dir.path(), &StoreConfig::default()).unwrap();
         let users = db.open_tree("users").unwrap();
         let bob = serde_json::json!({"id": "bob", "role": "technician", "created_at": "2026-01-01T00:00:00Z"});
         users
