@@ -854,3 +854,76 @@ async fn an_expired_code_is_refused() {
     .unwrap();
     central.stop().await;
 }
+
+/// Issue 16: a technician with two devices (a laptop and a tablet), real
+/// sled stores over QUIC. A work order reassigned away leaves the laptop,
+/// whose `Revoked` clears the user's revocation record; the tablet, offline
+/// meanwhile, still loses it when it reconnects, because it says what it
+/// holds (protocol 5) and the central judges that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_devices_of_a_technician_lose_a_reassigned_work_order() {
+    let laptop_identity = Identity::generate("laptop").unwrap();
+    let tablet_identity = Identity::generate("tablet").unwrap();
+    let devices = vec![
+        laptop_identity.node_id().to_string(),
+        tablet_identity.node_id().to_string(),
+    ];
+    let mut central = TestNode::start(true, vec![], |store| {
+        create(store, "wo-1", "tech-1");
+        create(store, "wo-2", "tech-1");
+        let mut user = pending_user(String::new(), None);
+        user.enroll_code_hash = None;
+        user.node_ids = devices;
+        blocking(|| store.put_user(&user)).unwrap();
+    });
+    let device = |identity: Identity| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+        laptop_of(&central, identity, dir, store)
+    };
+    let mut laptop = device(laptop_identity);
+    let mut tablet = device(tablet_identity);
+    for (name, node) in [("laptop", &laptop), ("tablet", &tablet)] {
+        wait_for(&format!("both work orders on the {name}"), || {
+            node.store.doc_ids(None, 10).unwrap().len() == 2
+        })
+        .await;
+    }
+    tablet.stop().await;
+    // Reassigned long ago (the operation's time, 1 s after the epoch): the
+    // grace period is over at once.
+    let reassign = Operation::EditOperatorFields(fieldsync_schemas::OperatorPatch {
+        assignee: Some(Some("tech-2".into())),
+        ..Default::default()
+    });
+    blocking(|| {
+        central
+            .store
+            .update_work_order("wo-1", &operator(), &reassign, 1)
+    })
+    .unwrap();
+    wait_for("the laptop to purge wo-1", || {
+        laptop.store.doc_ids(None, 10).unwrap() == ["wo-2"]
+    })
+    .await;
+    wait_for("the laptop's Revoked to clear the user's record", || {
+        central.store.revocations("tech-1", 10).unwrap().is_empty()
+    })
+    .await;
+    // The tablet comes back, on the same store and identity.
+    let TestNode {
+        _dir: dir,
+        store,
+        identity,
+        ..
+    } = tablet;
+    let mut tablet = laptop_of(&central, identity, dir, store);
+    wait_for("the tablet to purge wo-1 too", || {
+        tablet.store.doc_ids(None, 10).unwrap() == ["wo-2"]
+    })
+    .await;
+    for node in [&mut tablet, &mut laptop, &mut central] {
+        node.stop().await;
+        assert!(node.store.verify(|_| ()).unwrap().is_empty());
+    }
+}
