@@ -128,6 +128,16 @@ fn create(node: &mut Node, id: &str, assignee: &str) {
     node.store.flush();
 }
 
+/// The office reassigns `id` to `to` at `now_ms`, durably.
+fn reassign(node: &mut Node, id: &str, to: &str, now_ms: u64) {
+    let op = Operation::EditOperatorFields(OperatorPatch {
+        assignee: Some(Some(to.into())),
+        ..Default::default()
+    });
+    node.store.apply(id, &operator(), &op, now_ms).unwrap();
+    node.store.flush();
+}
+
 fn tech_access(user: &str) -> PeerAccess {
     PeerAccess::User {
         user_id: user.into(),
@@ -720,15 +730,7 @@ fn reassignment_grace_then_purge() {
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, 2_000);
     // The office reassigns while the technician, offline, adds a note.
-    let reassign = Operation::EditOperatorFields(OperatorPatch {
-        assignee: Some(Some("tech-2".into())),
-        ..Default::default()
-    });
-    central
-        .store
-        .apply("wo-1", &operator(), &reassign, 10_000)
-        .unwrap();
-    central.store.flush();
+    reassign(&mut central, "wo-1", "tech-2", 10_000);
     laptop
         .store
         .apply("wo-1", &tech("tech-1"), &note("late"), 11_000)
@@ -1222,15 +1224,7 @@ fn two_devices_of_one_user_are_each_revoked() {
         drive(&mut link, &mut central, device, 2_000);
         assert!(device.store.work_order("wo-1").is_some());
     }
-    let reassign = Operation::EditOperatorFields(OperatorPatch {
-        assignee: Some(Some("tech-2".into())),
-        ..Default::default()
-    });
-    central
-        .store
-        .apply("wo-1", &operator(), &reassign, 10_000)
-        .unwrap();
-    central.store.flush();
+    reassign(&mut central, "wo-1", "tech-2", 10_000);
     let later = 10_000 + grace_ms + 1;
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, later);
