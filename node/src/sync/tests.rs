@@ -1267,12 +1267,6 @@ fn holdings_frames_out_of_place_close_the_session() {
             PROTOCOL_VERSION,
         ),
         (
-            "a digest to a device",
-            false,
-            digest.clone(),
-            PROTOCOL_VERSION,
-        ),
-        (
             "a list wanted by a device",
             true,
             Frame::HoldingWanted,
@@ -1292,6 +1286,14 @@ fn holdings_frames_out_of_place_close_the_session() {
         };
         assert!(result.is_err(), "{why}");
     }
+    // A digest to a node that does not judge holdings (here a device; an
+    // office that sees its peer as an office likewise) is ignored.
+    let mut session =
+        session_past_hello(&mut laptop, &central, PeerAccess::Office, PROTOCOL_VERSION);
+    session
+        .handle_frame(0, digest.clone(), &mut laptop.store)
+        .unwrap();
+    assert_eq!(session.poll_frame(), None);
     // Asked for, a list with a bad id is refused too.
     let mut session = session_past_hello(
         &mut central,
