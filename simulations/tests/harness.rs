@@ -141,6 +141,30 @@ fn the_seeds_that_found_bugs_pass() {
     }
 }
 
+/// `--shared-laptops` seeds that failed `visibility` before protocol 5
+/// (issue 16: the first of a user's two laptops to confirm a purge cleared
+/// the user's revocation record, and the other kept the document). They
+/// replay as regressions on this harness revision; the engine tests
+/// `two_devices_of_one_user_are_each_revoked` and the QUIC test
+/// `both_devices_of_a_technician_lose_a_reassigned_work_order` pin the
+/// behaviour itself.
+const SHARED_LAPTOP_SEEDS: &[u64] = &[28, 52, 66, 132, 147, 225, 292, 300, 313, 323, 347, 363];
+
+#[test]
+fn the_shared_laptop_seeds_that_found_the_per_user_revocation_gap_pass() {
+    for &seed in SHARED_LAPTOP_SEEDS {
+        let report = run_seed(SimConfig {
+            shared_laptops: true,
+            ..SimConfig::new(seed)
+        });
+        assert!(
+            report.failure.is_none(),
+            "seed {seed} (--shared-laptops):\n{}",
+            report.failure_text().unwrap_or_default()
+        );
+    }
+}
+
 #[test]
 fn ci_sweep() {
     let seeds: u64 = std::env::var("FIELDSYNC_SIM_SEEDS")
