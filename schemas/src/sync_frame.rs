@@ -175,6 +175,26 @@ pub enum Frame {
     HoldingList { ids: Vec<String>, last: bool },
 }
 
+/// `reason` as a `Refuse` or `Rejected` may carry it: cut to at most
+/// [`REASON_BYTES_MAX`] bytes, on a character boundary. A list of field-rule
+/// violations can be longer, and a receiver rightly refuses such a frame.
+pub fn bounded_reason(reason: String) -> String {
+    if reason.len() <= REASON_BYTES_MAX {
+        return reason;
+    }
+    prefix_within(&reason, REASON_BYTES_MAX).to_string()
+}
+
+/// The longest prefix of `text` of at most `bytes_max` bytes that ends on
+/// a character boundary.
+pub fn prefix_within(text: &str, bytes_max: usize) -> &str {
+    let mut cut = text.len().min(bytes_max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 /// The digest of a set of work-order ids: the XOR of each id's SHA-256,
 /// so a store keeps it up to date one document at a time and the order
 /// of ids does not matter (`Frame::Holding`). An empty set is all zeros.
@@ -325,6 +345,15 @@ mod tests {
             Frame::decode(&vec![0; FRAME_BYTES_MAX + 1]),
             Err(FrameError::TooLarge { .. })
         ));
+        // A long reason is cut to fit, never mid-character.
+        let long = bounded_reason("é".repeat(REASON_BYTES_MAX));
+        assert!(long.len() <= REASON_BYTES_MAX && long.len() >= REASON_BYTES_MAX - 1);
+        let rejected = Frame::Rejected {
+            id: "a".into(),
+            reason: long,
+        };
+        assert_eq!(Frame::decode(&rejected.encode()), Ok(rejected));
+        assert_eq!(bounded_reason("short".into()), "short");
         let many = Frame::Revoke {
             ids: vec![String::new(); PAGE_DOCS_MAX + 1],
         };

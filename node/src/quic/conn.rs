@@ -97,11 +97,8 @@ impl From<FramingError> for SessionEnd {
 }
 
 pub(crate) fn close(connection: &quinn::Connection, code: u32, reason: &str) {
-    let mut cut = reason.len().min(CLOSE_REASON_BYTES_MAX);
-    while !reason.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    connection.close(code.into(), &reason.as_bytes()[..cut]);
+    let reason = fieldsync_schemas::sync_frame::prefix_within(reason, CLOSE_REASON_BYTES_MAX);
+    connection.close(code.into(), reason.as_bytes());
 }
 
 /// Run the sync session on an established connection until it ends, then

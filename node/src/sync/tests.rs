@@ -1308,3 +1308,66 @@ fn holdings_frames_out_of_place_close_the_session() {
         .unwrap_err();
     assert!(error.to_string().contains("bad document id"), "{error}");
 }
+
+/// Simulator, `--shared-laptops` seed 55: one of a user's devices refused
+/// the other's changes with a list of violations longer than a frame's
+/// reason may be, and the receiver closed the session on the oversized
+/// field. A refusal's reason is cut to fit (`bounded_reason`).
+#[test]
+fn a_refusal_with_many_violations_still_fits_its_frame() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    let mut tablet = Node::new("tablet", 3, false);
+    create(&mut central, "wo-1", "tech-1");
+    let now_ms = 1_767_268_800_000; // 2026-01-01T12:00:00Z
+    for device in [&mut laptop, &mut tablet] {
+        let mut link = connect(&central, device, tech_access("tech-1"), PeerAccess::Office);
+        drive(&mut link, &mut central, device, now_ms);
+    }
+    let mut doc = tablet.store.doc("wo-1").unwrap().unwrap();
+    let before = doc.get_heads();
+    {
+        use automerge::transaction::Transactable;
+        use automerge::{ObjType, ReadDoc, ROOT};
+        let mut tx = doc.transaction();
+        let notes = tx.get(ROOT, "notes").unwrap().unwrap().1;
+        for i in 0..60 {
+            let at = tx.length(&notes);
+            let note = tx.insert_object(&notes, at, ObjType::Map).unwrap();
+            for (key, value) in [
+                ("id", format!("forged-{i}")),
+                ("at", "2026-01-01T11:00:00Z".to_string()),
+                ("by", "someone-else".to_string()),
+                ("text", "x".to_string()),
+            ] {
+                tx.put(&note, key, value).unwrap();
+            }
+        }
+        tx.commit();
+    }
+    let bytes = doc.save_after(&before);
+    tablet.store.merge("wo-1", &bytes, now_ms).unwrap();
+    tablet.store.flush();
+    // Device to device: each sees the other as its user's.
+    let mut link = connect(
+        &laptop,
+        &tablet,
+        tech_access("tech-1"),
+        tech_access("tech-1"),
+    );
+    drive(&mut link, &mut laptop, &mut tablet, now_ms + 1_000);
+    let refusals: Vec<String> = std::iter::from_fn(|| link.b.poll_event())
+        .filter_map(|e| match e {
+            Event::Rejected { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert!(!refusals.is_empty(), "the laptop refused the forged notes");
+    assert!(refusals
+        .iter()
+        .all(|r| r.len() <= fieldsync_schemas::sync_frame::REASON_BYTES_MAX));
+    assert_eq!(
+        laptop.store.work_order("wo-1").unwrap().view().unwrap().notes.len(),
+        0
+    );
+}

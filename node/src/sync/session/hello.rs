@@ -8,7 +8,7 @@
 //! the peer's checkpoint until now.
 
 use fieldsync_schemas::sync_frame::{
-    Frame, WireCheckpoint, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME,
+    bounded_reason, Frame, WireCheckpoint, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME,
 };
 
 use super::{protocol, store_error, Event, Phase, Session, SessionError};
@@ -34,7 +34,7 @@ impl Session {
                 theirs_max,
             };
             self.outbox.push_back(Frame::Refuse {
-                reason: error.to_string(),
+                reason: bounded_reason(error.to_string()),
             });
             return Err(error);
         }

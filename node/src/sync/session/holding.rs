@@ -27,7 +27,7 @@ use crate::access::PeerAccess;
 use crate::doc::validate_doc_id;
 use crate::sync::store::SyncStore;
 
-/// Ids a device may list in one session, at most.
+/// Ids a device may list in one list, at most.
 pub(super) const HOLDING_LIST_IDS_MAX: usize = 1 << 20;
 /// Candidates an office keeps per session, at most; the rest wait for the
 /// next session (the device's digest still differs then).
@@ -37,8 +37,10 @@ pub(super) const HOLDING_CANDIDATES_MAX: usize = 4 * PAGE_DOCS_MAX;
 pub(super) struct Holding {
     /// Office: we asked for the device's list and its last page has not come.
     receiving: bool,
-    /// Office: ids the device listed so far.
+    /// Office: ids the device listed so far in the list being received.
     listed: usize,
+    /// Device: the digest we last sent.
+    sent: Option<Hash>,
     /// Office: documents the device may hold that its user may not see, or
     /// sees only within a grace period (in id order: the frames go out in
     /// the same order on every run).
@@ -96,6 +98,29 @@ impl Session {
     pub(super) fn send_holding<S: SyncStore>(&mut self, store: &S) -> Result<(), SessionError> {
         if self.holdings_side() == Some(Side::Device) {
             let digest = store.held_digest().map_err(store_error)?;
+            self.holding.sent = Some(digest);
+            self.outbox.push_back(Frame::Holding { digest });
+        }
+        Ok(())
+    }
+
+    /// A device whose holdings changed since it last said (another
+    /// session brought or took a document) says so again once nothing is
+    /// coming in from this office: two centrals may disagree for a while,
+    /// and a copy one of them sends after the other revoked it must not
+    /// stay out of the other's sight until the next hello (simulator,
+    /// `--centrals 0` seed 292). Waiting for the inbound side to settle
+    /// keeps priming from sending one digest per page.
+    pub(super) fn resend_holding<S: SyncStore>(&mut self, store: &S) -> Result<(), SessionError> {
+        if self.holdings_side() != Some(Side::Device)
+            || !self.inbound.is_settled()
+            || self.revocation.purges_pending()
+        {
+            return Ok(());
+        }
+        let digest = store.held_digest().map_err(store_error)?;
+        if self.holding.sent != Some(digest) {
+            self.holding.sent = Some(digest);
             self.outbox.push_back(Frame::Holding { digest });
         }
         Ok(())
@@ -123,6 +148,7 @@ impl Session {
         let expected = store.assigned_digest(user_id).map_err(store_error)?;
         if digest != expected && !self.holding.receiving {
             self.holding.receiving = true;
+            self.holding.listed = 0;
             self.outbox.push_back(Frame::HoldingWanted);
         }
         Ok(())

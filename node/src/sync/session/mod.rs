@@ -405,7 +405,8 @@ impl Session {
             self.events.push_back(Event::CaughtUp { seq: upto_seq });
             self.outbox.push_back(Frame::PageDone { page, upto_seq });
         }
-        self.pump(now_ms, store)
+        self.pump(now_ms, store)?;
+        self.resend_holding(store)
     }
 
     /// The local store has new changes: announce them.
@@ -422,7 +423,8 @@ impl Session {
         // technician connected through a reassignment holding the document
         // for ever (found by the simulator, seed 2).
         self.send_revocations(now_ms, store)?;
-        self.pump(now_ms, store)
+        self.pump(now_ms, store)?;
+        self.resend_holding(store)
     }
 
     pub fn handle_timeout<S: SyncStore>(

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
-use fieldsync_schemas::sync_frame::Frame;
+use fieldsync_schemas::sync_frame::{bounded_reason, Frame};
 
 use super::checks::check_is_work_order;
 use super::{protocol, store_error, Event, Session, SessionError};
@@ -379,7 +379,7 @@ impl Session {
         self.reconcile.refused.insert(id.to_string());
         self.outbox.push_back(Frame::Rejected {
             id: id.to_string(),
-            reason,
+            reason: bounded_reason(reason),
         });
     }
 }
