@@ -141,25 +141,65 @@ fn the_seeds_that_found_bugs_pass() {
     }
 }
 
-/// `--shared-laptops` seeds that failed `visibility` before protocol 5
-/// (issue 16: the first of a user's two laptops to confirm a purge cleared
-/// the user's revocation record, and the other kept the document). They
-/// replay as regressions on this harness revision; the engine tests
-/// `two_devices_of_one_user_are_each_revoked` and the QUIC test
-/// `both_devices_of_a_technician_lose_a_reassigned_work_order` pin the
-/// behaviour itself.
-const SHARED_LAPTOP_SEEDS: &[u64] = &[28, 52, 66, 132, 147, 225, 292, 300, 313, 323, 347, 363];
+/// Seeds found in the worlds with several devices per user and one or two
+/// centrals (issue 16), with the options that found them. They replay as
+/// regressions on this harness revision; engine and QUIC tests pin each
+/// behaviour itself (simulations/README.md, "What it found").
+const WORLD_SEEDS: &[(u64, World, &str)] = &[
+    (28, World::SharedLaptops, PER_USER_RECORD),
+    (52, World::SharedLaptops, PER_USER_RECORD),
+    (66, World::SharedLaptops, PER_USER_RECORD),
+    (132, World::SharedLaptops, PER_USER_RECORD),
+    (147, World::SharedLaptops, PER_USER_RECORD),
+    (225, World::SharedLaptops, PER_USER_RECORD),
+    (292, World::SharedLaptops, PER_USER_RECORD),
+    (300, World::SharedLaptops, PER_USER_RECORD),
+    (313, World::SharedLaptops, PER_USER_RECORD),
+    (323, World::SharedLaptops, PER_USER_RECORD),
+    (347, World::SharedLaptops, PER_USER_RECORD),
+    (363, World::SharedLaptops, PER_USER_RECORD),
+    (
+        55,
+        World::SharedLaptops,
+        "a refusal's reason longer than a frame allows closed the session",
+    ),
+    (
+        292,
+        World::MixedSevenTechs,
+        "a copy one central sent after the other revoked it stayed until the next hello",
+    ),
+];
+
+const PER_USER_RECORD: &str =
+    "the first of a user's laptops to confirm a purge cleared the user's record; the other kept the document";
+
+#[derive(Clone, Copy, Debug)]
+enum World {
+    /// `--shared-laptops`
+    SharedLaptops,
+    /// `--centrals 0 --shared-laptops --techs 7`
+    MixedSevenTechs,
+}
 
 #[test]
-fn the_shared_laptop_seeds_that_found_the_per_user_revocation_gap_pass() {
-    for &seed in SHARED_LAPTOP_SEEDS {
-        let report = run_seed(SimConfig {
-            shared_laptops: true,
-            ..SimConfig::new(seed)
-        });
+fn the_seeds_found_with_several_devices_and_centrals_pass() {
+    for &(seed, world, bug) in WORLD_SEEDS {
+        let config = match world {
+            World::SharedLaptops => SimConfig {
+                shared_laptops: true,
+                ..SimConfig::new(seed)
+            },
+            World::MixedSevenTechs => SimConfig {
+                shared_laptops: true,
+                centrals: None,
+                techs: 7,
+                ..SimConfig::new(seed)
+            },
+        };
+        let report = run_seed(config);
         assert!(
             report.failure.is_none(),
-            "seed {seed} (--shared-laptops):\n{}",
+            "seed {seed} ({world:?}: {bug}):\n{}",
             report.failure_text().unwrap_or_default()
         );
     }

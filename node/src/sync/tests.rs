@@ -1367,7 +1367,14 @@ fn a_refusal_with_many_violations_still_fits_its_frame() {
         .iter()
         .all(|r| r.len() <= fieldsync_schemas::sync_frame::REASON_BYTES_MAX));
     assert_eq!(
-        laptop.store.work_order("wo-1").unwrap().view().unwrap().notes.len(),
+        laptop
+            .store
+            .work_order("wo-1")
+            .unwrap()
+            .view()
+            .unwrap()
+            .notes
+            .len(),
         0
     );
 }
