@@ -305,6 +305,10 @@ pub(crate) fn record_key(data: &Map<String, Value>) -> Result<String, EnvelopeEr
     let key = match value {
         Value::String(text) => text.clone(),
         Value::Number(number) if number.is_i64() || number.is_u64() => number.to_string(),
+        // JSON Schema's `integer` (the OpenAPI document's) includes `42.0`.
+        Value::Number(number) if whole_number(number).is_some() => {
+            whole_number(number).unwrap_or_default().to_string()
+        }
         other => {
             return Err(EnvelopeError::WrongType {
                 field: path,
@@ -316,6 +320,18 @@ pub(crate) fn record_key(data: &Map<String, Value>) -> Result<String, EnvelopeEr
     validate_record_key(&key)
         .map_err(|error| EnvelopeError::invalid(path, format!("is not a record key: {error}")))?;
     Ok(key)
+}
+
+/// The largest whole float taken as an integer: beyond 2^53 a float no
+/// longer holds every integer, so its text would not be the sender's id.
+const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;
+
+/// A float with no fraction, within [`WHOLE_FLOAT_MAX`], as an integer.
+fn whole_number(number: &serde_json::Number) -> Option<i64> {
+    let value = number.as_f64()?;
+    let whole = value.is_finite() && value.fract() == 0.0 && value.abs() <= WHOLE_FLOAT_MAX;
+    // In range by the check above, so the cast is exact.
+    whole.then_some(value as i64)
 }
 
 /// The work order an UPDATE or DELETE names: `data.id`, a work-order id.
@@ -735,6 +751,10 @@ mod tests {
             Ok("P-1".into())
         );
         assert_eq!(record_key(&data(json!({"id": 42}))), Ok("42".into()));
+        // A whole float is the integer JSON Schema says it is.
+        assert_eq!(record_key(&data(json!({"id": 42.0}))), Ok("42".into()));
+        assert_eq!(record_key(&data(json!({"id": -0.0}))), Ok("0".into()));
+        assert_eq!(record_key(&data(json!({"id": -7.0}))), Ok("-7".into()));
         assert_eq!(
             record_key(&data(json!({"id": null, "key": "k"}))),
             Ok("k".into())
@@ -743,6 +763,10 @@ mod tests {
             (json!({}), "`content.data.id` is missing"),
             (
                 json!({"id": 1.5}),
+                "`content.data.id` must be a string or an integer, not a number",
+            ),
+            (
+                json!({"id": 1e300}),
                 "`content.data.id` must be a string or an integer, not a number",
             ),
             (
