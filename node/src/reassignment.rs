@@ -21,6 +21,17 @@ pub struct Before<'a> {
     pub reassigned_at_ms: u64,
 }
 
+impl<'a> Before<'a> {
+    /// The fields as a store's view of a document holds them.
+    pub fn of(meta: &'a crate::access::DocMeta) -> Before<'a> {
+        Before {
+            assignee: meta.assignee.as_deref(),
+            previous_assignee: meta.previous_assignee.as_deref(),
+            reassigned_at_ms: meta.reassigned_at_ms,
+        }
+    }
+}
+
 /// What the write does to the reassignment bookkeeping.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reassignment {

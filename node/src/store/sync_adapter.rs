@@ -412,13 +412,8 @@ fn next_meta(
     heads: Vec<ChangeHash>,
     now_ms: u64,
 ) -> DocMeta {
-    let before = Before {
-        assignee: old.assignee.as_deref(),
-        previous_assignee: old.previous_assignee.as_deref(),
-        reassigned_at_ms: old.reassigned_at_ms,
-    };
     let rule = reassignment(
-        Some(before),
+        Some(Before::of(old)),
         assignee.as_deref(),
         unassigned_changed,
         now_ms,

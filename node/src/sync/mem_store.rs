@@ -114,11 +114,9 @@ impl MemState {
                     unassigned_before.as_deref().unwrap_or_default(),
                     &crate::doc::unassigned(&entry.doc),
                 );
-                let before = unassigned_before.is_some().then_some(Before {
-                    assignee: entry.meta.assignee.as_deref(),
-                    previous_assignee: entry.meta.previous_assignee.as_deref(),
-                    reassigned_at_ms: entry.meta.reassigned_at_ms,
-                });
+                let before = unassigned_before
+                    .is_some()
+                    .then_some(Before::of(&entry.meta));
                 let rule = reassignment(before, assignee.as_deref(), &changed, *now_ms);
                 if let Some(assignee) = &rule.unrevoke {
                     self.revocations.remove(&(assignee.clone(), id.clone()));
@@ -462,12 +460,10 @@ impl SyncStore for MemStore {
     }
 
     fn held_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, MemError> {
-        let ids = self.live.docs.keys();
-        Ok(ids
-            .filter(|id| after.is_none_or(|after| id.as_str() > after))
-            .take(limit)
-            .cloned()
-            .collect())
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        let ids = self.live.docs.range::<str, _>((from, Unbounded));
+        Ok(ids.take(limit).map(|(id, _)| id.clone()).collect())
     }
 
     fn revocations(&self, user: &str, limit: usize) -> Result<Vec<(String, u64)>, MemError> {
