@@ -142,11 +142,13 @@ impl Session {
             }
         }
         if holdings {
+            // The user's live records, read once for every candidate.
+            let mut live_records = None;
             for id in self.holding.candidates() {
                 if self.revocation.sent.contains(&id) {
                     continue;
                 }
-                match self.judge_candidate(&id, &user_id, now_ms, store)? {
+                match self.judge_candidate(&id, &user_id, now_ms, store, &mut live_records)? {
                     Candidate::Settled => self.holding.settle(&id),
                     Candidate::Wait(None) => {}
                     Candidate::Wait(Some(deadline)) => arm(deadline),
@@ -165,12 +167,14 @@ impl Session {
     }
 
     /// What to do now about a document the device may hold.
+    /// `live_records`: the user's revocation records, read on first need.
     fn judge_candidate<S: SyncStore>(
         &self,
         id: &str,
         user_id: &str,
         now_ms: u64,
         store: &S,
+        live_records: &mut Option<Vec<(String, u64)>>,
     ) -> Result<Candidate, SessionError> {
         let Some(meta) = store.doc_meta(id).map_err(store_error)? else {
             return Ok(Candidate::Settled); // Purged here: nothing to judge.
@@ -178,12 +182,17 @@ impl Session {
         if meta.assignee.as_deref() == Some(user_id) {
             return Ok(Candidate::Settled); // The user's (again).
         }
-        if self.visible(id, &meta, now_ms, store)? {
+        if self.visible_cached(id, &meta, now_ms, store, live_records)? {
             // Within a grace period: until its end, from the user's own
             // record or the document's latest reassignment.
-            let records = store
-                .revocations(user_id, REVOCATIONS_SCAN_MAX)
-                .map_err(store_error)?;
+            if live_records.is_none() {
+                *live_records = Some(
+                    store
+                        .revocations(user_id, REVOCATIONS_SCAN_MAX)
+                        .map_err(store_error)?,
+                );
+            }
+            let records = live_records.as_deref().unwrap_or_default();
             let own = records.iter().filter(|(revoked, _)| revoked == id);
             let latest = (meta.previous_assignee.as_deref() == Some(user_id))
                 .then_some(meta.reassigned_at_ms);

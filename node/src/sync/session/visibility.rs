@@ -45,7 +45,7 @@ impl Session {
     /// mostly documents a technician may not see, and scanning the records
     /// for each of them was a fifth of a central's CPU with 1,000 laptops
     /// reconnecting (profile in the many-technicians bench).
-    fn visible_cached<S: SyncStore>(
+    pub(super) fn visible_cached<S: SyncStore>(
         &self,
         id: &str,
         meta: &DocMeta,
