@@ -138,6 +138,17 @@ fn reassign(node: &mut Node, id: &str, to: &str, now_ms: u64) {
     node.store.flush();
 }
 
+/// How many notes `node`'s copy of `id` holds.
+fn notes(node: &Node, id: &str) -> usize {
+    node.store
+        .work_order(id)
+        .unwrap()
+        .view()
+        .unwrap()
+        .notes
+        .len()
+}
+
 fn tech_access(user: &str) -> PeerAccess {
     PeerAccess::User {
         user_id: user.into(),
@@ -536,17 +547,7 @@ fn reconnect_costs_follow_changes_and_unchanged_costs_one_round_trip() {
     );
     for i in [5, 50, 150] {
         let id = format!("wo-{i}");
-        assert_eq!(
-            laptop
-                .store
-                .work_order(&id)
-                .unwrap()
-                .view()
-                .unwrap()
-                .notes
-                .len(),
-            1
-        );
+        assert_eq!(notes(&laptop, &id), 1);
     }
 }
 
@@ -739,17 +740,7 @@ fn reassignment_grace_then_purge() {
     // Within the grace period the note is accepted and the doc is kept.
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut link, &mut central, &mut laptop, 20_000);
-    assert_eq!(
-        central
-            .store
-            .work_order("wo-1")
-            .unwrap()
-            .view()
-            .unwrap()
-            .notes
-            .len(),
-        1
-    );
+    assert_eq!(notes(&central, "wo-1"), 1);
     assert!(laptop.store.work_order("wo-1").is_some());
     // After it, the central revokes and the laptop purges.
     let later = 10_000 + grace_ms + 1;
@@ -889,17 +880,7 @@ fn documents_received_are_not_announced_back() {
     laptop.store.flush();
     let mut again = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut again, &mut central, &mut laptop, 3_000);
-    assert_eq!(
-        central
-            .store
-            .work_order("wo-7")
-            .unwrap()
-            .view()
-            .unwrap()
-            .notes
-            .len(),
-        1
-    );
+    assert_eq!(notes(&central, "wo-7"), 1);
 }
 
 #[test]
@@ -1366,15 +1347,5 @@ fn a_refusal_with_many_violations_still_fits_its_frame() {
     assert!(refusals
         .iter()
         .all(|r| r.len() <= fieldsync_schemas::sync_frame::REASON_BYTES_MAX));
-    assert_eq!(
-        laptop
-            .store
-            .work_order("wo-1")
-            .unwrap()
-            .view()
-            .unwrap()
-            .notes
-            .len(),
-        0
-    );
+    assert_eq!(notes(&laptop, "wo-1"), 0);
 }
