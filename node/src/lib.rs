@@ -11,6 +11,7 @@ pub mod clock;
 pub mod doc;
 pub mod reassignment;
 pub mod sync;
+pub mod vouch;
 
 #[cfg(feature = "runtime")]
 pub mod config;

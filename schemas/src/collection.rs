@@ -47,7 +47,15 @@ pub const INTERNAL_COLLECTIONS: &[&str] = &[
     "command_logs",
     COUNTERS,
     "field_app",
+    OFFICE_KEYS,
+    VOUCHERS,
 ];
+
+/// Offices' signing keys this node heard of from an office (`node::vouch`),
+/// by hex key.
+pub const OFFICE_KEYS: &str = "office_keys";
+/// Offices' vouchers a technician's device keeps to forward, by document.
+pub const VOUCHERS: &str = "vouchers";
 
 /// Per-central counters (`node::numbering`: work-order numbers).
 pub const COUNTERS: &str = "counters";

@@ -31,7 +31,11 @@ use serde::{Deserialize, Serialize};
 ///   when the digest differs from the office's expectation), so each
 ///   device is revoked on its own, by any central, even one that never
 ///   sent it the document.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// - 6: adds `OfficeKeys` and `Vouch`: offices vouch, by signature, for
+///   the history of the documents they send, so a change relayed by a
+///   technician's device (to another device of its user, or to another
+///   central) is judged by who accepted it, not by who relayed it.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The first version that has `Prime`.
 pub const PROTOCOL_VERSION_PRIME: u16 = 2;
 /// The first version that has `AnnouncePush`.
@@ -40,6 +44,8 @@ pub const PROTOCOL_VERSION_PUSH: u16 = 3;
 pub const PROTOCOL_VERSION_RECORDS: u16 = 4;
 /// The first version that has `Holding`, `HoldingWanted`, `HoldingList`.
 pub const PROTOCOL_VERSION_HOLDINGS: u16 = 5;
+/// The first version that has `OfficeKeys` and `Vouch`.
+pub const PROTOCOL_VERSION_VOUCH: u16 = 6;
 /// The oldest version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -52,6 +58,29 @@ pub const PAGE_DOCS_MAX: usize = 512;
 pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Longest free-text reason in a frame.
 pub const REASON_BYTES_MAX: usize = 1024;
+/// Most office keys one `OfficeKeys` names.
+pub const OFFICE_KEYS_MAX: usize = 64;
+/// Most vouchers one `Vouch` carries (a page of documents, a few heads
+/// each).
+pub const VOUCHERS_MAX: usize = 4 * PAGE_DOCS_MAX;
+/// Length of an office's signature on a voucher (Ed25519).
+pub const VOUCHER_SIGNATURE_BYTES: usize = 64;
+
+/// An office's public signing key (Ed25519).
+pub type OfficeKey = [u8; 32];
+
+/// An office's word that it holds document `id` at change `head`, and so
+/// accepted every change in that change's history (`node::vouch`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Voucher {
+    pub id: String,
+    pub head: Hash,
+    /// The vouching office's key.
+    pub key: OfficeKey,
+    /// Its signature over the head (64 bytes).
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
 
 pub type Hash = [u8; 32];
 
@@ -173,6 +202,17 @@ pub enum Frame {
     /// at most `PAGE_DOCS_MAX`; `last` on the final page. The office
     /// revokes what the device's user may no longer see.
     HoldingList { ids: Vec<String>, last: bool },
+    /// Version 6. An office's signing keys, sent by an office after the
+    /// hellos: its own first, then the other offices' it knows. The
+    /// receiver trusts them because an office said so over mutual TLS; a
+    /// technician's device never sends this frame.
+    OfficeKeys { keys: Vec<OfficeKey> },
+    /// Version 6. Vouchers for documents whose changes follow in the next
+    /// frames (`Prime`, `DocBatch`, `AnnouncePush`, `DocSync`): an office
+    /// vouches for its own heads; a technician's device forwards the
+    /// vouchers it was given, so what it relays is judged as what an
+    /// office accepted.
+    Vouch { vouchers: Vec<Voucher> },
 }
 
 /// `reason` as a `Refuse` or `Rejected` may carry it: cut to at most
@@ -288,6 +328,17 @@ impl Frame {
             {
                 too_large("ids")
             }
+            Frame::OfficeKeys { keys } if keys.len() > OFFICE_KEYS_MAX => too_large("keys"),
+            Frame::Vouch { vouchers } if vouchers.len() > VOUCHERS_MAX => too_large("vouchers"),
+            Frame::Vouch { vouchers }
+                if vouchers
+                    .iter()
+                    .any(|v| v.signature.len() != VOUCHER_SIGNATURE_BYTES) =>
+            {
+                Err(FrameError::Malformed(format!(
+                    "a voucher's signature is not {VOUCHER_SIGNATURE_BYTES} bytes"
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -311,6 +362,8 @@ impl Frame {
             Frame::Holding { .. } => "holding",
             Frame::HoldingWanted => "holding_wanted",
             Frame::HoldingList { .. } => "holding_list",
+            Frame::OfficeKeys { .. } => "office_keys",
+            Frame::Vouch { .. } => "vouch",
         }
     }
 }

@@ -13,11 +13,13 @@
 //! lose unflushed writes, wiped laptops, revoked users, partitions.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use automerge::ActorId;
 use automerge::ReadDoc;
 use fieldsync_node::access::{PeerAccess, ReadGrants};
 use fieldsync_node::sync::{Event, MemStore, Session, SessionConfig, SyncStore, WriteId};
+use fieldsync_node::vouch::Signer;
 use fieldsync_schemas::sync_frame::{
     Frame, PROTOCOL_VERSION, PROTOCOL_VERSION_HOLDINGS, PROTOCOL_VERSION_RECORDS,
 };
@@ -257,6 +259,21 @@ fn summarize(frame: &Frame) -> String {
             short_hashes(&[automerge::ChangeHash(*digest)])
         ),
         Frame::HoldingWanted => "holding_wanted".to_string(),
+        Frame::OfficeKeys { keys } => format!(
+            "office_keys [{}]",
+            keys.iter()
+                .map(|k| hex::encode(&k[..3]))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Frame::Vouch { vouchers } => format!(
+            "vouch [{}]",
+            vouchers
+                .iter()
+                .map(|v| format!("{}@{}", v.id, hex::encode(&v.head[..3])))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         Frame::HoldingList { ids, last } => {
             format!("holding_list [{}] last={last}", ids.join(","))
         }
@@ -399,6 +416,14 @@ impl Sim {
         } else {
             PROTOCOL_VERSION
         }
+    }
+
+    /// An office's signing key: from its name and the seed, the same for
+    /// every session and after a wipe (the key is the node's identity, not
+    /// its store's).
+    pub(crate) fn signer(&self, node: usize) -> Arc<Signer> {
+        let secret = format!("{} {}", self.cfg.seed, self.nodes[node].name);
+        Arc::new(Signer::derive(secret.as_bytes()))
     }
 
     /// Does this node speak protocol version 4 (records)?
@@ -589,6 +614,12 @@ impl Sim {
             if sim.protocol_version(me) < PROTOCOL_VERSION {
                 config.protocol_version_max = sim.protocol_version(me);
             }
+            if config.office {
+                config.signer = Some(sim.signer(me));
+            }
+            config.peer_relays = sim.nodes[peer].user().is_some_and(|user| {
+                sim.nodes.iter().filter(|n| n.user() == Some(user)).count() > 1
+            });
             Session::new(config, sim.nodes[peer].name.clone(), sim.access(me, peer))
         };
         let sessions = [session(self, a, b), session(self, b, a)];
@@ -691,6 +722,7 @@ impl Sim {
             Input::Timeout => session.handle_timeout(now_ms, store),
         };
         let mut lines = Vec::new();
+        let mut purged_now: Vec<String> = Vec::new();
         while let Some(frame) = session.poll_frame() {
             let bytes = frame.encode();
             stats.frames += 1;
@@ -728,6 +760,7 @@ impl Sim {
                 Event::Purged { ids } => {
                     stats.purges += ids.len() as u64;
                     lines.push(format!("{me_name}: purged [{}] durably", ids.join(",")));
+                    purged_now.extend(ids);
                 }
                 Event::CaughtUp { seq } => lines.push(format!(
                     "{me_name}: durably caught up with {peer_name} to seq {seq}"
@@ -745,6 +778,17 @@ impl Sim {
         }
         for line in lines {
             self.log(&line);
+        }
+        if !purged_now.is_empty() {
+            // Another of the user's devices may have held these writes when
+            // its own revocation came; now neither does (shared laptops,
+            // seed 118).
+            let name = self.nodes[me].name.clone();
+            self.excuse_lost(
+                &|_, _| false,
+                Some(&purged_now),
+                &format!("purged from {name} durably"),
+            );
         }
         if let Err(error) = result {
             let (me_name, peer_name) = (&self.nodes[me].name, &self.nodes[peer].name);

@@ -29,7 +29,7 @@ use super::peers::PeerMap;
 use super::Context;
 use crate::store::now_ms;
 use crate::store::sync_adapter::SyncAdapter;
-use crate::sync::{Event, Session, SessionError};
+use crate::sync::{Event, Session, SessionConfig, SessionError};
 
 /// Frames read ahead of the session, at most (each up to `FRAME_BYTES_MAX`).
 const INBOUND_FRAMES_MAX: usize = 4;
@@ -198,7 +198,11 @@ impl Pump {
         peer_id: &str,
         identity: PeerIdentity,
     ) -> Pump {
-        let session = Session::new(ctx.session.clone(), peer_id, identity.access);
+        let config = SessionConfig {
+            peer_relays: identity.relays,
+            ..ctx.session.clone()
+        };
+        let session = Session::new(config, peer_id, identity.access);
         Pump {
             session,
             connection: connection.clone(),

@@ -20,6 +20,12 @@ pub struct PeerIdentity {
     pub access: PeerAccess,
     /// The user its node is enrolled for; `None` for configured office peers.
     pub user: Option<String>,
+    /// May it pass our changes on to a node we do not reach through it
+    /// (its user has another device)? Then an office vouches for what it
+    /// sends it (`crate::vouch`). Part of who the peer is: a user's second
+    /// enrollment re-opens the sessions of the first device, which then
+    /// get vouchers.
+    pub relays: bool,
 }
 
 impl PeerIdentity {
@@ -111,6 +117,7 @@ impl Directory {
             };
             return Some(PeerIdentity {
                 access,
+                relays: user.is_some(),
                 user: user.clone(),
             });
         }
@@ -127,6 +134,7 @@ impl Directory {
                 role: user.role,
             },
             user: Some(user.id.clone()),
+            relays: user.node_ids.len() > 1,
         })
     }
 }

@@ -58,6 +58,7 @@ use crate::identity::Identity;
 use crate::store::sync_adapter::SyncShared;
 use crate::store::{now_ms, Store};
 use crate::sync::SessionConfig;
+use crate::vouch::Signer;
 use conn::{close, CLOSE_DUPLICATE, CLOSE_NOT_ALLOWED};
 
 /// How long stopping waits for sessions to say goodbye.
@@ -103,6 +104,9 @@ impl DriverConfig {
             .key_der()
             .map_err(|e| DriverError::Identity(e.to_string()))?;
         let office = config.role == NodeRole::Central;
+        // An office's signing key follows from its node key: the same on
+        // every start, so its vouchers stay valid.
+        let signer = office.then(|| Arc::new(Signer::derive(key.secret_der())));
         Ok(DriverConfig {
             node_id: identity.node_id().to_string(),
             credentials: Credentials {
@@ -120,6 +124,7 @@ impl DriverConfig {
             reconnect_delay_ms_max: config.sync.reconnect_delay_ms_max,
             session: SessionConfig {
                 grace_ms: config.sync.grace_ms,
+                signer,
                 ..session_config(identity.node_id(), office)
             },
             connections_max: config.sync.connections_max,

@@ -32,8 +32,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
-use fieldsync_schemas::sync_frame::{Hash, RecordCopy, WireCheckpoint};
-use fieldsync_schemas::{ChangeOp, Collection};
+use fieldsync_schemas::sync_frame::{
+    Hash, OfficeKey, RecordCopy, Voucher, WireCheckpoint, OFFICE_KEYS_MAX,
+};
+use fieldsync_schemas::{collection, ChangeOp, Collection};
 
 use super::commit::{DocWrite, Receipt, WriteSet};
 use super::record_writes::{Expect, RecordWrite};
@@ -728,6 +730,73 @@ impl SyncStore for SyncAdapter {
             })
         })?;
         Ok(())
+    }
+
+    fn office_keys(&self) -> Result<Vec<OfficeKey>, SyncStoreError> {
+        let records = self
+            .shared
+            .store
+            .records(collection::OFFICE_KEYS, None, OFFICE_KEYS_MAX)?;
+        Ok(records
+            .iter()
+            .filter_map(|record| {
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(&record.key, &mut key).ok()?;
+                Some(key)
+            })
+            .collect())
+    }
+
+    fn add_office_keys(&mut self, keys: &[OfficeKey]) -> Result<(), SyncStoreError> {
+        let records = keys
+            .iter()
+            .map(|key| internal_write(collection::OFFICE_KEYS, hex::encode(key), b"{}".to_vec()))
+            .collect();
+        self.queue_write(|store| {
+            store.submit(WriteSet {
+                records,
+                ..WriteSet::default()
+            })
+        })?;
+        Ok(())
+    }
+
+    fn vouchers(&self, id: &str) -> Result<Vec<Voucher>, SyncStoreError> {
+        let Some(record) = self.shared.store.record(collection::VOUCHERS, id)? else {
+            return Ok(Vec::new());
+        };
+        if record.deleted {
+            return Ok(Vec::new());
+        }
+        // Vouchers are hints for relays: unreadable ones are none.
+        Ok(serde_json::from_slice(&record.value).unwrap_or_default())
+    }
+
+    /// Read, merge, write: two writes for one document racing in the
+    /// committer may lose one office's vouchers (a relay of that office's
+    /// changes is then judged as the relay's, as before vouchers).
+    fn put_vouchers(&mut self, id: &str, vouchers: &[Voucher]) -> Result<(), SyncStoreError> {
+        let kept = crate::vouch::merged(self.vouchers(id)?, vouchers);
+        let value = serde_json::to_vec(&kept).expect("vouchers encode as JSON");
+        let record = internal_write(collection::VOUCHERS, id.to_string(), value);
+        self.queue_write(|store| {
+            store.submit(WriteSet {
+                records: vec![record],
+                ..WriteSet::default()
+            })
+        })?;
+        Ok(())
+    }
+}
+
+/// A write of an internal record made here.
+fn internal_write(collection: &str, key: String, value: Vec<u8>) -> RecordWrite {
+    RecordWrite {
+        collection: collection.to_string(),
+        key,
+        value: Some(value),
+        expect: Expect::Any,
+        replicated_version: None,
     }
 }
 

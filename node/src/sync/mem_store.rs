@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use automerge::{ActorId, Automerge, ChangeHash};
-use fieldsync_schemas::sync_frame::{holdings_digest, Hash, RecordCopy, WireCheckpoint};
+use fieldsync_schemas::sync_frame::{
+    holdings_digest, Hash, OfficeKey, RecordCopy, Voucher, WireCheckpoint, OFFICE_KEYS_MAX,
+};
 use fieldsync_schemas::{Actor, Collection, NewWorkOrder};
 use sha2::{Digest, Sha256};
 
@@ -53,6 +55,15 @@ pub enum MemOp {
     Records {
         copies: Vec<RecordCopy>,
     },
+    /// Office keys heard from an office.
+    OfficeKeys {
+        keys: Vec<OfficeKey>,
+    },
+    /// Vouchers for one document, merged with those held.
+    Vouchers {
+        id: String,
+        vouchers: Vec<Voucher>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +80,8 @@ struct MemState {
     checkpoints: BTreeMap<String, WireCheckpoint>,
     revocations: BTreeMap<(String, String), u64>,
     records: BTreeMap<(String, String), RecordCopy>,
+    office_keys: Vec<OfficeKey>,
+    vouchers: BTreeMap<String, Vec<Voucher>>,
 }
 
 impl MemState {
@@ -150,6 +163,20 @@ impl MemState {
                 self.revocations.remove(&(user.clone(), id.clone()));
                 Ok(Vec::new())
             }
+            MemOp::OfficeKeys { keys } => {
+                for key in keys {
+                    if !self.office_keys.contains(key) && self.office_keys.len() < OFFICE_KEYS_MAX {
+                        self.office_keys.push(*key);
+                    }
+                }
+                Ok(Vec::new())
+            }
+            MemOp::Vouchers { id, vouchers } => {
+                let held = self.vouchers.remove(id).unwrap_or_default();
+                self.vouchers
+                    .insert(id.clone(), crate::vouch::merged(held, vouchers));
+                Ok(Vec::new())
+            }
             MemOp::Records { copies } => {
                 for copy in copies {
                     let slot = (copy.collection.clone(), copy.key.clone());
@@ -229,6 +256,13 @@ impl MemStore {
             value: value.unwrap_or_default(),
         };
         Ok(self.queue(MemOp::Records { copies: vec![copy] })?.0)
+    }
+
+    /// Forget every kept voucher, as a store of protocol 5 never had any
+    /// (tests).
+    pub fn forget_vouchers(&mut self) {
+        self.live.vouchers.clear();
+        self.durable.vouchers.clear();
     }
 
     /// Every record held (live state), deleted ones included.
@@ -540,6 +574,29 @@ impl SyncStore for MemStore {
 
     fn apply_records(&mut self, copies: Vec<RecordCopy>) -> Result<(), MemError> {
         self.queue(MemOp::Records { copies })?;
+        Ok(())
+    }
+
+    fn office_keys(&self) -> Result<Vec<OfficeKey>, MemError> {
+        Ok(self.live.office_keys.clone())
+    }
+
+    fn add_office_keys(&mut self, keys: &[OfficeKey]) -> Result<(), MemError> {
+        self.queue(MemOp::OfficeKeys {
+            keys: keys.to_vec(),
+        })?;
+        Ok(())
+    }
+
+    fn vouchers(&self, id: &str) -> Result<Vec<Voucher>, MemError> {
+        Ok(self.live.vouchers.get(id).cloned().unwrap_or_default())
+    }
+
+    fn put_vouchers(&mut self, id: &str, vouchers: &[Voucher]) -> Result<(), MemError> {
+        self.queue(MemOp::Vouchers {
+            id: id.to_string(),
+            vouchers: vouchers.to_vec(),
+        })?;
         Ok(())
     }
 }

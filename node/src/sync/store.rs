@@ -3,7 +3,7 @@
 //! and the simulator.
 
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
-use fieldsync_schemas::sync_frame::{Hash, RecordCopy, WireCheckpoint};
+use fieldsync_schemas::sync_frame::{Hash, OfficeKey, RecordCopy, Voucher, WireCheckpoint};
 use fieldsync_schemas::Collection;
 
 use crate::access::{DocMeta, ReadGrants};
@@ -149,6 +149,18 @@ pub trait SyncStore {
     /// Queue storing copies an office sent: each is stored only if newer
     /// than the copy here. Durable before any write queued after it.
     fn apply_records(&mut self, records: Vec<RecordCopy>) -> Result<(), Self::Error>;
+
+    /// The signing keys of the other offices this node heard of from an
+    /// office (`crate::vouch`), at most `OFFICE_KEYS_MAX`.
+    fn office_keys(&self) -> Result<Vec<OfficeKey>, Self::Error>;
+    /// Queue remembering more office keys (new ones only; the store keeps
+    /// at most `OFFICE_KEYS_MAX`).
+    fn add_office_keys(&mut self, keys: &[OfficeKey]) -> Result<(), Self::Error>;
+    /// The vouchers kept for document `id`, to forward with its changes.
+    fn vouchers(&self, id: &str) -> Result<Vec<Voucher>, Self::Error>;
+    /// Queue keeping `vouchers` for document `id`, merged with those held
+    /// (`vouch::merged`).
+    fn put_vouchers(&mut self, id: &str, vouchers: &[Voucher]) -> Result<(), Self::Error>;
 }
 
 /// `Automerge::load` of each document, in order, on this thread.

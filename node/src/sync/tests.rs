@@ -1349,3 +1349,194 @@ fn a_refusal_with_many_violations_still_fits_its_frame() {
         .all(|r| r.len() <= fieldsync_schemas::sync_frame::REASON_BYTES_MAX));
     assert_eq!(notes(&laptop, "wo-1"), 0);
 }
+
+/// An office's session configuration with its signing key
+/// (`crate::vouch`), vouching to a peer that relays.
+fn signing(node: &Node) -> SessionConfig {
+    let mut config = SessionConfig::new(&node.id, node.office);
+    config.signer = Some(std::sync::Arc::new(crate::vouch::Signer::derive(
+        node.id.as_bytes(),
+    )));
+    config.peer_relays = true;
+    config
+}
+
+/// As [`connect`], with both sessions configured by the caller.
+fn connect_configured(
+    (a, a_config): (&Node, SessionConfig),
+    (b, b_config): (&Node, SessionConfig),
+    b_access: PeerAccess,
+    a_access: PeerAccess,
+) -> Link {
+    let mut sa = Session::new(a_config, &b.id, b_access);
+    let mut sb = Session::new(b_config, &a.id, a_access);
+    sa.start(&a.store).unwrap();
+    sb.start(&b.store).unwrap();
+    Link {
+        a: sa,
+        b: sb,
+        frames: 0,
+        bytes: 0,
+        a_sync_bytes: 0,
+    }
+}
+
+fn priority(node: &Node, id: &str) -> fieldsync_schemas::Priority {
+    node.store.work_order(id).unwrap().view().unwrap().priority
+}
+
+fn violations(session: &mut Session) -> Vec<String> {
+    std::iter::from_fn(|| session.poll_event())
+        .filter_map(|event| match event {
+            Event::Violation { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two centrals that know each other's keys and hold `wo-1` (assigned to
+/// tech-1); a laptop primed by the first; then the first central raises
+/// the priority and the laptop syncs with it, so the laptop holds an
+/// office change the second central lacks.
+fn two_centrals_and_a_relay() -> (Node, Node, Node) {
+    let mut c1 = Node::new("c1", 1, true);
+    let mut c2 = Node::new("c2", 2, true);
+    let mut laptop = Node::new("laptop", 3, false);
+    create(&mut c1, "wo-1", "tech-1");
+    let mut offices = connect_configured(
+        (&c1, signing(&c1)),
+        (&c2, signing(&c2)),
+        PeerAccess::Office,
+        PeerAccess::Office,
+    );
+    drive(&mut offices, &mut c1, &mut c2, 2_000);
+    assert!(c2.store.work_order("wo-1").is_some());
+    let mut link = connect_with(
+        signing(&c1),
+        &c1,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+    );
+    drive(&mut link, &mut c1, &mut laptop, 3_000);
+    let urgent = Operation::EditOperatorFields(OperatorPatch {
+        priority: Some(fieldsync_schemas::Priority::Urgent),
+        ..Default::default()
+    });
+    c1.store.apply("wo-1", &operator(), &urgent, 4_000).unwrap();
+    c1.store.flush();
+    let mut link = connect_with(
+        signing(&c1),
+        &c1,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+    );
+    drive(&mut link, &mut c1, &mut laptop, 5_000);
+    assert_eq!(
+        priority(&laptop, "wo-1"),
+        fieldsync_schemas::Priority::Urgent
+    );
+    assert!(
+        !laptop.store.vouchers("wo-1").unwrap().is_empty(),
+        "the laptop keeps the first central's vouchers"
+    );
+    (c1, c2, laptop)
+}
+
+/// The laptop relays the first central's change to the second, which
+/// judges it and returns what it merged; the second central's violations.
+fn relay_to_second(c2: &mut Node, laptop: &mut Node) -> Vec<String> {
+    let mut link = connect_with(
+        signing(c2),
+        c2,
+        laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+    );
+    drive(&mut link, c2, laptop, 6_000);
+    violations(&mut link.a)
+}
+
+#[test]
+fn a_relayed_office_change_is_accepted_with_its_voucher() {
+    let (_c1, mut c2, mut laptop) = two_centrals_and_a_relay();
+    let violations = relay_to_second(&mut c2, &mut laptop);
+    assert_eq!(violations, Vec::<String>::new());
+    assert_eq!(
+        priority(&c2, "wo-1"),
+        fieldsync_schemas::Priority::Urgent,
+        "the office's change stands at the other central"
+    );
+    assert_eq!(
+        c2.store.doc_meta("wo-1").unwrap().unwrap().heads,
+        laptop.store.doc_meta("wo-1").unwrap().unwrap().heads
+    );
+}
+
+#[test]
+fn a_relayed_office_change_without_a_voucher_is_the_relays_own() {
+    // The laptop lost its vouchers (a version-5 laptop never had any).
+    let (_c1, mut c2, mut laptop) = two_centrals_and_a_relay();
+    laptop.store = without_vouchers(&laptop.store);
+    let violations = relay_to_second(&mut c2, &mut laptop);
+    assert!(
+        violations.iter().any(|v| v.contains("priority")),
+        "judged as the technician's: {violations:?}"
+    );
+    assert_eq!(priority(&c2, "wo-1"), fieldsync_schemas::Priority::Normal);
+}
+
+#[test]
+fn a_voucher_from_a_key_no_office_named_counts_for_nothing() {
+    let (_c1, mut c2, mut laptop) = two_centrals_and_a_relay();
+    // The laptop signs the head itself, with a key of its own.
+    let heads = laptop.store.doc_meta("wo-1").unwrap().unwrap().heads;
+    laptop.store = without_vouchers(&laptop.store);
+    let forged = crate::vouch::Signer::derive(b"laptop").vouch("wo-1", &heads[0]);
+    laptop.store.put_vouchers("wo-1", &[forged]).unwrap();
+    laptop.store.flush();
+    let violations = relay_to_second(&mut c2, &mut laptop);
+    assert!(violations.iter().any(|v| v.contains("priority")));
+    assert_eq!(priority(&c2, "wo-1"), fieldsync_schemas::Priority::Normal);
+}
+
+#[test]
+fn a_change_forged_under_an_offices_actor_is_the_relays_own() {
+    let (c1, mut c2, mut laptop) = two_centrals_and_a_relay();
+    // The laptop writes the title as the first central's actor, on top of
+    // the vouched heads: the voucher covers what the office held, not this.
+    let mut doc = laptop.store.doc("wo-1").unwrap().unwrap();
+    let before = doc.get_heads();
+    doc.set_actor(c1.store.actor());
+    {
+        use automerge::transaction::Transactable;
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "title", "forged").unwrap();
+        tx.commit();
+    }
+    laptop
+        .store
+        .merge("wo-1", &doc.save_after(&before), 5_500)
+        .unwrap();
+    laptop.store.flush();
+    let violations = relay_to_second(&mut c2, &mut laptop);
+    assert!(
+        violations.iter().any(|v| v.contains("title")),
+        "{violations:?}"
+    );
+    let at_c2 = c2.store.work_order("wo-1").unwrap().view().unwrap();
+    assert_ne!(at_c2.title, "forged");
+    assert_eq!(
+        at_c2.priority,
+        fieldsync_schemas::Priority::Urgent,
+        "the vouched office change below it stands"
+    );
+}
+
+/// A copy of `store` whose kept vouchers are gone.
+fn without_vouchers(store: &MemStore) -> MemStore {
+    let mut copy = store.clone();
+    copy.forget_vouchers();
+    copy
+}

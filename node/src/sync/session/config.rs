@@ -3,10 +3,13 @@
 //! Every one has a default here; the drivers (QUIC, simulator, benches)
 //! override a few.
 
+use std::sync::Arc;
+
 use fieldsync_schemas::sync_frame::{BATCH_BYTES_MAX, PAGE_DOCS_MAX, PROTOCOL_VERSION};
 
 use crate::access;
 use crate::doc::intake;
+use crate::vouch::Signer;
 
 /// Tunables of a session.
 #[derive(Clone, Debug)]
@@ -50,6 +53,14 @@ pub struct SessionConfig {
     /// Bytes of record copies an office sends with one page, at most (at
     /// least one record goes; the page ends early past it).
     pub records_page_bytes_max: usize,
+    /// An office's signing key: it vouches with it for the documents it
+    /// sends to a device that may relay them (`crate::vouch`). `None`: no
+    /// vouchers (a technician's device, or an office before version 6).
+    pub signer: Option<Arc<Signer>>,
+    /// May the peer pass our changes on to a node we do not reach through
+    /// this session? The driver knows: the peer's user has another device.
+    /// (An office also vouches when it knows another office.)
+    pub peer_relays: bool,
 }
 
 impl SessionConfig {
@@ -70,6 +81,8 @@ impl SessionConfig {
             intake_ops_max: intake::OPS_MAX,
             peer_doc_ops_max: PEER_DOC_OPS_MAX,
             records_page_bytes_max: 256 * 1024,
+            signer: None,
+            peer_relays: false,
         }
     }
 }

@@ -76,6 +76,7 @@ impl Session {
         self.phase = Phase::Ready;
         self.events.push_back(Event::Ready { peer_epoch: epoch });
         self.send_holding(store)?;
+        self.send_office_keys(store)?;
         self.send_revocations(now_ms, store)?;
         self.pump(now_ms, store)
     }

@@ -31,6 +31,9 @@
 //!   `HoldingList`), so each device is revoked on its own, by any central.
 //! - `echo` ([`echo::Echo`]): the heads the peer announced, so we do not
 //!   announce its own changes back to it.
+//! - `vouching` ([`vouching::Vouching`]): office keys and an office's
+//!   signed word on the heads it sends (protocol 6: `OfficeKeys`,
+//!   `Vouch`), so a change a device relays is judged by who accepted it.
 //! - `visibility`: what the peer may see (the access policy's rule, judged
 //!   on live or durable state), and what it hears when it may not.
 //! - `checks`, `wire`, `config`: checks on bytes from the peer before
@@ -53,6 +56,7 @@ mod push;
 mod reconcile;
 mod revocation;
 mod visibility;
+mod vouching;
 mod wire;
 
 use std::collections::VecDeque;
@@ -74,6 +78,7 @@ use inbound::Inbound;
 use outbound::Outbound;
 use reconcile::Reconcile;
 use revocation::Revocation;
+use vouching::Vouching;
 
 /// Why a session ended. Every variant closes the connection.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +187,8 @@ pub struct Session {
     holding: Holding,
     /// What the peer announced, not to be announced back.
     echo: Echo,
+    /// Office keys and vouchers (protocol 6).
+    vouching: Vouching,
 }
 
 impl Session {
@@ -211,6 +218,7 @@ impl Session {
             revocation: Revocation::default(),
             holding: Holding::default(),
             echo: Echo::default(),
+            vouching: Vouching::default(),
         }
     }
 
@@ -380,6 +388,8 @@ impl Session {
             (Phase::Ready, Frame::HoldingList { ids, last }) => {
                 self.on_holding_list(now_ms, ids, last, store)
             }
+            (Phase::Ready, Frame::OfficeKeys { keys }) => self.on_office_keys(keys, store),
+            (Phase::Ready, Frame::Vouch { vouchers }) => self.on_vouch(vouchers, store),
         }
     }
 

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use automerge::ChangeHash;
 use fieldsync_schemas::sync_frame::{DocHeads, Frame, RecordCopy, PROTOCOL_VERSION_RECORDS};
 
 use super::visibility::HIDDEN_REASON;
@@ -161,6 +162,18 @@ impl Session {
         }
         docs.reverse();
         let pushed = self.push_changes(&docs, &entries, store)?;
+        if pushed.is_some() {
+            let heads: Vec<Vec<ChangeHash>> = docs
+                .iter()
+                .map(|d| d.heads.iter().copied().map(ChangeHash).collect())
+                .collect();
+            let vouched: Vec<(&str, &[ChangeHash])> = docs
+                .iter()
+                .zip(&heads)
+                .map(|(d, heads)| (d.id.as_str(), heads.as_slice()))
+                .collect();
+            self.vouch_before_sending(&vouched, store)?;
+        }
         let page = self.outbound.open_page(upto_seq, docs.len() as u64);
         self.outbox.push_back(match pushed {
             Some(pushed) => Frame::AnnouncePush {
@@ -260,13 +273,15 @@ impl Session {
         }
         drop(sync); // The peer starts those with DocSync.
         let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut heads: Vec<Vec<ChangeHash>> = Vec::new();
         let mut batch_bytes = 0usize;
         for id in full {
-            let visible = match store.doc_meta(&id).map_err(store_error)? {
-                Some(meta) => self.visible_or_durably(&id, &meta, now_ms, store, &mut None)?,
+            let meta = store.doc_meta(&id).map_err(store_error)?;
+            let visible = match &meta {
+                Some(meta) => self.visible_or_durably(&id, meta, now_ms, store, &mut None)?,
                 None => false,
             };
-            if !visible {
+            let Some(meta) = meta.filter(|_| visible) else {
                 // Visibility can end between our announce and their want
                 // (the grace period ran out): not a protocol error, but the
                 // document is not theirs to have any more (simulator, seed 1).
@@ -275,12 +290,13 @@ impl Session {
                     reason: HIDDEN_REASON.into(),
                 });
                 continue;
-            }
+            };
             let Some(bytes) = store.doc_bytes(&id).map_err(store_error)? else {
                 continue;
             };
             if batch_bytes + bytes.len() > self.config.batch_bytes_max && !batch.is_empty() {
-                self.send_batch(page, std::mem::take(&mut batch));
+                self.send_batch(page, std::mem::take(&mut batch), &heads, store)?;
+                heads.clear();
                 batch_bytes = 0;
             }
             batch_bytes += bytes.len();
@@ -293,16 +309,31 @@ impl Session {
             self.revocation.whole_copy_sent(&id);
             self.progress.docs_sent += 1;
             batch.push((id, bytes));
+            heads.push(meta.heads);
         }
         if !batch.is_empty() {
-            self.send_batch(page, batch);
+            self.send_batch(page, batch, &heads, store)?;
         }
         Ok(())
     }
 
-    fn send_batch(&mut self, page: u64, batch: Vec<(String, Vec<u8>)>) {
+    /// A `DocBatch`, after the vouchers for it (`heads`: each document's).
+    fn send_batch<S: SyncStore>(
+        &mut self,
+        page: u64,
+        batch: Vec<(String, Vec<u8>)>,
+        heads: &[Vec<ChangeHash>],
+        store: &S,
+    ) -> Result<(), SessionError> {
+        let docs: Vec<(&str, &[ChangeHash])> = batch
+            .iter()
+            .zip(heads)
+            .map(|((id, _), heads)| (id.as_str(), heads.as_slice()))
+            .collect();
+        self.vouch_before_sending(&docs, store)?;
         let compressed = compress_batch(&docs_as_bytes(&batch), self.config.batch_zstd_level);
         self.outbox.push_back(Frame::DocBatch { page, compressed });
+        Ok(())
     }
 
     pub(super) fn on_page_done<S: SyncStore>(

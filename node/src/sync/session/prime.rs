@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use automerge::ChangeHash;
 use fieldsync_schemas::sync_frame::{Frame, PAGE_DOCS_MAX};
 
 use super::checks::load_work_orders;
@@ -36,19 +37,19 @@ impl Session {
         let mut upto_seq = self.outbound.cursor();
         let mut seen = HashSet::new();
         let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut heads: Vec<Vec<ChangeHash>> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut revocations = None;
         for entry in &entries {
             assert!(entry.seq > upto_seq, "changelog moves forward");
-            let visible = entry.is_work_order()
-                && seen.insert(entry.id.as_str())
-                && self
-                    .to_offer(entry, now_ms, store, &mut revocations)?
-                    .is_some();
-            let bytes = if visible {
-                store.doc_bytes(&entry.id).map_err(store_error)?
+            let offered = if entry.is_work_order() && seen.insert(entry.id.as_str()) {
+                self.to_offer(entry, now_ms, store, &mut revocations)?
             } else {
                 None
+            };
+            let bytes = match &offered {
+                Some(_) => store.doc_bytes(&entry.id).map_err(store_error)?,
+                None => None,
             };
             let Some(bytes) = bytes else {
                 upto_seq = entry.seq;
@@ -62,6 +63,7 @@ impl Session {
             // the revocation of this copy.
             self.revocation.whole_copy_sent(&entry.id);
             batch.push((entry.id.clone(), bytes));
+            heads.push(offered.map(|meta| meta.heads).unwrap_or_default());
             upto_seq = entry.seq;
         }
         assert!(
@@ -69,6 +71,12 @@ impl Session {
             "a page covers at least one entry"
         );
         self.send_records(records.upto(upto_seq));
+        let vouched: Vec<(&str, &[ChangeHash])> = batch
+            .iter()
+            .zip(&heads)
+            .map(|((id, _), heads)| (id.as_str(), heads.as_slice()))
+            .collect();
+        self.vouch_before_sending(&vouched, store)?;
         let docs = batch.len() as u64;
         let page = self.outbound.open_page(upto_seq, docs);
         self.progress.docs_sent += docs;

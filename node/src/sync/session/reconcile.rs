@@ -120,6 +120,9 @@ impl Session {
                 .map_err(store_error)?
                 .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
             if let Some(message) = generate_changes_only(&doc, &mut state) {
+                if !message.changes.is_empty() {
+                    self.vouch_before_sending(&[(id.as_str(), &doc.get_heads())], store)?;
+                }
                 self.outbox.push_back(Frame::DocSync {
                     id: id.clone(),
                     message: message.encode(),
@@ -161,6 +164,9 @@ impl Session {
             doc
         };
         if let Some(reply) = self.reconcile.reply(&id, &doc) {
+            if !reply.changes.is_empty() {
+                self.vouch_before_sending(&[(id.as_str(), &doc.get_heads())], store)?;
+            }
             self.outbox.push_back(Frame::DocSync {
                 id: id.clone(),
                 message: reply.encode(),
@@ -327,6 +333,10 @@ impl Session {
         if self.peer.is_office() {
             return Ok(true);
         }
+        // What an office vouched for is the office's: judged is what is
+        // left, as the peer's own.
+        let base = self.vouched_base(id, trial, before);
+        let before = base.as_slice();
         let violations = access::check_changes(*role, trial, before);
         let bad_items = crate::doc::items::check_appended(user_id, *role, trial, before, now_ms);
         if violations.is_empty() && bad_items.is_empty() {

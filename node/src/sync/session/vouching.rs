@@ -1,0 +1,242 @@
+//! Vouching (protocol 6): an office's signature on the heads it sends, so
+//! a change a technician's device relays is judged by the office that
+//! accepted it, not as the relay's (why and what is signed: `crate::vouch`).
+//!
+//! The frames, in session order:
+//! - after the hellos an office sends `OfficeKeys` (its own key, then the
+//!   other offices' it knows); the receiver remembers keys only from an
+//!   office peer;
+//! - an office sends `Vouch` just before a frame that carries a document's
+//!   changes to a technician's device (`Prime`, `DocBatch`,
+//!   `AnnouncePush`, `DocSync`), when that device may relay them (its user
+//!   has other devices, or there is another office); the device stores
+//!   the vouchers;
+//! - a device sends the vouchers it holds for a document just before a
+//!   `DocSync` with changes for it, unless it sent the same ones already
+//!   in this session;
+//! - a receiver verifies vouchers from a device against the office keys it
+//!   knows, and judges only the changes no verified voucher covers
+//!   (`vouched_base`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use fieldsync_schemas::sync_frame::{
+    Frame, Hash, OfficeKey, Voucher, OFFICE_KEYS_MAX, PROTOCOL_VERSION_VOUCH, VOUCHERS_MAX,
+};
+
+use super::{protocol, store_error, Session, SessionError};
+use crate::sync::store::SyncStore;
+use crate::vouch::{self, VOUCHERS_PER_DOC_MAX};
+
+/// Documents with verified vouchers a session keeps, at most; past it the
+/// oldest are forgotten (their changes are then judged as the peer's).
+const VERIFIED_DOCS_MAX: usize = 4096;
+/// Documents a device remembers having forwarded vouchers for in one
+/// session, at most; past it the memory starts again (a voucher sent twice
+/// costs only bytes).
+const FORWARDED_DOCS_MAX: usize = 4096;
+
+#[derive(Default)]
+pub(super) struct Vouching {
+    /// Office: whether this session vouches for what it sends (decided
+    /// after the hellos).
+    vouch_to_peer: bool,
+    /// Heads verified vouchers cover, by document, from a device peer.
+    verified: BTreeMap<String, Vec<ChangeHash>>,
+    /// Device: the heads of the vouchers last sent to the peer, by
+    /// document, this session.
+    forwarded: HashMap<String, Vec<Hash>>,
+}
+
+impl Session {
+    fn speaks_vouch(&self) -> bool {
+        self.version >= PROTOCOL_VERSION_VOUCH
+    }
+
+    /// After the hellos, an office names the office keys it knows, and
+    /// decides whether it vouches for what it sends this peer.
+    pub(super) fn send_office_keys<S: SyncStore>(&mut self, store: &S) -> Result<(), SessionError> {
+        let Some(signer) = self.config.signer.clone() else {
+            return Ok(());
+        };
+        if !self.speaks_vouch() || !self.config.office {
+            return Ok(());
+        }
+        let others = store.office_keys().map_err(store_error)?;
+        self.vouching.vouch_to_peer =
+            !self.peer.is_office() && (self.config.peer_relays || !others.is_empty());
+        let mut keys = vec![signer.key()];
+        keys.extend(others.into_iter().filter(|k| *k != signer.key()));
+        keys.truncate(OFFICE_KEYS_MAX);
+        self.outbox.push_back(Frame::OfficeKeys { keys });
+        Ok(())
+    }
+
+    /// Office keys from the peer: believed from an office only.
+    pub(super) fn on_office_keys<S: SyncStore>(
+        &mut self,
+        keys: Vec<OfficeKey>,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        if !self.speaks_vouch() || !self.peer.is_office() {
+            return Err(protocol("only an office names office keys (version 6)"));
+        }
+        let own = self.config.signer.as_ref().map(|s| s.key());
+        let known = store.office_keys().map_err(store_error)?;
+        let mut new: Vec<OfficeKey> = Vec::new();
+        for key in keys {
+            if Some(key) != own && !known.contains(&key) && !new.contains(&key) {
+                new.push(key);
+            }
+        }
+        new.truncate(OFFICE_KEYS_MAX.saturating_sub(known.len()));
+        if !new.is_empty() {
+            store.add_office_keys(&new).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Vouchers from the peer. From an office, a device keeps them to
+    /// forward (an office's word needs no check, and an office ignores
+    /// them: it judges nothing from an office). From a device, each is
+    /// verified against the office keys we know; the verified ones decide
+    /// what is judged (`vouched_base`), and a device keeps them too.
+    pub(super) fn on_vouch<S: SyncStore>(
+        &mut self,
+        vouchers: Vec<Voucher>,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        if !self.speaks_vouch() {
+            return Err(protocol("vouch before version 6"));
+        }
+        debug_assert!(vouchers.len() <= VOUCHERS_MAX, "checked by the decoder");
+        let kept = if self.peer.is_office() {
+            vouchers
+        } else {
+            self.verified_vouchers(vouchers, store)?
+        };
+        if self.config.office {
+            return Ok(());
+        }
+        let mut by_doc: BTreeMap<String, Vec<Voucher>> = BTreeMap::new();
+        for voucher in kept {
+            by_doc.entry(voucher.id.clone()).or_default().push(voucher);
+        }
+        for (id, vouchers) in by_doc {
+            store.put_vouchers(&id, &vouchers).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// The vouchers signed by an office we know (or us), each remembered
+    /// as covering its head for this session.
+    fn verified_vouchers<S: SyncStore>(
+        &mut self,
+        vouchers: Vec<Voucher>,
+        store: &S,
+    ) -> Result<Vec<Voucher>, SessionError> {
+        let mut keys = store.office_keys().map_err(store_error)?;
+        keys.extend(self.config.signer.as_ref().map(|s| s.key()));
+        let mut kept = Vec::new();
+        for voucher in vouchers {
+            if !keys.contains(&voucher.key) || !vouch::is_signed(&voucher) {
+                tracing::debug!(peer = %self.peer_node_id, id = %voucher.id, "a voucher we cannot verify");
+                continue;
+            }
+            if !self.vouching.verified.contains_key(&voucher.id)
+                && self.vouching.verified.len() >= VERIFIED_DOCS_MAX
+            {
+                self.vouching.verified.pop_first();
+            }
+            let heads = self
+                .vouching
+                .verified
+                .entry(voucher.id.clone())
+                .or_default();
+            let head = ChangeHash(voucher.head);
+            if !heads.contains(&head) {
+                if heads.len() >= VOUCHERS_PER_DOC_MAX {
+                    heads.remove(0);
+                }
+                heads.push(head);
+            }
+            kept.push(voucher);
+        }
+        Ok(kept)
+    }
+
+    /// The heads below which the peer's changes to `id` are an office's:
+    /// `before`, and every verified vouched head the trial now holds.
+    pub(super) fn vouched_base(
+        &self,
+        id: &str,
+        trial: &Automerge,
+        before: &[ChangeHash],
+    ) -> Vec<ChangeHash> {
+        let mut base = before.to_vec();
+        for head in self.vouching.verified.get(id).into_iter().flatten() {
+            if !base.contains(head) && trial.get_change_by_hash(head).is_some() {
+                base.push(*head);
+            }
+        }
+        base
+    }
+
+    /// An office vouches for its heads of the documents whose changes it
+    /// is about to send; a device forwards what it holds for a document
+    /// the first time it sends its changes in this session.
+    pub(super) fn vouch_before_sending<S: SyncStore>(
+        &mut self,
+        docs: &[(&str, &[ChangeHash])],
+        store: &S,
+    ) -> Result<(), SessionError> {
+        if !self.speaks_vouch() || docs.is_empty() {
+            return Ok(());
+        }
+        let vouchers = if self.config.office {
+            self.own_vouchers(docs)
+        } else {
+            self.held_vouchers(docs, store)?
+        };
+        for chunk in vouchers.chunks(VOUCHERS_MAX) {
+            self.outbox.push_back(Frame::Vouch {
+                vouchers: chunk.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn own_vouchers(&self, docs: &[(&str, &[ChangeHash])]) -> Vec<Voucher> {
+        let Some(signer) = self.config.signer.as_ref() else {
+            return Vec::new();
+        };
+        if !self.vouching.vouch_to_peer {
+            return Vec::new();
+        }
+        docs.iter()
+            .flat_map(|(id, heads)| heads.iter().map(|head| signer.vouch(id, head)))
+            .collect()
+    }
+
+    fn held_vouchers<S: SyncStore>(
+        &mut self,
+        docs: &[(&str, &[ChangeHash])],
+        store: &S,
+    ) -> Result<Vec<Voucher>, SessionError> {
+        let mut vouchers = Vec::new();
+        for (id, _) in docs {
+            let held = store.vouchers(id).map_err(store_error)?;
+            let heads: Vec<Hash> = held.iter().map(|v| v.head).collect();
+            if heads.is_empty() || self.vouching.forwarded.get(*id) == Some(&heads) {
+                continue;
+            }
+            if self.vouching.forwarded.len() >= FORWARDED_DOCS_MAX {
+                self.vouching.forwarded.clear();
+            }
+            self.vouching.forwarded.insert(id.to_string(), heads);
+            vouchers.extend(held);
+        }
+        Ok(vouchers)
+    }
+}

@@ -1,0 +1,186 @@
+//! Offices vouch, by signature, for the history of the documents they hold.
+//!
+//! Why: a change relayed by a technician's device (to another device of
+//! its user, or to another central) used to be judged as the relay's own:
+//! an office's edit relayed through a laptop broke the field rules and was
+//! compensated away, and a former assignee's note relayed by the new
+//! assignee broke the items' `by` rule. What matters about a change is
+//! who accepted it, and the one who may accept anything is an office.
+//!
+//! How: an office signs the heads of a document it sends to a technician's
+//! device (`Frame::Vouch`). An Automerge change hash covers its
+//! dependencies' hashes, so a signature on a head covers the whole history
+//! behind it, and an office holds a change only after accepting it (its
+//! own, another office's, or a technician's that passed the field rules or
+//! was compensated). The device stores the vouchers beside the document
+//! and forwards them with the changes it relays; the receiver verifies
+//! them against the office keys it learned from offices over mutual TLS
+//! (`Frame::OfficeKeys`) and judges only what no voucher covers, as the
+//! relay's own changes, as before.
+//!
+//! Decisions, where the design card says "sign every change":
+//! - Only offices sign. A technician's own changes reach a peer straight
+//!   from their author (judged as that peer), or from another device of
+//!   the same user (judged as that user: the same rules), or through an
+//!   office (vouched). So a technician's signature would decide nothing.
+//! - The actor id in a change is never trusted for anything: a change is
+//!   an office's because an office vouched for it, whatever actor it names.
+//! - Signatures are made when a document is sent, not when a change is
+//!   written: an import of 10,000 work orders signs nothing, and a central
+//!   with one device per user and no other central signs nothing at all
+//!   (no peer can relay). Ed25519 signatures are deterministic, so the
+//!   simulator's traces stay reproducible.
+
+use automerge::ChangeHash;
+use fieldsync_schemas::sync_frame::{OfficeKey, Voucher, VOUCHER_SIGNATURE_BYTES};
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use sha2::{Digest, Sha256};
+
+/// Vouchers a device keeps per document, at most (a few offices' latest
+/// heads; the oldest go first).
+pub const VOUCHERS_PER_DOC_MAX: usize = 8;
+
+/// What is signed: a domain tag, then the head.
+const DOMAIN: &[u8] = b"fieldsync voucher v1\0";
+
+/// An office's signing key (Ed25519).
+pub struct Signer {
+    pair: Ed25519KeyPair,
+    key: OfficeKey,
+}
+
+impl std::fmt::Debug for Signer {
+    // Never print the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key", &hex::encode(self.key))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// The signer whose private key is derived from `secret` (the node's
+    /// private key bytes, or a seed in tests and the simulator): the same
+    /// secret gives the same key on every start, so vouchers stay valid.
+    pub fn derive(secret: &[u8]) -> Signer {
+        let mut hasher = Sha256::new();
+        hasher.update(b"fieldsync office signing key v1\0");
+        hasher.update(secret);
+        let seed = hasher.finalize();
+        let pair =
+            Ed25519KeyPair::from_seed_unchecked(&seed).expect("any 32 bytes are an Ed25519 seed");
+        let key: OfficeKey = pair
+            .public_key()
+            .as_ref()
+            .try_into()
+            .expect("an Ed25519 public key is 32 bytes");
+        Signer { pair, key }
+    }
+
+    pub fn key(&self) -> OfficeKey {
+        self.key
+    }
+
+    /// Our voucher for document `id` at `head`.
+    pub fn vouch(&self, id: &str, head: &ChangeHash) -> Voucher {
+        let signature = self.pair.sign(&message(head)).as_ref().to_vec();
+        debug_assert_eq!(signature.len(), VOUCHER_SIGNATURE_BYTES);
+        Voucher {
+            id: id.to_string(),
+            head: head.0,
+            key: self.key,
+            signature,
+        }
+    }
+}
+
+fn message(head: &ChangeHash) -> Vec<u8> {
+    let mut message = Vec::with_capacity(DOMAIN.len() + head.0.len());
+    message.extend_from_slice(DOMAIN);
+    message.extend_from_slice(&head.0);
+    message
+}
+
+/// Is `voucher` signed by its key? (Whether that key is an office's is the
+/// caller's question.)
+pub fn is_signed(voucher: &Voucher) -> bool {
+    UnparsedPublicKey::new(&ED25519, voucher.key)
+        .verify(&message(&ChangeHash(voucher.head)), &voucher.signature)
+        .is_ok()
+}
+
+/// The vouchers a device keeps for one document after receiving `new`: an
+/// office's new vouchers replace its older ones (its heads only grow, so
+/// the new ones cover the old), others' stay; at most
+/// [`VOUCHERS_PER_DOC_MAX`], the newest kept.
+pub fn merged(held: Vec<Voucher>, new: &[Voucher]) -> Vec<Voucher> {
+    let mut kept: Vec<Voucher> = held
+        .into_iter()
+        .filter(|old| !new.iter().any(|v| v.key == old.key))
+        .collect();
+    for voucher in new {
+        if !kept.contains(voucher) {
+            kept.push(voucher.clone());
+        }
+    }
+    let excess = kept.len().saturating_sub(VOUCHERS_PER_DOC_MAX);
+    kept.drain(..excess);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(n: u8) -> ChangeHash {
+        ChangeHash([n; 32])
+    }
+
+    #[test]
+    fn a_voucher_verifies_only_as_signed() {
+        let office = Signer::derive(b"office one");
+        assert_eq!(office.key(), Signer::derive(b"office one").key());
+        assert_ne!(office.key(), Signer::derive(b"office two").key());
+        let voucher = office.vouch("wo-1", &head(1));
+        assert!(is_signed(&voucher));
+        // Deterministic: the simulator's traces depend on it.
+        assert_eq!(voucher, office.vouch("wo-1", &head(1)));
+        let mut other_head = voucher.clone();
+        other_head.head = [2; 32];
+        assert!(!is_signed(&other_head));
+        let mut other_key = voucher.clone();
+        other_key.key = Signer::derive(b"office two").key();
+        assert!(!is_signed(&other_key));
+        let mut flipped = voucher.clone();
+        flipped.signature[0] ^= 1;
+        assert!(!is_signed(&flipped));
+        let mut short = voucher;
+        short.signature.truncate(10);
+        assert!(!is_signed(&short));
+    }
+
+    #[test]
+    fn an_office_new_vouchers_replace_its_old_ones() {
+        let one = Signer::derive(b"1");
+        let two = Signer::derive(b"2");
+        let held = vec![one.vouch("d", &head(1)), two.vouch("d", &head(2))];
+        let kept = merged(held, &[one.vouch("d", &head(3)), one.vouch("d", &head(4))]);
+        assert_eq!(
+            kept,
+            vec![
+                two.vouch("d", &head(2)),
+                one.vouch("d", &head(3)),
+                one.vouch("d", &head(4))
+            ]
+        );
+        // The same again changes nothing.
+        assert_eq!(merged(kept.clone(), &kept[1..]), kept);
+        // Bounded, newest kept.
+        let many: Vec<Voucher> = (0..20)
+            .map(|n| Signer::derive(&[n]).vouch("d", &head(n)))
+            .collect();
+        let kept = merged(Vec::new(), &many);
+        assert_eq!(kept.len(), VOUCHERS_PER_DOC_MAX);
+        assert_eq!(kept.last(), many.last());
+    }
+}
