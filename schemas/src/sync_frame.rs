@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 /// - 6: adds `OfficeKeys` and `Vouch`: offices vouch, by signature, for
 ///   the history of the documents they send, so a change relayed by a
 ///   technician's device (to another device of its user, or to another
-///   central) is judged by who accepted it, not by who relayed it.
+///   central) is judged by who accepted it, not by who relayed it. And an
+///   office may re-offer, in an `Announce` that does not advance its
+///   changelog, what a device's holdings list lacks.
 pub const PROTOCOL_VERSION: u16 = 6;
 /// The first version that has `Prime`.
 pub const PROTOCOL_VERSION_PRIME: u16 = 2;
@@ -46,6 +48,10 @@ pub const PROTOCOL_VERSION_RECORDS: u16 = 4;
 pub const PROTOCOL_VERSION_HOLDINGS: u16 = 5;
 /// The first version that has `OfficeKeys` and `Vouch`.
 pub const PROTOCOL_VERSION_VOUCH: u16 = 6;
+/// The first version in which an office may offer documents again in a
+/// page that does not advance its changelog (`Announce` with the previous
+/// page's `upto_seq`): what a device's holdings list lacks.
+pub const PROTOCOL_VERSION_REOFFER: u16 = 6;
 /// The oldest version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 

@@ -9,8 +9,14 @@
 //! each document a flushed group created, purged or reassigned: the same
 //! place that writes the index, so they never disagree with it for long.
 //! They are hints: a mismatch only costs the device's list.
+//!
+//! Beside each user's digest the ids themselves are kept: after a device's
+//! list, an office re-offers what is assigned to the user here and missing
+//! there (a device that purged a document on another central's word, which
+//! this central's checkpoint is past). Memory: one id per assigned work
+//! order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use fieldsync_schemas::sync_frame::{holdings_toggle, Hash};
 use fieldsync_schemas::Collection;
@@ -22,6 +28,7 @@ use super::records::{decode, DocIndex};
 pub(crate) struct Holdings {
     held: Hash,
     assigned: HashMap<String, Hash>,
+    assigned_ids: HashMap<String, BTreeSet<String>>,
 }
 
 impl Holdings {
@@ -54,7 +61,25 @@ impl Holdings {
             if *digest == [0; 32] {
                 self.assigned.remove(&user);
             }
+            let ids = self.assigned_ids.entry(user.clone()).or_default();
+            if !ids.remove(id) {
+                ids.insert(id.to_string());
+            }
+            if ids.is_empty() {
+                self.assigned_ids.remove(&user);
+            }
         }
+    }
+
+    /// Up to `limit` ids of the work orders assigned to `user`, in id order.
+    pub(crate) fn assigned_ids(&self, user: &str, limit: usize) -> Vec<String> {
+        self.assigned_ids
+            .get(user)
+            .into_iter()
+            .flatten()
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn held(&self) -> Hash {

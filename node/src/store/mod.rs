@@ -724,6 +724,12 @@ impl Store {
         self.holdings().assigned(user)
     }
 
+    /// Up to `limit` ids of the work orders assigned to `user` here (as
+    /// flushed), in id order.
+    pub fn assigned_ids(&self, user: &str, limit: usize) -> Vec<String> {
+        self.holdings().assigned_ids(user, limit)
+    }
+
     fn holdings(&self) -> std::sync::MutexGuard<'_, holdings::Holdings> {
         self.inner
             .published

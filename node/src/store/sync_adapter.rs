@@ -602,6 +602,10 @@ impl SyncStore for SyncAdapter {
         Ok(self.shared.store.assigned_digest(user))
     }
 
+    fn assigned_ids(&self, user: &str, limit: usize) -> Result<Vec<String>, SyncStoreError> {
+        Ok(self.shared.store.assigned_ids(user, limit))
+    }
+
     fn held_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, SyncStoreError> {
         Ok(self.shared.store.doc_ids(after, limit)?)
     }

@@ -484,6 +484,17 @@ impl SyncStore for MemStore {
         Ok(holdings_digest(self.live.docs.keys().map(String::as_str)))
     }
 
+    fn assigned_ids(&self, user: &str, limit: usize) -> Result<Vec<String>, MemError> {
+        Ok(self
+            .live
+            .docs
+            .iter()
+            .filter(|(_, doc)| doc.meta.assignee.as_deref() == Some(user))
+            .take(limit)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
     fn assigned_digest(&self, user: &str) -> Result<Hash, MemError> {
         let assigned = self
             .live

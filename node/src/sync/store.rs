@@ -81,6 +81,9 @@ pub trait SyncStore {
     /// The holdings digest of the work orders assigned to `user` here (a
     /// hint, like [`SyncStore::held_digest`]).
     fn assigned_digest(&self, user: &str) -> Result<Hash, Self::Error>;
+    /// Up to `limit` ids of the work orders assigned to `user` here, in id
+    /// order (a hint, like [`SyncStore::held_digest`]).
+    fn assigned_ids(&self, user: &str, limit: usize) -> Result<Vec<String>, Self::Error>;
     /// Up to `limit` ids of the work orders held here, in id order, after
     /// `after`.
     fn held_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, Self::Error>;

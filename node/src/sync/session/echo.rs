@@ -32,6 +32,11 @@ impl Echo {
         self.peer_heads.insert(id.to_string(), heads.to_vec());
     }
 
+    /// The peer no longer holds `id` (it purged it).
+    pub(super) fn forget(&mut self, id: &str) {
+        self.peer_heads.remove(id);
+    }
+
     /// Did the peer announce exactly these heads for `id`?
     pub(super) fn peer_has(&self, id: &str, heads: &[ChangeHash]) -> bool {
         self.peer_heads

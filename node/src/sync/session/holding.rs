@@ -19,7 +19,9 @@
 
 use std::collections::BTreeSet;
 
-use fieldsync_schemas::sync_frame::{Frame, Hash, PAGE_DOCS_MAX, PROTOCOL_VERSION_HOLDINGS};
+use fieldsync_schemas::sync_frame::{
+    Frame, Hash, PAGE_DOCS_MAX, PROTOCOL_VERSION_HOLDINGS, PROTOCOL_VERSION_REOFFER,
+};
 use fieldsync_schemas::Role;
 
 use super::{protocol, store_error, Session, SessionError};
@@ -32,6 +34,10 @@ pub(super) const HOLDING_LIST_IDS_MAX: usize = 1 << 20;
 /// Candidates an office keeps per session, at most; the rest wait for the
 /// next session (the device's digest still differs then).
 pub(super) const HOLDING_CANDIDATES_MAX: usize = 4 * PAGE_DOCS_MAX;
+/// Work orders assigned to the device's user an office compares with a
+/// list, at most: a user with more is not re-offered what they miss past
+/// these (they get it with the document's next change).
+pub(super) const REOFFER_SCAN_MAX: usize = 1 << 16;
 
 #[derive(Default)]
 pub(super) struct Holding {
@@ -45,6 +51,13 @@ pub(super) struct Holding {
     /// sees only within a grace period (in id order: the frames go out in
     /// the same order on every run).
     candidates: BTreeSet<String>,
+    /// Office: listed documents assigned to the device's user here, in the
+    /// list being received (at most `REOFFER_SCAN_MAX`).
+    listed_assigned: BTreeSet<String>,
+    /// Office: documents assigned to the device's user here that its list
+    /// lacks, to be offered again (protocol 6; at most
+    /// `HOLDING_CANDIDATES_MAX`).
+    reoffer: BTreeSet<String>,
 }
 
 impl Holding {
@@ -66,6 +79,16 @@ impl Holding {
     /// Revoked, or the user's again: nothing more to do about `id`.
     pub(super) fn settle(&mut self, id: &str) {
         self.candidates.remove(id);
+    }
+
+    /// Up to `limit` documents to offer the device again, taken from the
+    /// queue.
+    pub(super) fn take_reoffers(&mut self, limit: usize) -> Vec<String> {
+        let taken: Vec<String> = self.reoffer.iter().take(limit).cloned().collect();
+        for id in &taken {
+            self.reoffer.remove(id);
+        }
+        taken
     }
 }
 
@@ -212,11 +235,39 @@ impl Session {
             };
             if meta.assignee.as_deref() != Some(user_id.as_str()) {
                 self.holding.add(&id);
+            } else if self.holding.listed_assigned.len() < REOFFER_SCAN_MAX {
+                self.holding.listed_assigned.insert(id);
             }
         }
         if last {
             self.holding.receiving = false;
+            self.queue_reoffers(&user_id, store)?;
             self.send_revocations(now_ms, store)?;
+            self.pump(now_ms, store)?;
+        }
+        Ok(())
+    }
+
+    /// What is assigned to the user here and missing from the device's
+    /// list is offered again (protocol 6): the device may have purged it
+    /// on the word of another central that did not know of the assignment
+    /// yet, and our checkpoint for it is past the document, so nothing else
+    /// would send it again (simulator, `--centrals 2` seed 182).
+    fn queue_reoffers<S: SyncStore>(&mut self, user: &str, store: &S) -> Result<(), SessionError> {
+        let listed = std::mem::take(&mut self.holding.listed_assigned);
+        if self.version < PROTOCOL_VERSION_REOFFER {
+            return Ok(());
+        }
+        let assigned = store
+            .assigned_ids(user, REOFFER_SCAN_MAX)
+            .map_err(store_error)?;
+        for id in assigned {
+            if self.holding.reoffer.len() >= HOLDING_CANDIDATES_MAX {
+                break;
+            }
+            if !listed.contains(&id) {
+                self.holding.reoffer.insert(id);
+            }
         }
         Ok(())
     }

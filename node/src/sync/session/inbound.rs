@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use fieldsync_schemas::sync_frame::{
-    DocHeads, Frame, RecordCopy, WireCheckpoint, PROTOCOL_VERSION_RECORDS,
+    DocHeads, Frame, RecordCopy, WireCheckpoint, PROTOCOL_VERSION_RECORDS, PROTOCOL_VERSION_REOFFER,
 };
 
 use super::checks::load_work_orders;
@@ -66,6 +66,17 @@ impl Inbound {
         self.pages.is_empty()
     }
 
+    /// Ask for `id` whole in the oldest page waiting for it that has not
+    /// asked already: returns that page.
+    pub(super) fn ask_whole(&mut self, id: &str) -> Option<u64> {
+        let page = self
+            .pages
+            .iter_mut()
+            .find(|page| page.waiting.contains_key(id) && !page.full.contains(id))?;
+        page.full.insert(id.to_string());
+        Some(page.page)
+    }
+
     /// Documents the peer announced that we have not finished merging.
     pub(super) fn pending_docs(&self) -> u64 {
         self.pages
@@ -77,12 +88,14 @@ impl Inbound {
     /// Check that an incoming page comes in order, advances the peer's
     /// changelog (an empty page may repeat the last seq), and fits the
     /// window; then count it.
+    /// `reoffer`: an office may announce again at the last page's seq
+    /// (protocol 6, `holding.rs`).
     fn open_page(
         &mut self,
         kind: &str,
         page: u64,
         upto_seq: u64,
-        empty: bool,
+        (empty, reoffer): (bool, bool),
         pages_in_flight_max: usize,
     ) -> Result<(), SessionError> {
         if page != self.next_page {
@@ -95,7 +108,7 @@ impl Inbound {
             .pages
             .back()
             .map_or(self.checkpoint_seq, |p| p.upto_seq);
-        if upto_seq <= last_upto && !(upto_seq == last_upto && empty) {
+        if upto_seq <= last_upto && !(upto_seq == last_upto && (empty || reoffer)) {
             return Err(protocol(format!(
                 "{kind} up to seq {upto_seq} does not advance past {last_upto}"
             )));
@@ -214,8 +227,10 @@ impl Session {
         empty: bool,
     ) -> Result<(), SessionError> {
         let pages_in_flight_max = self.config.pages_in_flight_max;
+        let reoffer =
+            kind == "announce" && self.peer.is_office() && self.version >= PROTOCOL_VERSION_REOFFER;
         self.inbound
-            .open_page(kind, page, upto_seq, empty, pages_in_flight_max)
+            .open_page(kind, page, upto_seq, (empty, reoffer), pages_in_flight_max)
     }
 
     pub(super) fn on_announce<S: SyncStore>(

@@ -20,7 +20,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use automerge::ChangeHash;
-use fieldsync_schemas::sync_frame::{DocHeads, Frame, RecordCopy, PROTOCOL_VERSION_RECORDS};
+use fieldsync_schemas::sync_frame::{
+    DocHeads, Frame, RecordCopy, PAGE_DOCS_MAX, PROTOCOL_VERSION_RECORDS,
+};
 
 use super::visibility::HIDDEN_REASON;
 use super::wire::{compress_batch, docs_as_bytes, pushes_as_bytes};
@@ -115,6 +117,12 @@ impl Session {
             return Ok(());
         }
         let mut pages_sent = 0;
+        if self.outbound.has_room(self.config.pages_in_flight_max)
+            && !self.outbound.priming()
+            && self.reoffer_page(now_ms, store)?
+        {
+            pages_sent += 1;
+        }
         while self.outbound.has_room(self.config.pages_in_flight_max)
             && self.outbound.cursor < store.last_seq()
         {
@@ -130,6 +138,40 @@ impl Session {
             assert!(pages_sent <= self.config.pages_in_flight_max);
         }
         Ok(())
+    }
+
+    /// Offer again what the device's holdings list lacks (`holding.rs`):
+    /// an `Announce` of those documents the peer may see, at our cursor (a
+    /// page that does not advance the changelog, protocol 6). Returns
+    /// whether a page went out.
+    fn reoffer_page<S: SyncStore>(
+        &mut self,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<bool, SessionError> {
+        let mut docs = Vec::new();
+        for id in self.holding.take_reoffers(PAGE_DOCS_MAX) {
+            let Some(meta) = store.doc_meta(&id).map_err(store_error)? else {
+                continue;
+            };
+            if self.visible_or_durably(&id, &meta, now_ms, store, &mut None)? {
+                docs.push(DocHeads {
+                    id,
+                    heads: meta.heads.iter().map(|h| h.0).collect(),
+                });
+            }
+        }
+        if docs.is_empty() {
+            return Ok(false);
+        }
+        let upto_seq = self.outbound.cursor;
+        let page = self.outbound.open_page(upto_seq, docs.len() as u64);
+        self.outbox.push_back(Frame::Announce {
+            page,
+            upto_seq,
+            docs,
+        });
+        Ok(true)
     }
 
     /// Send the next page of the changelog as `Announce` (or, from an

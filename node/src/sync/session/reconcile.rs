@@ -188,6 +188,21 @@ impl Session {
         store: &mut S,
     ) -> Result<bool, SessionError> {
         let Some(meta) = store.doc_meta(id).map_err(store_error)? else {
+            // We purged it while reconciling it with an office (another
+            // central's revoke): what the page waits for can now come only
+            // whole. Asking settles it either way: the office sends it, or
+            // rejects it if it agrees (simulator, `--centrals 2` seed 44).
+            if self.peer.is_office() {
+                if let Some(page) = self.inbound.ask_whole(id) {
+                    self.reconcile.forget(id);
+                    self.outbox.push_back(Frame::Want {
+                        page,
+                        full: vec![id.to_string()],
+                        sync: Vec::new(),
+                    });
+                    return Ok(false);
+                }
+            }
             // Not settled: we may be waiting for this very document whole
             // (we purged it, and it was assigned back), and a purge settled
             // everything else already (simulator, seed 252).

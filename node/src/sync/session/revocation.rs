@@ -284,6 +284,11 @@ impl Session {
             // 4726).
             self.settle(&id);
             self.holding.settle(&id);
+            // Its copy is gone: the heads it announced no longer say what
+            // it holds. A merge here of those same heads (another central's
+            // change, which that copy already had) must be offered again
+            // (simulator, `--centrals 2` seed 18).
+            self.echo.forget(&id);
             if self.revocation.sent.remove(&id) {
                 // The document may have been assigned back and away again
                 // while our `Revoke` travelled: that refreshed the record,
