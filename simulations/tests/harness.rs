@@ -168,6 +168,26 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         World::MixedSevenTechs,
         "a copy one central sent after the other revoked it stayed until the next hello",
     ),
+    (
+        118,
+        World::SharedLaptops,
+        "a write held by two devices revoked one after the other was never excused",
+    ),
+    (
+        18,
+        World::TwoCentrals,
+        "a device's purged copy left its heads remembered: the other central's echo of them was never offered",
+    ),
+    (
+        182,
+        World::TwoCentrals,
+        "a device purged on one central's word was never sent the document again by the other",
+    ),
+    (
+        44,
+        World::TwoCentrals,
+        "a device that purged a document mid-reconciliation waited for it for ever",
+    ),
 ];
 
 const PER_USER_RECORD: &str =
@@ -179,6 +199,8 @@ enum World {
     SharedLaptops,
     /// `--centrals 0 --shared-laptops --techs 7`
     MixedSevenTechs,
+    /// `--centrals 2`
+    TwoCentrals,
 }
 
 #[test]
@@ -193,6 +215,10 @@ fn the_seeds_found_with_several_devices_and_centrals_pass() {
                 shared_laptops: true,
                 centrals: None,
                 techs: 7,
+                ..SimConfig::new(seed)
+            },
+            World::TwoCentrals => SimConfig {
+                centrals: Some(2),
                 ..SimConfig::new(seed)
             },
         };

@@ -1540,3 +1540,40 @@ fn without_vouchers(store: &MemStore) -> MemStore {
     copy.forget_vouchers();
     copy
 }
+
+#[test]
+fn a_central_offers_again_what_a_device_purged_on_another_centrals_word() {
+    let grace_ms = SessionConfig::new("x", true).grace_ms;
+    let mut c1 = Node::new("c1", 1, true);
+    let mut c2 = Node::new("c2", 2, true);
+    let mut laptop = Node::new("laptop", 3, false);
+    create(&mut c1, "wo-1", "tech-1");
+    let mut offices = connect(&c1, &c2, PeerAccess::Office, PeerAccess::Office);
+    drive(&mut offices, &mut c1, &mut c2, 2_000);
+    let mut link = connect(&c2, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut c2, &mut laptop, 3_000);
+    assert!(laptop.store.work_order("wo-1").is_some());
+    // The first central reassigns it; the second has not heard yet. After
+    // the grace period the first revokes the laptop's copy (which it never
+    // sent: the laptop's holdings tell it).
+    reassign(&mut c1, "wo-1", "tech-2", 10_000);
+    let later = 10_000 + grace_ms + 1;
+    let mut link = connect(&c1, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut c1, &mut laptop, later);
+    assert!(laptop.store.work_order("wo-1").is_none());
+    // The second central still has it assigned to tech-1, and its
+    // checkpoint for the laptop is past the document: the laptop's list
+    // shows it missing, and the central offers it again.
+    let mut link = connect(&c2, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut c2, &mut laptop, later + 1);
+    assert!(
+        laptop.store.work_order("wo-1").is_some(),
+        "offered again by the central that still assigns it to the laptop's user"
+    );
+    // Once the centrals agree, the laptop loses it for good.
+    let mut offices = connect(&c1, &c2, PeerAccess::Office, PeerAccess::Office);
+    drive(&mut offices, &mut c1, &mut c2, later + 2);
+    let mut link = connect(&c2, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut c2, &mut laptop, later + grace_ms + 3);
+    assert!(laptop.store.work_order("wo-1").is_none());
+}
