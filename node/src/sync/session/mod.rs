@@ -408,6 +408,7 @@ impl Session {
             return Ok(());
         }
         for ids in self.revocation.durable_purges(write) {
+            self.outbound.forget_announced(&ids);
             self.events.push_back(Event::Purged { ids: ids.clone() });
             self.outbox.push_back(Frame::Revoked { ids });
         }
@@ -415,6 +416,7 @@ impl Session {
             self.events.push_back(Event::CaughtUp { seq: upto_seq });
             self.outbox.push_back(Frame::PageDone { page, upto_seq });
         }
+        self.tell_lost_copies(store)?;
         self.pump(now_ms, store)?;
         self.resend_holding(store)
     }
@@ -433,6 +435,7 @@ impl Session {
         // technician connected through a reassignment holding the document
         // for ever (found by the simulator, seed 2).
         self.send_revocations(now_ms, store)?;
+        self.tell_lost_copies(store)?;
         self.pump(now_ms, store)?;
         self.resend_holding(store)
     }

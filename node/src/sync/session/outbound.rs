@@ -48,6 +48,9 @@ pub(super) struct Outbound {
 struct OutPage {
     upto_seq: u64,
     docs: u64,
+    /// Device: the documents this page announced, while the peer may still
+    /// wait for them (`Session::tell_lost_copies`).
+    announced: Vec<String>,
 }
 
 impl Outbound {
@@ -77,12 +80,31 @@ impl Outbound {
     }
 
     /// Number the next page, covering the changelog up to `upto_seq`.
-    pub(super) fn open_page(&mut self, upto_seq: u64, docs: u64) -> u64 {
+    pub(super) fn open_page(&mut self, upto_seq: u64, docs: u64, announced: Vec<String>) -> u64 {
         let page = self.next_page;
         self.next_page += 1;
         self.cursor = upto_seq;
-        self.pages.insert(page, OutPage { upto_seq, docs });
+        self.pages.insert(
+            page,
+            OutPage {
+                upto_seq,
+                docs,
+                announced,
+            },
+        );
         page
+    }
+
+    /// The documents announced in pages the peer has not acknowledged.
+    pub(super) fn announced(&self) -> impl Iterator<Item = &String> {
+        self.pages.values().flat_map(|page| page.announced.iter())
+    }
+
+    /// The peer was told these copies are gone: nothing more to tell.
+    pub(super) fn forget_announced(&mut self, ids: &[String]) {
+        for page in self.pages.values_mut() {
+            page.announced.retain(|id| !ids.contains(id));
+        }
     }
 
     fn has_room(&self, pages_in_flight_max: usize) -> bool {
@@ -165,7 +187,9 @@ impl Session {
             return Ok(false);
         }
         let upto_seq = self.outbound.cursor;
-        let page = self.outbound.open_page(upto_seq, docs.len() as u64);
+        let page = self
+            .outbound
+            .open_page(upto_seq, docs.len() as u64, Vec::new());
         self.outbox.push_back(Frame::Announce {
             page,
             upto_seq,
@@ -216,7 +240,14 @@ impl Session {
                 .collect();
             self.vouch_before_sending(&vouched, store)?;
         }
-        let page = self.outbound.open_page(upto_seq, docs.len() as u64);
+        let announced = if self.config.office {
+            Vec::new()
+        } else {
+            docs.iter().map(|d| d.id.clone()).collect()
+        };
+        let page = self
+            .outbound
+            .open_page(upto_seq, docs.len() as u64, announced);
         self.outbox.push_back(match pushed {
             Some(pushed) => Frame::AnnouncePush {
                 page,

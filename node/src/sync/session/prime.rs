@@ -42,11 +42,17 @@ impl Session {
         let mut revocations = None;
         for entry in &entries {
             assert!(entry.seq > upto_seq, "changelog moves forward");
-            let offered = if entry.is_work_order() && seen.insert(entry.id.as_str()) {
+            // A document is marked seen only once it goes: an earlier entry
+            // of it the peer itself sent us (an echo) must not hide a later
+            // one with our own change (simulator, `--centrals 0` seed 227).
+            let offered = if entry.is_work_order() && !seen.contains(entry.id.as_str()) {
                 self.to_offer(entry, now_ms, store, &mut revocations)?
             } else {
                 None
             };
+            if offered.is_some() {
+                seen.insert(entry.id.as_str());
+            }
             let bytes = match &offered {
                 Some(_) => store.doc_bytes(&entry.id).map_err(store_error)?,
                 None => None,
@@ -78,7 +84,7 @@ impl Session {
             .collect();
         self.vouch_before_sending(&vouched, store)?;
         let docs = batch.len() as u64;
-        let page = self.outbound.open_page(upto_seq, docs);
+        let page = self.outbound.open_page(upto_seq, docs, Vec::new());
         self.progress.docs_sent += docs;
         let compressed = compress_batch(&docs_as_bytes(&batch), self.config.batch_zstd_level);
         self.outbox.push_back(Frame::Prime {

@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use fieldsync_schemas::sync_frame::Frame;
+use fieldsync_schemas::sync_frame::{Frame, PAGE_DOCS_MAX};
 use fieldsync_schemas::Role;
 
 use super::visibility::REVOCATIONS_SCAN_MAX;
@@ -303,6 +303,37 @@ impl Session {
             }
         }
         self.complete_pages(store)
+    }
+}
+
+impl Session {
+    /// A device that purged, on another central's word, a document it
+    /// announced to this office tells this office too (an unasked
+    /// `Revoked`): the office waits for the heads announced, which went
+    /// with the copy, and nothing else would ever settle them (simulator,
+    /// `--centrals 2` seed 156). Told once the purge is durable, as every
+    /// `Revoked`.
+    pub(super) fn tell_lost_copies<S: SyncStore>(&mut self, store: &S) -> Result<(), SessionError> {
+        if self.config.office || !self.peer.is_office() {
+            return Ok(());
+        }
+        let mut lost: Vec<String> = Vec::new();
+        for id in self.outbound.announced() {
+            if lost.len() >= PAGE_DOCS_MAX {
+                break;
+            }
+            if !lost.contains(id)
+                && store.doc_meta(id).map_err(store_error)?.is_none()
+                && store.durable_doc_meta(id).map_err(store_error)?.is_none()
+            {
+                lost.push(id.clone());
+            }
+        }
+        if !lost.is_empty() {
+            self.outbound.forget_announced(&lost);
+            self.outbox.push_back(Frame::Revoked { ids: lost });
+        }
+        Ok(())
     }
 }
 
