@@ -176,6 +176,17 @@ impl Sim {
                         peer_name.clone(),
                         entry.id.clone(),
                     ));
+                    // The peer refused this device's changes to the document
+                    // (a tampered sibling, or a protocol-5 relay of an
+                    // office change): the engine ends that conversation both
+                    // ways for the session (`on_rejected`), and the peer's
+                    // changes reach the device through an office instead.
+                    let rejected_by_peer = node.user().is_some()
+                        && self.model.refused.contains(&(
+                            peer_name.clone(),
+                            node.name.clone(),
+                            entry.id.clone(),
+                        ));
                     let purged = self
                         .model
                         .purged
@@ -189,7 +200,7 @@ impl Sim {
                         let ever = self.model.assignees_ever.get(&entry.id);
                         ever.is_none_or(|set| set.len() != 1 || !set.contains(&self.users[u].id))
                     });
-                    if refused || purged || gone_at_peer || not_only_theirs {
+                    if refused || rejected_by_peer || purged || gone_at_peer || not_only_theirs {
                         continue;
                     }
                     return Err(Failure::new(
