@@ -22,6 +22,7 @@ use fieldsync_node::sync::{Event, MemStore, Session, SessionConfig, SyncStore, W
 use fieldsync_node::vouch::Signer;
 use fieldsync_schemas::sync_frame::{
     Frame, PROTOCOL_VERSION, PROTOCOL_VERSION_HOLDINGS, PROTOCOL_VERSION_RECORDS,
+    PROTOCOL_VERSION_REOFFER,
 };
 use fieldsync_schemas::Role;
 use rand::{Rng, SeedableRng};
@@ -443,6 +444,17 @@ impl Sim {
         };
         let devices = self.nodes.iter().filter(|n| n.user() == Some(user)).count();
         self.protocol_version(node) >= PROTOCOL_VERSION_HOLDINGS || devices == 1
+    }
+
+    /// Is a document purged on one central's word owed back from another
+    /// central that still assigns it to the device's user? Only a device of
+    /// protocol 6 lists what it holds for an office to offer again; with
+    /// one central nothing else can purge it.
+    pub(crate) fn reoffer_owed(&self, node: usize) -> bool {
+        let centrals = self.nodes.iter().filter(|n| n.is_central()).count();
+        self.nodes[node].user().is_none()
+            || centrals == 1
+            || self.protocol_version(node) >= PROTOCOL_VERSION_REOFFER
     }
 
     pub(crate) fn out_of_system(&self, node: usize) -> bool {
