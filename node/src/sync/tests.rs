@@ -1577,3 +1577,71 @@ fn a_central_offers_again_what_a_device_purged_on_another_centrals_word() {
     drive(&mut link, &mut c2, &mut laptop, later + grace_ms + 3);
     assert!(laptop.store.work_order("wo-1").is_none());
 }
+
+/// Office keys and vouchers are judged like every other frame from a peer:
+/// keys from anyone but an office, a device's vouchers for more than one
+/// document, or either in protocol 5, close the session; a voucher with a
+/// signature of the wrong length does not even decode.
+#[test]
+fn vouching_frames_out_of_place_close_the_session() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    create(&mut central, "wo-1", "tech-1");
+    let signer = crate::vouch::Signer::derive(b"office");
+    let head = central.store.doc_meta("wo-1").unwrap().unwrap().heads[0];
+    let keys = Frame::OfficeKeys {
+        keys: vec![signer.key()],
+    };
+    let vouch = |count: usize| Frame::Vouch {
+        vouchers: vec![signer.vouch("wo-1", &head); count],
+    };
+    let operator_node = PeerAccess::User {
+        user_id: "op".into(),
+        role: Role::Operator,
+    };
+    let cases: Vec<(&str, PeerAccess, Frame, u16)> = vec![
+        (
+            "keys from a device",
+            tech_access("tech-1"),
+            keys.clone(),
+            PROTOCOL_VERSION,
+        ),
+        (
+            "keys from an operator's node",
+            operator_node,
+            keys.clone(),
+            PROTOCOL_VERSION,
+        ),
+        ("keys in protocol 5", PeerAccess::Office, keys.clone(), 5),
+        (
+            "a device's vouchers past one document's",
+            tech_access("tech-1"),
+            vouch(9),
+            PROTOCOL_VERSION,
+        ),
+        ("vouchers in protocol 5", tech_access("tech-1"), vouch(1), 5),
+    ];
+    for (why, access, frame, version) in cases {
+        let mut session = session_past_hello(&mut central, &laptop, access, version);
+        assert!(
+            session.handle_frame(0, frame, &mut central.store).is_err(),
+            "{why}"
+        );
+    }
+    // From an office, keys are kept (not our own, not twice).
+    let mut session =
+        session_past_hello(&mut laptop, &central, PeerAccess::Office, PROTOCOL_VERSION);
+    session
+        .handle_frame(0, keys.clone(), &mut laptop.store)
+        .unwrap();
+    session.handle_frame(0, keys, &mut laptop.store).unwrap();
+    laptop.store.flush();
+    assert_eq!(laptop.store.office_keys().unwrap(), vec![signer.key()]);
+    let mut short = signer.vouch("wo-1", &head);
+    short.signature.truncate(63);
+    let bytes = Frame::Vouch {
+        vouchers: vec![short],
+    }
+    .encode();
+    assert!(session.handle_bytes(0, &bytes, &mut laptop.store).is_err());
+}

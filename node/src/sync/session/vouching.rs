@@ -26,6 +26,7 @@ use fieldsync_schemas::sync_frame::{
 };
 
 use super::{protocol, store_error, Session, SessionError};
+use crate::access::PeerAccess;
 use crate::sync::store::SyncStore;
 use crate::vouch::{self, VOUCHERS_PER_DOC_MAX};
 
@@ -79,7 +80,9 @@ impl Session {
         keys: Vec<OfficeKey>,
         store: &mut S,
     ) -> Result<(), SessionError> {
-        if !self.speaks_vouch() || !self.peer.is_office() {
+        // Only a peer pinned as an office, not an operator's node: a key
+        // named here makes changes the office's wherever they are relayed.
+        if !self.speaks_vouch() || self.peer != PeerAccess::Office {
             return Err(protocol("only an office names office keys (version 6)"));
         }
         let own = self.config.signer.as_ref().map(|s| s.key());
@@ -114,6 +117,13 @@ impl Session {
         let kept = if self.peer.is_office() {
             vouchers
         } else {
+            // A device forwards one document's vouchers before its
+            // `DocSync`: more would only cost us signature checks.
+            if vouchers.len() > VOUCHERS_PER_DOC_MAX {
+                return Err(protocol(format!(
+                    "a device forwards at most {VOUCHERS_PER_DOC_MAX} vouchers at once"
+                )));
+            }
             self.verified_vouchers(vouchers, store)?
         };
         if self.config.office {
@@ -194,15 +204,22 @@ impl Session {
         if !self.speaks_vouch() || docs.is_empty() {
             return Ok(());
         }
-        let vouchers = if self.config.office {
-            self.own_vouchers(docs)
-        } else {
-            self.held_vouchers(docs, store)?
-        };
-        for chunk in vouchers.chunks(VOUCHERS_MAX) {
-            self.outbox.push_back(Frame::Vouch {
-                vouchers: chunk.to_vec(),
-            });
+        if self.config.office {
+            let vouchers = self.own_vouchers(docs);
+            for chunk in vouchers.chunks(VOUCHERS_MAX) {
+                self.outbox.push_back(Frame::Vouch {
+                    vouchers: chunk.to_vec(),
+                });
+            }
+            return Ok(());
+        }
+        // A device: one frame per document (a receiver takes at most one
+        // document's vouchers at once).
+        for doc in docs {
+            let vouchers = self.held_vouchers(std::slice::from_ref(doc), store)?;
+            if !vouchers.is_empty() {
+                self.outbox.push_back(Frame::Vouch { vouchers });
+            }
         }
         Ok(())
     }
