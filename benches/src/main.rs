@@ -29,6 +29,7 @@ mod many;
 mod records_bench;
 mod report;
 mod sync_bench;
+mod vouch_bench;
 mod webhooks_bench;
 
 /// The fixture, relative to this crate's directory (the workspace root's
@@ -83,6 +84,9 @@ enum Workload {
     /// ERP ingest over gRPC TableStream: rows/s, Write latency, and the
     /// records rate of the same run.
     Ingest(ingest_bench::IngestArgs),
+    /// Vouchers: an office's signature and its check, per voucher, and the
+    /// bytes they add to priming a device that may relay.
+    Vouch(vouch_bench::VouchArgs),
 }
 
 #[derive(Args)]
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
         Workload::Webhooks(args) => webhooks_bench::webhooks(&args).map(|()| ExitCode::SUCCESS),
         Workload::W3Once(args) => w3_once(&args),
         Workload::Stages(args) => stages(&args).map(|()| ExitCode::SUCCESS),
+        Workload::Vouch(args) => vouch_bench::vouch(&args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

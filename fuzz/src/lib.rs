@@ -150,7 +150,7 @@ pub fn work_order_bytes() -> &'static [u8] {
 ///    picks the setting: bit 0, a laptop talking to an office or an office
 ///    talking to a technician's laptop; bit 1, the peer's `Hello` comes from
 ///    the input, or is made here (so the other frames reach the ready
-///    state); bits 2-3, the peer's protocol version (the newest, 5, and the three
+///    state); bits 2-3, the peer's protocol version (the newest, 6, and the three
 ///    before it).
 pub fn sync_frame(data: &[u8]) {
     if let Ok(frame) = Frame::decode(data) {
