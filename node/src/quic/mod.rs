@@ -104,9 +104,7 @@ impl DriverConfig {
             .key_der()
             .map_err(|e| DriverError::Identity(e.to_string()))?;
         let office = config.role == NodeRole::Central;
-        // An office's signing key follows from its node key: the same on
-        // every start, so its vouchers stay valid.
-        let signer = office.then(|| Arc::new(Signer::derive(key.secret_der())));
+        let signer = office.then(|| office_signer(&key));
         Ok(DriverConfig {
             node_id: identity.node_id().to_string(),
             credentials: Credentials {
@@ -140,6 +138,12 @@ impl DriverConfig {
 /// went from ~3 s to ~1.5 s). Every node runs this driver, so sender and
 /// receiver agree on the window.
 pub const PAGES_IN_FLIGHT_MAX: usize = 8;
+
+/// An office's signing key (`crate::vouch`): it follows from the node key,
+/// so it is the same on every start and its vouchers stay valid.
+pub fn office_signer(key: &rustls::pki_types::PrivateKeyDer<'_>) -> Arc<Signer> {
+    Arc::new(Signer::derive(key.secret_der()))
+}
 
 /// The engine's tunables as the driver runs them.
 pub fn session_config(node_id: &str, office: bool) -> SessionConfig {

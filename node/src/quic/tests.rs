@@ -43,7 +43,10 @@ fn driver_config(identity: &Identity, office: bool, peers: Vec<PeerConfig>) -> D
         timing: timing(),
         reconnect_delay_ms_min: 50,
         reconnect_delay_ms_max: 500,
-        session: SessionConfig::new(identity.node_id(), office),
+        session: SessionConfig {
+            signer: office.then(|| office_signer(&identity.key_der().unwrap())),
+            ..SessionConfig::new(identity.node_id(), office)
+        },
         connections_max: 8,
         status_dir: None,
         read_grants: Default::default(),
@@ -56,29 +59,7 @@ impl TestNode {
         let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
         setup(&store);
         let identity = Identity::generate("test").unwrap();
-        let mut config = driver_config(&identity, office, peers);
-        config.status_dir = Some(dir.path().to_path_buf());
-        let driver = Driver::bind(config, store.clone()).unwrap();
-        let addr = driver.local_addr();
-        let peers = driver.peers();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            driver
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        TestNode {
-            _dir: dir,
-            store,
-            identity,
-            addr,
-            peers,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        node_of(identity, dir, store, office, peers)
     }
 
     fn as_peer(&self) -> PeerConfig {
@@ -186,7 +167,18 @@ fn laptop_of(
     dir: tempfile::TempDir,
     store: Store,
 ) -> TestNode {
-    let mut config = driver_config(&laptop_identity, false, vec![central.as_peer()]);
+    node_of(laptop_identity, dir, store, false, vec![central.as_peer()])
+}
+
+/// A node over `store` as `identity`, dialling `peers`.
+fn node_of(
+    identity: Identity,
+    dir: tempfile::TempDir,
+    store: Store,
+    office: bool,
+    peers: Vec<PeerConfig>,
+) -> TestNode {
+    let mut config = driver_config(&identity, office, peers);
     config.status_dir = Some(dir.path().to_path_buf());
     let driver = Driver::bind(config, store.clone()).unwrap();
     let addr = driver.local_addr();
@@ -203,7 +195,7 @@ fn laptop_of(
     TestNode {
         _dir: dir,
         store,
-        identity: laptop_identity,
+        identity,
         addr,
         peers,
         stop: Some(stop),
@@ -924,6 +916,213 @@ async fn both_devices_of_a_technician_lose_a_reassigned_work_order() {
     .await;
     for node in [&mut tablet, &mut laptop, &mut central] {
         node.stop().await;
+        assert!(node.store.verify(|_| ()).unwrap().is_empty());
+    }
+}
+
+/// A fresh store in a fresh directory.
+fn fresh_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+    (dir, store)
+}
+
+/// Both centrals know both users' devices (users do not replicate between
+/// centrals yet: each is told, as an operator would enroll at each).
+fn users_of_two_centrals(store: &Store, tech_1: &[&str], tech_2: &str) {
+    enroll_user(store, "tech-2", tech_2);
+    blocking(|| {
+        let mut user = store.user("tech-2").unwrap().unwrap();
+        user.id = "tech-1".into();
+        user.node_ids = tech_1.iter().map(|id| id.to_string()).collect();
+        store.put_user(&user)
+    })
+    .unwrap();
+}
+
+fn priority_of(store: &Store, id: &str) -> Option<fieldsync_schemas::Priority> {
+    Some(store.work_order(id).ok()??.priority)
+}
+
+/// Two centrals, each the other's office peer, and three devices over real
+/// QUIC and sled: tech-1's laptop (reaches both centrals) and tablet
+/// (reaches only the second), tech-2's laptop (only the first).
+/// 1. A reassignment made at the first central purges the work order from
+///    the tablet, which only the second reaches.
+/// 2. With the centrals apart, an office edit at the first reaches the
+///    second through tech-1's laptop, with the first's voucher, and stands
+///    there (not compensated as the laptop's).
+/// 3. The first central stops; the laptop carries on with the second, and
+///    the first's acknowledged writes are in its store when it restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_centrals_and_three_devices() {
+    let ids: Vec<Identity> = ["c1", "c2", "laptop", "tablet", "bob"]
+        .iter()
+        .map(|name| Identity::generate(name).unwrap())
+        .collect();
+    let [c1_id, c2_id, laptop_id, tablet_id, bob_id] = ids.try_into().unwrap();
+    let node = |identity: &Identity| identity.node_id().to_string();
+    let tech_1 = [node(&laptop_id), node(&tablet_id)];
+    let tech_1: Vec<&str> = tech_1.iter().map(String::as_str).collect();
+    let bob_node = node(&bob_id);
+    // The first central knows the second as an office (it never reaches
+    // the address given: the second dials it).
+    let unreachable = |identity: &Identity| PeerConfig {
+        address: "127.0.0.1:9".into(),
+        node_id: identity.node_id().to_string(),
+        user: None,
+    };
+    let (dir, store) = fresh_store();
+    create(&store, "wo-1", "tech-1");
+    create(&store, "wo-2", "tech-1");
+    create(&store, "wo-3", "tech-2");
+    users_of_two_centrals(&store, &tech_1, &bob_node);
+    let c2_peer = unreachable(&c2_id);
+    let mut c1 = node_of(c1_id, dir, store, true, vec![c2_peer.clone()]);
+    let (dir, store) = fresh_store();
+    users_of_two_centrals(&store, &tech_1, &bob_node);
+    let mut c2 = node_of(c2_id, dir, store, true, vec![c1.as_peer()]);
+    let (dir, store) = fresh_store();
+    let mut laptop = node_of(
+        laptop_id,
+        dir,
+        store,
+        false,
+        vec![c1.as_peer(), c2.as_peer()],
+    );
+    let (dir, store) = fresh_store();
+    let mut tablet = node_of(tablet_id, dir, store, false, vec![c2.as_peer()]);
+    let (dir, store) = fresh_store();
+    let mut bob = node_of(bob_id, dir, store, false, vec![c1.as_peer()]);
+    wait_for(
+        "the tablet to get tech-1's work orders from the second central",
+        || tablet.store.doc_ids(None, 10).unwrap() == ["wo-1", "wo-2"],
+    )
+    .await;
+
+    // 1. Reassigned long ago (1 s after the epoch): the grace period is over.
+    let reassign = Operation::EditOperatorFields(fieldsync_schemas::OperatorPatch {
+        assignee: Some(Some("tech-2".into())),
+        ..Default::default()
+    });
+    blocking(|| {
+        c1.store
+            .update_work_order("wo-1", &operator(), &reassign, 1)
+    })
+    .unwrap();
+    wait_for(
+        "the tablet to purge wo-1 on the second central's word",
+        || tablet.store.doc_ids(None, 10).unwrap() == ["wo-2"],
+    )
+    .await;
+    wait_for("bob's laptop to get wo-1", || {
+        bob.store.doc_ids(None, 10).unwrap() == ["wo-1", "wo-3"]
+    })
+    .await;
+    wait_for("the second central to know the first's key", || {
+        !blocking(|| {
+            c2.store
+                .records(fieldsync_schemas::collection::OFFICE_KEYS, None, 8)
+        })
+        .unwrap()
+        .is_empty()
+    })
+    .await;
+
+    // 2. The centrals apart: the second restarts knowing the first only as
+    // an office it cannot reach.
+    c2.stop().await;
+    let TestNode {
+        _dir: dir,
+        store,
+        identity,
+        ..
+    } = c2;
+    let mut c2 = node_of(identity, dir, store, true, vec![unreachable(&c1.identity)]);
+    laptop.stop().await;
+    let TestNode {
+        _dir: dir,
+        store,
+        identity,
+        ..
+    } = laptop;
+    let mut laptop = node_of(
+        identity,
+        dir,
+        store,
+        false,
+        vec![c1.as_peer(), c2.as_peer()],
+    );
+    tablet.stop().await;
+    let TestNode {
+        _dir: dir,
+        store,
+        identity,
+        ..
+    } = tablet;
+    let mut tablet = node_of(identity, dir, store, false, vec![c2.as_peer()]);
+    let urgent = Operation::EditOperatorFields(fieldsync_schemas::OperatorPatch {
+        priority: Some(fieldsync_schemas::Priority::Urgent),
+        ..Default::default()
+    });
+    edit(&c1.store, "wo-2", &operator(), &urgent);
+    wait_for(
+        "the first central's edit at the second, through the laptop",
+        || priority_of(&c2.store, "wo-2") == Some(fieldsync_schemas::Priority::Urgent),
+    )
+    .await;
+    wait_for("the edit on the tablet, from the second central", || {
+        priority_of(&tablet.store, "wo-2") == Some(fieldsync_schemas::Priority::Urgent)
+    })
+    .await;
+    // Not compensated: give a compensation time to come back, then look.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, store) in [("second central", &c2.store), ("laptop", &laptop.store)] {
+        assert_eq!(
+            priority_of(store, "wo-2"),
+            Some(fieldsync_schemas::Priority::Urgent),
+            "the office's edit stands on the {name}"
+        );
+    }
+
+    // 3. The first central stops; the laptop carries on with the second.
+    c1.stop().await;
+    edit(
+        &laptop.store,
+        "wo-2",
+        &Actor::new("tech-1", Role::Technician),
+        &Operation::AddNote {
+            id: "n-after".into(),
+            at: "1970-01-01T00:00:06Z".into(),
+            text: "written while the first central was down".into(),
+        },
+    );
+    wait_for("the laptop's note at the second central", || {
+        c2.store
+            .work_order("wo-2")
+            .ok()
+            .flatten()
+            .is_some_and(|view| view.notes.iter().any(|note| note.id == "n-after"))
+    })
+    .await;
+    // Everything the first central acknowledged is in its store.
+    assert_eq!(
+        priority_of(&c1.store, "wo-2"),
+        Some(fieldsync_schemas::Priority::Urgent)
+    );
+    assert_eq!(
+        c1.store
+            .work_order("wo-1")
+            .unwrap()
+            .unwrap()
+            .assignee
+            .as_deref(),
+        Some("tech-2")
+    );
+    for node in [&mut tablet, &mut laptop, &mut bob, &mut c2] {
+        node.stop().await;
+    }
+    for node in [&c1, &c2, &laptop, &tablet, &bob] {
         assert!(node.store.verify(|_| ()).unwrap().is_empty());
     }
 }
