@@ -409,10 +409,11 @@ impl Sim {
 
     /// Technician nodes whose user was revoked are out of the system: they
     /// never connect again and no invariant is owed to them.
-    /// The protocol version this node speaks best: during a rollout every
-    /// other node still speaks the previous one.
+    /// The protocol version this node speaks best: during a rollout the
+    /// centrals are upgraded first (the order README.md prescribes) and
+    /// every other technician's device still speaks the previous one.
     pub(crate) fn protocol_version(&self, node: usize) -> u16 {
-        if self.rollout && node % 2 == 1 {
+        if self.rollout && !self.nodes[node].is_central() && node % 2 == 1 {
             PROTOCOL_VERSION - 1
         } else {
             PROTOCOL_VERSION
@@ -628,6 +629,7 @@ impl Sim {
             }
             if config.office {
                 config.signer = Some(sim.signer(me));
+                config.sole_office = sim.nodes.iter().filter(|n| n.is_central()).count() == 1;
             }
             config.peer_relays = sim.nodes[peer].user().is_some_and(|user| {
                 sim.nodes.iter().filter(|n| n.user() == Some(user)).count() > 1

@@ -188,6 +188,36 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         World::TwoCentrals,
         "a device that purged a document mid-reconciliation waited for it for ever",
     ),
+    (
+        156,
+        World::TwoCentrals,
+        "an office waited for heads a device announced and then purged on the other central's word",
+    ),
+    (
+        194,
+        World::TwoCentrals,
+        "two offices compensated each other's edits relayed through a device for ever",
+    ),
+    (
+        227,
+        World::Mixed,
+        "a prime page's echoed entry hid a later entry of the office's own change",
+    ),
+    (
+        25,
+        World::Mixed,
+        "a device waited for a document whole from its sibling, which never sends one",
+    ),
+    (
+        563,
+        World::Mixed,
+        "a device kept a work order its sole central had lost",
+    ),
+    (
+        788,
+        World::Mixed,
+        "a push applied in part showed a forged value without the compensation behind it",
+    ),
 ];
 
 const PER_USER_RECORD: &str =
@@ -201,6 +231,8 @@ enum World {
     MixedSevenTechs,
     /// `--centrals 2`
     TwoCentrals,
+    /// `--centrals 0 --shared-laptops`
+    Mixed,
 }
 
 #[test]
@@ -219,6 +251,11 @@ fn the_seeds_found_with_several_devices_and_centrals_pass() {
             },
             World::TwoCentrals => SimConfig {
                 centrals: Some(2),
+                ..SimConfig::new(seed)
+            },
+            World::Mixed => SimConfig {
+                shared_laptops: true,
+                centrals: None,
                 ..SimConfig::new(seed)
             },
         };

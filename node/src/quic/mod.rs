@@ -123,6 +123,9 @@ impl DriverConfig {
             session: SessionConfig {
                 grace_ms: config.sync.grace_ms,
                 signer,
+                // No office peer configured: nothing but this office can
+                // have created a work order.
+                sole_office: office && config.sync.peers.iter().all(|peer| peer.user.is_some()),
                 ..session_config(identity.node_id(), office)
             },
             connections_max: config.sync.connections_max,

@@ -61,6 +61,12 @@ pub struct SessionConfig {
     /// this session? The driver knows: the peer's user has another device.
     /// (An office also vouches when it knows another office.)
     pub peer_relays: bool,
+    /// Is this office the only one (no other office configured)? Then a
+    /// work order a technician's device holds and this office does not was
+    /// lost here (a creation served before its flush, then a crash), and
+    /// the device drops it too; with another office it may simply not have
+    /// arrived yet, and only the holder's user's rules apply.
+    pub sole_office: bool,
 }
 
 impl SessionConfig {
@@ -83,6 +89,7 @@ impl SessionConfig {
             records_page_bytes_max: 256 * 1024,
             signer: None,
             peer_relays: false,
+            sole_office: false,
         }
     }
 }

@@ -228,9 +228,13 @@ impl Session {
         for id in ids {
             validate_doc_id(&id)
                 .map_err(|_| protocol(format!("bad document id in holding list: {id:?}")))?;
-            // A document not here cannot be judged here (a copy this
-            // central lost is refused when the device offers it).
+            // A document not here: lost here, if this is the only office
+            // (`judge_candidate` revokes it); with another office, it may
+            // not have come yet, and cannot be judged here.
             let Some(meta) = store.doc_meta(&id).map_err(store_error)? else {
+                if self.config.sole_office {
+                    self.holding.add(&id);
+                }
                 continue;
             };
             if meta.assignee.as_deref() != Some(user_id.as_str()) {

@@ -314,6 +314,14 @@ impl Session {
                 triage.full.push(id.clone());
                 triage.waiting.insert(id, heads);
             }
+            // One office alone lost it: the device drops it too (the same
+            // answer as a document it may not see: a guessed id learns
+            // nothing). With another office it may not have come yet.
+            None if self.config.sole_office => {
+                if self.reject_invisible(&id, true) {
+                    triage.waiting.insert(id, heads);
+                }
+            }
             None => self.reject_hidden(&id, "a technician may not create work orders"),
             Some(meta) if !self.visible(&id, &meta, now_ms, store)? => {
                 // The office keeps the page open until the laptop

@@ -177,7 +177,15 @@ impl Session {
         live_records: &mut Option<Vec<(String, u64)>>,
     ) -> Result<Candidate, SessionError> {
         let Some(meta) = store.doc_meta(id).map_err(store_error)? else {
-            return Ok(Candidate::Settled); // Purged here: nothing to judge.
+            // Lost here, and this office is the only one: the device's copy
+            // goes too (`SessionConfig::sole_office`).
+            let lost = self.config.sole_office
+                && store.durable_doc_meta(id).map_err(store_error)?.is_none();
+            return Ok(if lost {
+                Candidate::Revoke
+            } else {
+                Candidate::Settled
+            });
         };
         if meta.assignee.as_deref() == Some(user_id) {
             return Ok(Candidate::Settled); // The user's (again).
