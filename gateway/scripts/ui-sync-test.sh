@@ -6,8 +6,9 @@
 #   the office's web UI after sync (target/ui-sync/);
 # - apps_test.py: the office console and two technicians' field apps: create
 #   and assign in the console, work offline in alice's app, sync back live,
-#   approve, a refused forged post, reassign (target/ui-apps/, every page at
-#   1366x768 and 800x1280).
+#   approve, a refused forged post, reassign; bob's app never shows alice's
+#   work order; a note added with the keyboard alone (target/ui-apps/, every
+#   page at 1366x768 and 800x1280, and checked at 1024x768 too).
 #
 # Usage: gateway/scripts/ui-sync-test.sh
 #

@@ -18,14 +18,16 @@
 //!   another machine cannot open a TCP connection to a loopback address.
 //! - There is no sign-in; the credential is a 32-byte key made on first
 //!   start in the data directory (`field-app.key`, mode 0600). `fieldsync
-//!   run` logs the URL `http://127.0.0.1:PORT/open?key=...` and writes it
-//!   to `field-app.url` (mode 0600) for a launcher. `/open` compares the
-//!   key in constant time, sets an `HttpOnly`, `SameSite=Strict` session
-//!   cookie (an HMAC under the key, so it survives restarts and needs no
-//!   storage) and redirects to `/`, so the key leaves the address bar. Any
-//!   other request without a valid cookie gets a plain page saying how to
-//!   open the app (401). Other users of the same laptop cannot read the
-//!   key files.
+//!   run` writes the URL `http://127.0.0.1:PORT/open?key=...` to
+//!   `field-app.url` (mode 0600) for a launcher and prints it on stdout
+//!   (`Field app: open URL`); its log line names the listening address
+//!   and that file's path, never the URL (logs may be kept where others
+//!   read them). `/open` compares the key in constant time, sets an
+//!   `HttpOnly`, `SameSite=Strict` session cookie (an HMAC under the key,
+//!   so it survives restarts and needs no storage) and redirects to `/`,
+//!   so the key leaves the address bar. Any other request without a valid
+//!   cookie gets a plain page saying how to open the app (401). Other
+//!   users of the same laptop cannot read the key files.
 //! - A web page in the browser cannot use it either: the `Host` header
 //!   must name the listener (`127.0.0.1:PORT`, `localhost:PORT`, or the
 //!   bound address), which defeats DNS rebinding; every POST must carry an
