@@ -1,4 +1,4 @@
-//! `fieldsync user add|list|revoke`: people and machine clients.
+//! `fieldsync user add|code|list|revoke`: people and machine clients.
 //!
 //! Credentials are made here and shown once: operators and integration
 //! clients get a client secret (for the gateway's token endpoint),
@@ -20,6 +20,10 @@ use fieldsync_node::clock::now_rfc3339;
 pub(crate) enum UserCommand {
     /// Add a user or integration client and print its credentials once.
     Add(AddArgs),
+    /// A new one-time enrollment code for an existing user: another device
+    /// (a technician's tablet), or this user's device at a second central.
+    /// Devices already enrolled stay enrolled.
+    Code(CodeArgs),
     /// List users (never their secrets).
     List(ListArgs),
     /// Revoke a user: its secret, code and enrolled laptops stop working.
@@ -52,6 +56,12 @@ pub(crate) struct ListArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct CodeArgs {
+    /// The user id.
+    id: String,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct RevokeArgs {
     /// The user id.
     id: String,
@@ -65,6 +75,7 @@ pub(crate) fn run(dir: &Path, command: &UserCommand) -> anyhow::Result<()> {
     let node = Node::open(dir)?;
     let result = match command {
         UserCommand::Add(args) => add(&node, args),
+        UserCommand::Code(args) => code(&node, args),
         UserCommand::List(args) => list(&node, args),
         UserCommand::Revoke(args) => revoke(&node, args),
     };
@@ -148,17 +159,62 @@ fn add(node: &Node, args: &AddArgs) -> anyhow::Result<()> {
         println!("client secret:   {client_secret}");
     }
     if let Some(code) = code {
-        println!("enrollment code: {code}");
-        if let Some(at) = user.enroll_code_expires_at_ms {
-            println!("code expires:    {}", fieldsync_node::clock::rfc3339_ms(at));
-        }
-        println!("central id:      {}", node.identity.node_id());
-        println!(
-            "On the laptop: fieldsync enroll --central <this central's host:port> \
-             --central-id {} --code {code}",
-            &node.identity.node_id()[..16]
-        );
+        print_code(node, &user, &code);
     }
+    println!("Shown once: only a hash is stored. Keep it somewhere safe now.");
+    Ok(())
+}
+
+/// The enrollment code and what to type on the device.
+fn print_code(node: &Node, user: &User, code: &str) {
+    println!("enrollment code: {code}");
+    if let Some(at) = user.enroll_code_expires_at_ms {
+        println!("code expires:    {}", fieldsync_node::clock::rfc3339_ms(at));
+    }
+    println!("central id:      {}", node.identity.node_id());
+    println!(
+        "On the laptop: fieldsync enroll --central <this central's host:port> \
+         --central-id {} --code {code}",
+        &node.identity.node_id()[..16]
+    );
+}
+
+fn code(node: &Node, args: &CodeArgs) -> anyhow::Result<()> {
+    let Some((mut user, version)) = node.store.user_versioned(&args.id)? else {
+        return Err(CliError::failed(format!("no user `{}`", args.id))
+            .hint("`fieldsync user list` shows the users")
+            .into());
+    };
+    if user.revoked {
+        return Err(CliError::failed(format!("`{}` is revoked", user.id))
+            .hint("add a new user instead")
+            .into());
+    }
+    if user.role == Role::Integration {
+        return Err(CliError::usage(format!(
+            "`{}` is an integration client, which never enrolls a device",
+            user.id
+        ))
+        .hint("an integration client authenticates with its client secret")
+        .into());
+    }
+    let code = secret::generate_one_time_code();
+    user.enroll_code_hash = Some(secret::hash(&code)?);
+    user.enroll_code_expires_at_ms =
+        Some(fieldsync_node::clock::now_ms() + node.config.sync.enroll_code_ttl_ms);
+    // Compare-and-set: an enrollment or a revocation meanwhile wins.
+    node.store.put_user_if(&user, version).map_err(|e| {
+        CliError::failed(format!("cannot issue a code for `{}`: {e}", user.id))
+            .hint("the user changed meanwhile; run the command again")
+    })?;
+    tracing::info!(user = %user.id, "enrollment code issued");
+    println!(
+        "New enrollment code for {} `{}` ({} device(s) enrolled stay enrolled).",
+        user.role,
+        user.id,
+        user.node_ids.len()
+    );
+    print_code(node, &user, &code);
     println!("Shown once: only a hash is stored. Keep it somewhere safe now.");
     Ok(())
 }

@@ -189,7 +189,28 @@ fn users_get_credentials_once_and_only_hashes_are_stored() {
         store.close();
     }
 
+    // A second device (or a second central's enrollment) gets a new code;
+    // the first code no longer works, devices enrolled stay enrolled.
+    let again = node.run(&["user", "code", "tech-7"]).success();
+    let second = printed(&again.stdout, "enrollment code:");
+    assert_ne!(second, code);
+    {
+        let store = Store::open(
+            &node.dir,
+            NodeConfig::load(&node.dir).unwrap().store_config(),
+        )
+        .unwrap();
+        let tech = store.user("tech-7").unwrap().unwrap();
+        let code_hash = tech.enroll_code_hash.as_deref().unwrap();
+        assert_eq!(secret::verify(&second, code_hash), Ok(true));
+        assert_eq!(secret::verify(&code, code_hash), Ok(false));
+        store.close();
+    }
+    node.run(&["user", "code", "erp"]).failure(2);
+    node.run(&["user", "code", "nobody"]).failure(1);
+
     node.run(&["user", "revoke", "alice"]).success();
+    node.run(&["user", "code", "alice"]).failure(1);
     let listed = node.run(&["user", "list", "--json"]).success().json();
     let alice = &listed[0];
     assert_eq!(alice["revoked"], true);
