@@ -214,6 +214,11 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         "a device kept a work order its sole central had lost",
     ),
     (
+        209,
+        World::Mixed,
+        "a device waited for a document its sibling announced and then purged on a central's word",
+    ),
+    (
         788,
         World::Mixed,
         "a push applied in part showed a forged value without the compensation behind it",

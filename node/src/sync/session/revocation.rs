@@ -316,13 +316,14 @@ impl Session {
 
 impl Session {
     /// A device that purged, on another central's word, a document it
-    /// announced to this office tells this office too (an unasked
-    /// `Revoked`): the office waits for the heads announced, which went
-    /// with the copy, and nothing else would ever settle them (simulator,
-    /// `--centrals 2` seed 156). Told once the purge is durable, as every
-    /// `Revoked`.
+    /// announced to this peer tells this peer too (an unasked `Revoked`):
+    /// the peer waits for the heads announced, which went with the copy,
+    /// and nothing else would ever settle them (simulator, `--centrals 2`
+    /// seed 156; between two devices of a user, `--centrals 0
+    /// --shared-laptops` seed 209). Told once the purge is durable, as
+    /// every `Revoked`.
     pub(super) fn tell_lost_copies<S: SyncStore>(&mut self, store: &S) -> Result<(), SessionError> {
-        if self.config.office || !self.peer.is_office() {
+        if self.config.office {
             return Ok(());
         }
         let mut lost: Vec<String> = Vec::new();
