@@ -62,6 +62,19 @@ impl TestNode {
         node_of(identity, dir, store, office, peers)
     }
 
+    /// Stop, then start again on the same store and identity, dialling
+    /// `peers`.
+    async fn restart(mut self, office: bool, peers: Vec<PeerConfig>) -> TestNode {
+        self.stop().await;
+        let TestNode {
+            _dir: dir,
+            store,
+            identity,
+            ..
+        } = self;
+        node_of(identity, dir, store, office, peers)
+    }
+
     fn as_peer(&self) -> PeerConfig {
         PeerConfig {
             address: self.addr.to_string(),
@@ -981,9 +994,9 @@ async fn two_centrals_and_three_devices() {
     let mut c1 = node_of(c1_id, dir, store, true, vec![c2_peer.clone()]);
     let (dir, store) = fresh_store();
     users_of_two_centrals(&store, &tech_1, &bob_node);
-    let mut c2 = node_of(c2_id, dir, store, true, vec![c1.as_peer()]);
+    let c2 = node_of(c2_id, dir, store, true, vec![c1.as_peer()]);
     let (dir, store) = fresh_store();
-    let mut laptop = node_of(
+    let laptop = node_of(
         laptop_id,
         dir,
         store,
@@ -991,7 +1004,7 @@ async fn two_centrals_and_three_devices() {
         vec![c1.as_peer(), c2.as_peer()],
     );
     let (dir, store) = fresh_store();
-    let mut tablet = node_of(tablet_id, dir, store, false, vec![c2.as_peer()]);
+    let tablet = node_of(tablet_id, dir, store, false, vec![c2.as_peer()]);
     let (dir, store) = fresh_store();
     let mut bob = node_of(bob_id, dir, store, false, vec![c1.as_peer()]);
     wait_for(
@@ -1031,36 +1044,10 @@ async fn two_centrals_and_three_devices() {
 
     // 2. The centrals apart: the second restarts knowing the first only as
     // an office it cannot reach.
-    c2.stop().await;
-    let TestNode {
-        _dir: dir,
-        store,
-        identity,
-        ..
-    } = c2;
-    let mut c2 = node_of(identity, dir, store, true, vec![unreachable(&c1.identity)]);
-    laptop.stop().await;
-    let TestNode {
-        _dir: dir,
-        store,
-        identity,
-        ..
-    } = laptop;
-    let mut laptop = node_of(
-        identity,
-        dir,
-        store,
-        false,
-        vec![c1.as_peer(), c2.as_peer()],
-    );
-    tablet.stop().await;
-    let TestNode {
-        _dir: dir,
-        store,
-        identity,
-        ..
-    } = tablet;
-    let mut tablet = node_of(identity, dir, store, false, vec![c2.as_peer()]);
+    let mut c2 = c2.restart(true, vec![unreachable(&c1.identity)]).await;
+    let centrals = vec![c1.as_peer(), c2.as_peer()];
+    let mut laptop = laptop.restart(false, centrals).await;
+    let mut tablet = tablet.restart(false, vec![c2.as_peer()]).await;
     let urgent = Operation::EditOperatorFields(fieldsync_schemas::OperatorPatch {
         priority: Some(fieldsync_schemas::Priority::Urgent),
         ..Default::default()

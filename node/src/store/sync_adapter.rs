@@ -727,13 +727,7 @@ impl SyncStore for SyncAdapter {
                 replicated_version: Some(copy.version),
             })
             .collect();
-        self.queue_write(|store| {
-            store.submit(WriteSet {
-                records,
-                ..WriteSet::default()
-            })
-        })?;
-        Ok(())
+        self.queue_records(records)
     }
 
     fn office_keys(&self) -> Result<Vec<OfficeKey>, SyncStoreError> {
@@ -756,13 +750,7 @@ impl SyncStore for SyncAdapter {
             .iter()
             .map(|key| internal_write(collection::OFFICE_KEYS, hex::encode(key), b"{}".to_vec()))
             .collect();
-        self.queue_write(|store| {
-            store.submit(WriteSet {
-                records,
-                ..WriteSet::default()
-            })
-        })?;
-        Ok(())
+        self.queue_records(records)
     }
 
     fn vouchers(&self, id: &str) -> Result<Vec<Voucher>, SyncStoreError> {
@@ -783,9 +771,16 @@ impl SyncStore for SyncAdapter {
         let kept = crate::vouch::merged(self.vouchers(id)?, vouchers);
         let value = serde_json::to_vec(&kept).expect("vouchers encode as JSON");
         let record = internal_write(collection::VOUCHERS, id.to_string(), value);
+        self.queue_records(vec![record])
+    }
+}
+
+impl SyncAdapter {
+    /// Queue record writes as one write set.
+    fn queue_records(&mut self, records: Vec<RecordWrite>) -> Result<(), SyncStoreError> {
         self.queue_write(|store| {
             store.submit(WriteSet {
-                records: vec![record],
+                records,
                 ..WriteSet::default()
             })
         })?;
