@@ -275,6 +275,23 @@ fn the_seeds_found_with_several_devices_and_centrals_pass() {
 
 #[test]
 fn ci_sweep() {
+    sweep(SimConfig::new);
+}
+
+/// The same sweep in the world of several devices and centrals: one or two
+/// centrals per seed, some users with two devices (issue 16).
+#[test]
+fn ci_sweep_several_devices_and_centrals() {
+    sweep(|seed| SimConfig {
+        shared_laptops: true,
+        centrals: None,
+        ..SimConfig::new(seed)
+    });
+}
+
+/// `FIELDSYNC_SIM_SEEDS` seeds (default `CI_SEEDS`) of the world `world`
+/// makes, from seed 1,000, on every core.
+fn sweep(world: fn(u64) -> SimConfig) {
     let seeds: u64 = std::env::var("FIELDSYNC_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -290,7 +307,7 @@ fn ci_sweep() {
                     // Seeds from 1,000 on: 0..1,000 are the ones read while
                     // developing, which every change was already run on.
                     for seed in (1_000 + job..1_000 + seeds).step_by(jobs as usize) {
-                        let report = run_seed(SimConfig::new(seed));
+                        let report = run_seed(world(seed));
                         events += report.events;
                         failures.extend(report.failure_text());
                     }
