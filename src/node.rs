@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use fieldsync_node::config::NodeConfig;
 use fieldsync_node::identity::Identity;
+use fieldsync_node::quic::PeerMap;
 use fieldsync_node::store::{OpenError, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -204,6 +205,9 @@ pub(crate) struct RunningNode {
     stop: watch::Sender<bool>,
     /// The sync driver, while it runs.
     sync: Option<SyncHandle>,
+    /// Per-peer state, kept across a sync restart (the gateway and the
+    /// field app read this map).
+    peers: PeerMap,
     tasks: JoinSet<anyhow::Result<()>>,
 }
 
@@ -224,7 +228,7 @@ pub(crate) async fn start_node(node: &Node, options: StartOptions) -> anyhow::Re
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     tasks.spawn(log_store_activity(node.store.clone(), stop_rx.clone()));
-    let (sync, sync_task) = crate::sync_driver::start(node, stop_rx.clone())?;
+    let (sync, sync_task) = crate::sync_driver::start(node, stop_rx.clone(), PeerMap::default())?;
     tasks.spawn(sync_task);
     let peers = sync.peers.clone();
     if options.show_priming {
@@ -253,6 +257,7 @@ pub(crate) async fn start_node(node: &Node, options: StartOptions) -> anyhow::Re
         gateway_url,
         field_app_url,
         stop,
+        peers: sync.peers.clone(),
         sync: Some(sync),
         tasks,
     })
@@ -284,13 +289,14 @@ impl RunningNode {
     }
 
     /// Bring the node back online after [`RunningNode::stop_sync`]: a new
-    /// driver on `[sync] listen`. The gateway keeps showing the first
-    /// driver's peer map.
+    /// driver on `[sync] listen`, with the same peer map (the gateway and
+    /// the field app see it come back).
     pub(crate) fn start_sync(&mut self, node: &Node) -> anyhow::Result<()> {
         if self.sync.is_some() {
             return Ok(());
         }
-        let (sync, task) = crate::sync_driver::start(node, self.stop.subscribe())?;
+        let (sync, task) =
+            crate::sync_driver::start(node, self.stop.subscribe(), self.peers.clone())?;
         self.sync_address = sync.address;
         self.sync = Some(sync);
         self.tasks.spawn(task);

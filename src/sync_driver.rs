@@ -45,6 +45,7 @@ impl SyncHandle {
 pub(crate) fn start(
     node: &Node,
     node_stop: watch::Receiver<bool>,
+    peers: PeerMap,
 ) -> anyhow::Result<(
     SyncHandle,
     impl Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -52,7 +53,7 @@ pub(crate) fn start(
     let mut config = DriverConfig::new(&node.config, &node.identity)?;
     config.status_dir = Some(node.dir.clone());
     let listen = config.listen;
-    let driver = Driver::bind(config, node.store.clone()).map_err(|e| {
+    let driver = Driver::bind_with_peers(config, node.store.clone(), peers).map_err(|e| {
         CliError::failed(format!("cannot start sync: {e}")).hint(format!(
             "another process may hold UDP {listen}; change `[sync] listen` in {}",
             fieldsync_node::config::NodeConfig::path_in(&node.dir).display()

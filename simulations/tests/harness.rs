@@ -194,6 +194,11 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         "an office waited for heads a device announced and then purged on the other central's word",
     ),
     (
+        117,
+        World::TwoCentrals,
+        "an office merged a technician's forged change apart from the other office's compensation on top of it",
+    ),
+    (
         194,
         World::TwoCentrals,
         "two offices compensated each other's edits relayed through a device for ever",

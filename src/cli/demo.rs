@@ -223,9 +223,13 @@ async fn demo(
     };
     let played = match played {
         Some(Ok(())) => {
-            println!("\nThe scenario is over; everything keeps running. Ctrl-C stops it.");
-            shutdown.await;
-            Ok(())
+            println!(
+                "\nThe scenario is over; everything keeps running. Ctrl-C stops it.\n\
+                 Type `off` and Enter to take alice's laptop off the network, `on` to\n\
+                 bring it back: work in her field app meanwhile, and watch the office\n\
+                 console merge it when she is back."
+            );
+            take_alice_offline_on_request(&mut alice_run, &alice, shutdown).await
         }
         Some(Err(e)) => Err(e),
         None => Ok(()),
@@ -237,6 +241,50 @@ async fn demo(
     played?;
     println!("Stopped cleanly. Data was in {}.", base.display());
     Ok(())
+}
+
+/// Lines typed on the terminal, `off` and `on`, take alice's laptop off
+/// the network and back (its sync driver stops and starts; its field app
+/// keeps serving and says offline), until `shutdown`. Without a terminal
+/// (stdin closed) it only waits for `shutdown`.
+async fn take_alice_offline_on_request(
+    alice_run: &mut RunningNode,
+    alice: &Node,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(8);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::pin!(shutdown);
+    loop {
+        let line = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            line = lines.recv() => line,
+        };
+        match line.as_deref().map(str::trim) {
+            None => {
+                shutdown.await;
+                return Ok(());
+            }
+            Some("off") => {
+                alice_run.stop_sync().await;
+                println!(
+                    "[you] alice's laptop is offline: her field app says so, and keeps working."
+                );
+            }
+            Some("on") => {
+                alice_run.start_sync(alice)?;
+                println!("[you] alice's laptop is back online: what she did merges now.");
+            }
+            Some("") => {}
+            Some(other) => println!("[you] `{other}`? Type `off` or `on`."),
+        }
+    }
 }
 
 async fn bind_gateway_port(port: u16) -> anyhow::Result<TcpListener> {

@@ -1,6 +1,7 @@
 //! `fieldsync demo` as a newcomer runs it: the printed URL answers, the
-//! printed integration client reads the changes feed, and the scripted
-//! offline edit merges.
+//! printed integration client reads the changes feed, the scripted
+//! offline edit merges, and typing `off` and `on` takes alice's laptop off
+//! the network and back.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -41,6 +42,7 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
             ])
             .env_remove("FIELDSYNC_DIR")
             .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -149,6 +151,36 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
             !list.contains(&format!("WO-{year}-{others}")),
             "{user}: {list}"
         );
+    }
+
+    // The newcomer takes alice offline by hand, and back: her field app
+    // keeps serving and says so (one peer map across the driver restart).
+    let alice_app = apps.get("alice").expect("alice's field app").clone();
+    let mut stdin = child.0.stdin.take().expect("piped stdin");
+    for (typed, said, online) in [
+        ("off", "[you] alice's laptop is offline", "no"),
+        ("on", "[you] alice's laptop is back online", "yes"),
+    ] {
+        use std::io::Write as _;
+        writeln!(stdin, "{typed}").expect("type on the demo's terminal");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no `{said}`");
+            if let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+                if line.starts_with(said) {
+                    break;
+                }
+            }
+        }
+        let shown = format!("data-online=\"{online}\"");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !field_app_list(&alice_app).contains(&shown) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "alice's field app never showed {shown} after `{typed}`"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     // Ctrl-C, as the newcomer would press it: a clean stop, exit 0.

@@ -252,6 +252,17 @@ impl Driver {
     /// Bind the UDP socket and prepare; must be called inside a tokio
     /// runtime. Binding port 0 picks a free port (see [`Driver::local_addr`]).
     pub fn bind(config: DriverConfig, store: Store) -> Result<Driver, DriverError> {
+        Driver::bind_with_peers(config, store, PeerMap::default())
+    }
+
+    /// [`Driver::bind`], keeping per-peer state in `peers`: a node whose
+    /// sync stops and starts again (the demo's offline laptop) keeps one
+    /// map, which its gateway and field app read.
+    pub fn bind_with_peers(
+        config: DriverConfig,
+        store: Store,
+        peers: PeerMap,
+    ) -> Result<Driver, DriverError> {
         let mut session = config.session.clone();
         session.node_id = config.node_id.clone();
         session.office = config.office;
@@ -286,7 +297,7 @@ impl Driver {
             shared: SyncShared::with_read_grants(store.clone(), config.read_grants.clone()),
             store,
             directory,
-            peers: PeerMap::default(),
+            peers,
             session,
             stop: stop_rx,
             active: Mutex::new(HashMap::new()),

@@ -155,6 +155,24 @@ impl Session {
         let before = doc.get_heads();
         let (message, incoming) = self.checked_changes(&id, message)?;
         let (mut trial, trial_state) = self.receive_on_trial(&id, &doc, message, &incoming)?;
+        // From an office, changes wait until everything they depend on is
+        // here, then merge at once: a forbidden change a technician made
+        // and the compensation an office wrote on top of it must not be
+        // merged apart (simulator, `--centrals 2` seed 117). They wait as
+        // orphans (`receive_on_trial` keeps them); the conversation goes on.
+        let deferred = self.peer.is_office()
+            && trial.get_heads() != before
+            && !trial.get_missing_deps(&[]).is_empty();
+        if deferred {
+            self.reconcile.syncing.insert(id.clone(), trial_state);
+            if let Some(reply) = self.reconcile.reply(&id, &doc) {
+                self.outbox.push_back(Frame::DocSync {
+                    id: id.clone(),
+                    message: reply.encode(),
+                });
+            }
+            return Ok(());
+        }
         let accept = trial.get_heads() == before
             || self.merge_trial(now_ms, &id, &mut trial, &before, store)?;
         let doc = if accept {
