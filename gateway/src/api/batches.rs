@@ -41,8 +41,8 @@ pub(crate) struct BatchMessage {
     /// The ERP's table (`SA1010`); rows land in its lower-case data
     /// collection (not reserved or internal).
     pub(crate) table_name: String,
-    /// The ERP's name: 1 to 64 visible ASCII characters without `/`.
-    #[schema(pattern = "^[!-.0-~]{1,64}$")]
+    /// The ERP's name: 1 to 64 visible ASCII characters without `/` or `%`.
+    #[schema(pattern = "^[!-$&-.0-~]{1,64}$")]
     pub(crate) erp: String,
     /// At most 10000 rows; as many as `recordCount` says.
     #[serde(default)]
@@ -112,8 +112,8 @@ pub(crate) struct PrimaryKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BatchSummaryBody {
-    /// The ERP's name: 1 to 64 visible ASCII characters without `/`.
-    #[schema(pattern = "^[!-.0-~]{1,64}$")]
+    /// The ERP's name: 1 to 64 visible ASCII characters without `/` or `%`.
+    #[schema(pattern = "^[!-$&-.0-~]{1,64}$")]
     pub(crate) erp: String,
     /// The summary's own copy of the batch id. The path names the batch,
     /// so do not send it; a copy that differs from the path's is refused
@@ -160,7 +160,7 @@ pub(crate) struct BatchPage {
 #[into_params(parameter_in = Query)]
 pub(crate) struct BatchQuery {
     /// The ERP the batch belongs to: a batch id is unique per ERP.
-    #[param(required = true, nullable = false, pattern = "^[!-.0-~]{1,64}$")]
+    #[param(required = true, nullable = false, pattern = "^[!-$&-.0-~]{1,64}$")]
     pub(crate) erp: Option<String>,
     /// Operators: the integration client (user id) that sent it; default:
     /// the caller.

@@ -107,7 +107,7 @@ fn upload_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
 #[utoipa::path(
     get, path = "/api/v1/entities/{erp}", tag = "ingest",
     params(
-        ("erp" = String, Path, description = "The ERP's name", pattern = r"^(?!\.{1,2}$)[!-.0-~]{1,64}$"),
+        ("erp" = String, Path, description = "The ERP's name", pattern = r"^(?:[!-$&-,\-0-~][!-$&-.0-~]{0,63}|\.[!-$&-,\-0-~][!-$&-.0-~]{0,62}|\.\.[!-$&-.0-~]{1,62})$"),
         ("x-upload-version" = Option<u32>, Header, description = "The newest entities format the client speaks (default 1; 0 to 4294967295)", format = Int64, minimum = 0, maximum = 4294967295_u64),
     ),
     responses(
@@ -133,7 +133,7 @@ pub(crate) async fn get_entities(
 /// Set the tables an ERP uploads (operators).
 #[utoipa::path(
     put, path = "/api/v1/entities/{erp}", tag = "ingest",
-    params(("erp" = String, Path, description = "The ERP's name", pattern = r"^(?!\.{1,2}$)[!-.0-~]{1,64}$")),
+    params(("erp" = String, Path, description = "The ERP's name", pattern = r"^(?:[!-$&-,\-0-~][!-$&-.0-~]{0,63}|\.[!-$&-,\-0-~][!-$&-.0-~]{0,62}|\.\.[!-$&-.0-~]{1,62})$")),
     request_body = EntitiesBody,
     responses(
         (status = 200, description = "Stored", body = Entities),
@@ -172,7 +172,7 @@ pub(crate) async fn put_entities(
 #[utoipa::path(
     post, path = "/api/v1/entities/{erp}/{table}/reload", tag = "ingest",
     params(
-        ("erp" = String, Path, description = "The ERP's name", pattern = r"^(?!\.{1,2}$)[!-.0-~]{1,64}$"),
+        ("erp" = String, Path, description = "The ERP's name", pattern = r"^(?:[!-$&-,\-0-~][!-$&-.0-~]{0,63}|\.[!-$&-,\-0-~][!-$&-.0-~]{0,62}|\.\.[!-$&-.0-~]{1,62})$"),
         ("table" = String, Path, description = "The table, as configured: a data collection name in any letter case"),
     ),
     responses(

@@ -89,12 +89,14 @@ pub(crate) struct Prepared {
 pub(crate) fn check_erp(erp: &str) -> Result<(), String> {
     let ok = !erp.is_empty()
         && erp.len() <= ERP_NAME_BYTES_MAX
-        && erp.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+        // Not `%` either: in a URL path it reads as an escape, so a client
+        // that sends it unescaped would name another ERP.
+        && erp.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'%');
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "erp `{}` must be 1 to {ERP_NAME_BYTES_MAX} visible ASCII characters without `/`",
+            "erp `{}` must be 1 to {ERP_NAME_BYTES_MAX} visible ASCII characters without `/` or `%`",
             erp.chars().take(80).collect::<String>()
         ))
     }
@@ -400,6 +402,13 @@ mod tests {
                     ..message(vec![], false)
                 },
                 "erp `a/b` must be",
+            ),
+            (
+                Message {
+                    erp: "a%2Fb".into(),
+                    ..message(vec![], false)
+                },
+                "erp `a%2Fb` must be",
             ),
             (
                 Message {
