@@ -40,8 +40,8 @@ const FORWARDED_DOCS_MAX: usize = 4096;
 
 #[derive(Default)]
 pub(super) struct Vouching {
-    /// Office: whether this session vouches for what it sends (decided
-    /// after the hellos).
+    /// Office: whether this session vouches for what it sends (once true,
+    /// it stays: `own_vouchers`).
     vouch_to_peer: bool,
     /// Heads verified vouchers cover, by document, from a device peer.
     verified: BTreeMap<String, Vec<ChangeHash>>,
@@ -55,8 +55,7 @@ impl Session {
         self.version >= PROTOCOL_VERSION_VOUCH
     }
 
-    /// After the hellos, an office names the office keys it knows, and
-    /// decides whether it vouches for what it sends this peer.
+    /// After the hellos, an office names the office keys it knows.
     pub(super) fn send_office_keys<S: SyncStore>(&mut self, store: &S) -> Result<(), SessionError> {
         let Some(signer) = self.config.signer.clone() else {
             return Ok(());
@@ -65,8 +64,6 @@ impl Session {
             return Ok(());
         }
         let others = store.office_keys().map_err(store_error)?;
-        self.vouching.vouch_to_peer =
-            !self.peer.is_office() && (self.config.peer_relays || !others.is_empty());
         let mut keys = vec![signer.key()];
         keys.extend(others.into_iter().filter(|k| *k != signer.key()));
         keys.truncate(OFFICE_KEYS_MAX);
@@ -232,12 +229,15 @@ impl Session {
         let Some(signer) = self.config.signer.clone() else {
             return Ok(Vec::new());
         };
-        // Another office may become known during the session (a session
-        // that began before we met it vouched for nothing, and two offices
-        // then compensated each other's edits relayed through the device
-        // for ever: simulator, `--centrals 2` seeds 194, 251).
+        // The one rule: a device that may relay (its user has another
+        // device, or another office is known). Judged at each send until it
+        // holds: another office may become known during the session (a
+        // session that began before we met it vouched for nothing, and two
+        // offices then compensated each other's edits relayed through the
+        // device for ever: simulator, `--centrals 2` seeds 194, 251).
         if !self.vouching.vouch_to_peer && !self.peer.is_office() {
-            self.vouching.vouch_to_peer = !store.office_keys().map_err(store_error)?.is_empty();
+            self.vouching.vouch_to_peer =
+                self.config.peer_relays || !store.office_keys().map_err(store_error)?.is_empty();
         }
         if !self.vouching.vouch_to_peer {
             return Ok(Vec::new());
