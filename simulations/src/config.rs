@@ -26,13 +26,17 @@ pub enum Broken {
     /// The central's driver treats technicians as office peers, so the
     /// engine's egress filter (and the field-rule check) never applies.
     EgressFilterOff,
+    /// Offices sign nothing (no `signer`), so every office change a device
+    /// relays is judged as the device's own.
+    VouchersOff,
 }
 
 impl Broken {
-    pub const ALL: [Broken; 3] = [
+    pub const ALL: [Broken; 4] = [
         Broken::Nothing,
         Broken::CheckpointBeforeFlush,
         Broken::EgressFilterOff,
+        Broken::VouchersOff,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl Broken {
             Broken::Nothing => "nothing",
             Broken::CheckpointBeforeFlush => "checkpoint-before-flush",
             Broken::EgressFilterOff => "egress-filter-off",
+            Broken::VouchersOff => "vouchers-off",
         }
     }
 }
@@ -52,7 +57,7 @@ impl fmt::Display for Broken {
 
 /// `--broken` named something this build does not know.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown broken variant `{0}`; expected one of: nothing, checkpoint-before-flush, egress-filter-off")]
+#[error("unknown broken variant `{0}`; expected one of: nothing, checkpoint-before-flush, egress-filter-off, vouchers-off")]
 pub struct UnknownBroken(pub String);
 
 impl FromStr for Broken {
@@ -103,18 +108,30 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// The default world: one or two centrals, as the seed chooses, and
+    /// some users with two devices (issue 16).
     pub fn new(seed: u64) -> SimConfig {
         SimConfig {
             seed,
             techs: 5,
-            centrals: Some(1),
-            shared_laptops: false,
+            centrals: None,
+            shared_laptops: true,
             steps: 1_500,
             grace_ms: 5_000,
             broken: Broken::Nothing,
             slow_checks: cfg!(feature = "slow-checks"),
             keep_trace: false,
             tail_lines: 50,
+        }
+    }
+
+    /// The world before issue 16: one central, one device per user
+    /// (`--centrals 1 --one-device`). The seeds found in it replay here.
+    pub fn one_central(seed: u64) -> SimConfig {
+        SimConfig {
+            centrals: Some(1),
+            shared_laptops: false,
+            ..SimConfig::new(seed)
         }
     }
 

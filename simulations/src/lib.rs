@@ -50,6 +50,10 @@ pub enum Invariant {
     DerivedStatus,
     /// Honest nodes broke the sync protocol (a session error).
     Protocol,
+    /// A node judged an office's acknowledged write as the changes of the
+    /// device that relayed it: an office compensated it, or a device
+    /// refused it.
+    OfficeChangeJudged,
     /// The final heal did not settle.
     Liveness,
     /// Engine or harness code panicked.
@@ -67,6 +71,7 @@ impl Invariant {
             Invariant::Checkpoint => "checkpoint-behind-durable-state",
             Invariant::DerivedStatus => "same-derived-status",
             Invariant::Protocol => "no-protocol-error",
+            Invariant::OfficeChangeJudged => "no-office-change-compensated",
             Invariant::Liveness => "liveness",
             Invariant::Panic => "no-panic",
         }

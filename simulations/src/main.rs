@@ -30,20 +30,24 @@ struct Args {
     /// Technician laptops.
     #[arg(long, default_value_t = 5)]
     techs: usize,
-    /// Central nodes: 1 or 2, or 0 to let each seed choose.
-    #[arg(long, default_value_t = 1)]
+    /// Central nodes: 1 or 2, or 0 (the default) to let each seed choose.
+    #[arg(long, default_value_t = 0)]
     centrals: usize,
-    /// Give some users two laptops (which also sync with each other).
-    #[arg(long)]
+    /// Give some users two laptops, which also sync with each other (the
+    /// default; kept so older command lines still read).
+    #[arg(long, conflicts_with = "one_device")]
     shared_laptops: bool,
+    /// One laptop per user: with `--centrals 1`, the world before issue 16.
+    #[arg(long)]
+    one_device: bool,
     /// Random steps per seed before the final heal.
     #[arg(long, default_value_t = 1_500)]
     steps: u64,
     /// Reassignment grace period, in virtual ms.
     #[arg(long, default_value_t = 5_000)]
     grace_ms: u64,
-    /// Run a deliberately broken variant: checkpoint-before-flush or
-    /// egress-filter-off.
+    /// Run a deliberately broken variant: checkpoint-before-flush,
+    /// egress-filter-off or vouchers-off.
     #[arg(long, default_value = "nothing")]
     broken: Broken,
     /// Run the expensive invariant checks after every step.
@@ -74,7 +78,7 @@ fn config(args: &Args, seed: u64) -> SimConfig {
     let mut cfg = SimConfig::new(seed);
     cfg.techs = args.techs;
     cfg.centrals = (args.centrals != 0).then_some(args.centrals);
-    cfg.shared_laptops = args.shared_laptops;
+    cfg.shared_laptops = !args.one_device;
     cfg.steps = args.steps;
     cfg.grace_ms = args.grace_ms;
     cfg.broken = args.broken;

@@ -34,6 +34,9 @@ pub(crate) struct AckedWrite {
     /// Why losing it is allowed (a wiped laptop, a revoked user, a purge
     /// after the grace period), if it became so.
     pub(crate) excused: Option<String>,
+    /// A central's write: the change it authored (`None` when the write
+    /// changed nothing, or the node is a technician's).
+    pub(crate) office_change: Option<ChangeHash>,
 }
 
 #[derive(Default)]

@@ -363,7 +363,7 @@ impl Pump {
                     self.ready_at_ms = Some(now_ms());
                     tracing::debug!(peer = %self.peer_id, "sync session ready");
                 }
-                Event::Violation { id, reason } => {
+                Event::Violation { id, reason, .. } => {
                     tracing::warn!(peer = %self.peer_id, %id, %reason, "refused or compensated a change from the peer");
                 }
                 Event::Rejected { id, reason } => {

@@ -820,6 +820,51 @@ fn version_mismatch_is_refused_on_both_sides() {
     assert!(laptop.store.doc_ids().is_empty());
 }
 
+/// An office beside another office refuses a device that cannot forward
+/// vouchers (protocol 5): what it relayed between the two would be
+/// compensated by each in turn, for ever (simulator, rollout worlds with
+/// two centrals, seeds 791 and 50441 of `--centrals 0 --shared-laptops`).
+/// A sole office serves it; an operator's node is an office and is served.
+#[test]
+fn an_office_beside_another_refuses_a_device_without_vouchers() {
+    use fieldsync_schemas::sync_frame::{Frame, PROTOCOL_VERSION_VOUCH};
+    let laptop = Node::new("laptop", 2, false);
+    let old_hello = Frame::Hello {
+        version_min: 1,
+        version_max: PROTOCOL_VERSION_VOUCH - 1,
+        node_id: "laptop".into(),
+        epoch: laptop.store.epoch(),
+        your_checkpoint: None,
+    };
+    for (sole_office, peer, refused) in [
+        (false, tech_access("tech-1"), true),
+        (true, tech_access("tech-1"), false),
+        (false, PeerAccess::Office, false),
+    ] {
+        let mut central = Node::new("central", 1, true);
+        let mut config = SessionConfig::new(&central.id, true);
+        config.sole_office = sole_office;
+        let mut session = Session::new(config, "laptop", peer.clone());
+        session.start(&central.store).unwrap();
+        let _ = session.poll_frame();
+        let answer = session.handle_frame(0, old_hello.clone(), &mut central.store);
+        assert_eq!(
+            matches!(
+                answer,
+                Err(SessionError::NeedsVouchers {
+                    theirs_max: 5,
+                    needed: 6
+                })
+            ),
+            refused,
+            "sole_office={sole_office} peer={peer:?}: {answer:?}"
+        );
+        let refuse_sent = std::iter::from_fn(|| session.poll_frame())
+            .any(|frame| matches!(frame, Frame::Refuse { .. }));
+        assert_eq!(refuse_sent, refused);
+    }
+}
+
 #[test]
 fn documents_received_are_not_announced_back() {
     use fieldsync_schemas::sync_frame::Frame;

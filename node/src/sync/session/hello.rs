@@ -9,6 +9,7 @@
 
 use fieldsync_schemas::sync_frame::{
     bounded_reason, Frame, WireCheckpoint, PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_PRIME,
+    PROTOCOL_VERSION_VOUCH,
 };
 
 use super::{protocol, store_error, Event, Phase, Session, SessionError};
@@ -33,6 +34,12 @@ impl Session {
                 theirs_min,
                 theirs_max,
             };
+            self.outbox.push_back(Frame::Refuse {
+                reason: bounded_reason(error.to_string()),
+            });
+            return Err(error);
+        }
+        if let Some(error) = self.needs_vouchers(common) {
             self.outbox.push_back(Frame::Refuse {
                 reason: bounded_reason(error.to_string()),
             });
@@ -79,5 +86,23 @@ impl Session {
         self.send_office_keys(store)?;
         self.send_revocations(now_ms, store)?;
         self.pump(now_ms, store)
+    }
+
+    /// An office with another office refuses a technician's device that
+    /// cannot forward vouchers (before protocol 6). Such a device relays
+    /// one office's changes to the other unvouched; each office would take
+    /// them as the device's own and compensate them, and the two offices'
+    /// compensations would undo each other for as long as the device
+    /// carries them. A sole office has no one to be relayed from, so it
+    /// keeps serving older devices (README: upgrade the devices before a
+    /// second central is added).
+    fn needs_vouchers(&self, common: u16) -> Option<SessionError> {
+        let relay_possible = self.config.office && !self.config.sole_office;
+        (relay_possible && !self.peer.is_office() && common < PROTOCOL_VERSION_VOUCH).then_some(
+            SessionError::NeedsVouchers {
+                theirs_max: common,
+                needed: PROTOCOL_VERSION_VOUCH,
+            },
+        )
     }
 }

@@ -94,6 +94,8 @@ pub enum SessionError {
         theirs_min: u16,
         theirs_max: u16,
     },
+    #[error("this office works beside another office, so a device must speak protocol {needed} to relay vouchers; it speaks {theirs_max}: upgrade it")]
+    NeedsVouchers { theirs_max: u16, needed: u16 },
     #[error("peer refused the session: {0}")]
     Refused(String),
     #[error("store error: {0}")]
@@ -129,10 +131,16 @@ pub enum Event {
     DocsReceived {
         count: u64,
     },
-    /// A change from the peer broke the field rules.
+    /// A change from the peer broke the field rules (or named a document
+    /// the peer may not have).
     Violation {
         id: String,
         reason: String,
+        /// The changes judged as the peer's own (no voucher covered them):
+        /// an office compensated what broke the rules among them, a device
+        /// refused them all. Empty when no change was judged (a hidden
+        /// document).
+        judged: Vec<automerge::ChangeHash>,
     },
     /// The peer would not take one of our documents.
     Rejected {

@@ -392,6 +392,11 @@ impl Session {
         self.events.push_back(Event::Violation {
             id: id.to_string(),
             reason: reason.clone(),
+            judged: trial
+                .get_changes_meta(before)
+                .into_iter()
+                .map(|change| change.hash)
+                .collect(),
         });
         if !self.config.office {
             self.refuse_changes(id, reason);

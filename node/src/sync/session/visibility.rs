@@ -146,6 +146,7 @@ impl Session {
         self.events.push_back(Event::Violation {
             id: id.to_string(),
             reason: why.to_string(),
+            judged: Vec::new(),
         });
         self.outbox.push_back(Frame::Rejected {
             id: id.to_string(),
