@@ -45,6 +45,8 @@ pub enum IntakeError {
     TooLarge { limit_bytes: u64 },
     #[error("Automerge data holds more than the limit of {limit_ops} operations")]
     TooManyOps { limit_ops: u64 },
+    #[error("Automerge data holds a counter increment, which no work order uses")]
+    Increment,
 }
 
 /// What one input may cost.
@@ -212,48 +214,67 @@ fn inflate_columns(
             }
             continue;
         }
-        let rows = if deflated {
+        let actions = if deflated {
             budget
                 .inflate_into(column)?
-                .and_then(|plain| rle_rows(&plain))
+                .and_then(|plain| rle_actions(&plain))
         } else {
-            rle_rows(column)
+            rle_actions(column)
         };
-        let Some(rows) = rows else {
+        let Some(actions) = actions else {
             return Ok(None);
         };
-        budget.count_ops(rows)?;
+        if actions.increments {
+            return Err(IntakeError::Increment);
+        }
+        budget.count_ops(actions.rows)?;
     }
     Ok(Some(()))
 }
 
-/// The number of values in an RLE-encoded integer column: runs of one
-/// repeated value (positive count), literal runs (negative count, that
-/// many values follow) and null runs (zero, then the count). `None`: not
-/// a valid column. Every value read consumes input, so the loop is bounded
-/// by the column's length however large the counts it claims.
-fn rle_rows(column: &[u8]) -> Option<u64> {
+/// Automerge's action code for a counter increment.
+const ACTION_INCREMENT: u64 = 5;
+
+/// What an action column holds.
+struct Actions {
+    rows: u64,
+    /// Any counter increment. Work orders use no counters, and Automerge
+    /// adds increments to a counter unchecked: past `i64::MAX` it wraps in
+    /// release builds and panics with debug assertions (fuzzing finding
+    /// F3). So a peer's increment is refused, never applied.
+    increments: bool,
+}
+
+/// The rows of an RLE-encoded action column: runs of one repeated value
+/// (positive count), literal runs (negative count, that many values
+/// follow) and null runs (zero, then the count). `None`: not a valid
+/// column. Every value read consumes input, so the loop is bounded by the
+/// column's length however large the counts it claims.
+fn rle_actions(column: &[u8]) -> Option<Actions> {
     let mut reader = Reader::new(column);
-    let mut rows = 0u64;
+    let mut actions = Actions {
+        rows: 0,
+        increments: false,
+    };
     while !reader.is_empty() {
         let count = reader.sleb()?;
         let run = match count {
             1.. => {
-                reader.uleb()?;
+                actions.increments |= reader.uleb()? == ACTION_INCREMENT;
                 count.unsigned_abs()
             }
             ..=-1 => {
                 let literal = count.unsigned_abs();
                 for _ in 0..literal {
-                    reader.uleb()?;
+                    actions.increments |= reader.uleb()? == ACTION_INCREMENT;
                 }
                 literal
             }
             0 => reader.uleb()?,
         };
-        rows = rows.saturating_add(run);
+        actions.rows = actions.rows.saturating_add(run);
     }
-    Some(rows)
+    Some(actions)
 }
 
 struct Budget {
@@ -762,11 +783,40 @@ mod tests {
         }
         sleb(0, &mut runs);
         uleb(5, &mut runs);
-        assert_eq!(rle_rows(&runs), Some(8));
+        assert_eq!(rle_actions(&runs).map(|a| (a.rows, a.increments)), Some((8, false)));
         // A literal run claiming more values than the column holds.
         let mut short = Vec::new();
         sleb(-1_000_000_000, &mut short);
         uleb(1, &mut short);
-        assert_eq!(rle_rows(&short), None);
+        assert!(rle_actions(&short).is_none());
+    }
+
+    /// Fuzzing finding F3: Automerge sums a counter's increments unchecked
+    /// (past `i64::MAX` it wraps, or panics with debug assertions). Work
+    /// orders use no counters, so a peer's increment is refused, however
+    /// it is encoded; a counter value alone passes.
+    #[test]
+    fn a_counter_increment_from_a_peer_is_refused() {
+        let mut doc = sample();
+        doc.put(ROOT, "hits", automerge::ScalarValue::counter(i64::MAX - 1))
+            .unwrap();
+        doc.commit();
+        let counter_only = doc.document().save_after(&[]);
+        assert!(check(&counter_only, Limits::default()).is_ok());
+        let heads = doc.get_heads();
+        doc.increment(ROOT, "hits", 2).unwrap();
+        doc.commit();
+        for (name, bytes) in [
+            ("change", doc.document().save_after(&heads)),
+            ("changes", doc.document().save_after(&[])),
+            ("document", doc.save_nocompress()),
+            ("deflated document", doc.save()),
+        ] {
+            assert_eq!(
+                check(&bytes, Limits::default()),
+                Err(IntakeError::Increment),
+                "{name}"
+            );
+        }
     }
 }
