@@ -783,7 +783,10 @@ mod tests {
         }
         sleb(0, &mut runs);
         uleb(5, &mut runs);
-        assert_eq!(rle_actions(&runs).map(|a| (a.rows, a.increments)), Some((8, false)));
+        assert_eq!(
+            rle_actions(&runs).map(|a| (a.rows, a.increments)),
+            Some((8, false))
+        );
         // A literal run claiming more values than the column holds.
         let mut short = Vec::new();
         sleb(-1_000_000_000, &mut short);

@@ -233,12 +233,8 @@ impl Session {
                 .iter()
                 .map(|d| d.heads.iter().copied().map(ChangeHash).collect())
                 .collect();
-            let vouched: Vec<(&str, &[ChangeHash])> = docs
-                .iter()
-                .zip(&heads)
-                .map(|(d, heads)| (d.id.as_str(), heads.as_slice()))
-                .collect();
-            self.vouch_before_sending(&vouched, store)?;
+            let ids = docs.iter().map(|d| d.id.as_str());
+            self.vouch_before_sending(ids.zip(heads.iter().map(Vec::as_slice)), store)?;
         }
         let announced = if self.config.office {
             Vec::new()
@@ -398,12 +394,8 @@ impl Session {
         heads: &[Vec<ChangeHash>],
         store: &S,
     ) -> Result<(), SessionError> {
-        let docs: Vec<(&str, &[ChangeHash])> = batch
-            .iter()
-            .zip(heads)
-            .map(|((id, _), heads)| (id.as_str(), heads.as_slice()))
-            .collect();
-        self.vouch_before_sending(&docs, store)?;
+        let ids = batch.iter().map(|(id, _)| id.as_str());
+        self.vouch_before_sending(ids.zip(heads.iter().map(Vec::as_slice)), store)?;
         let compressed = compress_batch(&docs_as_bytes(&batch), self.config.batch_zstd_level);
         self.outbox.push_back(Frame::DocBatch { page, compressed });
         Ok(())

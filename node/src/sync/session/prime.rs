@@ -77,12 +77,8 @@ impl Session {
             "a page covers at least one entry"
         );
         self.send_records(records.upto(upto_seq));
-        let vouched: Vec<(&str, &[ChangeHash])> = batch
-            .iter()
-            .zip(&heads)
-            .map(|((id, _), heads)| (id.as_str(), heads.as_slice()))
-            .collect();
-        self.vouch_before_sending(&vouched, store)?;
+        let ids = batch.iter().map(|(id, _)| id.as_str());
+        self.vouch_before_sending(ids.zip(heads.iter().map(Vec::as_slice)), store)?;
         let docs = batch.len() as u64;
         let page = self.outbound.open_page(upto_seq, docs, Vec::new());
         self.progress.docs_sent += docs;

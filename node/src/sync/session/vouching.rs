@@ -193,16 +193,20 @@ impl Session {
     /// An office vouches for its heads of the documents whose changes it
     /// is about to send; a device forwards what it holds for a document
     /// the first time it sends its changes in this session.
-    pub(super) fn vouch_before_sending<S: SyncStore>(
+    pub(super) fn vouch_before_sending<'a, S: SyncStore>(
         &mut self,
-        docs: &[(&str, &[ChangeHash])],
+        docs: impl IntoIterator<Item = (&'a str, &'a [ChangeHash])>,
         store: &S,
     ) -> Result<(), SessionError> {
-        if !self.speaks_vouch() || docs.is_empty() {
+        if !self.speaks_vouch() {
+            return Ok(());
+        }
+        let docs: Vec<(&str, &[ChangeHash])> = docs.into_iter().collect();
+        if docs.is_empty() {
             return Ok(());
         }
         if self.config.office {
-            let vouchers = self.own_vouchers(docs, store)?;
+            let vouchers = self.own_vouchers(&docs, store)?;
             for chunk in vouchers.chunks(VOUCHERS_MAX) {
                 self.outbox.push_back(Frame::Vouch {
                     vouchers: chunk.to_vec(),
@@ -212,7 +216,7 @@ impl Session {
         }
         // A device: one frame per document (a receiver takes at most one
         // document's vouchers at once).
-        for doc in docs {
+        for doc in &docs {
             let vouchers = self.held_vouchers(std::slice::from_ref(doc), store)?;
             if !vouchers.is_empty() {
                 self.outbox.push_back(Frame::Vouch { vouchers });
