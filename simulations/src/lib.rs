@@ -50,9 +50,8 @@ pub enum Invariant {
     DerivedStatus,
     /// Honest nodes broke the sync protocol (a session error).
     Protocol,
-    /// A node judged an office's acknowledged write as the changes of the
-    /// device that relayed it: an office compensated it, or a device
-    /// refused it.
+    /// An office judged another office's acknowledged write as the
+    /// changes of the device that relayed it, and compensated it.
     OfficeChangeJudged,
     /// The final heal did not settle.
     Liveness,

@@ -719,10 +719,13 @@ impl Sim {
     fn feed(&mut self, key: (usize, usize), side: usize, input: Input<'_>) -> Result<(), Failure> {
         let (me, peer) = Sim::sides(key, side);
         let now_ms = self.now_ms;
+        // Only an office compensates; a device refuses, and the change then
+        // comes through an office (a device that has not durably learned
+        // the office's key cannot verify a sibling's vouchers: seed 397).
         // A device before protocol 6 forwards no vouchers: what it relays
         // is judged as its own, by design (README: rollout order).
-        let vouching =
-            self.protocol_version(me).min(self.protocol_version(peer)) >= PROTOCOL_VERSION_VOUCH;
+        let vouching = self.nodes[me].is_central()
+            && self.protocol_version(me).min(self.protocol_version(peer)) >= PROTOCOL_VERSION_VOUCH;
         let Sim {
             links,
             nodes,
