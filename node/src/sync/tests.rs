@@ -1077,6 +1077,86 @@ fn records_go_only_from_an_office_and_only_in_version_4() {
     assert!(laptop3.store.records().next().is_none());
 }
 
+/// Users copies (version 7) come only from an office node, never from an
+/// operator's device, never in an older session, and a malformed one
+/// closes the session before anything reaches the store.
+#[test]
+fn users_copies_go_only_between_offices_and_are_checked() {
+    let (central, mut other) = primed_pair(1, PROTOCOL_VERSION);
+    let user = serde_json::json!({"id": "tech-1", "role": "technician", "node_ids": ["ab12"], "created_at": "2026-01-01T00:00:00Z"});
+    let copy = RecordCopy {
+        collection: "users".into(),
+        key: "tech-1".into(),
+        version: 2,
+        deleted: false,
+        value: serde_json::to_vec(&user).unwrap(),
+    };
+    let records = |copy: RecordCopy| Frame::Records {
+        compressed: compress_batch(&[copy][..], 3),
+    };
+    let operator = PeerAccess::User {
+        user_id: "op".into(),
+        role: fieldsync_schemas::Role::Operator,
+    };
+    let office = PeerAccess::Office;
+    let wrong_id = RecordCopy {
+        key: "tech-2".into(),
+        ..copy.clone()
+    };
+    let not_a_user = RecordCopy {
+        value: b"{\"id\": 3}".to_vec(),
+        ..copy.clone()
+    };
+    let deleted = RecordCopy {
+        deleted: true,
+        value: Vec::new(),
+        ..copy.clone()
+    };
+    let bad_node = RecordCopy {
+        value: serde_json::to_vec(&serde_json::json!({"id": "tech-1", "role": "technician", "node_ids": ["a b"], "created_at": "x"})).unwrap(),
+        ..copy.clone()
+    };
+    for (access, version, copy, why) in [
+        (
+            operator,
+            PROTOCOL_VERSION,
+            copy.clone(),
+            "only between offices",
+        ),
+        (office.clone(), 6, copy.clone(), "only between offices"),
+        (office.clone(), PROTOCOL_VERSION, wrong_id, "names user"),
+        (
+            office.clone(),
+            PROTOCOL_VERSION,
+            not_a_user,
+            "is not a user",
+        ),
+        (office.clone(), PROTOCOL_VERSION, deleted, "never deleted"),
+        (
+            office.clone(),
+            PROTOCOL_VERSION,
+            bad_node,
+            "not a fingerprint",
+        ),
+    ] {
+        let mut session = session_past_hello(&mut other, &central, access, version);
+        let error = session
+            .handle_frame(0, records(copy), &mut other.store)
+            .unwrap_err();
+        assert!(error.to_string().contains(why), "{why}: {error}");
+    }
+    assert!(other.store.records().next().is_none());
+    let mut session = session_past_hello(&mut other, &central, office, PROTOCOL_VERSION);
+    session
+        .handle_frame(0, records(copy), &mut other.store)
+        .unwrap();
+    assert_eq!(
+        other.store.records().count(),
+        1,
+        "a good copy from an office"
+    );
+}
+
 /// A laptop that bypasses the typed operations appends a status entry
 /// claiming the operator's role (which would win the derived status) and
 /// a material already approved: the office judges each appended item and
