@@ -803,8 +803,8 @@ fn version_mismatch_is_refused_on_both_sides() {
     session.start(&laptop.store).unwrap();
     let _ = session.poll_frame();
     let future = fieldsync_schemas::sync_frame::Frame::Hello {
-        version_min: 7,
-        version_max: 9,
+        version_min: PROTOCOL_VERSION + 1,
+        version_max: PROTOCOL_VERSION + 3,
         node_id: "central".into(),
         epoch: central.store.epoch(),
         your_checkpoint: None,
