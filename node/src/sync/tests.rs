@@ -1157,6 +1157,47 @@ fn users_copies_go_only_between_offices_and_are_checked() {
     );
 }
 
+/// A user goes with the page to an office of protocol 7 only: never to an
+/// office of 6 (it would refuse it as internal and close the session),
+/// never to a technician's or an operator's device. Work orders sync with
+/// every one of them.
+#[test]
+fn users_go_to_an_office_of_version_7_only() {
+    let operator = PeerAccess::User {
+        user_id: "op".into(),
+        role: Role::Operator,
+    };
+    let user = serde_json::json!({"id": "tech-1", "role": "technician", "created_at": "x"});
+    for (version, access, gets_user) in [
+        (PROTOCOL_VERSION, PeerAccess::Office, true),
+        (6, PeerAccess::Office, false),
+        (PROTOCOL_VERSION, tech_access("tech-1"), false),
+        (PROTOCOL_VERSION, operator, false),
+    ] {
+        let mut central = Node::new("central", 1, true);
+        create(&mut central, "wo-1", "tech-1");
+        let value = serde_json::to_vec(&user).unwrap();
+        central
+            .store
+            .write_record("users", "tech-1", Some(value))
+            .unwrap();
+        central.store.flush();
+        let office = access == PeerAccess::Office;
+        let mut other = Node::new("other", 2, office);
+        let mut config = SessionConfig::new(&central.id, true);
+        config.protocol_version_max = version;
+        let why = format!("{access:?} at version {version}");
+        let mut link = connect_with(config, &central, &other, access, PeerAccess::Office);
+        drive(&mut link, &mut central, &mut other, 0);
+        assert_eq!(other.store.doc_ids(), ["wo-1"], "{why}");
+        let users = other
+            .store
+            .records()
+            .filter(|copy| copy.collection == "users");
+        assert_eq!(users.count() == 1, gets_user, "{why}");
+    }
+}
+
 /// A laptop that bypasses the typed operations appends a status entry
 /// claiming the operator's role (which would win the derived status) and
 /// a material already approved: the office judges each appended item and
