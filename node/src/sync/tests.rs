@@ -1,6 +1,7 @@
 //! Two engines wired back to back in memory, time simulated.
 
 use automerge::ActorId;
+use fieldsync_schemas::collection::RECORD_VALUE_BYTES_MAX;
 use fieldsync_schemas::sync_frame::{Frame, RecordCopy, PROTOCOL_VERSION};
 use fieldsync_schemas::{Actor, OperatorPatch, Role, Status};
 
@@ -1116,7 +1117,12 @@ fn users_copies_go_only_between_offices_and_are_checked() {
         value: serde_json::to_vec(&serde_json::json!({"id": "tech-1", "role": "technician", "node_ids": ["a b"], "created_at": "x"})).unwrap(),
         ..copy.clone()
     };
+    let oversized = RecordCopy {
+        value: format!("\"{}\"", "x".repeat(RECORD_VALUE_BYTES_MAX)).into_bytes(),
+        ..copy.clone()
+    };
     for (access, version, copy, why) in [
+        (office.clone(), PROTOCOL_VERSION, oversized, "oversized"),
         (
             operator,
             PROTOCOL_VERSION,
