@@ -249,7 +249,8 @@ fn merged_user(
     })
 }
 
-/// Stage checked writes: the record, its changelog entry (data only) and
+/// Stage checked writes: the record, its changelog entry (data and
+/// office-only collections) and
 /// its collection's figures. Returns one receipt per write.
 pub(crate) fn stage(
     writes: &[RecordWrite],
@@ -262,9 +263,8 @@ pub(crate) fn stage(
     let mut receipts = Vec::with_capacity(writes.len());
     // Each touched collection's figures are written once, after the loop.
     let mut touched: Vec<&str> = Vec::new();
-    for (given, checked) in writes.iter().zip(&checked) {
-        let write = checked.merged.as_ref().unwrap_or(given);
-        let current = checked.current.clone();
+    for (given, Checked { current, merged }) in writes.iter().zip(checked) {
+        let write = merged.as_ref().unwrap_or(given);
         let live = current.as_ref().is_some_and(|r| !r.deleted);
         let version = current.as_ref().map_or(0, |r| r.version);
         let stale = write
@@ -316,8 +316,8 @@ pub(crate) fn stage(
             };
             batch.insert(&keys::changelog(this_seq), encode(&entry));
         }
-        if !touched.contains(&write.collection.as_str()) {
-            touched.push(&write.collection);
+        if !touched.contains(&given.collection.as_str()) {
+            touched.push(&given.collection);
         }
         let stats = staged
             .stats
