@@ -151,7 +151,10 @@ fn users_into_changelog(db: &sled::Db) -> sled::Result<()> {
         .next_back()
         .transpose()?
     {
-        Some((key, _)) => keys::changelog_seq(&key).unwrap_or(0) + 1,
+        Some((key, _)) => match keys::changelog_seq(&key) {
+            Some(seq) => seq + 1,
+            None => return Err(sled::Error::Unsupported("a bad changelog key".into())),
+        },
         None => 1,
     };
     let prefix = keys::record_prefix(USERS);
