@@ -139,8 +139,8 @@ fn a_batch_survives_kill_9_between_messages_and_before_its_summary() {
     let status = central.run(&["status", "--json"]).success().json();
     assert_eq!(
         status["last_seq"],
-        3 * ROWS_PER_MESSAGE as u64,
-        "each row once on the feed"
+        3 * ROWS_PER_MESSAGE as u64 + 1,
+        "each row once on the changelog, after the user `erp`"
     );
     let shown = central
         .run(&[

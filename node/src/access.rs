@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ReadDoc, Value, ROOT};
 use fieldsync_schemas::field_rules::{self, FieldShape, Permission};
-use fieldsync_schemas::{CollectionKind, Role, Scope};
+use fieldsync_schemas::{collection, CollectionKind, Role, Scope};
 use serde::{Deserialize, Serialize};
 
 /// Who is on the other end of a sync session, as established by the
@@ -164,6 +164,11 @@ pub enum Purpose {
 ///   scopes are checked per endpoint) and syncs none.
 /// - Data records: the roles in the collection's grants (an integration
 ///   client with `records:read`). Internal records: nobody but the node.
+/// - Office-only records (`collection::office_only`: users and their
+///   enrollments): an office peer over sync, and nobody else, ever: not a
+///   technician's device, not an operator's, not the feed, REST or the UI
+///   (they hold secret hashes and say which devices may connect; two
+///   centrals must agree on them, nobody else needs them).
 pub fn visible(
     viewer: &Viewer<'_>,
     subject: &Subject<'_>,
@@ -171,6 +176,11 @@ pub fn visible(
     now_ms: u64,
     grace_ms: u64,
 ) -> bool {
+    if let Subject::Record { collection, .. } = subject {
+        if collection::office_only(collection) {
+            return matches!(viewer, Viewer::Office) && purpose == Purpose::Sync;
+        }
+    }
     let Viewer::User { id, role, scopes } = viewer else {
         return true;
     };
@@ -196,6 +206,27 @@ pub fn visible(
             }
         },
     }
+}
+
+/// May `peer` send us copies of records of `collection`? An office (the
+/// only record writer) for data records; for office-only records, only a
+/// peer that may also receive them ([`visible`]: an office node, not an
+/// operator's device), since a copy enrolls devices.
+pub fn may_send_records(peer: &PeerAccess, collection: &str) -> bool {
+    if !collection::office_only(collection) {
+        return peer.is_office();
+    }
+    let grants = ReadGrants::default();
+    visible(
+        &Viewer::of_peer(peer),
+        &Subject::Record {
+            collection,
+            grants: &grants,
+        },
+        Purpose::Sync,
+        0,
+        0,
+    )
 }
 
 /// May `peer` see (receive, and send changes to) this document at
@@ -672,8 +703,32 @@ mod tests {
             collection: "webhooks",
             grants: &field,
         };
+        let users = Subject::Record {
+            collection: "users",
+            grants: &field,
+        };
         use Purpose::{Read, Sync};
         let table: &[(&str, Viewer, Subject, Purpose, u64, bool)] = &[
+            (
+                "users: an office peer",
+                Viewer::Office,
+                users,
+                Sync,
+                0,
+                true,
+            ),
+            (
+                "users: never on a read",
+                Viewer::Office,
+                users,
+                Read,
+                0,
+                false,
+            ),
+            ("users: not a technician", bob, users, Sync, 0, false),
+            ("users: not an operator's device", op, users, Sync, 0, false),
+            ("users: not an operator's read", op, users, Read, 0, false),
+            ("users: not an integration", erp, users, Read, 0, false),
             ("own work order", bob, bobs, Read, 0, true),
             ("own work order, sync", bob, bobs, Sync, 0, true),
             ("someone else's", ann, bobs, Read, 0, false),
@@ -750,6 +805,23 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn only_an_office_node_sends_users() {
+        let operator = PeerAccess::User {
+            user_id: "op".into(),
+            role: Role::Operator,
+        };
+        let tech = PeerAccess::User {
+            user_id: "bob".into(),
+            role: Role::Technician,
+        };
+        assert!(may_send_records(&PeerAccess::Office, "users"));
+        assert!(!may_send_records(&operator, "users"));
+        assert!(!may_send_records(&tech, "users"));
+        assert!(may_send_records(&operator, "materials"));
+        assert!(!may_send_records(&tech, "materials"));
     }
 
     #[test]

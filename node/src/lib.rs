@@ -11,6 +11,7 @@ pub mod clock;
 pub mod doc;
 pub mod reassignment;
 pub mod sync;
+pub mod users;
 pub mod vouch;
 
 #[cfg(feature = "runtime")]

@@ -10,7 +10,10 @@
 //!   role may read them. Any valid name not declared internal is data.
 //! - **Internal** collections (the state of features: users, webhooks,
 //!   batches, commands): the same write path and durability, but never on
-//!   the feed, never over REST's records API, never leaving the central.
+//!   the feed, never over REST's records API, never leaving the central,
+//!   except the **office-only** ones (`OFFICE_ONLY_COLLECTIONS`: users and
+//!   their enrollments), which travel between offices and nowhere else, so
+//!   that two centrals know the same people and devices.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +34,7 @@ pub const WRITE_SET_RECORDS_MAX: usize = 100_000;
 /// The collections whose records never leave the central. Declared here
 /// and nowhere else.
 pub const INTERNAL_COLLECTIONS: &[&str] = &[
-    "users",
+    USERS,
     "collection_grants",
     "webhooks",
     "webhook_notifications",
@@ -50,6 +53,19 @@ pub const INTERNAL_COLLECTIONS: &[&str] = &[
     OFFICE_KEYS,
     VOUCHERS,
 ];
+
+/// The internal collection users and integration clients live in.
+pub const USERS: &str = "users";
+
+/// Internal collections whose records still travel between offices (and
+/// only there: `node::access::visible` says who sees them), with a
+/// changelog entry each. Declared here and nowhere else.
+pub const OFFICE_ONLY_COLLECTIONS: &[&str] = &[USERS];
+
+/// Is `name` an internal collection that travels between offices?
+pub fn office_only(name: &str) -> bool {
+    OFFICE_ONLY_COLLECTIONS.contains(&name)
+}
 
 /// Offices' signing keys this node heard of from an office (`node::vouch`),
 /// by hex key.
@@ -156,6 +172,11 @@ mod tests {
         assert_eq!(CollectionKind::of("materials"), CollectionKind::Data);
         assert_eq!(CollectionKind::of("webhooks"), CollectionKind::Internal);
         assert_eq!(CollectionKind::of("users"), CollectionKind::Internal);
+        assert!(office_only("users"));
+        assert!(!office_only("webhooks") && !office_only("materials"));
+        for name in OFFICE_ONLY_COLLECTIONS {
+            assert_eq!(CollectionKind::of(name), CollectionKind::Internal, "{name}");
+        }
         assert!(validate_record_key("SKU 12/4").is_ok());
         assert!(validate_record_key("").is_err());
         assert!(validate_record_key("a\0b").is_err());

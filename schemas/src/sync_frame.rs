@@ -37,7 +37,11 @@ use serde::{Deserialize, Serialize};
 ///   central) is judged by who accepted it, not by who relayed it. And an
 ///   office may re-offer, in an `Announce` that does not advance its
 ///   changelog, what a device's holdings list lacks.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// - 7: `Records` between two offices may also carry office-only records
+///   (`collection::office_only`: users and their enrollments), merged by
+///   the receiver instead of newest-wins. An older office would refuse
+///   them as internal, so they go only to a peer of version 7.
+pub const PROTOCOL_VERSION: u16 = 7;
 /// The first version that has `Prime`.
 pub const PROTOCOL_VERSION_PRIME: u16 = 2;
 /// The first version that has `AnnouncePush`.
@@ -52,6 +56,8 @@ pub const PROTOCOL_VERSION_VOUCH: u16 = 6;
 /// page that does not advance its changelog (`Announce` with the previous
 /// page's `upto_seq`): what a device's holdings list lacks.
 pub const PROTOCOL_VERSION_REOFFER: u16 = 6;
+/// The first version whose `Records` may carry office-only records.
+pub const PROTOCOL_VERSION_USERS: u16 = 7;
 /// The oldest version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 

@@ -416,9 +416,12 @@ impl Sim {
     /// The protocol version this node speaks best: during a rollout the
     /// centrals are upgraded first (the order README.md prescribes) and
     /// every other technician's device still speaks the previous one.
+    /// The previous version is the one before vouchers (5): version 7
+    /// changed only what offices send each other (users), which no
+    /// simulated world holds, so the rollout stays the one measured.
     pub(crate) fn protocol_version(&self, node: usize) -> u16 {
         if self.rollout && !self.nodes[node].is_central() && node % 2 == 1 {
-            PROTOCOL_VERSION - 1
+            PROTOCOL_VERSION_VOUCH - 1
         } else {
             PROTOCOL_VERSION
         }

@@ -24,6 +24,7 @@ fn seqs(page: &Value) -> Vec<u64> {
 async fn a_document_appears_once_per_page_at_its_latest_change() {
     let server = Server::start().await;
     let op = server.token("op").await;
+    let b = server.base_seq;
     server.create("a", Some("tech-1")).await;
     server.create("b", Some("tech-2")).await;
     for text in ["one", "two", "three"] {
@@ -37,15 +38,15 @@ async fn a_document_appears_once_per_page_at_its_latest_change() {
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
-    // Seqs: a=1, b=2, a=3,4,5.
+    // Seqs after the users': a=1, b=2, a=3,4,5.
     let (status, page) = server.get_json("/api/v1/changes?since=0", &op).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(seqs(&page), vec![2, 5]);
+    assert_eq!(seqs(&page), vec![b + 2, b + 5]);
     assert_eq!(page["entries"][1]["id"], "a");
     assert_eq!(page["entries"][1]["op"], "update");
     assert_eq!(page["entries"][1]["number"], "WO-a");
     assert_eq!(page["entries"][0]["op"], "create");
-    assert_eq!(page["last_seq"], 5);
+    assert_eq!(page["last_seq"], b + 5);
     assert!(page["next"].is_null());
     assert_eq!(page["epoch"].as_str().unwrap().len(), 32);
     // The heads are the document's heads after that change.
@@ -55,25 +56,25 @@ async fn a_document_appears_once_per_page_at_its_latest_change() {
     let (_, first) = server
         .get_json("/api/v1/changes?since=0&limit=1", &op)
         .await;
-    assert_eq!(seqs(&first), vec![1]);
-    assert_eq!(first["last_seq"], 1);
-    assert_eq!(first["next"], 1);
+    assert_eq!(seqs(&first), vec![b + 1]);
+    assert_eq!(first["last_seq"], b + 1);
+    assert_eq!(first["next"], b + 1);
     let (_, second) = server
-        .get_json("/api/v1/changes?since=1&limit=1", &op)
+        .get_json(&format!("/api/v1/changes?since={}&limit=1", b + 1), &op)
         .await;
-    assert_eq!(seqs(&second), vec![2]);
+    assert_eq!(seqs(&second), vec![b + 2]);
     // Collection filter.
     let (_, none) = server
         .get_json("/api/v1/changes?collection=customers", &op)
         .await;
     assert_eq!(seqs(&none), Vec::<u64>::new());
-    assert_eq!(none["last_seq"], 5);
+    assert_eq!(none["last_seq"], b + 5);
     // A technician sees only their own document, and their cursor is
     // their own: the seq of the last change shown, not the store's.
     let tech = server.token("tech-2").await;
     let (_, mine) = server.get_json("/api/v1/changes?since=0", &tech).await;
-    assert_eq!(seqs(&mine), vec![2]);
-    assert_eq!(mine["last_seq"], 2);
+    assert_eq!(seqs(&mine), vec![b + 2]);
+    assert_eq!(mine["last_seq"], b + 2);
     server.stop().await;
 }
 
@@ -86,7 +87,11 @@ async fn longpoll_wakes_on_a_visible_write_and_times_out_empty() {
     let op = server.token("op").await;
     let (_, now) = server.get_json("/api/v1/changes", &tech).await;
     let since = now["last_seq"].as_u64().unwrap();
-    assert_eq!(since, 1, "the technician's own cursor: their last change");
+    assert_eq!(
+        since,
+        server.base_seq + 1,
+        "the technician's own cursor: their last change"
+    );
 
     // Timeout: empty page after about the asked wait.
     let started = Instant::now();
@@ -153,9 +158,9 @@ async fn longpoll_wakes_on_a_visible_write_and_times_out_empty() {
         .unwrap();
     assert!(elapsed >= Duration::from_millis(550), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    assert_eq!(seqs(&page), vec![4]);
+    assert_eq!(seqs(&page), vec![server.base_seq + 4]);
     assert_eq!(page["entries"][0]["id"], "mine");
-    assert_eq!(page["last_seq"], 4);
+    assert_eq!(page["last_seq"], server.base_seq + 4);
     server.stop().await;
 }
 
@@ -202,10 +207,12 @@ async fn paging_under_concurrent_writers_sees_every_change_once_in_order() {
             }
         }));
     }
-    let total = (WRITERS * DOCS_PER_WRITER * (1 + NOTES_PER_DOC)) as u64;
+    let total = server.base_seq + (WRITERS * DOCS_PER_WRITER * (1 + NOTES_PER_DOC)) as u64;
     // Read concurrently, in small pages, following last_seq.
     let mut pages: Vec<Value> = Vec::new();
-    let mut since = 0u64;
+    // From after the setup's users (never on the feed).
+    let base = server.base_seq;
+    let mut since = base;
     let deadline = Instant::now() + Duration::from_secs(120);
     while since < total {
         assert!(Instant::now() < deadline, "reader stuck at {since}");
@@ -227,14 +234,14 @@ async fn paging_under_concurrent_writers_sees_every_change_once_in_order() {
     assert_eq!(server.store.last_seq(), total);
     // The store's own changelog is the truth to compare with.
     let store = server.store.clone();
-    let log = tokio::task::spawn_blocking(move || store.changes_since(0, 10_000).unwrap())
+    let log = tokio::task::spawn_blocking(move || store.changes_since(base, 10_000).unwrap())
         .await
         .unwrap();
-    assert_eq!(log.len() as u64, total);
+    assert_eq!(log.len() as u64, total - base);
     let by_seq: BTreeMap<u64, String> = log.iter().map(|e| (e.seq, e.id.clone())).collect();
     let mut seen = HashSet::new();
-    let mut previous = 0u64;
-    let mut page_start = 0u64;
+    let mut previous = base;
+    let mut page_start = base;
     for page in &pages {
         let entries = page["entries"].as_array().unwrap();
         let mut ids_in_page = HashSet::new();
@@ -363,29 +370,41 @@ async fn a_technicians_feed_never_tells_the_stores_last_seq() {
     for i in 0..6 {
         server.create(&format!("theirs-{i}"), Some("tech-2")).await;
     }
-    // Seqs: mine=1, theirs=2..7. The office's cursor is the store's seq.
+    // Seqs after the users' (b): mine=b+1, theirs=b+2..b+7. The office's
+    // cursor is the store's seq.
+    let b = server.base_seq;
     let op = server.token("op").await;
-    let (_, all) = server.get_json("/api/v1/changes?since=5", &op).await;
-    assert_eq!(all["last_seq"], 7);
+    let (_, all) = server
+        .get_json(&format!("/api/v1/changes?since={}", b + 5), &op)
+        .await;
+    assert_eq!(all["last_seq"], b + 7);
     let tech = server.token("tech-1").await;
     // The scan budget (3) runs out before the end: `next` is where the
     // scan stopped, the technician's own cursor.
-    let (_, first) = server.get_json("/api/v1/changes?since=0", &tech).await;
-    assert_eq!(seqs(&first), vec![1]);
+    let (_, first) = server
+        .get_json(&format!("/api/v1/changes?since={b}"), &tech)
+        .await;
+    assert_eq!(seqs(&first), vec![b + 1]);
     assert_eq!(
         (first["last_seq"].as_u64(), first["next"].as_u64()),
-        (Some(3), Some(3))
+        (Some(b + 3), Some(b + 3))
     );
     // The scan reaches the end: the technician's cursor stays where they
-    // were (the store is at 7).
-    let (_, end) = server.get_json("/api/v1/changes?since=5", &tech).await;
+    // were (the store is at b+7).
+    let since = b + 5;
+    let (_, end) = server
+        .get_json(&format!("/api/v1/changes?since={since}"), &tech)
+        .await;
     assert_eq!(seqs(&end), Vec::<u64>::new());
-    assert_eq!(end["last_seq"], 5);
+    assert_eq!(end["last_seq"], since);
     assert!(end["next"].is_null());
     let (_, end) = server
-        .get_json("/api/v1/changes?since=5&feed=longpoll&timeout=100", &tech)
+        .get_json(
+            &format!("/api/v1/changes?since={since}&feed=longpoll&timeout=100"),
+            &tech,
+        )
         .await;
-    assert_eq!(end["last_seq"], 5);
+    assert_eq!(end["last_seq"], since);
     // A new change of theirs: the cursor moves to it, not past it.
     let store = server.store.clone();
     tokio::task::spawn_blocking(move || {
@@ -399,26 +418,34 @@ async fn a_technicians_feed_never_tells_the_stores_last_seq() {
     })
     .await
     .unwrap();
-    let (_, latest) = server.get_json("/api/v1/changes?since=5", &tech).await;
-    assert_eq!(seqs(&latest), vec![8]);
-    assert_eq!(latest["last_seq"], 8);
+    let (_, latest) = server
+        .get_json(&format!("/api/v1/changes?since={since}"), &tech)
+        .await;
+    assert_eq!(seqs(&latest), vec![b + 8]);
+    assert_eq!(latest["last_seq"], b + 8);
     server.create("theirs-late", Some("tech-2")).await;
-    let (_, after) = server.get_json("/api/v1/changes?since=8", &tech).await;
-    assert_eq!(after["last_seq"], 8, "not the store's 9");
+    let (_, after) = server
+        .get_json(&format!("/api/v1/changes?since={}", b + 8), &tech)
+        .await;
+    assert_eq!(after["last_seq"], b + 8, "not the store's b+9");
     // `since` past the end: refused, without the store's seq.
     let response = server
         .call(Method::GET, "/api/v1/changes?since=99", Some(&tech), None)
         .await;
     let body = problem(response, StatusCode::BAD_REQUEST).await;
     let detail = body["detail"].as_str().unwrap();
-    assert!(!detail.replace("99", "").contains('9'), "{detail}");
+    let store_seq = (b + 9).to_string();
+    assert!(!detail.replace("99", "").contains(&store_seq), "{detail}");
     // The office is told.
     let response = server
         .call(Method::GET, "/api/v1/changes?since=99", Some(&op), None)
         .await;
     let body = problem(response, StatusCode::BAD_REQUEST).await;
     assert!(
-        body["detail"].as_str().unwrap().contains("last change 9"),
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("last change {}", b + 9)),
         "{body}"
     );
     server.stop().await;
@@ -505,5 +532,42 @@ async fn a_fifth_concurrent_longpoll_of_one_user_is_refused() {
         .get_json("/api/v1/changes?feed=longpoll&timeout=100&since=1", &tech)
         .await;
     assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+/// Users take changelog seqs (they travel between offices) but are never
+/// on the feed, for anyone, not even asked for by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_never_on_the_feed() {
+    let server = Server::start().await;
+    let op = server.token("op").await;
+    let body = json!({"id": "tech-9", "role": "technician"});
+    let response = server
+        .call(Method::POST, "/api/v1/users", Some(&op), Some(&body))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    server.create("a", Some("tech-1")).await;
+    let last = server.store.last_seq();
+    assert_eq!(last, server.base_seq + 2, "the user's write took a seq");
+    for user in ["op", "tech-1", "erp-read"] {
+        let token = server.token(user).await;
+        for query in ["since=0", "since=0&collection=users"] {
+            let (status, page) = server
+                .get_json(&format!("/api/v1/changes?{query}"), &token)
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            let entries = page["entries"].as_array().unwrap();
+            assert!(
+                entries.iter().all(|entry| entry["collection"] != "users"),
+                "{user} {query}: {page}"
+            );
+        }
+    }
+    let (_, page) = server.get_json("/api/v1/changes?since=0", &op).await;
+    assert_eq!(seqs(&page), vec![last], "only the work order");
+    let response = server
+        .call(Method::GET, "/api/v1/records/users", Some(&op), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
     server.stop().await;
 }

@@ -52,6 +52,9 @@ pub(crate) struct Server {
     pub(crate) url: String,
     pub(crate) store: Store,
     pub(crate) client: reqwest::Client,
+    /// The changelog seq after the setup's users (users take a seq: they
+    /// travel between offices), where a test's own writes start.
+    pub(crate) base_seq: u64,
     secrets: HashMap<String, String>,
     shutdown: Option<oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -181,6 +184,7 @@ impl Server {
         }
         Server {
             url,
+            base_seq: store.last_seq(),
             store,
             client: client.build().expect("client"),
             secrets,

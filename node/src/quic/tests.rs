@@ -940,8 +940,9 @@ fn fresh_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// Both centrals know both users' devices (users do not replicate between
-/// centrals yet: each is told, as an operator would enroll at each).
+/// Both centrals know both users' devices, each told the same (as an
+/// operator would have enrolled at each before users replicated: the two
+/// copies agree, so their merge changes nothing).
 fn users_of_two_centrals(store: &Store, tech_1: &[&str], tech_2: &str) {
     enroll_user(store, "tech-2", tech_2);
     blocking(|| {
@@ -1112,4 +1113,82 @@ async fn two_centrals_and_three_devices() {
     for node in [&c1, &c2, &laptop, &tablet, &bob] {
         assert!(node.store.verify(|_| ()).unwrap().is_empty());
     }
+}
+
+/// Two centrals, each the other's office peer, over real QUIC and sled:
+/// a user added and a laptop enrolled at the first become known at the
+/// second, which then lets the laptop sync; the laptop never holds a
+/// user. Revoking the user at the second revokes it at the first too, and
+/// each central closes the laptop's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_enrollments_replicate_between_centrals() {
+    let code = crate::secret::generate_one_time_code();
+    let hash = crate::secret::hash(&code).unwrap();
+    let c2_identity = Identity::generate("c2").unwrap();
+    let c2_as_office = PeerConfig {
+        address: "127.0.0.1:9".into(),
+        node_id: c2_identity.node_id().to_string(),
+        user: None,
+    };
+    let mut c1 = TestNode::start(true, vec![c2_as_office], |store| {
+        create(store, "wo-1", "tech-1");
+        blocking(|| store.put_user(&pending_user(hash, None))).unwrap();
+    });
+    let (dir, store) = fresh_store();
+    let mut c2 = node_of(c2_identity, dir, store, true, vec![c1.as_peer()]);
+    let laptop_identity = Identity::generate("laptop").unwrap();
+    let laptop_id = laptop_identity.node_id().to_string();
+    let c1_id = c1.identity.node_id().to_string();
+    let cert = laptop_identity.cert_der();
+    enroll(c1.addr, &c1_id, cert, None, &code, "laptop", timing())
+        .await
+        .unwrap();
+    wait_for("the second central to know the laptop", || {
+        blocking(|| c2.store.user("tech-1"))
+            .unwrap()
+            .is_some_and(|user| user.node_ids == [laptop_id.clone()])
+    })
+    .await;
+    let (dir, store) = fresh_store();
+    let centrals = vec![c1.as_peer(), c2.as_peer()];
+    let mut laptop = node_of(laptop_identity, dir, store, false, centrals);
+    let c2_id = c2.identity.node_id().to_string();
+    wait_for("the laptop in sync with the second central", || {
+        laptop
+            .peers
+            .get(&c2_id)
+            .is_some_and(|p| p.connected && p.in_sync)
+            && c1.peers.get(&laptop_id).is_some_and(|p| p.connected)
+    })
+    .await;
+    assert_eq!(laptop.store.doc_ids(None, 10).unwrap(), ["wo-1"]);
+    assert_eq!(laptop.store.user("tech-1").unwrap(), None, "never a user");
+    assert!(laptop.store.collection("users").unwrap().is_none());
+
+    // `fieldsync user revoke` at the second central.
+    let mut user = blocking(|| c2.store.user("tech-1")).unwrap().unwrap();
+    user.revoked = true;
+    user.secret_hash = None;
+    user.enroll_code_hash = None;
+    blocking(|| c2.store.put_user(&user)).unwrap();
+    wait_for("the revocation at the first central", || {
+        blocking(|| c1.store.user("tech-1"))
+            .unwrap()
+            .is_some_and(|user| user.revoked)
+    })
+    .await;
+    wait_for("both centrals to close the laptop's session", || {
+        !c1.peers.get(&laptop_id).is_some_and(|p| p.connected)
+            && !c2.peers.get(&laptop_id).is_some_and(|p| p.connected)
+    })
+    .await;
+    create(&c1.store, "wo-new", "tech-1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(laptop.store.work_order("wo-new").unwrap().is_none());
+    let one = blocking(|| c1.store.user_versioned("tech-1")).unwrap();
+    let two = blocking(|| c2.store.user_versioned("tech-1")).unwrap();
+    assert_eq!(one, two, "the centrals agree");
+    laptop.stop().await;
+    c2.stop().await;
+    c1.stop().await;
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 /// The format this binary writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format this binary can migrate from.
 pub const FORMAT_VERSION_MIN: u32 = 1;
 
@@ -98,7 +98,11 @@ pub(crate) fn write(dir: &Path, version: u32) -> std::io::Result<()> {
 /// decode (`ChangeRecord::decode`), so the log is not rewritten. Users move
 /// from their own tree into the internal `users` collection of the `data`
 /// tree, so that their writes go through the committer.
-pub(crate) const MIGRATIONS: &[Migration] = &[(1, users_into_records)];
+///
+/// 2 → 3: users travel between offices. A user's write takes a changelog
+/// seq since then; users written before get one now, so an office sends
+/// every user it has, not only those written after the upgrade.
+pub(crate) const MIGRATIONS: &[Migration] = &[(1, users_into_records), (2, users_into_changelog)];
 
 /// Copy every user into `users` records (version 1), count them, then
 /// empty the old tree. Re-running it after a crash copies the same users
@@ -128,6 +132,56 @@ fn users_into_records(db: &sled::Db) -> sled::Result<()> {
     }
     db.flush()?;
     users.clear()?;
+    db.flush()?;
+    Ok(())
+}
+
+/// Give every user without a changelog entry one (after the last seq),
+/// in one atomic batch. Re-running it after a crash finds either none
+/// done or all done: idempotent.
+fn users_into_changelog(db: &sled::Db) -> sled::Result<()> {
+    use fieldsync_schemas::{ChangeOp, Collection};
+
+    use super::keys;
+    use super::record_store::USERS;
+    use super::records::{decode, encode, ChangeRecord, StoredRecord};
+    let data = db.open_tree("data")?;
+    let mut next_seq = match data
+        .scan_prefix([keys::CHANGELOG])
+        .next_back()
+        .transpose()?
+    {
+        Some((key, _)) => match keys::changelog_seq(&key) {
+            Some(seq) => seq + 1,
+            None => return Err(sled::Error::Unsupported("a bad changelog key".into())),
+        },
+        None => 1,
+    };
+    let prefix = keys::record_prefix(USERS);
+    let mut batch = sled::Batch::default();
+    for item in data.scan_prefix(&prefix) {
+        let (key, value) = item?;
+        // An undecodable record is left for `verify` to report.
+        let Ok(mut record) = decode::<StoredRecord>(&value) else {
+            continue;
+        };
+        if record.last_seq != 0 || record.deleted {
+            continue;
+        }
+        let entry = ChangeRecord {
+            collection: Collection::Reference(USERS.into()),
+            id: String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+            number: None,
+            op: ChangeOp::Create,
+            heads: Vec::new(),
+            version: record.version,
+        };
+        record.last_seq = next_seq;
+        batch.insert(&keys::changelog(next_seq), encode(&entry));
+        batch.insert(key, encode(&record));
+        next_seq += 1;
+    }
+    data.apply_batch(batch)?;
     db.flush()?;
     Ok(())
 }

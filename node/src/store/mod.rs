@@ -25,7 +25,9 @@ mod revocation;
 pub mod sync_adapter;
 #[cfg(test)]
 mod tests;
-pub mod users;
+/// Users moved to `crate::users` (the sync engine checks and merges them
+/// too); this path stays for callers.
+pub use crate::users;
 mod verify;
 
 use std::path::{Path, PathBuf};

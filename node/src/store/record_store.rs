@@ -15,7 +15,7 @@ use super::{io, ReadError, Store, WriteError, WriteSet};
 use crate::access::ReadGrants;
 
 /// The internal collection users and integration clients live in.
-pub(crate) const USERS: &str = "users";
+pub(crate) const USERS: &str = fieldsync_schemas::collection::USERS;
 /// The internal collection of read grants set over the API, by collection.
 pub(crate) const COLLECTION_GRANTS: &str = "collection_grants";
 

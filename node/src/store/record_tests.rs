@@ -247,10 +247,15 @@ fn users_go_through_the_committer() {
     assert_eq!(store.flush_count(), flushes + 1, "one committer flush");
     assert_eq!(store.user("alice@example.com").unwrap(), Some(user.clone()));
     assert_eq!(store.users().unwrap(), [user]);
+    let entries = store.changes_since(0, 10).unwrap();
     assert_eq!(
-        store.last_seq(),
-        0,
-        "users are internal: not on the changelog"
+        entries.len(),
+        1,
+        "users travel between offices: on the changelog"
+    );
+    assert_eq!(
+        (entries[0].collection.name(), entries[0].id.as_str()),
+        ("users", "alice@example.com")
     );
     clean(&store);
 }
@@ -284,10 +289,57 @@ fn a_format_1_store_migrates_its_users_into_records() {
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
     assert_eq!(format::read(dir.path()).unwrap(), format::FORMAT_VERSION);
     assert_eq!(store.user("bob").unwrap().unwrap().role, Role::Technician);
-    assert_eq!(
-        store.changes_since(0, 10).unwrap().len(),
-        1,
-        "the work order's entry"
-    );
+    let entries = store.changes_since(0, 10).unwrap();
+    let ids: Vec<&str> = entries.iter().map(|entry| entry.id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "the work order's entry, then bob's (3)");
+    assert_eq!(ids[1], "bob");
+    clean(&store);
+}
+
+/// Format 2 → 3: users written before their writes took a seq get one, so
+/// an office sends them too; running it again changes nothing.
+#[test]
+fn a_format_2_store_gives_its_users_a_changelog_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), StoreConfig::default()).unwrap();
+    store
+        .write_record("materials", "M-1", json(serde_json::json!({})), Expect::Any)
+        .unwrap();
+    store.close();
+    drop(store);
+    // What format 2 looked like: a user record without a seq.
+    {
+        let db = super::open_sled(dir.path(), &StoreConfig::default()).unwrap();
+        let data = db.open_tree("data").unwrap();
+        let bob = serde_json::json!({"id": "bob", "role": "technician", "created_at": "2026-01-01T00:00:00Z"});
+        let record = records::StoredRecord {
+            version: 4,
+            deleted: false,
+            last_seq: 0,
+            value: serde_json::to_vec(&bob).unwrap(),
+        };
+        data.insert(keys::record("users", "bob"), records::encode(&record))
+            .unwrap();
+        data.insert(
+            keys::collection("users"),
+            records::encode(&records::CollectionStats { live: 1 }),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    format::write(dir.path(), 2).unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(format::read(dir.path()).unwrap(), format::FORMAT_VERSION);
+    let entries = store.changes_since(0, 10).unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!((entries[1].seq, entries[1].id.as_str()), (2, "bob"));
+    assert_eq!(entries[1].version, Some(4));
+    assert_eq!(store.record("users", "bob").unwrap().unwrap().last_seq, 2);
+    clean(&store);
+    store.close();
+    drop(store);
+    format::write(dir.path(), 2).unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(store.changes_since(0, 10).unwrap().len(), 2, "idempotent");
     clean(&store);
 }

@@ -10,7 +10,16 @@
 //! Why internal records get no seq: they never go on the feed or to a
 //! peer, and a busy internal collection (delivery logs) would otherwise
 //! fill every feed page and sync scan with entries nobody may see: a
-//! session must cost O(changes the peer may see).
+//! session must cost O(changes the peer may see). The exception is the
+//! office-only collections (users): they travel between offices, so
+//! their writes take a seq (few, and `access::visible` hides them from
+//! everyone but an office peer).
+//!
+//! Why a replicated user is merged here, in the committer: the merge
+//! (`users::merge`) must see the current user, staged writes included, and
+//! land in the same step, or an enrollment or revocation written between a
+//! read and the write would be lost. A merge that changes nothing writes
+//! nothing.
 //!
 //! What is checked where: names, sizes and JSON validity on the writer's
 //! thread (`validate`), a few µs per record off the committer; the
@@ -20,14 +29,18 @@
 use std::collections::HashMap;
 
 use fieldsync_schemas::collection::{
-    validate_collection_name, validate_record_key, CollectionKind, RECORD_VALUE_BYTES_MAX,
-    WRITE_SET_RECORDS_MAX,
+    office_only, validate_collection_name, validate_record_key, CollectionKind,
+    RECORD_VALUE_BYTES_MAX, WRITE_SET_RECORDS_MAX,
 };
 use fieldsync_schemas::{ChangeOp, Collection};
 
 use super::keys;
 use super::records::{decode, encode, ChangeRecord, CollectionStats, StoredRecord};
 use super::WriteError;
+use crate::users::{self, Versioned};
+
+/// The internal collection of users (`users.rs`): replicated copies merge.
+const USERS: &str = fieldsync_schemas::collection::USERS;
 
 /// What a record write expects to find (compare-and-set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +165,13 @@ impl StagedRecords {
     }
 }
 
+/// One write, checked: the record it finds, and for a replicated user the
+/// write that stores the merge instead (`None`: the write as given).
+pub(crate) struct Checked {
+    current: Option<StoredRecord>,
+    merged: Option<RecordWrite>,
+}
+
 /// The current record of each write, checked against its expectation,
 /// with every read `stage` needs done here: a refused set returns before
 /// anything is staged, and staging cannot fail half-way.
@@ -159,8 +179,8 @@ pub(crate) fn check(
     writes: &[RecordWrite],
     data: &sled::Tree,
     staged: &mut StagedRecords,
-) -> Result<Vec<Option<StoredRecord>>, WriteError> {
-    let mut currents = Vec::with_capacity(writes.len());
+) -> Result<Vec<Checked>, WriteError> {
+    let mut checked = Vec::with_capacity(writes.len());
     for write in writes {
         staged.stats(data, &write.collection)?;
         let current = staged.current(data, &write.collection, &write.key)?;
@@ -178,25 +198,73 @@ pub(crate) fn check(
                 current: current.filter(|r| !r.deleted).map(|r| r.version),
             });
         }
-        currents.push(current);
+        let merged = match write.replicated_version {
+            Some(version) if write.collection == USERS => {
+                Some(merged_user(write, version, current.as_ref())?)
+            }
+            _ => None,
+        };
+        checked.push(Checked { current, merged });
     }
-    Ok(currents)
+    Ok(checked)
 }
 
-/// Stage checked writes: the record, its changelog entry (data only) and
+/// The write that stores a replicated user copy merged with the user here
+/// (`users::merge`); at the version here when the merge changes nothing,
+/// so `stage` skips it as stale.
+fn merged_user(
+    write: &RecordWrite,
+    version: u64,
+    current: Option<&StoredRecord>,
+) -> Result<RecordWrite, WriteError> {
+    let Some(value) = &write.value else {
+        return Err(WriteError::InvalidRecord(
+            crate::users::UserCopyError::Deleted(write.key.clone()).to_string(),
+        ));
+    };
+    let incoming = Versioned {
+        user: users::check_copy(&write.key, value)
+            .map_err(|e| WriteError::InvalidRecord(e.to_string()))?,
+        version,
+    };
+    let Some(local) = current.filter(|record| !record.deleted) else {
+        return Ok(write.clone());
+    };
+    let local = Versioned {
+        user: serde_json::from_slice(&local.value)
+            .map_err(|e| WriteError::Corrupt(format!("user `{}`: {e}", write.key)))?,
+        version: local.version,
+    };
+    let merged = users::merge(&local, &incoming);
+    let unchanged = merged == local || merged.version <= local.version;
+    let value = serde_json::to_vec(&merged.user).map_err(|e| WriteError::Io(e.to_string()))?;
+    Ok(RecordWrite {
+        value: Some(value),
+        replicated_version: Some(if unchanged {
+            local.version
+        } else {
+            merged.version
+        }),
+        ..write.clone()
+    })
+}
+
+/// Stage checked writes: the record, its changelog entry (data and
+/// office-only collections) and
 /// its collection's figures. Returns one receipt per write.
 pub(crate) fn stage(
     writes: &[RecordWrite],
-    currents: Vec<Option<StoredRecord>>,
+    checked: Vec<Checked>,
     staged: &mut StagedRecords,
     batch: &mut sled::Batch,
     seq: &mut u64,
 ) -> Vec<RecordReceipt> {
-    assert_eq!(writes.len(), currents.len());
+    assert_eq!(writes.len(), checked.len());
     let mut receipts = Vec::with_capacity(writes.len());
     // Each touched collection's figures are written once, after the loop.
     let mut touched: Vec<&str> = Vec::new();
-    for (write, current) in writes.iter().zip(currents) {
+    for (given, Checked { current, merged }) in writes.iter().zip(checked) {
+        let write = merged.as_ref().unwrap_or(given);
         let live = current.as_ref().is_some_and(|r| !r.deleted);
         let version = current.as_ref().map_or(0, |r| r.version);
         let stale = write
@@ -226,7 +294,8 @@ pub(crate) fn stage(
             (Some(_), true) => ChangeOp::Update,
         };
         let data_kind = CollectionKind::of(&write.collection) == CollectionKind::Data;
-        let this_seq = data_kind.then(|| {
+        let logged = data_kind || office_only(&write.collection);
+        let this_seq = logged.then(|| {
             *seq += 1;
             *seq - 1
         });
@@ -247,8 +316,8 @@ pub(crate) fn stage(
             };
             batch.insert(&keys::changelog(this_seq), encode(&entry));
         }
-        if !touched.contains(&write.collection.as_str()) {
-            touched.push(&write.collection);
+        if !touched.contains(&given.collection.as_str()) {
+            touched.push(&given.collection);
         }
         let stats = staged
             .stats

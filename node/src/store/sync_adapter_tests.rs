@@ -576,3 +576,101 @@ fn a_central_that_never_saw_the_reassignment_revokes_from_the_document() {
     assert_verifies(&laptop);
     assert_verifies(&central_2);
 }
+
+fn user(id: &str) -> crate::store::User {
+    crate::store::User {
+        id: id.into(),
+        role: Role::Technician,
+        scopes: Vec::new(),
+        secret_hash: None,
+        enroll_code_hash: Some("code".into()),
+        enroll_code_expires_at_ms: None,
+        node_ids: Vec::new(),
+        revoked: false,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    }
+}
+
+fn enroll(side: &Side, id: &str, node: &str) {
+    let (mut user, version) = side.store.user_versioned(id).unwrap().unwrap();
+    user.enroll_code_hash = None;
+    user.node_ids.push(node.into());
+    side.store.put_user_if(&user, version).unwrap();
+}
+
+/// Two centrals write one user concurrently (an enrollment at one, a
+/// revocation and another enrollment at the other): over sled stores and
+/// the committer they merge to the same user at the same version, devices
+/// united and the revocation kept, and a further sync moves nothing.
+#[test]
+fn two_centrals_merge_their_users() {
+    let (c1, c2) = (Side::new("central-1", true), Side::new("central-2", true));
+    c1.store.put_user(&user("tech-1")).unwrap();
+    sync(&c1, &c2, PeerAccess::Office, PeerAccess::Office, now_ms());
+    assert_eq!(c2.store.user("tech-1").unwrap(), Some(user("tech-1")));
+    enroll(&c1, "tech-1", "aa11");
+    enroll(&c2, "tech-1", "bb22");
+    let (mut revoked, version) = c2.store.user_versioned("tech-1").unwrap().unwrap();
+    revoked.revoked = true;
+    c2.store.put_user_if(&revoked, version).unwrap();
+    sync(&c1, &c2, PeerAccess::Office, PeerAccess::Office, now_ms());
+    let one = c1.store.user_versioned("tech-1").unwrap().unwrap();
+    let two = c2.store.user_versioned("tech-1").unwrap().unwrap();
+    assert_eq!(one, two, "converged");
+    assert!(one.0.revoked, "the revocation stays");
+    let mut nodes = one.0.node_ids.clone();
+    nodes.sort();
+    assert_eq!(nodes, ["aa11", "bb22"]);
+    let seqs = (c1.store.last_seq(), c2.store.last_seq());
+    sync(&c1, &c2, PeerAccess::Office, PeerAccess::Office, now_ms());
+    assert_eq!((c1.store.last_seq(), c2.store.last_seq()), seqs, "at rest");
+    assert_verifies(&c1);
+    assert_verifies(&c2);
+}
+
+/// Users never go to a technician's device, whatever it is granted, and
+/// an office's user copy goes through the committer only as a merge: a
+/// local revocation written meanwhile is not lost.
+#[test]
+fn users_never_reach_a_technician_and_a_copy_never_undoes_a_revocation() {
+    let central = Side::new("central", true);
+    let laptop = Side::new("laptop", false);
+    central.store.put_user(&user("tech-1")).unwrap();
+    create(&central, "wo-1", "tech-1");
+    sync(
+        &central,
+        &laptop,
+        tech_access("tech-1"),
+        PeerAccess::Office,
+        now_ms(),
+    );
+    assert_eq!(
+        laptop.store.doc_ids(None, 10).unwrap().len(),
+        1,
+        "work orders still sync"
+    );
+    assert_eq!(laptop.store.user("tech-1").unwrap(), None);
+    assert!(laptop.store.collection("users").unwrap().is_none());
+    // An older copy (version 1, not revoked) arriving after a revocation
+    // here (version 2) leaves the revocation.
+    let (mut revoked, version) = central.store.user_versioned("tech-1").unwrap().unwrap();
+    revoked.revoked = true;
+    central.store.put_user_if(&revoked, version).unwrap();
+    let shared = SyncShared::new(central.store.clone());
+    let mut adapter = SyncAdapter::new(shared);
+    let copy = fieldsync_schemas::sync_frame::RecordCopy {
+        collection: "users".into(),
+        key: "tech-1".into(),
+        version: 5,
+        deleted: false,
+        value: serde_json::to_vec(&user("tech-1")).unwrap(),
+    };
+    crate::sync::SyncStore::apply_records(&mut adapter, vec![copy]).unwrap();
+    while let Some((_, pending)) = adapter.pending.pop_front() {
+        pending.wait().unwrap();
+    }
+    let (now, version) = central.store.user_versioned("tech-1").unwrap().unwrap();
+    assert!(now.revoked, "revoked wins");
+    assert_eq!(version, 6, "newer than both, so it travels back");
+    assert_verifies(&central);
+}

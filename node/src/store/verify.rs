@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use fieldsync_schemas::collection::{
-    validate_collection_name, validate_record_key, CollectionKind,
+    office_only, validate_collection_name, validate_record_key, CollectionKind,
 };
 
 use super::keys;
@@ -129,6 +129,7 @@ fn check_records(
         let logged = latest.remove(&(collection.clone(), record_key));
         let expected = match CollectionKind::of(&collection) {
             CollectionKind::Data => logged,
+            CollectionKind::Internal if office_only(&collection) => logged,
             CollectionKind::Internal => None,
         };
         let found = (record.last_seq != 0).then_some((record.last_seq, record.version));

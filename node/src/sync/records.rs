@@ -11,13 +11,20 @@
 //! Why only an office sends: records have one writer, the office (DESIGN.md,
 //! "Documents"); a field node holds read-only copies and never sends a
 //! record write, and a node refuses `Records` from anyone but an office.
+//!
+//! Office-only records (users, version 7) ride the same pages between two
+//! offices: `access::visible` lets only an office peer see them, a peer of
+//! an older version never gets them (it would refuse them as internal),
+//! and the receiver checks each copy (`users::check_copy`) and its store
+//! merges it with its own instead of newest-wins (`users::merge`).
 
 use std::collections::HashSet;
 
+use fieldsync_schemas::collection::office_only;
 use fieldsync_schemas::collection::{
     validate_collection_name, validate_record_key, CollectionKind, RECORD_VALUE_BYTES_MAX,
 };
-use fieldsync_schemas::sync_frame::{RecordCopy, PAGE_DOCS_MAX};
+use fieldsync_schemas::sync_frame::{RecordCopy, PAGE_DOCS_MAX, PROTOCOL_VERSION_USERS};
 use fieldsync_schemas::Collection;
 
 use super::store::{LogEntry, SyncStore};
@@ -49,6 +56,8 @@ pub(super) struct Audience<'a> {
     pub(super) peer: &'a PeerAccess,
     pub(super) now_ms: u64,
     pub(super) grace_ms: u64,
+    /// The session's protocol version.
+    pub(super) version: u16,
 }
 
 /// The copy of every record in `entries` the peer may read, each once, at
@@ -112,6 +121,10 @@ fn may_read<'a, S: SyncStore>(
     if let Some((_, answer)) = readable.iter().find(|(name, _)| *name == collection) {
         return Ok(*answer);
     }
+    if office_only(collection) && audience.version < PROTOCOL_VERSION_USERS {
+        readable.push((collection, false));
+        return Ok(false);
+    }
     let grants = store.read_grants(collection)?;
     let answer = access::visible(
         &Viewer::of_peer(audience.peer),
@@ -127,8 +140,13 @@ fn may_read<'a, S: SyncStore>(
     Ok(answer)
 }
 
-/// Check copies an office sent before they reach the store.
-pub(super) fn check_received(copies: &[RecordCopy]) -> Result<(), String> {
+/// Check copies an office sent before they reach the store. `version` is
+/// the session's; `peer` who sent them.
+pub(super) fn check_received(
+    copies: &[RecordCopy],
+    peer: &PeerAccess,
+    version: u16,
+) -> Result<(), String> {
     if copies.len() > PAGE_DOCS_MAX {
         return Err(format!("{} records in one frame", copies.len()));
     }
@@ -137,7 +155,10 @@ pub(super) fn check_received(copies: &[RecordCopy]) -> Result<(), String> {
         validate_collection_name(&copy.collection)
             .and_then(|()| validate_record_key(&copy.key))
             .map_err(|e| format!("{name}: {e}"))?;
-        if CollectionKind::of(&copy.collection) != CollectionKind::Data {
+        let office_only = office_only(&copy.collection);
+        if office_only {
+            check_office_only(copy, peer, version).map_err(|e| format!("{name}: {e}"))?;
+        } else if CollectionKind::of(&copy.collection) != CollectionKind::Data {
             return Err(format!("{name} is internal and never leaves the central"));
         }
         if copy.version == 0 || copy.value.len() > RECORD_VALUE_BYTES_MAX {
@@ -147,6 +168,22 @@ pub(super) fn check_received(copies: &[RecordCopy]) -> Result<(), String> {
         if copy.deleted != copy.value.is_empty() || (!copy.deleted && json.is_err()) {
             return Err(format!("{name}: the value is not JSON"));
         }
+        if office_only {
+            crate::users::check_copy(&copy.key, &copy.value).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// An office-only copy (a user): from a peer that may send one, in a
+/// session that has them, never a delete. (Its shape is checked after the
+/// size and JSON checks every copy passes.)
+fn check_office_only(copy: &RecordCopy, peer: &PeerAccess, version: u16) -> Result<(), String> {
+    if version < PROTOCOL_VERSION_USERS || !access::may_send_records(peer, &copy.collection) {
+        return Err("travels only between offices (version 7)".into());
+    }
+    if copy.deleted {
+        return Err(crate::users::UserCopyError::Deleted(copy.key.clone()).to_string());
     }
     Ok(())
 }

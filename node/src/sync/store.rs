@@ -145,12 +145,16 @@ pub trait SyncStore {
     /// Forget a revocation once the peer has purged the document.
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), Self::Error>;
 
-    /// A data record as it is now (deleted ones too: the tombstone travels).
+    /// A data or office-only record as it is now (deleted ones too: the
+    /// tombstone travels).
     fn record(&self, collection: &str, key: &str) -> Result<Option<HeldRecord>, Self::Error>;
     /// Who may read data collection `collection`.
     fn read_grants(&self, collection: &str) -> Result<ReadGrants, Self::Error>;
     /// Queue storing copies an office sent: each is stored only if newer
-    /// than the copy here. Durable before any write queued after it.
+    /// than the copy here; a user (office-only, from another office) is
+    /// merged with the one here instead (`crate::users::merge`; the sled
+    /// store does, `MemStore` keeps newer-wins: no simulated world holds
+    /// users). Durable before any write queued after it.
     fn apply_records(&mut self, records: Vec<RecordCopy>) -> Result<(), Self::Error>;
 
     /// The signing keys of the other offices this node heard of from an

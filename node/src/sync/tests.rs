@@ -1,6 +1,7 @@
 //! Two engines wired back to back in memory, time simulated.
 
 use automerge::ActorId;
+use fieldsync_schemas::collection::RECORD_VALUE_BYTES_MAX;
 use fieldsync_schemas::sync_frame::{Frame, RecordCopy, PROTOCOL_VERSION};
 use fieldsync_schemas::{Actor, OperatorPatch, Role, Status};
 
@@ -803,8 +804,8 @@ fn version_mismatch_is_refused_on_both_sides() {
     session.start(&laptop.store).unwrap();
     let _ = session.poll_frame();
     let future = fieldsync_schemas::sync_frame::Frame::Hello {
-        version_min: 7,
-        version_max: 9,
+        version_min: PROTOCOL_VERSION + 1,
+        version_max: PROTOCOL_VERSION + 3,
         node_id: "central".into(),
         epoch: central.store.epoch(),
         your_checkpoint: None,
@@ -1120,6 +1121,132 @@ fn records_go_only_from_an_office_and_only_in_version_4() {
     assert!(!kinds.contains(&"records"), "{kinds:?}");
     assert_eq!(laptop3.store.doc_ids().len(), 1);
     assert!(laptop3.store.records().next().is_none());
+}
+
+/// Users copies (version 7) come only from an office node, never from an
+/// operator's device, never in an older session, and a malformed one
+/// closes the session before anything reaches the store.
+#[test]
+fn users_copies_go_only_between_offices_and_are_checked() {
+    let (central, mut other) = primed_pair(1, PROTOCOL_VERSION);
+    let user = serde_json::json!({"id": "tech-1", "role": "technician", "node_ids": ["ab12"], "created_at": "2026-01-01T00:00:00Z"});
+    let copy = RecordCopy {
+        collection: "users".into(),
+        key: "tech-1".into(),
+        version: 2,
+        deleted: false,
+        value: serde_json::to_vec(&user).unwrap(),
+    };
+    let records = |copy: RecordCopy| Frame::Records {
+        compressed: compress_batch(&[copy][..], 3),
+    };
+    let operator = PeerAccess::User {
+        user_id: "op".into(),
+        role: fieldsync_schemas::Role::Operator,
+    };
+    let office = PeerAccess::Office;
+    let wrong_id = RecordCopy {
+        key: "tech-2".into(),
+        ..copy.clone()
+    };
+    let not_a_user = RecordCopy {
+        value: b"{\"id\": 3}".to_vec(),
+        ..copy.clone()
+    };
+    let deleted = RecordCopy {
+        deleted: true,
+        value: Vec::new(),
+        ..copy.clone()
+    };
+    let bad_node = RecordCopy {
+        value: serde_json::to_vec(&serde_json::json!({"id": "tech-1", "role": "technician", "node_ids": ["a b"], "created_at": "x"})).unwrap(),
+        ..copy.clone()
+    };
+    let oversized = RecordCopy {
+        value: format!("\"{}\"", "x".repeat(RECORD_VALUE_BYTES_MAX)).into_bytes(),
+        ..copy.clone()
+    };
+    for (access, version, copy, why) in [
+        (office.clone(), PROTOCOL_VERSION, oversized, "oversized"),
+        (
+            operator,
+            PROTOCOL_VERSION,
+            copy.clone(),
+            "only between offices",
+        ),
+        (office.clone(), 6, copy.clone(), "only between offices"),
+        (office.clone(), PROTOCOL_VERSION, wrong_id, "names user"),
+        (
+            office.clone(),
+            PROTOCOL_VERSION,
+            not_a_user,
+            "is not a user",
+        ),
+        (office.clone(), PROTOCOL_VERSION, deleted, "never deleted"),
+        (
+            office.clone(),
+            PROTOCOL_VERSION,
+            bad_node,
+            "not a fingerprint",
+        ),
+    ] {
+        let mut session = session_past_hello(&mut other, &central, access, version);
+        let error = session
+            .handle_frame(0, records(copy), &mut other.store)
+            .unwrap_err();
+        assert!(error.to_string().contains(why), "{why}: {error}");
+    }
+    assert!(other.store.records().next().is_none());
+    let mut session = session_past_hello(&mut other, &central, office, PROTOCOL_VERSION);
+    session
+        .handle_frame(0, records(copy), &mut other.store)
+        .unwrap();
+    assert_eq!(
+        other.store.records().count(),
+        1,
+        "a good copy from an office"
+    );
+}
+
+/// A user goes with the page to an office of protocol 7 only: never to an
+/// office of 6 (it would refuse it as internal and close the session),
+/// never to a technician's or an operator's device. Work orders sync with
+/// every one of them.
+#[test]
+fn users_go_to_an_office_of_version_7_only() {
+    let operator = PeerAccess::User {
+        user_id: "op".into(),
+        role: Role::Operator,
+    };
+    let user = serde_json::json!({"id": "tech-1", "role": "technician", "created_at": "x"});
+    for (version, access, gets_user) in [
+        (PROTOCOL_VERSION, PeerAccess::Office, true),
+        (6, PeerAccess::Office, false),
+        (PROTOCOL_VERSION, tech_access("tech-1"), false),
+        (PROTOCOL_VERSION, operator, false),
+    ] {
+        let mut central = Node::new("central", 1, true);
+        create(&mut central, "wo-1", "tech-1");
+        let value = serde_json::to_vec(&user).unwrap();
+        central
+            .store
+            .write_record("users", "tech-1", Some(value))
+            .unwrap();
+        central.store.flush();
+        let office = access == PeerAccess::Office;
+        let mut other = Node::new("other", 2, office);
+        let mut config = SessionConfig::new(&central.id, true);
+        config.protocol_version_max = version;
+        let why = format!("{access:?} at version {version}");
+        let mut link = connect_with(config, &central, &other, access, PeerAccess::Office);
+        drive(&mut link, &mut central, &mut other, 0);
+        assert_eq!(other.store.doc_ids(), ["wo-1"], "{why}");
+        let users = other
+            .store
+            .records()
+            .filter(|copy| copy.collection == "users");
+        assert_eq!(users.count() == 1, gets_user, "{why}");
+    }
 }
 
 /// A laptop that bypasses the typed operations appends a status entry

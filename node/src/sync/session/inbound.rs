@@ -415,7 +415,7 @@ impl Session {
             return Err(protocol("only an office sends records (version 4)"));
         }
         let copies: Vec<RecordCopy> = self.decode_batch(compressed)?;
-        records::check_received(&copies).map_err(protocol)?;
+        records::check_received(&copies, &self.peer, self.version).map_err(protocol)?;
         store.apply_records(copies).map_err(store_error)
     }
 

@@ -278,6 +278,7 @@ impl Session {
             peer: &self.peer,
             now_ms,
             grace_ms: self.config.grace_ms,
+            version: self.version,
         };
         let page = records::for_page(
             &entries,
