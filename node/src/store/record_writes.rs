@@ -38,7 +38,10 @@ use super::keys;
 use super::records::{decode, encode, ChangeRecord, CollectionStats, StoredRecord};
 use super::WriteError;
 use crate::users::{self, Versioned};
+use fieldsync_schemas::sync_frame::Voucher;
 
+/// The internal collection of vouchers (`crate::vouch`): new ones join.
+const VOUCHERS: &str = fieldsync_schemas::collection::VOUCHERS;
 /// The internal collection of users (`users.rs`): replicated copies merge.
 const USERS: &str = fieldsync_schemas::collection::USERS;
 
@@ -202,11 +205,32 @@ pub(crate) fn check(
             Some(version) if write.collection == USERS => {
                 Some(merged_user(write, version, current.as_ref())?)
             }
+            None if write.collection == VOUCHERS => Some(merged_vouchers(write, current.as_ref())),
             _ => None,
         };
         checked.push(Checked { current, merged });
     }
     Ok(checked)
+}
+
+/// The write that stores a document's new vouchers joined to those held
+/// (`vouch::merged`), here for the reason users merge here: two sessions
+/// (two offices) writing one document's vouchers in one group would
+/// otherwise each read the same old list, and the second would drop the
+/// first's. Vouchers are hints for relays: unreadable ones count as none.
+fn merged_vouchers(write: &RecordWrite, current: Option<&StoredRecord>) -> RecordWrite {
+    let decode =
+        |bytes: &[u8]| -> Vec<Voucher> { serde_json::from_slice(bytes).unwrap_or_default() };
+    let held = current
+        .filter(|record| !record.deleted)
+        .map(|record| decode(&record.value))
+        .unwrap_or_default();
+    let new = write.value.as_deref().map(decode).unwrap_or_default();
+    let kept = crate::vouch::merged(held, &new);
+    RecordWrite {
+        value: Some(serde_json::to_vec(&kept).expect("vouchers encode as JSON")),
+        ..write.clone()
+    }
 }
 
 /// The write that stores a replicated user copy merged with the user here

@@ -764,12 +764,10 @@ impl SyncStore for SyncAdapter {
         Ok(serde_json::from_slice(&record.value).unwrap_or_default())
     }
 
-    /// Read, merge, write: two writes for one document racing in the
-    /// committer may lose one office's vouchers (a relay of that office's
-    /// changes is then judged as the relay's, as before vouchers).
+    /// The committer joins them to those held (`record_writes`), so two
+    /// sessions writing one document's vouchers lose none.
     fn put_vouchers(&mut self, id: &str, vouchers: &[Voucher]) -> Result<(), SyncStoreError> {
-        let kept = crate::vouch::merged(self.vouchers(id)?, vouchers);
-        let value = serde_json::to_vec(&kept).expect("vouchers encode as JSON");
+        let value = serde_json::to_vec(vouchers).expect("vouchers encode as JSON");
         let record = internal_write(collection::VOUCHERS, id.to_string(), value);
         self.queue_records(vec![record])
     }

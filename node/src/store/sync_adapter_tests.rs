@@ -674,3 +674,40 @@ fn users_never_reach_a_technician_and_a_copy_never_undoes_a_revocation() {
     assert_eq!(version, 6, "newer than both, so it travels back");
     assert_verifies(&central);
 }
+
+/// Two sessions (two offices) store vouchers for one document at once:
+/// the committer joins each to what is held, so neither office's are lost
+/// (before, each session read the same old list and wrote its own join).
+#[test]
+fn vouchers_written_by_two_sessions_at_once_are_all_kept() {
+    use crate::vouch::Signer;
+    let laptop = Side::new("laptop", false);
+    let one = Signer::derive(b"office one");
+    let two = Signer::derive(b"office two");
+    let head = |n: u8| automerge::ChangeHash([n; 32]);
+    let mut a1 = SyncAdapter::new(laptop.shared.clone());
+    let mut a2 = SyncAdapter::new(laptop.shared.clone());
+    a1.put_vouchers("wo-1", &[one.vouch("wo-1", &head(1))])
+        .unwrap();
+    a2.put_vouchers("wo-1", &[two.vouch("wo-1", &head(2))])
+        .unwrap();
+    for adapter in [&mut a1, &mut a2] {
+        while let Some((write, pending)) = adapter.pending.pop_front() {
+            pending.wait().unwrap();
+            adapter.durable(write);
+        }
+    }
+    let held = a1.vouchers("wo-1").unwrap();
+    assert_eq!(
+        held,
+        vec![one.vouch("wo-1", &head(1)), two.vouch("wo-1", &head(2))]
+    );
+    // Again: nothing doubles.
+    a2.put_vouchers("wo-1", &[two.vouch("wo-1", &head(2))])
+        .unwrap();
+    while let Some((write, pending)) = a2.pending.pop_front() {
+        pending.wait().unwrap();
+        a2.durable(write);
+    }
+    assert_eq!(a1.vouchers("wo-1").unwrap(), held);
+}
