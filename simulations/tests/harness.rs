@@ -244,6 +244,11 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         World::Mixed,
         "an office's newer vouchers replaced the one covering what the device held, so its relayed change was judged as the device's",
     ),
+    (
+        3056,
+        World::Mixed,
+        "a central offered again a creation still queued, crashed, and with another office no one revoked the device's copy",
+    ),
 ];
 
 const PER_USER_RECORD: &str =

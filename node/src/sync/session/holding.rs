@@ -269,7 +269,16 @@ impl Session {
             if self.holding.reoffer.len() >= HOLDING_CANDIDATES_MAX {
                 break;
             }
-            if !listed.contains(&id) {
+            if listed.contains(&id) {
+                continue;
+            }
+            // Only what a crash cannot take back: a creation or assignment
+            // still queued here would reach the device and then exist
+            // nowhere else, and with another office no one could revoke
+            // it (simulator, default world seeds 2587, 3056, 4251, 9551).
+            // Once durable, its changelog entry offers it anyway.
+            let durable = store.durable_doc_meta(&id).map_err(store_error)?;
+            if durable.is_some_and(|meta| meta.assignee.as_deref() == Some(user)) {
                 self.holding.reoffer.insert(id);
             }
         }
