@@ -31,14 +31,18 @@
 //!   (no peer can relay). Ed25519 signatures are deterministic, so the
 //!   simulator's traces stay reproducible.
 
-use automerge::ChangeHash;
+use automerge::{ChangeHash, ReadDoc};
 use fieldsync_schemas::sync_frame::{OfficeKey, Voucher, VOUCHER_SIGNATURE_BYTES};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use sha2::{Digest, Sha256};
 
-/// Vouchers a device keeps per document, at most (a few offices' latest
-/// heads; the oldest go first).
+/// Vouchers a device forwards for one document at once, at most (a
+/// receiver closes the session past it; protocol 6).
 pub const VOUCHERS_PER_DOC_MAX: usize = 8;
+/// Vouchers a device keeps per document, at most (the oldest go first).
+/// More than it forwards: it forwards only those that cover what it holds
+/// and no other forwarded one covers ([`covering`]).
+pub const VOUCHERS_STORED_PER_DOC_MAX: usize = 16;
 
 /// What is signed: a domain tag, then the head.
 const DOMAIN: &[u8] = b"fieldsync voucher v1\0";
@@ -111,7 +115,7 @@ pub fn is_signed(voucher: &Voucher) -> bool {
 
 /// The vouchers a device keeps for one document after receiving `new`:
 /// the held ones, then the new ones not held, at most
-/// [`VOUCHERS_PER_DOC_MAX`], the oldest dropped first.
+/// [`VOUCHERS_STORED_PER_DOC_MAX`], the oldest dropped first.
 ///
 /// An office's new vouchers do not replace its old ones: they name the
 /// office's heads when it sent, and the changes under them may reach the
@@ -127,8 +131,38 @@ pub fn merged(held: Vec<Voucher>, new: &[Voucher]) -> Vec<Voucher> {
             kept.push(voucher.clone());
         }
     }
-    let excess = kept.len().saturating_sub(VOUCHERS_PER_DOC_MAX);
+    let excess = kept.len().saturating_sub(VOUCHERS_STORED_PER_DOC_MAX);
     kept.drain(..excess);
+    kept
+}
+
+/// The vouchers worth forwarding with `doc`: one per vouched head the
+/// document holds, none whose head lies under another's (a signature on a
+/// head covers its whole history), the newest at most
+/// [`VOUCHERS_PER_DOC_MAX`]. With the oldest of a long list dropped at the
+/// wire's bound instead, a voucher that alone covered an office's change
+/// was left behind (simulator, default world seed 142).
+pub fn covering(doc: &automerge::Automerge, held: &[Voucher]) -> Vec<Voucher> {
+    let mut present: Vec<&Voucher> = Vec::new();
+    for voucher in held.iter().rev() {
+        let head = ChangeHash(voucher.head);
+        let new_head = !present.iter().any(|v| v.head == voucher.head);
+        if new_head && doc.get_change_by_hash(&head).is_some() {
+            present.push(voucher);
+        }
+    }
+    let under = |low: &Voucher, high: &Voucher| {
+        !doc.get_changes_meta(&[ChangeHash(high.head)])
+            .iter()
+            .any(|change| change.hash.0 == low.head)
+    };
+    let mut kept: Vec<Voucher> = present
+        .iter()
+        .filter(|v| !present.iter().any(|w| w.head != v.head && under(v, w)))
+        .map(|v| (*v).clone())
+        .take(VOUCHERS_PER_DOC_MAX)
+        .collect();
+    kept.reverse();
     kept
 }
 
@@ -164,6 +198,48 @@ mod tests {
     }
 
     #[test]
+    fn a_device_forwards_only_the_vouchers_that_cover_what_it_holds() {
+        use automerge::transaction::Transactable;
+        use automerge::{AutoCommit, ROOT};
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "a", 1).unwrap();
+        let first = doc.get_heads()[0];
+        doc.put(ROOT, "a", 2).unwrap();
+        let second = doc.get_heads()[0];
+        let mut side = doc.fork_at(&[first]).unwrap();
+        side.put(ROOT, "b", 1).unwrap();
+        let concurrent = side.get_heads()[0];
+        doc.merge(&mut side).unwrap();
+        let (one, two) = (Signer::derive(b"1"), Signer::derive(b"2"));
+        let held = vec![
+            one.vouch("d", &first),
+            one.vouch("d", &concurrent),
+            one.vouch("d", &head(9)), // not held yet
+            one.vouch("d", &second),
+            two.vouch("d", &second),
+        ];
+        let doc = doc.document().clone();
+        // `first` lies under both others; `second` once, the newest kept.
+        assert_eq!(
+            covering(&doc, &held),
+            vec![one.vouch("d", &concurrent), two.vouch("d", &second)]
+        );
+        assert!(covering(&doc, &[one.vouch("d", &head(9))]).is_empty());
+        // Never more than a receiver takes.
+        let mut base = AutoCommit::new();
+        base.put(ROOT, "n", 0).unwrap();
+        let mut long = base.fork();
+        let mut many = Vec::new();
+        for n in 1..=12 {
+            let mut branch = base.fork();
+            branch.put(ROOT, "n", n).unwrap();
+            many.push(one.vouch("d", &branch.get_heads()[0]));
+            long.merge(&mut branch).unwrap();
+        }
+        assert_eq!(covering(long.document(), &many).len(), VOUCHERS_PER_DOC_MAX);
+    }
+
+    #[test]
     fn new_vouchers_join_the_held_ones_oldest_dropped_first() {
         let one = Signer::derive(b"1");
         let two = Signer::derive(b"2");
@@ -187,11 +263,11 @@ mod tests {
             .map(|n| Signer::derive(&[n]).vouch("d", &head(n)))
             .collect();
         let kept = merged(Vec::new(), &many);
-        assert_eq!(kept.len(), VOUCHERS_PER_DOC_MAX);
-        assert_eq!(kept.first(), many.get(20 - VOUCHERS_PER_DOC_MAX));
+        assert_eq!(kept.len(), VOUCHERS_STORED_PER_DOC_MAX);
+        assert_eq!(kept.first(), many.get(20 - VOUCHERS_STORED_PER_DOC_MAX));
         assert_eq!(kept.last(), many.last());
         let kept = merged(kept, &[one.vouch("d", &head(99))]);
         assert_eq!(kept.last(), Some(&one.vouch("d", &head(99))));
-        assert_eq!(kept.len(), VOUCHERS_PER_DOC_MAX);
+        assert_eq!(kept.len(), VOUCHERS_STORED_PER_DOC_MAX);
     }
 }

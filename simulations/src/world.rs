@@ -641,6 +641,10 @@ impl Sim {
             config.peer_relays = sim.nodes[peer].user().is_some_and(|user| {
                 sim.nodes.iter().filter(|n| n.user() == Some(user)).count() > 1
             });
+            // From the seed, not drawn, so the world's draws stay as they
+            // were: none, one grace period, or longer than any run.
+            config.revocation_keep_ms =
+                [0, sim.cfg.grace_ms, 1_000 * sim.cfg.grace_ms][(sim.cfg.seed / 3 % 3) as usize];
             Session::new(config, sim.nodes[peer].name.clone(), sim.access(me, peer))
         };
         let sessions = [session(self, a, b), session(self, b, a)];

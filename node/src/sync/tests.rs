@@ -317,7 +317,10 @@ fn hello_from(node: &Node, version_max: u16) -> Frame {
 /// `me`'s session with `peer` (seen as `access`), past the hellos, its own
 /// frames drained.
 fn session_past_hello(me: &mut Node, peer: &Node, access: PeerAccess, version: u16) -> Session {
-    let mut session = Session::new(SessionConfig::new(&me.id, me.office), &peer.id, access);
+    let mut config = SessionConfig::new(&me.id, me.office);
+    // An office beside another refuses devices before protocol 6.
+    config.sole_office = version < fieldsync_schemas::sync_frame::PROTOCOL_VERSION_VOUCH;
+    let mut session = Session::new(config, &peer.id, access);
     session.start(&me.store).unwrap();
     session
         .handle_frame(0, hello_from(peer, version), &mut me.store)
@@ -1397,6 +1400,50 @@ fn two_devices_of_one_user_are_each_revoked() {
     let mut idle = connect(&central, &tablet, tech_access("tech-1"), PeerAccess::Office);
     drive(&mut idle, &mut central, &mut tablet, later + 1);
     assert_eq!(idle.frames, 3);
+}
+
+/// Both devices of a user connected when a reassignment lands: one
+/// device's session acts first, its `Revoked` comes back before the other
+/// session reads the user's records. The record outlives the grace period
+/// (`revocation_keep_ms`) when the user has other devices, so the second
+/// session still revokes (found by the black-box test `office_pair`: the
+/// tablet kept the document while connected, until it reconnected).
+#[test]
+fn a_record_one_device_confirmed_still_revokes_the_other_connected_one() {
+    let grace_ms = SessionConfig::new("x", true).grace_ms;
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    let mut tablet = Node::new("tablet", 3, false);
+    create(&mut central, "wo-1", "tech-1");
+    let mut links = Vec::new();
+    for device in [&mut laptop, &mut tablet] {
+        let mut config = SessionConfig::new(&central.id, true);
+        config.peer_relays = true;
+        let mut link = connect_with(
+            config,
+            &central,
+            device,
+            tech_access("tech-1"),
+            PeerAccess::Office,
+        );
+        drive(&mut link, &mut central, device, 2_000);
+        assert!(device.store.work_order("wo-1").is_some());
+        links.push(link);
+    }
+    reassign(&mut central, "wo-1", "tech-2", 10_000);
+    let later = 10_000 + grace_ms + 1;
+    for (link, device) in links.iter_mut().zip([&mut laptop, &mut tablet]) {
+        link.a
+            .handle_local_change(later, &mut central.store)
+            .unwrap();
+        drive(link, &mut central, device, later);
+        assert!(device.store.work_order("wo-1").is_none(), "{}", device.id);
+    }
+    assert_eq!(
+        central.store.revocations("tech-1", 10).unwrap().len(),
+        1,
+        "kept for the user's other devices"
+    );
 }
 
 /// The holdings frames are judged like every other frame from a peer: in

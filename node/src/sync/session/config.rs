@@ -67,6 +67,14 @@ pub struct SessionConfig {
     /// the device drops it too; with another office it may simply not have
     /// arrived yet, and only the holder's user's rules apply.
     pub sole_office: bool,
+    /// How long past its grace period an office keeps a user's revocation
+    /// record once one of the user's devices confirmed the purge, when the
+    /// user has other devices (`peer_relays`). Each session reads the
+    /// records when a change lands, and another device's session may read
+    /// them a moment after this one cleared it: the other device, still
+    /// connected, then kept the document (black-box test `office_pair`).
+    /// An offline device learns from its holdings list on return.
+    pub revocation_keep_ms: u64,
 }
 
 impl SessionConfig {
@@ -90,9 +98,15 @@ impl SessionConfig {
             signer: None,
             peer_relays: false,
             sole_office: false,
+            revocation_keep_ms: REVOCATION_KEEP_MS_DEFAULT,
         }
     }
 }
+
+/// Default of `SessionConfig::revocation_keep_ms`: a day, for the other
+/// devices' sessions to read the record; meanwhile each hello of the
+/// user's devices costs a `Revoke` and a `Revoked` per such record.
+pub(super) const REVOCATION_KEEP_MS_DEFAULT: u64 = 24 * 3600 * 1000;
 
 /// Default of `SessionConfig::peer_doc_ops_max`. A work order holds a few
 /// hundred operations; a 64 KiB report typed in full is ~64k.

@@ -97,7 +97,10 @@ impl Session {
     /// keeps serving older devices (README: upgrade the devices before a
     /// second central is added).
     fn needs_vouchers(&self, common: u16) -> Option<SessionError> {
-        let relay_possible = self.config.office && !self.config.sole_office;
+        // (An office capped below 6 is an older office, which has no rule.)
+        let relay_possible = self.config.office
+            && !self.config.sole_office
+            && self.config.protocol_version_max >= PROTOCOL_VERSION_VOUCH;
         (relay_possible && !self.peer.is_office() && common < PROTOCOL_VERSION_VOUCH).then_some(
             SessionError::NeedsVouchers {
                 theirs_max: common,

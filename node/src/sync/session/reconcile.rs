@@ -121,7 +121,7 @@ impl Session {
                 .ok_or_else(|| SessionError::Store(format!("`{id}` vanished")))?;
             if let Some(message) = generate_changes_only(&doc, &mut state) {
                 if !message.changes.is_empty() {
-                    self.vouch_before_sending([(id.as_str(), doc.get_heads().as_slice())], store)?;
+                    self.vouch_before_doc_sync(id, &doc, store)?;
                 }
                 self.outbox.push_back(Frame::DocSync {
                     id: id.clone(),
@@ -183,7 +183,7 @@ impl Session {
         };
         if let Some(reply) = self.reconcile.reply(&id, &doc) {
             if !reply.changes.is_empty() {
-                self.vouch_before_sending([(id.as_str(), doc.get_heads().as_slice())], store)?;
+                self.vouch_before_doc_sync(&id, &doc, store)?;
             }
             self.outbox.push_back(Frame::DocSync {
                 id: id.clone(),

@@ -301,10 +301,18 @@ impl Session {
                 // The document may have been assigned back and away again
                 // while our `Revoke` travelled: that refreshed the record,
                 // and the user is owed a new grace period and a new revoke.
-                // Clear only a record that has expired (simulator, seed 262).
-                let refreshed = records.iter().any(|(revoked, at)| {
-                    *revoked == id && now_ms < at.saturating_add(self.config.grace_ms)
-                });
+                // Clear only a record that has expired (simulator, seed 262),
+                // and with other devices of the user, one kept a while
+                // longer (`revocation_keep_ms`).
+                let keep_ms = if self.config.peer_relays {
+                    self.config.revocation_keep_ms
+                } else {
+                    0
+                };
+                let ends_ms = self.config.grace_ms.saturating_add(keep_ms);
+                let refreshed = records
+                    .iter()
+                    .any(|(revoked, at)| *revoked == id && now_ms < at.saturating_add(ends_ms));
                 if !refreshed {
                     store.clear_revocation(&user_id, &id).map_err(store_error)?;
                 }

@@ -191,37 +191,54 @@ impl Session {
     }
 
     /// An office vouches for its heads of the documents whose changes it
-    /// is about to send; a device forwards what it holds for a document
-    /// the first time it sends its changes in this session.
+    /// is about to send (`Prime`, `DocBatch`, `AnnouncePush`: office
+    /// frames only; a `DocSync` goes through [`Self::vouch_before_doc_sync`]).
     pub(super) fn vouch_before_sending<'a, S: SyncStore>(
         &mut self,
         docs: impl IntoIterator<Item = (&'a str, &'a [ChangeHash])>,
         store: &S,
     ) -> Result<(), SessionError> {
-        if !self.speaks_vouch() {
+        if !self.speaks_vouch() || !self.config.office {
             return Ok(());
         }
         let docs: Vec<(&str, &[ChangeHash])> = docs.into_iter().collect();
-        if docs.is_empty() {
+        let vouchers = self.own_vouchers(&docs, store)?;
+        for chunk in vouchers.chunks(VOUCHERS_MAX) {
+            self.outbox.push_back(Frame::Vouch {
+                vouchers: chunk.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Before a `DocSync` that carries changes of `doc`: an office vouches
+    /// for its heads; a device forwards the vouchers it holds that cover
+    /// them (`vouch::covering`), unless it sent the same already in this
+    /// session, in a frame of its own (a receiver takes at most one
+    /// document's vouchers at once).
+    pub(super) fn vouch_before_doc_sync<S: SyncStore>(
+        &mut self,
+        id: &str,
+        doc: &Automerge,
+        store: &S,
+    ) -> Result<(), SessionError> {
+        if !self.speaks_vouch() {
             return Ok(());
         }
         if self.config.office {
-            let vouchers = self.own_vouchers(&docs, store)?;
-            for chunk in vouchers.chunks(VOUCHERS_MAX) {
-                self.outbox.push_back(Frame::Vouch {
-                    vouchers: chunk.to_vec(),
-                });
-            }
+            return self.vouch_before_sending([(id, doc.get_heads().as_slice())], store);
+        }
+        let held = store.vouchers(id).map_err(store_error)?;
+        let vouchers = vouch::covering(doc, &held);
+        let heads: Vec<Hash> = vouchers.iter().map(|v| v.head).collect();
+        if heads.is_empty() || self.vouching.forwarded.get(id) == Some(&heads) {
             return Ok(());
         }
-        // A device: one frame per document (a receiver takes at most one
-        // document's vouchers at once).
-        for doc in &docs {
-            let vouchers = self.held_vouchers(std::slice::from_ref(doc), store)?;
-            if !vouchers.is_empty() {
-                self.outbox.push_back(Frame::Vouch { vouchers });
-            }
+        if self.vouching.forwarded.len() >= FORWARDED_DOCS_MAX {
+            self.vouching.forwarded.clear();
         }
+        self.vouching.forwarded.insert(id.to_string(), heads);
+        self.outbox.push_back(Frame::Vouch { vouchers });
         Ok(())
     }
 
@@ -250,26 +267,5 @@ impl Session {
             .iter()
             .flat_map(|(id, heads)| heads.iter().map(|head| signer.vouch(id, head)))
             .collect())
-    }
-
-    fn held_vouchers<S: SyncStore>(
-        &mut self,
-        docs: &[(&str, &[ChangeHash])],
-        store: &S,
-    ) -> Result<Vec<Voucher>, SessionError> {
-        let mut vouchers = Vec::new();
-        for (id, _) in docs {
-            let held = store.vouchers(id).map_err(store_error)?;
-            let heads: Vec<Hash> = held.iter().map(|v| v.head).collect();
-            if heads.is_empty() || self.vouching.forwarded.get(*id) == Some(&heads) {
-                continue;
-            }
-            if self.vouching.forwarded.len() >= FORWARDED_DOCS_MAX {
-                self.vouching.forwarded.clear();
-            }
-            self.vouching.forwarded.insert(id.to_string(), heads);
-            vouchers.extend(held);
-        }
-        Ok(vouchers)
     }
 }
