@@ -513,7 +513,7 @@ fn seed_users(
         ("bob", Role::Technician, vec![], None, bob),
     ];
     for (id, role, scopes, secret_text, node_ids) in users {
-        let secret_hash = secret_text.map(|s| secret::hash(s)).transpose()?;
+        let secret_hash = secret_text.map(secret::hash).transpose()?;
         store.put_user(&User {
             id: id.into(),
             role,
