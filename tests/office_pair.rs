@@ -217,7 +217,7 @@ fn an_office_pair_and_three_devices_over_quic() {
     wait_until("wo-1 on tech-2's laptop", || {
         laptop_2.field_app_lists("wo-1") == Some(true)
     });
-    // KNOWN FAILURE (product bug, intermittent: 4 runs in ~30 here, none
+    // KNOWN FAILURE (product bug, intermittent: 4 runs in ~45 here, none
     // with trace logging): now and then central 2 merges the reassignment
     // yet never sends the connected tablet `Revoke`, and the wait below
     // times out; the tablet still holds wo-1, and purges it as soon as it
