@@ -190,6 +190,10 @@ pub(crate) struct StartOptions {
     /// Serve the field app on this listener instead of binding
     /// `[field_app] listen` (tests bind port 0).
     pub(crate) field_app_listener: Option<TcpListener>,
+    /// Run sync on this UDP socket instead of binding `[sync] listen`
+    /// (the demo's office pair binds both centrals' sockets first, so
+    /// each is told the other's address before either starts).
+    pub(crate) sync_socket: Option<std::net::UdpSocket>,
     /// Draw the priming progress bars on the terminal (`fieldsync run`).
     pub(crate) show_priming: bool,
 }
@@ -228,7 +232,12 @@ pub(crate) async fn start_node(node: &Node, options: StartOptions) -> anyhow::Re
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     tasks.spawn(log_store_activity(node.store.clone(), stop_rx.clone()));
-    let (sync, sync_task) = crate::sync_driver::start(node, stop_rx.clone(), PeerMap::default())?;
+    let (sync, sync_task) = crate::sync_driver::start(
+        node,
+        options.sync_socket,
+        stop_rx.clone(),
+        PeerMap::default(),
+    )?;
     tasks.spawn(sync_task);
     let peers = sync.peers.clone();
     if options.show_priming {
@@ -296,7 +305,7 @@ impl RunningNode {
             return Ok(());
         }
         let (sync, task) =
-            crate::sync_driver::start(node, self.stop.subscribe(), self.peers.clone())?;
+            crate::sync_driver::start(node, None, self.stop.subscribe(), self.peers.clone())?;
         self.sync_address = sync.address;
         self.sync = Some(sync);
         self.tasks.spawn(task);

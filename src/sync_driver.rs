@@ -39,11 +39,12 @@ impl SyncHandle {
     }
 }
 
-/// Bind the driver and return its handle and the task that runs it until
-/// `node_stop` or the handle's own stop turns true. Must be called inside
-/// the runtime.
+/// Bind the driver (on `socket` if given, else on `[sync] listen`) and
+/// return its handle and the task that runs it until `node_stop` or the
+/// handle's own stop turns true. Must be called inside the runtime.
 pub(crate) fn start(
     node: &Node,
+    socket: Option<std::net::UdpSocket>,
     node_stop: watch::Receiver<bool>,
     peers: PeerMap,
 ) -> anyhow::Result<(
@@ -53,7 +54,11 @@ pub(crate) fn start(
     let mut config = DriverConfig::new(&node.config, &node.identity)?;
     config.status_dir = Some(node.dir.clone());
     let listen = config.listen;
-    let driver = Driver::bind_with_peers(config, node.store.clone(), peers).map_err(|e| {
+    let bound = match socket {
+        Some(socket) => Driver::with_socket(config, socket, node.store.clone(), peers),
+        None => Driver::bind_with_peers(config, node.store.clone(), peers),
+    };
+    let driver = bound.map_err(|e| {
         CliError::failed(format!("cannot start sync: {e}")).hint(format!(
             "another process may hold UDP {listen}; change `[sync] listen` in {}",
             fieldsync_node::config::NodeConfig::path_in(&node.dir).display()

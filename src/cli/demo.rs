@@ -3,7 +3,9 @@
 //! on the central. It prints how to look, then plays a short scenario on a
 //! timer: a technician goes offline, the office and the technician edit the
 //! same work order, the technician comes back, the edits merge, and the
-//! changes feed shows it.
+//! changes feed shows it. With `--centrals 2` a second central runs as
+//! the first's office peer (an office pair), alice's laptop reaches both,
+//! and a note written at the second central reaches her.
 //!
 //! Why in one process with real parts: a newcomer should see sync happen
 //! with one command and nothing to install, yet what they watch must be the
@@ -44,11 +46,19 @@ pub(crate) struct DemoArgs {
     /// Stop by itself after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub(crate) exit_after_s: Option<u64>,
+    /// Centrals: 1, or 2 for an office pair (each central the other's
+    /// office peer; alice's laptop reaches both, bob's the first).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub(crate) centrals: u8,
 }
 
 /// Reassignment grace period of the demo's nodes: short, so a newcomer
 /// who reassigns a work order sees it leave the laptop within a minute.
 const DEMO_GRACE_MS: u64 = 60_000;
+
+/// The second central's work-order numbers: `WO2-2026-000001`, apart
+/// from the first's (`[gateway] work_order_prefix`, one per central).
+const SECOND_CENTRAL_PREFIX: &str = "WO2";
 
 /// What `fieldsync enroll` would record on a demo laptop (the demo seeds
 /// its users itself), so the laptop's field app acts for `user`.
@@ -158,41 +168,97 @@ async fn demo(
     // node is created.
     let listener = bind_gateway_port(args.port).await?;
     let gateway_listen = listener.local_addr()?;
-    let central = create_node(base, "central", NodeRole::Central, |config| {
+    let mut central = create_node(base, "central", NodeRole::Central, |config| {
         config.gateway.listen = gateway_listen;
         // The demo's webhook receiver is on this machine.
         config.delivery.allow_networks = vec!["127.0.0.0/8".into()];
     })?;
+    let (second, central_socket) = match args.centrals {
+        2 => {
+            let (second, sockets) = create_office_pair(base, &mut central)?;
+            (Some((second, sockets.second)), Some(sockets.first))
+        }
+        _ => (None, None),
+    };
     let options = StartOptions {
         gateway_listener: Some(listener),
+        sync_socket: central_socket,
         ..StartOptions::default()
     };
-    let central_run = start_node(&central, options).await?;
+    let mut central_run = start_node(&central, options).await?;
     let url = central_run
         .gateway_url()
         .context("the central runs no gateway")?
         .to_string();
-    let office = vec![PeerConfig {
-        address: central_run.sync_address().to_string(),
-        node_id: central.identity.node_id().to_string(),
-        user: None,
-    }];
+    let second = match second {
+        Some((second, socket)) => {
+            let options = StartOptions {
+                sync_socket: Some(socket),
+                ..StartOptions::default()
+            };
+            let second_run = start_node(&second, options).await?;
+            Some((second, second_run))
+        }
+        None => None,
+    };
+    let office = vec![office_peer(&central, &central_run)];
     let with_office = |config: &mut NodeConfig| config.sync.peers = office.clone();
-    let alice = create_node(base, "alice-laptop", NodeRole::Field, with_office)?;
+    let alice = create_node(base, "alice-laptop", NodeRole::Field, |config| {
+        with_office(config);
+        // In an office pair, alice's laptop reaches both centrals.
+        if let Some((second, second_run)) = &second {
+            config.sync.peers.push(office_peer(second, second_run));
+        }
+    })?;
     let bob = create_node(base, "bob-laptop", NodeRole::Field, with_office)?;
     for (laptop, user) in [(&alice, "alice"), (&bob, "bob")] {
         enroll_demo_laptop(laptop, user, &central, central_run.sync_address())?;
     }
     let laptops = [&alice, &bob].map(|node| node.identity.node_id().to_string());
-    let store = central.store.clone();
-    // Hashing secrets and waiting for flushes block: off the async threads.
-    let (operator_secret, erp_secret) =
-        tokio::task::spawn_blocking(move || seed_users(&store, laptops)).await??;
+    let (operator_secret, erp_secret) = (
+        secret::generate_client_secret(),
+        secret::generate_client_secret(),
+    );
+    // Users do not replicate between centrals: each central is told the
+    // same users, as an operator would add them at each.
+    let stores = std::iter::once(&central)
+        .chain(second.as_ref().map(|(node, _)| node))
+        .map(|node| node.store.clone());
+    for store in stores {
+        let (laptops, operator_secret, erp_secret) =
+            (laptops.clone(), operator_secret.clone(), erp_secret.clone());
+        // Hashing secrets and waiting for flushes block: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            seed_users(&store, laptops, &operator_secret, &erp_secret)
+        })
+        .await??;
+    }
     let ids = load_samples(&central).await?;
     let mut alice_run = start_node(&alice, StartOptions::default()).await?;
     let bob_run = start_node(&bob, StartOptions::default()).await?;
 
-    print_banner(base, &url, &operator_secret, &erp_secret, &ids[0]);
+    print_banner(
+        base,
+        args.centrals,
+        &url,
+        &operator_secret,
+        &erp_secret,
+        &ids[0],
+    );
+    let second_url = match &second {
+        Some((_, second_run)) => {
+            let second_url = second_run
+                .gateway_url()
+                .context("the second central runs no gateway")?
+                .to_string();
+            println!(
+                "Office console, central 2: {second_url}/   (the same sign-in; \
+                 each central is the other's office peer)"
+            );
+            Some(second_url)
+        }
+        None => None,
+    };
     for (run, user) in [(&alice_run, "alice"), (&bob_run, "bob")] {
         if let Some(app) = run.field_app_url() {
             println!("{user}'s field app (on the laptop): {app}");
@@ -208,6 +274,7 @@ async fn demo(
     );
     let nodes = Nodes {
         central: &central,
+        second: second.as_ref().map(|(node, _)| node),
         alice: &alice,
         bob: &bob,
     };
@@ -229,13 +296,30 @@ async fn demo(
                  bring it back: work in her field app meanwhile, and watch the office\n\
                  console merge it when she is back."
             );
-            take_alice_offline_on_request(&mut alice_run, &alice, shutdown).await
+            if let Some(second_url) = &second_url {
+                println!(
+                    "\nThe office pair: edit one of alice's work orders in central 2's console\n\
+                     ({second_url}/) and watch it reach her field app and central 1's console.\n\
+                     Type `c1 off` to take central 1 off the network: alice carries on with\n\
+                     central 2, and what central 2's console writes still reaches her;\n\
+                     `c1 on` brings central 1 back, and the two centrals catch up."
+                );
+            }
+            let mut switches = Switches {
+                alice: (&mut alice_run, &alice),
+                central: second.is_some().then_some((&mut central_run, &central)),
+            };
+            switch_on_request(&mut switches, shutdown).await
         }
         Some(Err(e)) => Err(e),
         None => Ok(()),
     };
     println!("\nStopping...");
-    for running in [alice_run, bob_run, central_run] {
+    let second_run = second.map(|(_, second_run)| second_run);
+    for running in [alice_run, bob_run, central_run]
+        .into_iter()
+        .chain(second_run)
+    {
         running.stop().await?;
     }
     played?;
@@ -243,13 +327,20 @@ async fn demo(
     Ok(())
 }
 
+/// What the newcomer may take off the network and back by typing.
+struct Switches<'a> {
+    alice: (&'a mut RunningNode, &'a Node),
+    /// The first central, in an office pair.
+    central: Option<(&'a mut RunningNode, &'a Node)>,
+}
+
 /// Lines typed on the terminal, `off` and `on`, take alice's laptop off
 /// the network and back (its sync driver stops and starts; its field app
-/// keeps serving and says offline), until `shutdown`. Without a terminal
+/// keeps serving and says offline); in an office pair `c1 off` and `c1 on`
+/// do the same to the first central, until `shutdown`. Without a terminal
 /// (stdin closed) it only waits for `shutdown`.
-async fn take_alice_offline_on_request(
-    alice_run: &mut RunningNode,
-    alice: &Node,
+async fn switch_on_request(
+    switches: &mut Switches<'_>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(8);
@@ -272,16 +363,44 @@ async fn take_alice_offline_on_request(
                 return Ok(());
             }
             Some("off") => {
-                alice_run.stop_sync().await;
+                switches.alice.0.stop_sync().await;
                 println!(
                     "[you] alice's laptop is offline: her field app says so, and keeps working."
                 );
             }
             Some("on") => {
+                let (alice_run, alice) = &mut switches.alice;
                 alice_run.start_sync(alice)?;
                 println!("[you] alice's laptop is back online: what she did merges now.");
             }
+            Some("c1 off") if switches.central.is_some() => {
+                if let Some((central_run, _)) = &mut switches.central {
+                    central_run.stop_sync().await;
+                }
+                println!(
+                    "[you] central 1 is off the network: alice carries on with central 2; \
+                     central 1's console still works, and keeps what it writes."
+                );
+            }
+            Some("c1 on") if switches.central.is_some() => {
+                let Some((central_run, central)) = &mut switches.central else {
+                    continue;
+                };
+                // Its port (which the others dial) may still be held for a
+                // moment by the connections it just closed.
+                match central_run.start_sync(central) {
+                    Ok(()) => println!(
+                        "[you] central 1 is back on the network: the two centrals catch up."
+                    ),
+                    Err(e) => println!(
+                        "[you] central 1 cannot listen again yet ({e:#}); type `c1 on` again in a moment."
+                    ),
+                }
+            }
             Some("") => {}
+            Some(other) if switches.central.is_some() => {
+                println!("[you] `{other}`? Type `off`, `on`, `c1 off` or `c1 on`.")
+            }
             Some(other) => println!("[you] `{other}`? Type `off` or `on`."),
         }
     }
@@ -296,41 +415,105 @@ async fn bind_gateway_port(port: u16) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// The demo's three nodes.
+/// A central as an office peer: `[sync] peers` without `user`.
+fn office_peer(central: &Node, running: &RunningNode) -> PeerConfig {
+    PeerConfig {
+        address: running.sync_address().to_string(),
+        node_id: central.identity.node_id().to_string(),
+        user: None,
+    }
+}
+
+/// The office pair's sync sockets, bound before either central starts.
+struct PairSockets {
+    first: std::net::UdpSocket,
+    second: std::net::UdpSocket,
+}
+
+/// `--centrals 2`: create a second central beside `central` (created,
+/// not started), each listing the other in `[sync] peers` without `user`
+/// as README's "office pair" says, at the address of a socket bound here
+/// for it (so each knows the other's address before either runs; the
+/// sockets are the ones they then run on). Written to both
+/// `fieldsync.toml`s, so `fieldsync run` on kept data does the same. Only
+/// the first dispatches webhooks (one central of a cluster may).
+fn create_office_pair(base: &Path, central: &mut Node) -> anyhow::Result<(Node, PairSockets)> {
+    let bind = || {
+        let socket = std::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .context("binding a sync socket on 127.0.0.1")?;
+        let address = socket.local_addr()?;
+        Ok::<_, anyhow::Error>((socket, address))
+    };
+    let ((first, first_address), (second_socket, second_address)) = (bind()?, bind()?);
+    let first_peer = PeerConfig {
+        address: first_address.to_string(),
+        node_id: central.identity.node_id().to_string(),
+        user: None,
+    };
+    let second = create_node(base, "central-2", NodeRole::Central, |config| {
+        config.sync.listen = second_address;
+        config.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.gateway.work_order_prefix = SECOND_CENTRAL_PREFIX.into();
+        config.delivery.enabled = Some(false);
+        config.sync.peers = vec![first_peer];
+    })?;
+    central.config.sync.listen = first_address;
+    central.config.sync.peers = vec![PeerConfig {
+        address: second_address.to_string(),
+        node_id: second.identity.node_id().to_string(),
+        user: None,
+    }];
+    super::enroll::replace_file(
+        &NodeConfig::path_in(&central.dir),
+        central.config.to_commented_toml().as_bytes(),
+    )?;
+    let sockets = PairSockets {
+        first,
+        second: second_socket,
+    };
+    Ok((second, sockets))
+}
+
+/// The demo's nodes.
 #[derive(Clone, Copy)]
 struct Nodes<'a> {
     central: &'a Node,
+    /// The second central, in an office pair.
+    second: Option<&'a Node>,
     alice: &'a Node,
     bob: &'a Node,
 }
 
-/// The operator, an integration client, and the two technicians, alice
-/// and bob, each enrolled with their laptop's node id. Returns the
-/// operator's and the client's secrets.
-fn seed_users(store: &Store, laptops: [String; 2]) -> anyhow::Result<(String, String)> {
-    let operator_secret = secret::generate_client_secret();
-    let erp_secret = secret::generate_client_secret();
+/// The operator and an integration client with the given secrets, and the
+/// two technicians, alice and bob, each enrolled with their laptop's node
+/// id.
+fn seed_users(
+    store: &Store,
+    laptops: [String; 2],
+    operator_secret: &str,
+    erp_secret: &str,
+) -> anyhow::Result<()> {
     let [alice, bob] = laptops.map(|node_id| vec![node_id]);
     let users = [
         (
             "operator",
             Role::Operator,
             vec![],
-            Some(&operator_secret),
+            Some(operator_secret),
             vec![],
         ),
         (
             "erp-demo",
             Role::Integration,
             vec![Scope::ChangesRead, Scope::WorkOrdersRead],
-            Some(&erp_secret),
+            Some(erp_secret),
             vec![],
         ),
         ("alice", Role::Technician, vec![], None, alice),
         ("bob", Role::Technician, vec![], None, bob),
     ];
     for (id, role, scopes, secret_text, node_ids) in users {
-        let secret_hash = secret_text.map(|s| secret::hash(s)).transpose()?;
+        let secret_hash = secret_text.map(secret::hash).transpose()?;
         store.put_user(&User {
             id: id.into(),
             role,
@@ -343,7 +526,7 @@ fn seed_users(store: &Store, laptops: [String; 2]) -> anyhow::Result<(String, St
             created_at: now_rfc3339(),
         })?;
     }
-    Ok((operator_secret, erp_secret))
+    Ok(())
 }
 
 fn sample(number: String, index: u32, title: &str, customer: &str, assignee: &str) -> NewWorkOrder {
@@ -410,9 +593,20 @@ fn now_s() -> i64 {
     fieldsync_node::clock::now_s() as i64
 }
 
-fn print_banner(base: &Path, url: &str, operator_secret: &str, erp_secret: &str, first: &str) {
+fn print_banner(
+    base: &Path,
+    centrals: u8,
+    url: &str,
+    operator_secret: &str,
+    erp_secret: &str,
+    first: &str,
+) {
+    let offices = match centrals {
+        1 => "a central office",
+        _ => "two centrals (an office pair)",
+    };
     println!(
-        "\nfieldsync demo: a central office and two technicians (alice, bob) syncing over QUIC on loopback.\n\
+        "\nfieldsync demo: {offices} and two technicians (alice, bob) syncing over QUIC on loopback.\n\
          Data: {base}\n\n\
          Office console (gateway and web UI): {url}/\n\
          Operator sign-in:   operator / {operator_secret}\n\
@@ -470,6 +664,7 @@ async fn scenario(
 ) -> anyhow::Result<()> {
     let Nodes {
         central,
+        second,
         alice,
         bob,
     } = nodes;
@@ -502,7 +697,42 @@ async fn scenario(
         heads(central, id).is_some() && heads(central, id) == heads(alice, id)
     })
     .await?;
-    show_merge(central, id, url, last_seq_before)
+    show_merge(central, id, url, last_seq_before)?;
+    match second {
+        Some(second) => {
+            tokio::time::sleep(step).await;
+            office_pair_step(central, second, alice, id).await
+        }
+        None => Ok(()),
+    }
+}
+
+/// Step 7 of an office pair: a note written at the second central reaches
+/// alice's laptop and the first central.
+async fn office_pair_step(
+    central: &Node,
+    second: &Node,
+    alice: &Node,
+    id: &str,
+) -> anyhow::Result<()> {
+    wait_until("the second central holds the merged work order", || {
+        heads(second, id).is_some() && heads(second, id) == heads(central, id)
+    })
+    .await?;
+    let operator = Actor::new("operator", Role::Operator);
+    let office_note = note(
+        "office-note-2",
+        "Central 2: the customer asks for a call first.",
+    );
+    edit(&second.store, id, operator, office_note).await?;
+    println!("[7] The office pair: an operator at central 2 adds a note to {id}.");
+    wait_until("the note reaches alice's laptop and central 1", || {
+        let at_second = heads(second, id);
+        at_second == heads(alice, id) && at_second == heads(central, id)
+    })
+    .await?;
+    println!("    It reached alice's laptop and central 1: both centrals take writes.");
+    Ok(())
 }
 
 /// Steps 3 and 4: the office and alice (offline) edit the same work order.

@@ -195,7 +195,7 @@ fn enroll_error(error: EnrollError, central: &str) -> anyhow::Error {
 }
 
 /// Replace `path` atomically: write a temporary file, sync it, rename.
-fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary)
         .with_context(|| format!("cannot write {}", temporary.display()))?;

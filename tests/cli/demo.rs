@@ -27,8 +27,9 @@ fn field<'a>(line: &'a str, label: &str) -> Option<&'a str> {
     line.strip_prefix(label).map(str::trim)
 }
 
-#[test]
-fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
+/// `fieldsync demo --port 0 --step-s 1` with `extra` arguments, and its
+/// stdout lines as they come.
+fn start_demo(extra: &[&str]) -> (KillOnDrop, mpsc::Receiver<String>) {
     let mut child = KillOnDrop(
         Command::new(BIN)
             .args([
@@ -40,6 +41,7 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
                 "--exit-after-s",
                 "120",
             ])
+            .args(extra)
             .env_remove("FIELDSYNC_DIR")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
@@ -57,6 +59,23 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
             }
         }
     });
+    (child, lines)
+}
+
+/// Ctrl-C, as the newcomer would press it: a clean stop, exit 0.
+fn interrupt(mut child: KillOnDrop) {
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(interrupted.success());
+    let status = child.0.wait().expect("demo exits on Ctrl-C");
+    assert!(status.success(), "demo exit status {status}");
+}
+
+#[test]
+fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
+    let (mut child, lines) = start_demo(&[]);
     let (mut url, mut client) = (None, None);
     let mut merged = None;
     let (mut log_file, mut printed) = (None, Vec::new());
@@ -183,14 +202,114 @@ fn demo_serves_the_printed_url_and_merges_the_offline_edit() {
         }
     }
 
-    // Ctrl-C, as the newcomer would press it: a clean stop, exit 0.
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(interrupted.success());
-    let status = child.0.wait().expect("demo exits on Ctrl-C");
-    assert!(status.success(), "demo exit status {status}");
+    interrupt(child);
+}
+
+/// An operator token from a demo central's gateway.
+fn operator_token(http: &reqwest::blocking::Client, url: &str, secret: &str) -> String {
+    let token: serde_json::Value = http
+        .post(format!("{url}/oauth/token"))
+        .basic_auth("operator", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .expect("POST /oauth/token")
+        .json()
+        .expect("token JSON");
+    token["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+/// Poll `check` every 100 ms for at most 30 s.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `demo --centrals 2`: the office pair. The scenario's note written at
+/// central 2 reaches alice and central 1; then, over REST, a work order
+/// created at either central shows up at the other, and one for alice
+/// created at central 2 on her field app.
+#[test]
+fn demo_with_two_centrals_shows_the_office_pair() {
+    let (child, lines) = start_demo(&["--centrals", "2"]);
+    let (mut urls, mut secret, mut apps) = (Vec::new(), None, Vec::new());
+    let mut printed = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(DEMO_TIMEOUT_S);
+    let mut reached = false;
+    while !reached && std::time::Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        for label in [
+            "Office console (gateway and web UI):",
+            "Office console, central 2:",
+        ] {
+            if let Some(value) = field(&line, label) {
+                let url = value.split_whitespace().next().expect("a URL");
+                urls.push(url.trim_end_matches('/').to_string());
+            }
+        }
+        if let Some(value) = field(&line, "Operator sign-in:") {
+            secret = value.split_whitespace().last().map(str::to_string);
+        }
+        if let Some(app) = field(&line, "alice's field app (on the laptop):") {
+            apps.push(app.to_string());
+        }
+        reached = line.starts_with("    It reached alice's laptop and central 1");
+        printed.push(line);
+    }
+    assert!(reached, "the scenario's office-pair step: {printed:#?}");
+    assert!(
+        printed
+            .iter()
+            .any(|line| line.contains("two centrals (an office pair)")),
+        "{printed:#?}"
+    );
+    let [c1, c2] = <[String; 2]>::try_from(urls).expect("two console URLs");
+    assert_ne!(c1, c2);
+    let secret = secret.expect("the operator's secret was printed");
+    let alice_app = apps.pop().expect("alice's field app URL was printed");
+
+    fieldsync_gateway::install_crypto_provider();
+    let http = reqwest::blocking::Client::new();
+    let tokens = [&c1, &c2].map(|url| operator_token(&http, url, &secret));
+    let year = &fieldsync_node::clock::now_rfc3339()[..4];
+    for (from, to, id, prefix) in [(0, 1, "pair-from-c1", "WO"), (1, 0, "pair-from-c2", "WO2")] {
+        let urls = [&c1, &c2];
+        let created = http
+            .post(format!("{}/api/v1/work-orders", urls[from]))
+            .bearer_auth(&tokens[from])
+            .json(&serde_json::json!({
+                "id": id,
+                "title": format!("Written at central {}", from + 1),
+                "customer": {"name": "Ana Souza", "address": "Rua Augusta, 1109"},
+                "assignee": "alice",
+            }))
+            .send()
+            .expect("POST a work order");
+        assert_eq!(created.status(), 201, "{id}");
+        let created: serde_json::Value = created.json().expect("the work order");
+        let number = created["number"].as_str().expect("a number").to_string();
+        assert!(number.starts_with(&format!("{prefix}-{year}-")), "{number}");
+        wait_for(&format!("{id} at central {}", to + 1), || {
+            let response = http
+                .get(format!("{}/api/v1/work-orders/{id}", urls[to]))
+                .bearer_auth(&tokens[to])
+                .send()
+                .expect("GET a work order");
+            response.status() == 200
+                && response.json::<serde_json::Value>().expect("JSON")["heads"] == created["heads"]
+        });
+        wait_for(&format!("{id} on alice's field app"), || {
+            field_app_list(&alice_app).contains(&number)
+        });
+    }
+    interrupt(child);
 }
 
 /// The field app's work-order list, opened with the URL the demo printed

@@ -392,10 +392,17 @@ pub(crate) fn central_with(users: &[&str]) -> (Node, Vec<String>) {
 /// A laptop enrolled with the (running) central.
 pub(crate) fn enrolled_laptop(name: &str, central: &Node, code: &str) -> Node {
     let laptop = Node::init("field", name);
-    let address = central.address();
-    let central_id = central.central_id();
+    laptop.enroll_at(central, code);
     laptop
-        .run(&[
+}
+
+impl Node {
+    /// `fieldsync enroll` this (stopped) field node at a running central
+    /// with a code it issued; a second central is added to the peers.
+    pub(crate) fn enroll_at(&self, central: &Node, code: &str) {
+        let address = central.address();
+        let central_id = central.central_id();
+        self.run(&[
             "enroll",
             "--central",
             &address,
@@ -405,7 +412,74 @@ pub(crate) fn enrolled_laptop(name: &str, central: &Node, code: &str) -> Node {
             code,
         ])
         .success();
-    laptop
+    }
+
+    /// Change the (stopped) node's config as a whole: read, edit, write
+    /// back with every key commented, as `init` writes it.
+    pub(crate) fn edit_config(&self, edit: impl FnOnce(&mut fieldsync_node::config::NodeConfig)) {
+        use fieldsync_node::config::NodeConfig;
+        let mut config = NodeConfig::load(&self.dir).expect("the config");
+        edit(&mut config);
+        std::fs::write(NodeConfig::path_in(&self.dir), config.to_commented_toml())
+            .expect("writing the config");
+    }
+
+    /// This node as another node's office peer (`[sync] peers`, no user).
+    pub(crate) fn as_office_peer(&self) -> fieldsync_node::config::PeerConfig {
+        fieldsync_node::config::PeerConfig {
+            address: self.address(),
+            node_id: self.central_id(),
+            user: None,
+        }
+    }
+
+    /// A new one-time enrollment code for `user` (the node must be
+    /// stopped): `fieldsync user code`.
+    pub(crate) fn new_code(&self, user: &str) -> String {
+        let run = self.run(&["user", "code", user]).success();
+        printed(&run, "enrollment code:")
+    }
+
+    /// A page of the running field node's field app (`/`, `/wo/<id>`),
+    /// opened with the URL it wrote to `field-app.url`: its status and
+    /// body, or `None` while the app does not answer yet.
+    pub(crate) fn field_app_get(&self, path: &str) -> Option<(u16, String)> {
+        fieldsync_gateway::install_crypto_provider();
+        let open = std::fs::read_to_string(self.dir.join("field-app.url")).ok()?;
+        let open = open.trim();
+        let base = open.split("/open").next()?;
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_millis(WAIT_MS_MAX))
+            .build()
+            .expect("an HTTP client");
+        let opened = client.get(open).send().ok()?;
+        if opened.status() != 303 {
+            return None;
+        }
+        let cookie = opened
+            .headers()
+            .get("set-cookie")?
+            .to_str()
+            .ok()?
+            .split(';')
+            .next()?
+            .to_string();
+        let page = client
+            .get(format!("{base}{path}"))
+            .header("cookie", cookie)
+            .send()
+            .ok()?;
+        let status = page.status().as_u16();
+        Some((status, page.text().ok()?))
+    }
+
+    /// Does the running field node's field app list work order `id`?
+    /// `None` while the app does not answer.
+    pub(crate) fn field_app_lists(&self, id: &str) -> Option<bool> {
+        let (status, body) = self.field_app_get("/")?;
+        (status == 200).then(|| body.contains(&format!("href=\"/wo/{id}\"")))
+    }
 }
 
 /// Create a work order at a stopped central.

@@ -263,6 +263,23 @@ impl Driver {
         store: Store,
         peers: PeerMap,
     ) -> Result<Driver, DriverError> {
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(|e| DriverError::Bind {
+            address: config.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+        Driver::with_socket(config, socket, store, peers)
+    }
+
+    /// [`Driver::bind_with_peers`] on a socket bound beforehand (its
+    /// address, not `config.listen`, is where the driver listens): two
+    /// nodes started together can each be told the other's address
+    /// before either runs (the demo's office pair).
+    pub fn with_socket(
+        config: DriverConfig,
+        socket: std::net::UdpSocket,
+        store: Store,
+        peers: PeerMap,
+    ) -> Result<Driver, DriverError> {
         let mut session = config.session.clone();
         session.node_id = config.node_id.clone();
         session.office = config.office;
@@ -278,8 +295,6 @@ impl Driver {
             address: config.listen.to_string(),
             reason,
         };
-        let socket =
-            std::net::UdpSocket::bind(config.listen).map_err(|e| bind_error(e.to_string()))?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| bind_error("not inside a tokio runtime".into()))?;
         let endpoint = quinn::Endpoint::new(
