@@ -6,8 +6,9 @@
 //!
 //! The same story as `quic::tests::two_centrals_and_three_devices` in the
 //! node crate, which runs the driver in one process; here it goes through
-//! what an operator does: `user add` and `user code` at each central,
-//! `enroll` at each, `[[sync.peers]]` in `fieldsync.toml`, REST at the
+//! what an operator does: `user add` at one central (users and
+//! enrollments replicate to the other), `user code` at the other for the
+//! tablet, `enroll`, `[[sync.peers]]` in `fieldsync.toml`, REST at the
 //! centrals, `fieldsync wo` on a laptop, `kill -9`, `fieldsync verify`.
 //!
 //! How it looks: the centrals over REST while they run; a running device
@@ -39,10 +40,12 @@ struct Central {
 impl Central {
     /// `fieldsync init --role central`, the gateway on a free port, a
     /// grace period of 0 (a reassignment revokes at once), its own
-    /// work-order prefix, and users `op` (operator), `tech-1` and `tech-2`
-    /// (technicians). Answers the central (stopped) and the two
-    /// technicians' first enrollment codes.
-    fn init(name: &str, prefix: &str) -> (Central, String, String) {
+    /// work-order prefix. With `users`, it adds `tech-1` and `tech-2`
+    /// (technicians), then `op` (operator), and answers the technicians'
+    /// enrollment codes; without, it has none and learns them from the
+    /// other central (users replicate between offices), `op`'s secret
+    /// included.
+    fn init(name: &str, prefix: &str, users: bool) -> (Central, [String; 2]) {
         let node = Node::init("central", name);
         let port = free_tcp_port();
         node.enable_gateway(port);
@@ -50,16 +53,22 @@ impl Central {
             config.sync.grace_ms = 0;
             config.gateway.work_order_prefix = prefix.into();
         });
-        let added = node
-            .run(&["user", "add", "op", "--role", "operator"])
-            .success();
-        let secret = printed(&added, "client secret:");
-        let mut codes = ["tech-1", "tech-2"].map(|user| {
+        let mut codes = [String::new(), String::new()];
+        let mut secret = String::new();
+        if users {
+            codes = ["tech-1", "tech-2"].map(|user| {
+                let added = node
+                    .run(&["user", "add", user, "--role", "technician"])
+                    .success();
+                printed(&added, "enrollment code:")
+            });
+            // Last: once the other central knows `op`, it knows the rest
+            // (records arrive in changelog order).
             let added = node
-                .run(&["user", "add", user, "--role", "technician"])
+                .run(&["user", "add", "op", "--role", "operator"])
                 .success();
-            printed(&added, "enrollment code:")
-        });
+            secret = printed(&added, "client secret:");
+        }
         fieldsync_gateway::install_crypto_provider();
         let http = Client::builder()
             .timeout(Duration::from_millis(WAIT_MS_MAX))
@@ -72,9 +81,7 @@ impl Central {
             token: String::new(),
             http,
         };
-        let tech_2 = std::mem::take(&mut codes[1]);
-        let tech_1 = std::mem::take(&mut codes[0]);
-        (central, tech_1, tech_2)
+        (central, codes)
     }
 
     /// `fieldsync run`; waits for the sync driver and the gateway, and
@@ -82,6 +89,25 @@ impl Central {
     fn start(&mut self) {
         self.node.start();
         self.token = gateway_token(&self.url, "op", &self.secret);
+    }
+
+    /// As [`Self::start`], at a central that learns `op` from the other
+    /// one: waits until `op`'s secret from there signs in here.
+    fn start_learning_users(&mut self, secret: &str) {
+        self.secret = secret.into();
+        self.node.start();
+        wait_until("op to reach this central from the other", || {
+            self.http
+                .post(format!("{}/oauth/token", self.url))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", "op"),
+                    ("client_secret", secret),
+                ])
+                .send()
+                .is_ok_and(|response| response.status() == 200)
+        });
+        self.token = gateway_token(&self.url, "op", secret);
     }
 
     fn stop(&mut self) {
@@ -164,21 +190,27 @@ fn has_note(order: &Value, text: &str) -> bool {
 #[test]
 fn an_office_pair_and_three_devices_over_quic() {
     let started = Instant::now();
-    let (mut c1, c1_tech_1, c1_tech_2) = Central::init("central-1", "C1");
-    let (mut c2, c2_tech_1, c2_tech_2) = Central::init("central-2", "C2");
+    // Users are added at central 1 only: they replicate to central 2
+    // (issue 16, step 5), enrolled devices included.
+    let (mut c1, [c1_tech_1, c1_tech_2]) = Central::init("central-1", "C1", true);
+    let (mut c2, _) = Central::init("central-2", "C2", false);
     // The office pair: each lists the other without `user`.
     c1.office_peer(&c2, &c2.node.address());
     c2.office_peer(&c1, &c1.node.address());
     c1.start();
-    c2.start();
+    let op_secret = c1.secret.clone();
+    c2.start_learning_users(&op_secret);
 
-    // Each laptop enrolls at both centrals, with a code from each.
+    // Each laptop enrolls once, at central 1, and lists central 2 as well:
+    // its enrollment reaches central 2 with the user.
     let laptop_1 = enrolled_laptop("laptop-1", &c1.node, &c1_tech_1);
-    laptop_1.enroll_at(&c2.node, &c2_tech_1);
     let laptop_2 = enrolled_laptop("laptop-2", &c1.node, &c1_tech_2);
-    laptop_2.enroll_at(&c2.node, &c2_tech_2);
-    // tech-1's tablet: a second code from central 2 (`user code`, on the
-    // stopped central), and central 2 only.
+    for laptop in [&laptop_1, &laptop_2] {
+        laptop.edit_config(|config| config.sync.peers.push(c2.node.as_office_peer()));
+    }
+    // tech-1's tablet: a code from central 2 for the user central 2
+    // learned from central 1 (`user code`, on the stopped central), and
+    // central 2 only.
     c2.stop();
     let tablet_code = c2.node.new_code("tech-1");
     c2.start();
@@ -217,18 +249,16 @@ fn an_office_pair_and_three_devices_over_quic() {
     wait_until("wo-1 on tech-2's laptop", || {
         laptop_2.field_app_lists("wo-1") == Some(true)
     });
-    // KNOWN FAILURE (product bug, intermittent: 4 runs in ~45 here, none
-    // with trace logging): now and then central 2 merges the reassignment
-    // yet never sends the connected tablet `Revoke`, and the wait below
-    // times out; the tablet still holds wo-1, and purges it as soon as it
-    // reconnects (its `Holding` list). Likely cause, from the logs:
-    // central 2 revokes wo-1 from laptop-1 first, whose `Revoked` clears
-    // tech-1's revocation record (grace over: nothing "refreshed" it)
-    // before central 2's session with the tablet reads the records on the
-    // same change; with no record, no holdings candidate and no change in
-    // the tablet's holdings, nothing revokes it while it stays connected.
-    // Asserted as it should be; on a timeout the tablet reconnects once so
-    // the failure says which of the two it is.
+    // This step found a product bug (4 failures in ~45 runs): central 2
+    // revoked wo-1 from laptop-1 first, whose `Revoked` cleared tech-1's
+    // revocation record before central 2's session with the tablet read
+    // the records on the same change, so the connected tablet kept wo-1
+    // until it reconnected. Fixed: with other devices of the user, the
+    // record outlives the grace period (`SessionConfig::revocation_keep_ms`;
+    // engine test
+    // `a_record_one_device_confirmed_still_revokes_the_other_connected_one`).
+    // On a timeout the tablet reconnects once, so a failure says whether
+    // a new session would still purge it.
     let purged = |tablet: &Node| tablet.log_text().contains("purged revoked documents");
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     while !purged(&tablet) {
