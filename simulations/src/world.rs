@@ -778,13 +778,18 @@ impl Sim {
         let mut office_judged = None;
         while let Some(event) = session.poll_event() {
             match event {
-                Event::Violation { id, reason, judged } => {
+                Event::Violation {
+                    id,
+                    reason,
+                    judged,
+                    compensated,
+                } => {
                     stats.violations += 1;
                     let office_write = model.acked.iter().find_map(|write| {
                         let head = write.office_change.filter(|head| judged.contains(head))?;
                         Some((write, head))
                     });
-                    if let Some((write, head)) = office_write.filter(|_| vouching) {
+                    if let Some((write, head)) = office_write.filter(|_| vouching && compensated) {
                         office_judged.get_or_insert(format!(
                             "{me_name} judged {}'s acknowledged write `{}` ({}) to {id}, relayed by {peer_name}, as the relay's own ({reason})",
                             write.origin_name,

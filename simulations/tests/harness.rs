@@ -249,6 +249,16 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         World::Mixed,
         "a central offered again a creation still queued, crashed, and with another office no one revoked the device's copy",
     ),
+    (
+        3976,
+        World::Mixed,
+        "an office compensated a change another office had vouched for, before it knew that office's key",
+    ),
+    (
+        142,
+        World::Mixed,
+        "a device's oldest vouchers fell off the end while the newest covered less: an office's change went unvouched",
+    ),
 ];
 
 const PER_USER_RECORD: &str =

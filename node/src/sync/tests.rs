@@ -1718,6 +1718,14 @@ fn a_voucher_from_a_key_no_office_named_counts_for_nothing() {
     let violations = relay_to_second(&mut c2, &mut laptop);
     assert!(violations.iter().any(|v| v.contains("priority")));
     assert_eq!(priority(&c2, "wo-1"), fieldsync_schemas::Priority::Normal);
+    // A well-signed voucher by a key no office named may be an office's
+    // this one has not met yet: the changes are refused, not compensated
+    // (nothing of the laptop's is merged; simulator seed 3976).
+    let laptop_heads = laptop.store.doc_meta("wo-1").unwrap().unwrap().heads;
+    let c2_doc = c2.store.doc("wo-1").unwrap().unwrap();
+    assert!(laptop_heads
+        .iter()
+        .all(|head| automerge::ReadDoc::get_change_by_hash(&c2_doc, head).is_none()));
 }
 
 #[test]

@@ -141,6 +141,8 @@ pub enum Event {
         /// refused them all. Empty when no change was judged (a hidden
         /// document).
         judged: Vec<automerge::ChangeHash>,
+        /// An office compensated (rather than refused) what broke the rules.
+        compensated: bool,
     },
     /// The peer would not take one of our documents.
     Rejected {

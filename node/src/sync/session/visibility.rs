@@ -147,6 +147,7 @@ impl Session {
             id: id.to_string(),
             reason: why.to_string(),
             judged: Vec::new(),
+            compensated: false,
         });
         self.outbox.push_back(Frame::Rejected {
             id: id.to_string(),

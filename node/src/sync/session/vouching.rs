@@ -18,7 +18,7 @@
 //!   knows, and judges only the changes no verified voucher covers
 //!   (`vouched_base`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use fieldsync_schemas::sync_frame::{
@@ -45,6 +45,10 @@ pub(super) struct Vouching {
     vouch_to_peer: bool,
     /// Heads verified vouchers cover, by document, from a device peer.
     verified: BTreeMap<String, Vec<ChangeHash>>,
+    /// Documents for which the device forwarded a well-signed voucher by
+    /// a key we do not know (yet): an office we have not met may have
+    /// accepted those changes, so we refuse rather than compensate them.
+    unknown_signer: BTreeSet<String>,
     /// Device: the heads of the vouchers last sent to the peer, by
     /// document, this session.
     forwarded: HashMap<String, Vec<Hash>>,
@@ -147,8 +151,14 @@ impl Session {
         keys.extend(self.config.signer.as_ref().map(|s| s.key()));
         let mut kept = Vec::new();
         for voucher in vouchers {
-            if !keys.contains(&voucher.key) || !vouch::is_signed(&voucher) {
+            if !vouch::is_signed(&voucher) {
                 tracing::debug!(peer = %self.peer_node_id, id = %voucher.id, "a voucher we cannot verify");
+                continue;
+            }
+            if !keys.contains(&voucher.key) {
+                if self.vouching.unknown_signer.len() < VERIFIED_DOCS_MAX {
+                    self.vouching.unknown_signer.insert(voucher.id.clone());
+                }
                 continue;
             }
             if !self.vouching.verified.contains_key(&voucher.id)
@@ -171,6 +181,16 @@ impl Session {
             kept.push(voucher);
         }
         Ok(kept)
+    }
+
+    /// Did the device vouch for `id` with a key we do not know? Then what
+    /// we judge may be an office's we have not met yet (its key comes at
+    /// our first hello with it), and breaking the rules is refused, not
+    /// compensated: the change reaches us from that office itself, and a
+    /// device gains nothing by naming a made-up key (its changes are
+    /// refused instead of compensated).
+    pub(super) fn vouched_by_unknown_office(&self, id: &str) -> bool {
+        self.vouching.unknown_signer.contains(id)
     }
 
     /// The heads below which the peer's changes to `id` are an office's:
