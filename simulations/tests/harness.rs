@@ -255,6 +255,16 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         "an office compensated a change another office had vouched for, before it knew that office's key",
     ),
     (
+        144,
+        World::Mixed,
+        "an office judged a device's message applied in part, before the vouched head covering an office's change in it had arrived",
+    ),
+    (
+        416,
+        World::Mixed,
+        "an office that had not learned the other's key vouched for nothing to a device with no sibling, and the other compensated its relayed edit",
+    ),
+    (
         142,
         World::Mixed,
         "a device's oldest vouchers fell off the end while the newest covered less: an office's change went unvouched",

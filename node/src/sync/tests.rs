@@ -1761,6 +1761,37 @@ fn a_change_forged_under_an_offices_actor_is_the_relays_own() {
     );
 }
 
+/// An office with another office configured vouches to every device,
+/// even one whose user has no other device and before it has learned the
+/// other office's key (learned at hello, lost with a crash before its
+/// flush): the device may carry its edits to the other office (simulator,
+/// default world, 32 of 10,000 seeds, e.g. 416). A sole office vouches
+/// only to a device that may relay to a sibling.
+#[test]
+fn an_office_beside_another_vouches_to_every_device() {
+    for (sole_office, vouched) in [(false, true), (true, false)] {
+        let mut central = Node::new("central", 1, true);
+        let mut laptop = Node::new("laptop", 2, false);
+        create(&mut central, "wo-1", "tech-1");
+        let mut config = signing(&central);
+        config.peer_relays = false;
+        config.sole_office = sole_office;
+        let mut link = connect_configured(
+            (&central, config),
+            (&laptop, SessionConfig::new(&laptop.id, false)),
+            tech_access("tech-1"),
+            PeerAccess::Office,
+        );
+        drive(&mut link, &mut central, &mut laptop, 2_000);
+        assert!(laptop.store.work_order("wo-1").is_some());
+        assert_eq!(
+            !laptop.store.vouchers("wo-1").unwrap().is_empty(),
+            vouched,
+            "sole_office={sole_office}"
+        );
+    }
+}
+
 /// A copy of `store` whose kept vouchers are gone.
 fn without_vouchers(store: &MemStore) -> MemStore {
     let mut copy = store.clone();

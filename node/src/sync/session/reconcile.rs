@@ -390,8 +390,12 @@ impl Session {
             .join("; ");
         tracing::warn!(peer = %self.peer_node_id, %id, %reason, "forbidden change from peer");
         // A device refuses; so does an office when an office it has not
-        // met vouched for some of it (simulator, default world seed 3976).
-        let compensate = self.config.office && !self.vouched_by_unknown_office(id);
+        // met vouched for some of it (simulator, default world seed 3976),
+        // or when a vouched head has not arrived yet. The office's changes
+        // then come from that office, or with the rest of the message.
+        let compensate = self.config.office
+            && !self.vouched_by_unknown_office(id)
+            && !self.vouched_head_missing(id, trial);
         self.events.push_back(Event::Violation {
             id: id.to_string(),
             reason: reason.clone(),
