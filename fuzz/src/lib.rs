@@ -180,7 +180,11 @@ pub fn sync_frame(data: &[u8]) {
     } else {
         stores().1.clone()
     };
-    let mut session = Session::new(SessionConfig::new(self_id, office), peer_id, peer);
+    let mut config = SessionConfig::new(self_id, office);
+    // The central is the only office: one beside another refuses devices
+    // before protocol 6, and the hellos below go back to version 4.
+    config.sole_office = office;
+    let mut session = Session::new(config, peer_id, peer);
     session.start(&store).expect("start");
     let mut now_ms = 2_000_000;
     if setting & 2 == 0 {
