@@ -151,14 +151,26 @@ pub fn covering(doc: &automerge::Automerge, held: &[Voucher]) -> Vec<Voucher> {
             present.push(voucher);
         }
     }
-    let under = |low: &Voucher, high: &Voucher| {
-        !doc.get_changes_meta(&[ChangeHash(high.head)])
-            .iter()
-            .any(|change| change.hash.0 == low.head)
-    };
+    // For each head, the changes outside its history: one walk per head,
+    // not one per pair.
+    let outside: Vec<std::collections::HashSet<[u8; 32]>> = present
+        .iter()
+        .map(|high| {
+            doc.get_changes_meta(&[ChangeHash(high.head)])
+                .iter()
+                .map(|change| change.hash.0)
+                .collect()
+        })
+        .collect();
+    let under = |low: &Voucher, high: usize| !outside[high].contains(&low.head);
     let mut kept: Vec<Voucher> = present
         .iter()
-        .filter(|v| !present.iter().any(|w| w.head != v.head && under(v, w)))
+        .filter(|v| {
+            !present
+                .iter()
+                .enumerate()
+                .any(|(i, w)| w.head != v.head && under(v, i))
+        })
         .map(|v| (*v).clone())
         .take(VOUCHERS_PER_DOC_MAX)
         .collect();

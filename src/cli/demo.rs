@@ -219,8 +219,9 @@ async fn demo(
         secret::generate_client_secret(),
         secret::generate_client_secret(),
     );
-    // Users do not replicate between centrals: each central is told the
-    // same users, as an operator would add them at each.
+    // Each central is told the users directly, so both serve sign-ins at
+    // once; the two copies then meet over sync and merge into one (the
+    // secrets are the same, their hashes differ only in salt).
     let stores = std::iter::once(&central)
         .chain(second.as_ref().map(|(node, _)| node))
         .map(|node| node.store.clone());

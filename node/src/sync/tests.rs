@@ -212,6 +212,8 @@ fn kinds_sent(
 ) -> (Vec<&'static str>, Vec<&'static str>) {
     let mut config = SessionConfig::new(&central.id, true);
     config.protocol_version_max = central_version_max;
+    // The only office: one beside another refuses devices before 6.
+    config.sole_office = true;
     let mut c = Session::new(config, &laptop.id, tech_access("tech-1"));
     let mut l = Session::new(
         SessionConfig::new(&laptop.id, false),

@@ -97,10 +97,7 @@ impl Session {
     /// keeps serving older devices (README: upgrade the devices before a
     /// second central is added).
     fn needs_vouchers(&self, common: u16) -> Option<SessionError> {
-        // (An office capped below 6 is an older office, which has no rule.)
-        let relay_possible = self.config.office
-            && !self.config.sole_office
-            && self.config.protocol_version_max >= PROTOCOL_VERSION_VOUCH;
+        let relay_possible = self.config.office && !self.config.sole_office;
         (relay_possible && !self.peer.is_office() && common < PROTOCOL_VERSION_VOUCH).then_some(
             SessionError::NeedsVouchers {
                 theirs_max: common,
