@@ -156,7 +156,7 @@ fn changelog_append(c: &mut Criterion) {
         .doc_bytes(&committed.id)
         .expect("readable")
         .expect("present");
-    let mut doc = WorkOrderDoc::load(&bytes, store.actor()).expect("loads");
+    let mut doc = WorkOrderDoc::load(&bytes, &store.actor()).expect("loads");
     let mut n = 0u64;
     c.bench_function("changelog_append/submit_and_flush", |b| {
         b.iter_custom(|iters| {

@@ -44,7 +44,7 @@ fn write_set(store: &Store, index: u64) -> WriteSet {
     let operator = Actor::new("op", Role::Operator);
     let id = format!("wo-{index}");
     let (document, edit) =
-        WorkOrderDoc::create(store.actor(), &operator, &id, &order(index), 1).unwrap();
+        WorkOrderDoc::create(&store.actor(), &operator, &id, &order(index), 1).unwrap();
     let records = (0..RECORDS_PER_SET)
         .map(|r| RecordWrite {
             collection: "materials".into(),

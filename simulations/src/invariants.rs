@@ -32,6 +32,29 @@ fn short(heads: &[ChangeHash]) -> String {
     format!("[{}]", hex.join(","))
 }
 
+/// The changes `a` holds and `b` lacks: hash, actor, seq and deps, for
+/// reading a convergence failure.
+fn only_in(a: Option<&Automerge>, b: Option<&Automerge>) -> String {
+    let (Some(a), Some(b)) = (a, b) else {
+        return "?".to_string();
+    };
+    let lacking: Vec<String> = a
+        .get_changes(&[])
+        .into_iter()
+        .filter(|change| b.get_change_by_hash(&change.hash()).is_none())
+        .map(|change| {
+            format!(
+                "{} by {}:{} after {}",
+                &change.hash().to_string()[..8],
+                &change.actor_id().to_hex_string()[..6],
+                change.seq(),
+                short(change.deps())
+            )
+        })
+        .collect();
+    lacking.join(", ")
+}
+
 /// Every string value a key holds, winners and conflict losers alike.
 fn all_strings(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Vec<String> {
     doc.get_all(obj, key)
@@ -293,11 +316,15 @@ impl Sim {
                     return Err(Failure::new(
                         Invariant::Convergence,
                         format!(
-                            "{} and {} are connected and idle but disagree on {id}: {} vs {}",
+                            "{} and {} are connected and idle but disagree on {id}: {} vs {} (only at {}: {}; only at {}: {})",
                             central.name,
                             other.name,
                             short(&meta.heads),
-                            short(&ours.heads)
+                            short(&ours.heads),
+                            central.name,
+                            only_in(central.store.live_doc(&id), other.store.live_doc(&id)),
+                            other.name,
+                            only_in(other.store.live_doc(&id), central.store.live_doc(&id)),
                         ),
                     ));
                 }

@@ -36,6 +36,10 @@ use crate::{Failure, Invariant};
 /// Frames delivered while healing, at most, before the run is declared
 /// stuck (a livelock is a failure, not a hang).
 const HEAL_ROUNDS_MAX: u64 = 400_000;
+/// Frame bytes the heal may send, at most, before the run is declared
+/// stuck: a livelock whose messages grow makes each round dearer, so a
+/// bound on rounds alone would let one seed run for hours.
+const HEAL_FRAME_BYTES_MAX: u64 = 256 << 20;
 /// Largest one-way latency of a link, in ms.
 const LATENCY_MS_MAX: u64 = 40;
 
@@ -1212,7 +1216,15 @@ impl Sim {
     }
 
     fn drive_to_quiet(&mut self) -> Result<(), Failure> {
+        let frame_bytes_start = self.stats.frame_bytes;
         for _ in 0..HEAL_ROUNDS_MAX {
+            let heal_bytes = self.stats.frame_bytes - frame_bytes_start;
+            if heal_bytes > HEAL_FRAME_BYTES_MAX {
+                return Err(Failure::new(
+                    Invariant::Liveness,
+                    format!("no quiescence: the heal sent {heal_bytes} frame bytes"),
+                ));
+            }
             let mut moved = false;
             for node in 0..self.nodes.len() {
                 if self.nodes[node].up && self.nodes[node].store.queued_writes() > 0 {

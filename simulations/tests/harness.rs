@@ -269,6 +269,21 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         World::Mixed,
         "a device's oldest vouchers fell off the end while the newest covered less: an office's change went unvouched",
     ),
+    (
+        2327,
+        World::Mixed,
+        "a device took a purged document in again without its own change and did not announce it: an office had announced those heads before the purge",
+    ),
+    (
+        9929,
+        World::Mixed,
+        "the same echo after a purge, between a device and the central that had not revoked it",
+    ),
+    (
+        2423,
+        World::Mixed,
+        "a device purged and took in again a document it had announced, without the heads announced: the office waited for them for ever",
+    ),
 ];
 
 const PER_USER_RECORD: &str =

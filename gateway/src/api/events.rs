@@ -299,7 +299,7 @@ fn create(
     keyed: &Keyed,
 ) -> Result<Settled, WriteError> {
     let id = new.id.clone().unwrap_or_default();
-    let (document, edit) = WorkOrderDoc::create(store.actor(), who, &id, new, now_s() as i64)?;
+    let (document, edit) = WorkOrderDoc::create(&store.actor(), who, &id, new, now_s() as i64)?;
     let write = doc_write(&document, edit, true, true);
     let heads = write.heads.iter().map(hex::encode).collect();
     let answer = keyed.answer(

@@ -560,7 +560,7 @@ async fn conflicting_titles(server: &Server, id: &str, here: &str, there: &str) 
     let bytes = server.store.doc_bytes(id).unwrap().expect("stored");
     let dir = tempfile::tempdir().unwrap();
     let other = crate::support::init_store(&dir.path().join("other"));
-    let mut replica = WorkOrderDoc::load(&bytes, other.actor()).unwrap();
+    let mut replica = WorkOrderDoc::load(&bytes, &other.actor()).unwrap();
     let patch = fieldsync_schemas::OperatorPatch {
         title: Some(there.into()),
         ..Default::default()

@@ -173,7 +173,9 @@ struct Inner {
     path: PathBuf,
     data: sled::Tree,
     epoch: [u8; 16],
-    actor: ActorId,
+    /// The actor this node writes as: new at every open and after every
+    /// purge (see `SyncStore::actor`).
+    actor: Mutex<ActorId>,
     config: StoreConfig,
     sender: Mutex<Option<SyncSender<Request>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
@@ -297,7 +299,12 @@ impl Store {
                 .ok_or_else(|| corrupt(&format!("missing {key}")))
         };
         let epoch = read16(META_EPOCH)?;
-        let actor = ActorId::from(read16(META_ACTOR)?.to_vec());
+        // The stored actor only says the store is whole; this life writes
+        // as a new one: changes a crash took from us may live on at a
+        // peer, and writing again as the same actor would reuse their
+        // sequence numbers, which Automerge refuses on every later sync.
+        read16(META_ACTOR)?;
+        let actor = ActorId::random();
         let last_seq = match data
             .scan_prefix([keys::CHANGELOG])
             .next_back()
@@ -336,7 +343,7 @@ impl Store {
                 cache: cache::DocCache::new(config.cache_docs_max),
                 data,
                 epoch,
-                actor,
+                actor: Mutex::new(actor),
                 config,
                 sender: Mutex::new(Some(sender)),
                 committer: Mutex::new(Some(committer)),
@@ -375,8 +382,18 @@ impl Store {
         self.inner.epoch
     }
 
-    pub fn actor(&self) -> &ActorId {
-        &self.inner.actor
+    /// Write as a new actor from now on.
+    pub(crate) fn new_actor(&self) {
+        *self.inner.actor.lock().unwrap_or_else(|p| p.into_inner()) = ActorId::random();
+    }
+
+    /// The actor this node writes as now.
+    pub fn actor(&self) -> ActorId {
+        self.inner
+            .actor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -471,7 +488,7 @@ impl Store {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let (_, edit) = WorkOrderDoc::create(&self.inner.actor, who, &id, new, time_s)?;
+        let (_, edit) = WorkOrderDoc::create(&self.actor(), who, &id, new, time_s)?;
         // The index fields come from the request, not from reading the new
         // document back: the same values, without four Automerge lookups.
         let heads: Vec<[u8; 32]> = edit.heads.iter().map(|head| head.0).collect();
@@ -622,7 +639,7 @@ impl Store {
             return Ok(None);
         };
         let document =
-            WorkOrderDoc::load(&bytes, &self.inner.actor).map_err(|source| ReadError::Load {
+            WorkOrderDoc::load(&bytes, &self.actor()).map_err(|source| ReadError::Load {
                 id: id.into(),
                 source: Box::new(source),
             })?;

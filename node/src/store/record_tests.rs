@@ -127,7 +127,7 @@ fn records_and_a_work_order_in_one_write_set_land_together_or_not_at_all() {
     let store = Store::init(dir.path(), StoreConfig::default()).unwrap();
     let operator = Actor::new("op", Role::Operator);
     let new = crate::doc::tests::sample("tech-1");
-    let (_, edit) = WorkOrderDoc::create(store.actor(), &operator, "wo-1", &new, 1).unwrap();
+    let (_, edit) = WorkOrderDoc::create(&store.actor(), &operator, "wo-1", &new, 1).unwrap();
     let doc = DocWrite {
         id: "wo-1".into(),
         collection: Collection::WorkOrders,

@@ -145,6 +145,10 @@ impl Store {
     /// Durable, like every write, when the `Pending` resolves.
     pub fn submit_purge(&self, id: &str) -> Result<Pending, WriteError> {
         self.inner.cache.evict(id);
+        // Our changes to the document may now live only at a peer: if it
+        // comes back without them, writing as the same actor would reuse
+        // their sequence numbers (see `Store::actor`).
+        self.new_actor();
         self.submit_upkeep(vec![Upkeep::Purge { id: id.to_string() }])
     }
 

@@ -229,7 +229,7 @@ impl SyncAdapter {
                 return Ok(Some(handle));
             }
             let doc =
-                WorkOrderDoc::load(&bytes, store.actor()).map_err(|e| document_error(id, e))?;
+                WorkOrderDoc::load(&bytes, &store.actor()).map_err(|e| document_error(id, e))?;
             let cached = CachedDoc { doc, chunks: 1 };
             return Ok(Some(store.inner.cache.insert(id, cached)));
         }
@@ -491,7 +491,7 @@ impl SyncStore for SyncAdapter {
     }
 
     fn actor(&self) -> ActorId {
-        self.shared.store.actor().clone()
+        self.shared.store.actor()
     }
 
     fn last_seq(&self) -> u64 {
@@ -624,7 +624,7 @@ impl SyncStore for SyncAdapter {
         if let Some(handle) = self.handle(id)? {
             return self.merge_into(id, handle, bytes, now_ms);
         }
-        let actor = self.shared.store.actor();
+        let actor = &self.shared.store.actor();
         let document = WorkOrderDoc::load(bytes, actor).map_err(|e| document_error(id, e))?;
         if let Some(heads) = self.create(id, document, bytes)? {
             return Ok(heads);
@@ -651,7 +651,7 @@ impl SyncStore for SyncAdapter {
         // Most likely new here (priming): `create` checks under its lock
         // whether it exists after all, without a read from disk first. It
         // keeps the engine's copy instead of loading the bytes again.
-        let actor = self.shared.store.actor();
+        let actor = &self.shared.store.actor();
         let document =
             WorkOrderDoc::from_automerge(doc, actor).map_err(|e| document_error(id, e))?;
         if let Some(heads) = self.create(id, document, bytes)? {

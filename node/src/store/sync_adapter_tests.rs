@@ -711,3 +711,54 @@ fn vouchers_written_by_two_sessions_at_once_are_all_kept() {
     }
     assert_eq!(a1.vouchers("wo-1").unwrap(), held);
 }
+
+/// A laptop purges a work order (another central's word), takes it in again
+/// without its own note, which only the central holds, and writes again:
+/// as a new actor, or the new change would reuse the lost one's sequence
+/// number and the central would refuse it on every later sync.
+#[test]
+fn a_document_taken_in_again_after_a_purge_is_written_as_a_new_actor() {
+    let central = Side::new("central", true);
+    let laptop = Side::new("laptop", false);
+    create(&central, "wo-1", "tech-1");
+    let now = now_ms();
+    let (tech_1, office) = (tech_access("tech-1"), PeerAccess::Office);
+    sync(&central, &laptop, tech_1.clone(), office.clone(), now);
+    let before_note = central.store.doc_bytes("wo-1").unwrap().unwrap();
+    let who = tech("tech-1");
+    let actor_before = laptop.store.actor();
+    laptop
+        .store
+        .update_work_order("wo-1", &who, &note("lost"), 3)
+        .unwrap();
+    sync(&central, &laptop, tech_1.clone(), office.clone(), now);
+    laptop.store.submit_purge("wo-1").unwrap().wait().unwrap();
+    assert_ne!(laptop.store.actor(), actor_before, "a purge, a new actor");
+    let mut adapter = SyncAdapter::new(laptop.shared.clone());
+    adapter.merge("wo-1", &before_note, now).unwrap();
+    while let Some((write, pending)) = adapter.pending.pop_front() {
+        pending.wait().unwrap();
+        adapter.durable(write);
+    }
+    assert_eq!(
+        laptop
+            .store
+            .work_order("wo-1")
+            .unwrap()
+            .unwrap()
+            .notes
+            .len(),
+        0
+    );
+    laptop
+        .store
+        .update_work_order("wo-1", &who, &note("again"), 4)
+        .unwrap();
+    sync(&central, &laptop, tech_1, office, now);
+    let a = central.store.work_order("wo-1").unwrap().unwrap();
+    let b = laptop.store.work_order("wo-1").unwrap().unwrap();
+    assert_eq!(a.heads, b.heads);
+    assert_eq!(a.notes.len(), 2, "both notes, at both ends");
+    assert_verifies(&central);
+    assert_verifies(&laptop);
+}

@@ -217,7 +217,7 @@ fn check_document(
             return Ok(());
         }
     };
-    match WorkOrderDoc::load(&bytes, store.actor()) {
+    match WorkOrderDoc::load(&bytes, &store.actor()) {
         Err(e) => problems.push(problem(&what, format!("cannot load: {e}"))),
         Ok(document) => {
             let heads: Vec<[u8; 32]> = document.heads().iter().map(|h| h.0).collect();

@@ -6,10 +6,17 @@
 //! Only an optimisation: forgetting (the map is bounded) costs announcing
 //! some documents back, never correctness, since the peer answers an
 //! announce of what it holds with nothing.
+//!
+//! It stops being true once we purge a document: a copy we take in again
+//! (from another central) may lack changes the peer holds, and only our
+//! announce makes the peer send them (simulator, default world seeds 2327
+//! and 9929). The store's actor changes at every purge
+//! ([`crate::sync::SyncStore::actor`]), so what was remembered under another
+//! actor is forgotten: a purge by any session of this node counts.
 
 use std::collections::HashMap;
 
-use automerge::ChangeHash;
+use automerge::{ActorId, ChangeHash};
 
 use super::inbound::same_heads;
 
@@ -21,10 +28,18 @@ const PEER_HEADS_REMEMBERED_MAX: usize = 65_536;
 #[derive(Default)]
 pub(super) struct Echo {
     peer_heads: HashMap<String, Vec<ChangeHash>>,
+    /// The store's actor when `peer_heads` was filled: a purge since (a
+    /// new actor) voids all of it.
+    actor: Option<ActorId>,
 }
 
 impl Echo {
-    pub(super) fn remember(&mut self, id: &str, heads: &[ChangeHash]) {
+    /// The peer announced `heads` for `id`; `actor` is the store's now.
+    pub(super) fn remember(&mut self, id: &str, heads: &[ChangeHash], actor: ActorId) {
+        if self.actor.as_ref() != Some(&actor) {
+            self.peer_heads.clear();
+            self.actor = Some(actor);
+        }
         if self.peer_heads.len() >= PEER_HEADS_REMEMBERED_MAX && !self.peer_heads.contains_key(id) {
             // Forgetting only costs announcing some documents back.
             self.peer_heads.clear();
@@ -37,10 +52,13 @@ impl Echo {
         self.peer_heads.remove(id);
     }
 
-    /// Did the peer announce exactly these heads for `id`?
-    pub(super) fn peer_has(&self, id: &str, heads: &[ChangeHash]) -> bool {
-        self.peer_heads
-            .get(id)
-            .is_some_and(|theirs| same_heads(theirs, heads))
+    /// Did the peer announce exactly these heads for `id`, with no purge
+    /// here since (`actor` is the store's now)?
+    pub(super) fn peer_has(&self, id: &str, heads: &[ChangeHash], actor: &ActorId) -> bool {
+        self.actor.as_ref() == Some(actor)
+            && self
+                .peer_heads
+                .get(id)
+                .is_some_and(|theirs| same_heads(theirs, heads))
     }
 }

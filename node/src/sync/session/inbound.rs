@@ -254,7 +254,7 @@ impl Session {
                 )));
             }
             let heads: Vec<ChangeHash> = heads.into_iter().map(ChangeHash).collect();
-            self.echo.remember(&id, &heads);
+            self.echo.remember(&id, &heads, store.actor());
             self.triage_announced(now_ms, id, heads, &push, &mut triage, store)?;
         }
         let Triage {

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use automerge::ChangeHash;
+use automerge::{ActorId, ChangeHash};
 use fieldsync_schemas::sync_frame::{
     DocHeads, Frame, RecordCopy, PAGE_DOCS_MAX, PROTOCOL_VERSION_RECORDS,
 };
@@ -48,9 +48,19 @@ pub(super) struct Outbound {
 struct OutPage {
     upto_seq: u64,
     docs: u64,
-    /// Device: the documents this page announced, while the peer may still
-    /// wait for them (`Session::tell_lost_copies`).
-    announced: Vec<String>,
+    /// Device: the documents this page announced, with their heads, while
+    /// the peer may still wait for them (`Session::tell_lost_copies`).
+    announced: Vec<DocHeads>,
+    /// The store's actor when the page went out: it changes at every purge,
+    /// so while it is the same, every copy announced is still here.
+    actor: ActorId,
+}
+
+/// A document a page announced, and the store's actor then.
+pub(super) struct Announced<'a> {
+    pub(super) id: &'a str,
+    pub(super) heads: &'a [[u8; 32]],
+    pub(super) actor: &'a ActorId,
 }
 
 impl Outbound {
@@ -79,8 +89,15 @@ impl Outbound {
         self.pages.values().map(|page| page.docs).sum()
     }
 
-    /// Number the next page, covering the changelog up to `upto_seq`.
-    pub(super) fn open_page(&mut self, upto_seq: u64, docs: u64, announced: Vec<String>) -> u64 {
+    /// Number the next page, covering the changelog up to `upto_seq`;
+    /// `actor` is the store's now.
+    pub(super) fn open_page(
+        &mut self,
+        upto_seq: u64,
+        docs: u64,
+        announced: Vec<DocHeads>,
+        actor: ActorId,
+    ) -> u64 {
         let page = self.next_page;
         self.next_page += 1;
         self.cursor = upto_seq;
@@ -90,20 +107,27 @@ impl Outbound {
                 upto_seq,
                 docs,
                 announced,
+                actor,
             },
         );
         page
     }
 
     /// The documents announced in pages the peer has not acknowledged.
-    pub(super) fn announced(&self) -> impl Iterator<Item = &String> {
-        self.pages.values().flat_map(|page| page.announced.iter())
+    pub(super) fn announced(&self) -> impl Iterator<Item = Announced<'_>> {
+        self.pages.values().flat_map(|page| {
+            page.announced.iter().map(|doc| Announced {
+                id: &doc.id,
+                heads: &doc.heads,
+                actor: &page.actor,
+            })
+        })
     }
 
     /// The peer was told these copies are gone: nothing more to tell.
     pub(super) fn forget_announced(&mut self, ids: &[String]) {
         for page in self.pages.values_mut() {
-            page.announced.retain(|id| !ids.contains(id));
+            page.announced.retain(|doc| !ids.contains(&doc.id));
         }
     }
 
@@ -189,7 +213,7 @@ impl Session {
         let upto_seq = self.outbound.cursor;
         let page = self
             .outbound
-            .open_page(upto_seq, docs.len() as u64, Vec::new());
+            .open_page(upto_seq, docs.len() as u64, Vec::new(), store.actor());
         self.outbox.push_back(Frame::Announce {
             page,
             upto_seq,
@@ -239,11 +263,11 @@ impl Session {
         let announced = if self.config.office {
             Vec::new()
         } else {
-            docs.iter().map(|d| d.id.clone()).collect()
+            docs.clone()
         };
         let page = self
             .outbound
-            .open_page(upto_seq, docs.len() as u64, announced);
+            .open_page(upto_seq, docs.len() as u64, announced, store.actor());
         self.outbox.push_back(match pushed {
             Some(pushed) => Frame::AnnouncePush {
                 page,
@@ -313,13 +337,14 @@ impl Session {
         store: &S,
         revocations: &mut Option<Vec<(String, u64)>>,
     ) -> Result<Option<DocMeta>, SessionError> {
-        if self.echo.peer_has(&entry.id, &entry.heads) {
+        let actor = store.actor();
+        if self.echo.peer_has(&entry.id, &entry.heads, &actor) {
             return Ok(None);
         }
         let Some(meta) = store.doc_meta(&entry.id).map_err(store_error)? else {
             return Ok(None);
         };
-        if self.echo.peer_has(&entry.id, &meta.heads)
+        if self.echo.peer_has(&entry.id, &meta.heads, &actor)
             || !self.visible_or_durably(&entry.id, &meta, now_ms, store, revocations)?
         {
             return Ok(None);

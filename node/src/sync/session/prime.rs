@@ -80,7 +80,9 @@ impl Session {
         let ids = batch.iter().map(|(id, _)| id.as_str());
         self.vouch_before_sending(ids.zip(heads.iter().map(Vec::as_slice)), store)?;
         let docs = batch.len() as u64;
-        let page = self.outbound.open_page(upto_seq, docs, Vec::new());
+        let page = self
+            .outbound
+            .open_page(upto_seq, docs, Vec::new(), store.actor());
         self.progress.docs_sent += docs;
         let compressed = compress_batch(&docs_as_bytes(&batch), self.config.batch_zstd_level);
         self.outbox.push_back(Frame::Prime {
@@ -126,7 +128,7 @@ impl Session {
                     store.merge(&id, &bytes, now_ms).map_err(store_error)?;
                 }
             }
-            self.echo.remember(&id, &heads);
+            self.echo.remember(&id, &heads, store.actor());
             received += 1;
         }
         self.count_received(received);

@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use automerge::ChangeHash;
 use fieldsync_schemas::sync_frame::{Frame, PAGE_DOCS_MAX};
 use fieldsync_schemas::Role;
 
@@ -330,20 +331,27 @@ impl Session {
     /// seed 156; between two devices of a user, `--centrals 0
     /// --shared-laptops` seed 209). Told once the purge is durable, as
     /// every `Revoked`.
+    ///
+    /// A copy taken in again since (from another central) counts as lost
+    /// when it lacks the heads announced (default world seed 2423). Only a
+    /// page sent before a purge (another actor) is looked at, so this costs
+    /// nothing while no purge happens.
     pub(super) fn tell_lost_copies<S: SyncStore>(&mut self, store: &S) -> Result<(), SessionError> {
         if self.config.office {
             return Ok(());
         }
+        let actor = store.actor();
         let mut lost: Vec<String> = Vec::new();
-        for id in self.outbound.announced() {
+        for announced in self.outbound.announced() {
             if lost.len() >= PAGE_DOCS_MAX {
                 break;
             }
-            if !lost.contains(id)
-                && store.doc_meta(id).map_err(store_error)?.is_none()
-                && store.durable_doc_meta(id).map_err(store_error)?.is_none()
-            {
-                lost.push(id.clone());
+            if *announced.actor != actor && !lost.iter().any(|id| id == announced.id) {
+                let heads: Vec<ChangeHash> =
+                    announced.heads.iter().copied().map(ChangeHash).collect();
+                if copy_lost(announced.id, &heads, store)? {
+                    lost.push(announced.id.to_string());
+                }
             }
         }
         if !lost.is_empty() {
@@ -351,6 +359,24 @@ impl Session {
             self.outbox.push_back(Frame::Revoked { ids: lost });
         }
         Ok(())
+    }
+}
+
+/// Is the copy of `id` that held `heads` gone for good: purged and the
+/// purge durable (absent now and after a crash), or replaced by a durable
+/// copy taken in again without those heads (durable only after the purge
+/// before it: the store is FIFO)?
+fn copy_lost<S: SyncStore>(
+    id: &str,
+    heads: &[ChangeHash],
+    store: &S,
+) -> Result<bool, SessionError> {
+    match store.doc_meta(id).map_err(store_error)? {
+        None => Ok(store.durable_doc_meta(id).map_err(store_error)?.is_none()),
+        Some(meta) if meta.durable => Ok(!super::inbound::has_all(&meta.heads, heads, || {
+            store.doc(id)
+        })?),
+        Some(_) => Ok(false),
     }
 }
 
