@@ -275,6 +275,11 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         "a device took a purged document in again without its own change and did not announce it: an office had announced those heads before the purge",
     ),
     (
+        153,
+        World::Mixed,
+        "an office refused a device's change while it lacked the document; the device's reply when it was ahead went with a crash, and both checkpoints had passed it",
+    ),
+    (
         9929,
         World::Mixed,
         "the same echo after a purge, between a device and the central that had not revoked it",

@@ -243,6 +243,21 @@ impl SyncAdapter {
         bytes: &[u8],
         now_ms: u64,
     ) -> Result<Vec<ChangeHash>, SyncStoreError> {
+        self.write_doc(id, handle, bytes, now_ms, false)
+            .map(|(heads, _)| heads)
+    }
+
+    /// Merge `bytes` into the cached document and queue the write, if the
+    /// heads moved or `touch` (then the whole document is written again,
+    /// for its changelog entry). Returns the heads, and the write queued.
+    fn write_doc(
+        &mut self,
+        id: &str,
+        handle: Arc<Mutex<CachedDoc>>,
+        bytes: &[u8],
+        now_ms: u64,
+        touch: bool,
+    ) -> Result<(Vec<ChangeHash>, Option<WriteId>), SyncStoreError> {
         let old_meta = self.doc_meta(id)?.unwrap_or_default();
         let mut cached = handle.lock().unwrap_or_else(|p| p.into_inner());
         let before = cached.doc.heads();
@@ -255,11 +270,11 @@ impl SyncAdapter {
             return Err(document_error(id, error));
         }
         let heads = cached.doc.heads();
-        if heads == before {
-            return Ok(heads);
+        if heads == before && !touch {
+            return Ok((heads, None));
         }
         let compact_chunks_max = self.shared.store.config().compact_chunks_max;
-        let replace = cached.chunks + 1 >= compact_chunks_max;
+        let replace = touch || cached.chunks + 1 >= compact_chunks_max;
         let document = &cached.doc;
         let write = DocWrite {
             id: id.to_string(),
@@ -323,7 +338,7 @@ impl SyncAdapter {
                 meta,
             },
         );
-        Ok(heads)
+        Ok((heads, Some(write)))
     }
 
     /// Store a document received whole. Falls back to a merge if another
@@ -687,6 +702,14 @@ impl SyncStore for SyncAdapter {
     fn purge(&mut self, id: &str) -> Result<WriteId, SyncStoreError> {
         self.pinned.remove(id);
         self.queue_write(|store| store.submit_purge(id))
+    }
+
+    fn touch(&mut self, id: &str, now_ms: u64) -> Result<Option<WriteId>, SyncStoreError> {
+        let Some(handle) = self.handle(id)? else {
+            return Ok(None);
+        };
+        let (_, write) = self.write_doc(id, handle, &[], now_ms, true)?;
+        Ok(write)
     }
 
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), SyncStoreError> {

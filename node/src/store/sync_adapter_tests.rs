@@ -762,3 +762,39 @@ fn a_document_taken_in_again_after_a_purge_is_written_as_a_new_actor() {
     assert_verifies(&central);
     assert_verifies(&laptop);
 }
+
+/// `touch` names a document again in the changelog at the same heads: a
+/// device that finds itself ahead of an office's announce relies on it to
+/// offer the document again after a cut (simulator, seed 153).
+#[test]
+fn a_touch_adds_a_durable_changelog_entry_and_changes_nothing_else() {
+    let laptop = Side::new("laptop", false);
+    create(&laptop, "wo-1", "tech-1");
+    let before = laptop.store.work_order("wo-1").unwrap().unwrap();
+    let last_seq = laptop.store.last_seq();
+    let mut adapter = SyncAdapter::new(laptop.shared.clone());
+    assert_eq!(adapter.touch("wo-404", now_ms()).unwrap(), None);
+    adapter.touch("wo-1", now_ms()).unwrap().expect("queued");
+    while let Some((queued, pending)) = adapter.pending.pop_front() {
+        pending.wait().unwrap();
+        adapter.durable(queued);
+    }
+    assert_eq!(laptop.store.last_seq(), last_seq + 1);
+    let entries = adapter.changes_after(last_seq, 10).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].id, "wo-1");
+    let after = laptop.store.work_order("wo-1").unwrap().unwrap();
+    assert_eq!(
+        after.heads, before.heads,
+        "the document itself is unchanged"
+    );
+    assert_eq!(
+        entries[0]
+            .heads
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>(),
+        before.heads
+    );
+    assert_verifies(&laptop);
+}

@@ -46,6 +46,10 @@ pub enum MemOp {
     Purge {
         id: String,
     },
+    /// A changelog entry for the document at its heads (`SyncStore::touch`).
+    Touch {
+        id: String,
+    },
     ClearRevocation {
         user: String,
         id: String,
@@ -154,6 +158,21 @@ impl MemState {
             MemOp::Checkpoint { peer, checkpoint } => {
                 self.checkpoints.insert(peer.clone(), checkpoint.clone());
                 Ok(Vec::new())
+            }
+            MemOp::Touch { id } => {
+                let Some(entry) = self.docs.get(id) else {
+                    return Ok(Vec::new());
+                };
+                let heads = entry.meta.heads.clone();
+                let seq = self.log.len() as u64 + 1;
+                self.log.push(LogEntry {
+                    seq,
+                    collection: Collection::WorkOrders,
+                    version: 0,
+                    id: id.clone(),
+                    heads: heads.clone(),
+                });
+                Ok(heads)
             }
             MemOp::Purge { id } => {
                 self.docs.remove(id);
@@ -560,6 +579,13 @@ impl SyncStore for MemStore {
         // their sequence numbers (simulator, seed 18).
         self.next_actor();
         Ok(write)
+    }
+
+    fn touch(&mut self, id: &str, _now_ms: u64) -> Result<Option<WriteId>, MemError> {
+        if !self.live.docs.contains_key(id) {
+            return Ok(None);
+        }
+        Ok(Some(self.queue(MemOp::Touch { id: id.to_string() })?.0))
     }
 
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), MemError> {

@@ -142,6 +142,11 @@ pub trait SyncStore {
     ) -> Result<WriteId, Self::Error>;
     /// Queue the removal of a document this node may no longer hold.
     fn purge(&mut self, id: &str) -> Result<WriteId, Self::Error>;
+    /// Queue a changelog entry naming document `id` at its heads, changing
+    /// nothing in it: every peer is offered the document again from its
+    /// checkpoint, even one whose checkpoint passed our earlier entries.
+    /// Nothing is queued (`None`) when the document is not here.
+    fn touch(&mut self, id: &str, now_ms: u64) -> Result<Option<WriteId>, Self::Error>;
     /// Forget a revocation once the peer has purged the document.
     fn clear_revocation(&mut self, user: &str, id: &str) -> Result<(), Self::Error>;
 

@@ -62,3 +62,27 @@ impl Echo {
                 .is_some_and(|theirs| same_heads(theirs, heads))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_since_voids_what_the_peer_announced() {
+        let (before, after) = (ActorId::random(), ActorId::random());
+        let heads = [ChangeHash([7; 32])];
+        let mut echo = Echo::default();
+        echo.remember("wo-1", &heads, before.clone());
+        assert!(echo.peer_has("wo-1", &heads, &before));
+        assert!(!echo.peer_has("wo-1", &[ChangeHash([8; 32])], &before));
+        // A purge here (a new actor): our copy may have come back without
+        // changes the peer holds, so announcing is no longer an echo.
+        assert!(!echo.peer_has("wo-1", &heads, &after));
+        echo.remember("wo-2", &heads, after.clone());
+        assert!(
+            !echo.peer_has("wo-1", &heads, &after),
+            "forgotten, not revived"
+        );
+        assert!(echo.peer_has("wo-2", &heads, &after));
+    }
+}

@@ -352,6 +352,17 @@ impl Session {
                     // past them, e.g. after it refused the document
                     // before it had it), so reconcile now (simulator,
                     // seed 25). Nothing to wait for.
+                    // A device also names the document again in its
+                    // changelog: the reconciling may be cut with the
+                    // connection, and then both checkpoints have passed
+                    // it (default world seed 153). Durable before the
+                    // page's checkpoint (the store is FIFO), it is
+                    // announced again next session. An office's extra
+                    // changes are its own entries, which a device never
+                    // refuses for lack of the document.
+                    if !self.config.office {
+                        store.touch(&id, now_ms).map_err(store_error)?;
+                    }
                     triage.to_sync.push(id);
                 }
             }
