@@ -280,6 +280,11 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         "an office refused a device's change while it lacked the document; the device's reply when it was ahead went with a crash, and both checkpoints had passed it",
     ),
     (
+        697,
+        World::Mixed,
+        "an office refused a relay whose vouched head waited for a change a bloom filter kept back, and the conversation ended with both sides apart",
+    ),
+    (
         9929,
         World::Mixed,
         "the same echo after a purge, between a device and the central that had not revoked it",

@@ -2007,3 +2007,81 @@ fn a_sole_office_revokes_what_it_lost_as_it_revokes_what_is_hidden() {
     drive(&mut link, &mut central, &mut laptop, 3_000);
     assert_eq!(laptop.store.doc_ids(), ["wo-elsewhere"]);
 }
+
+/// A device ahead of what an office announces names the document again in
+/// its changelog. The office had refused the device's change while it
+/// lacked the document (its checkpoint passed it); the reconciling that
+/// would bring the change is cut with the connection, after both
+/// checkpoints passed the document. Next session the device offers it
+/// again (simulator, default world seed 153).
+#[test]
+fn a_device_ahead_of_an_office_offers_its_change_again_after_a_cut() {
+    let mut c1 = Node::new("c1", 1, true);
+    let mut c0 = Node::new("c0", 2, true);
+    let mut laptop = Node::new("laptop", 3, false);
+    create(&mut c1, "wo-1", "tech-1");
+    let mut link = connect(&c1, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut c1, &mut laptop, 2_000);
+    laptop
+        .store
+        .apply("wo-1", &tech("tech-1"), &note("field"), 3_000)
+        .unwrap();
+    laptop.store.flush();
+    // c0 lacks the document: it refuses the change, and its checkpoint
+    // for the laptop passes it.
+    let mut link = connect(&c0, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut c0, &mut laptop, 4_000);
+    assert!(c0.store.work_order("wo-1").is_none());
+    // c0 gets the document from c1, without the laptop's note.
+    let mut offices = connect(&c0, &c1, PeerAccess::Office, PeerAccess::Office);
+    drive(&mut offices, &mut c0, &mut c1, 5_000);
+    assert_eq!(notes(&c0, "wo-1") + 1, notes(&laptop, "wo-1"));
+    // c0 announces it; the laptop, ahead, answers, but nothing it sends
+    // after its hello arrives: the connection is cut. Its writes (the
+    // page's checkpoint among them) are durable.
+    let mut link = connect(&c0, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    for _ in 0..1_000 {
+        let mut moved = false;
+        while let Some(frame) = link.a.poll_frame() {
+            link.b
+                .handle_bytes(6_000, &frame.encode(), &mut laptop.store)
+                .unwrap();
+            moved = true;
+        }
+        while let Some(frame) = link.b.poll_frame() {
+            if matches!(frame, Frame::Hello { .. }) {
+                link.a
+                    .handle_bytes(6_000, &frame.encode(), &mut c0.store)
+                    .unwrap();
+                moved = true;
+            }
+        }
+        if let Some(write) = c0.store.flush() {
+            link.a
+                .handle_write_done(6_000, write, &mut c0.store)
+                .unwrap();
+            moved = true;
+        }
+        if let Some(write) = laptop.store.flush() {
+            link.b
+                .handle_write_done(6_000, write, &mut laptop.store)
+                .unwrap();
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert_eq!(
+        laptop.store.durable_checkpoint("c0").map(|c| c.seq),
+        Some(c0.store.last_seq()),
+        "the laptop's checkpoint passed the document"
+    );
+    let mut link = connect(&c0, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut c0, &mut laptop, 7_000);
+    assert_eq!(
+        notes(&c0, "wo-1"),
+        notes(&laptop, "wo-1"),
+        "the note reached c0"
+    );
+}

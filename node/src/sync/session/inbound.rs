@@ -352,20 +352,31 @@ impl Session {
                     // past them, e.g. after it refused the document
                     // before it had it), so reconcile now (simulator,
                     // seed 25). Nothing to wait for.
-                    // A device also names the document again in its
-                    // changelog: the reconciling may be cut with the
-                    // connection, and then both checkpoints have passed
-                    // it (default world seed 153). Durable before the
-                    // page's checkpoint (the store is FIFO), it is
-                    // announced again next session. An office's extra
-                    // changes are its own entries, which a device never
-                    // refuses for lack of the document.
-                    if !self.config.office {
-                        store.touch(&id, now_ms).map_err(store_error)?;
-                    }
+                    self.ahead_of_peer(&id, now_ms, store)?;
                     triage.to_sync.push(id);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// We hold every change the peer sent or announced for `id`, and more.
+    /// A device names the document again in its changelog: the peer's
+    /// checkpoint may have passed our changes (an office refuses them while
+    /// it lacks the document), and reconciling them may be cut with the
+    /// connection after our checkpoint passed the peer's page too (default
+    /// world seed 153). Durable before that checkpoint (the store is FIFO),
+    /// the entry is announced again in this session or the next. An office's
+    /// extra changes are its own entries, which a device never refuses for
+    /// lack of the document.
+    pub(super) fn ahead_of_peer<S: SyncStore>(
+        &mut self,
+        id: &str,
+        now_ms: u64,
+        store: &mut S,
+    ) -> Result<(), SessionError> {
+        if !self.config.office {
+            store.touch(id, now_ms).map_err(store_error)?;
         }
         Ok(())
     }

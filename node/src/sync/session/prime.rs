@@ -14,7 +14,7 @@ use automerge::ChangeHash;
 use fieldsync_schemas::sync_frame::{Frame, PAGE_DOCS_MAX};
 
 use super::checks::load_work_orders;
-use super::inbound::has_all;
+use super::inbound::{has_all, same_heads};
 use super::wire::{compress_batch, decode_docs, docs_as_bytes};
 use super::{protocol, store_error, Session, SessionError};
 use crate::doc::validate_doc_id;
@@ -123,7 +123,11 @@ impl Session {
                         .merge_loaded(&id, doc, &bytes, now_ms)
                         .map_err(store_error)?;
                 }
-                Some(meta) if has_all(&meta.heads, &heads, || store.doc(&id))? => {}
+                Some(meta) if has_all(&meta.heads, &heads, || store.doc(&id))? => {
+                    if !same_heads(&meta.heads, &heads) {
+                        self.ahead_of_peer(&id, now_ms, store)?;
+                    }
+                }
                 Some(_) => {
                     store.merge(&id, &bytes, now_ms).map_err(store_error)?;
                 }
