@@ -98,6 +98,18 @@ impl MemState {
             .collect()
     }
 
+    /// Append a changelog entry for work order `id` at `heads`.
+    fn log_work_order(&mut self, id: &str, heads: &[ChangeHash]) {
+        let seq = self.log.len() as u64 + 1;
+        self.log.push(LogEntry {
+            seq,
+            collection: Collection::WorkOrders,
+            version: 0,
+            id: id.to_string(),
+            heads: heads.to_vec(),
+        });
+    }
+
     fn apply(&mut self, op: &MemOp, actor: &ActorId) -> Result<Vec<ChangeHash>, MemError> {
         match op {
             MemOp::Merge { id, bytes, now_ms } => {
@@ -145,14 +157,7 @@ impl MemState {
                 entry.meta.reassigned_at_ms = rule.reassigned_at_ms;
                 entry.meta.assignee = assignee;
                 entry.meta.heads = heads.clone();
-                let seq = self.log.len() as u64 + 1;
-                self.log.push(LogEntry {
-                    seq,
-                    collection: Collection::WorkOrders,
-                    version: 0,
-                    id: id.clone(),
-                    heads: heads.clone(),
-                });
+                self.log_work_order(id, &heads);
                 Ok(heads)
             }
             MemOp::Checkpoint { peer, checkpoint } => {
@@ -164,14 +169,7 @@ impl MemState {
                     return Ok(Vec::new());
                 };
                 let heads = entry.meta.heads.clone();
-                let seq = self.log.len() as u64 + 1;
-                self.log.push(LogEntry {
-                    seq,
-                    collection: Collection::WorkOrders,
-                    version: 0,
-                    id: id.clone(),
-                    heads: heads.clone(),
-                });
+                self.log_work_order(id, &heads);
                 Ok(heads)
             }
             MemOp::Purge { id } => {

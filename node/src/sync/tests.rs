@@ -1838,6 +1838,52 @@ fn a_central_offers_again_what_a_device_purged_on_another_centrals_word() {
     assert!(laptop.store.work_order("wo-1").is_none());
 }
 
+/// As [`drive`], but `a`'s store is flushed only with `flush_a`, and `b`'s
+/// frames reach `a` only where `deliver_b` says (the rest is lost, as with
+/// a cut); `b`'s store is always flushed.
+fn drive_partly(
+    link: &mut Link,
+    a: &mut Node,
+    b: &mut Node,
+    now_ms: u64,
+    flush_a: bool,
+    deliver_b: impl Fn(&Frame) -> bool,
+) {
+    for _ in 0..1_000 {
+        let mut moved = false;
+        while let Some(frame) = link.a.poll_frame() {
+            link.b
+                .handle_bytes(now_ms, &frame.encode(), &mut b.store)
+                .unwrap();
+            moved = true;
+        }
+        while let Some(frame) = link.b.poll_frame() {
+            if deliver_b(&frame) {
+                link.a
+                    .handle_bytes(now_ms, &frame.encode(), &mut a.store)
+                    .unwrap();
+                moved = true;
+            }
+        }
+        if let Some(write) = flush_a.then(|| a.store.flush()).flatten() {
+            link.a
+                .handle_write_done(now_ms, write, &mut a.store)
+                .unwrap();
+            moved = true;
+        }
+        if let Some(write) = b.store.flush() {
+            link.b
+                .handle_write_done(now_ms, write, &mut b.store)
+                .unwrap();
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("did not settle");
+}
+
 /// A central offers again only what a crash cannot take back: a creation
 /// still queued there is not re-offered after the device's holdings list
 /// (before, it was, the central crashed, and with another office no one
@@ -1859,30 +1905,7 @@ fn a_central_offers_again_only_what_is_durable() {
     // A new session: holdings, the list, re-offers; the central's queue is
     // never flushed, the laptop's always is.
     let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
-    for _ in 0..1_000 {
-        let mut moved = false;
-        while let Some(frame) = link.a.poll_frame() {
-            link.b
-                .handle_bytes(3_000, &frame.encode(), &mut laptop.store)
-                .unwrap();
-            moved = true;
-        }
-        while let Some(frame) = link.b.poll_frame() {
-            link.a
-                .handle_bytes(3_000, &frame.encode(), &mut central.store)
-                .unwrap();
-            moved = true;
-        }
-        if let Some(write) = laptop.store.flush() {
-            link.b
-                .handle_write_done(3_000, write, &mut laptop.store)
-                .unwrap();
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
+    drive_partly(&mut link, &mut central, &mut laptop, 3_000, false, |_| true);
     assert_eq!(laptop.store.doc_ids(), ["wo-0"], "nothing not durable");
     // The central crashes: the creation is gone, and the laptop never had it.
     central.store.crash();
@@ -2040,38 +2063,8 @@ fn a_device_ahead_of_an_office_offers_its_change_again_after_a_cut() {
     // after its hello arrives: the connection is cut. Its writes (the
     // page's checkpoint among them) are durable.
     let mut link = connect(&c0, &laptop, tech_access("tech-1"), PeerAccess::Office);
-    for _ in 0..1_000 {
-        let mut moved = false;
-        while let Some(frame) = link.a.poll_frame() {
-            link.b
-                .handle_bytes(6_000, &frame.encode(), &mut laptop.store)
-                .unwrap();
-            moved = true;
-        }
-        while let Some(frame) = link.b.poll_frame() {
-            if matches!(frame, Frame::Hello { .. }) {
-                link.a
-                    .handle_bytes(6_000, &frame.encode(), &mut c0.store)
-                    .unwrap();
-                moved = true;
-            }
-        }
-        if let Some(write) = c0.store.flush() {
-            link.a
-                .handle_write_done(6_000, write, &mut c0.store)
-                .unwrap();
-            moved = true;
-        }
-        if let Some(write) = laptop.store.flush() {
-            link.b
-                .handle_write_done(6_000, write, &mut laptop.store)
-                .unwrap();
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
+    let hello_only = |frame: &Frame| matches!(frame, Frame::Hello { .. });
+    drive_partly(&mut link, &mut c0, &mut laptop, 6_000, true, hello_only);
     assert_eq!(
         laptop.store.durable_checkpoint("c0").map(|c| c.seq),
         Some(c0.store.last_seq()),
