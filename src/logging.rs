@@ -52,8 +52,9 @@ pub(crate) fn init(dir: &Path, flag: Option<LogFormatArg>) {
     };
 }
 
-/// The demo's logs: to `path` (appended, human-readable, no colours) when
-/// `RUST_LOG` is unset, else as [`init`] does. Answers the file it writes,
+/// The demo's logs: to `path` (appended, no colours; JSON with
+/// `--log-format json`, else human-readable) when `RUST_LOG` is unset, else
+/// as [`init`] does. Answers the file it writes,
 /// if it writes one.
 pub(crate) fn init_demo(
     dir: &Path,
@@ -79,10 +80,14 @@ pub(crate) fn init_demo(
             return None;
         }
     };
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new("info"))
         .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    // The demo has no config of its own: the flag alone picks JSON.
+    let _ = match flag {
+        Some(LogFormatArg::Json) => builder.json().try_init(),
+        Some(LogFormatArg::Human) | None => builder.try_init(),
+    };
     Some(path.to_path_buf())
 }

@@ -51,7 +51,8 @@ struct Cli {
     )]
     dir: PathBuf,
 
-    /// Log format on stderr; overrides the config's `[log] format`.
+    /// Log format on stderr (the demo: in its log file); overrides the
+    /// config's `[log] format`.
     #[arg(long, global = true, env = "FIELDSYNC_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
 

@@ -236,8 +236,10 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 /// created at central 2 on her field app.
 #[test]
 fn demo_with_two_centrals_shows_the_office_pair() {
-    let (child, lines) = start_demo(&["--centrals", "2"]);
+    // With `--log-format json` the log file holds one JSON object a line.
+    let (child, lines) = start_demo(&["--centrals", "2", "--log-format", "json"]);
     let (mut urls, mut secret, mut apps) = (Vec::new(), None, Vec::new());
+    let mut log_file = None;
     let mut printed = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(DEMO_TIMEOUT_S);
     let mut reached = false;
@@ -259,6 +261,9 @@ fn demo_with_two_centrals_shows_the_office_pair() {
         }
         if let Some(app) = field(&line, "alice's field app (on the laptop):") {
             apps.push(app.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("The nodes' logs go to ") {
+            log_file = rest.split(" (").next().map(std::path::PathBuf::from);
         }
         reached = line.starts_with("    It reached alice's laptop and central 1");
         printed.push(line);
@@ -308,6 +313,13 @@ fn demo_with_two_centrals_shows_the_office_pair() {
         wait_for(&format!("{id} on alice's field app"), || {
             field_app_list(&alice_app).contains(&number)
         });
+    }
+    let log_file = log_file.expect("the log file was printed");
+    let logs = std::fs::read_to_string(&log_file).expect("read the demo's log file");
+    assert!(logs.lines().count() > 0, "{}", log_file.display());
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
     interrupt(child);
 }
