@@ -938,21 +938,9 @@ pub(crate) async fn log_time(
     // Authorization before the body: a caller who may not write learns
     // nothing from validation.
     let ApiJson(body) = body?;
-    // Only the assigned technician logs time: the field rules refuse the
-    // office with 403 whatever the body, so the times are judged for
-    // technicians only (authorization before validation).
-    for (field, value) in [("start", &body.start), ("end", &body.end)] {
-        if caller.role == Role::Technician
-            && fieldsync_node::clock::parse_rfc3339_ms(value).is_none()
-        {
-            return Err(ApiError::new(
-                ErrorKind::InvalidValue,
-                format!(
-                    "`{field}` must be an RFC 3339 time from 1970 on, e.g. `2026-05-01T12:00:00Z`"
-                ),
-            ));
-        }
-    }
+    // The times are judged by the operation itself, after the field rules
+    // (authorization before validation: the office gets 403 whatever the
+    // body).
     let operation = Operation::AppendTime {
         start: body.start,
         end: body.end,

@@ -602,7 +602,18 @@ fn mutate(
             put_map_item(tx, &log, &status_fields(at, who, *to, note))?;
         }
         Operation::AppendTime { start, end } => {
-            if end < start {
+            // Every path that logs time comes here (REST, the field app),
+            // so the times are judged here, once, as instants: strings
+            // compare wrongly across offsets.
+            let [start_ms, end_ms] = [("start", start), ("end", end)].map(|(field, value)| {
+                crate::clock::parse_rfc3339_ms(value).ok_or_else(|| OpError::Invalid {
+                    field,
+                    reason: "must be an RFC 3339 time from 1970 on, e.g. `2026-05-01T12:00:00Z`"
+                        .into(),
+                })
+            });
+            let (start_ms, end_ms) = (start_ms?, end_ms?);
+            if end_ms < start_ms {
                 return Err(OpError::Invalid {
                     field: "end",
                     reason: "ends before it starts".into(),

@@ -509,6 +509,25 @@ fn append_time_by_assignee_only() {
         doc.apply(&tech(), &backwards, 3),
         Err(OpError::Invalid { field: "end", .. })
     ));
+    // Not a time at all, on every path (REST and the field app alike).
+    let vague = Operation::AppendTime {
+        start: "yesterday".into(),
+        end: "2026-01-02T09:00:00Z".into(),
+    };
+    assert!(matches!(
+        doc.apply(&tech(), &vague, 3),
+        Err(OpError::Invalid { field: "start", .. })
+    ));
+    // Compared as instants: 10:00+02:00 is 08:00Z, before 09:00Z, though
+    // its text sorts after.
+    let offset = Operation::AppendTime {
+        start: "2026-01-02T09:00:00Z".into(),
+        end: "2026-01-02T10:00:00+02:00".into(),
+    };
+    assert!(matches!(
+        doc.apply(&tech(), &offset, 3),
+        Err(OpError::Invalid { field: "end", .. })
+    ));
     let log = doc.view().unwrap().time_log;
     assert_eq!(log.len(), 1);
     assert_eq!(
