@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::holdings::Holdings;
 use super::keys;
+use super::reader_index;
 use super::record_writes::{self, RecordReceipt, RecordWrite, StagedRecords};
 use super::records::{decode, encode, ChangeRecord, Checkpoint, DocIndex};
 use super::revocation::{self, Upkeep};
@@ -310,6 +311,7 @@ fn stage(
         };
         batch.insert(&keys::changelog(this_seq), encode(&record));
         batch.insert(keys::index(&write.id), encode(&index));
+        reader_index::stage_doc(&index, this_seq, batch);
         receipt.seqs.push(this_seq);
         receipt.chunk_counts.push(index.chunk_count());
         staged.insert(write.id.clone(), Some(index));

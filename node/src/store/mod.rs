@@ -16,6 +16,9 @@ mod commit;
 pub mod format;
 mod holdings;
 mod keys;
+mod reader_index;
+#[cfg(test)]
+mod reader_index_tests;
 mod record_store;
 #[cfg(test)]
 mod record_tests;
