@@ -24,7 +24,7 @@
 //! for any of its entries past the peer's checkpoint. The changelog is
 //! never pruned, so neither is this index.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use fieldsync_schemas::collection::CollectionKind;
 use fieldsync_schemas::Collection;
@@ -52,13 +52,59 @@ pub(crate) fn readers(index: &DocIndex) -> impl Iterator<Item = &str> {
         .filter(|user| !user.is_empty() && !user.as_bytes().contains(&0))
 }
 
+/// The highest seq each reader's set got, as flushed. Every commit wakes
+/// every session; with 1,000 laptops, reading 1,000 index ranges that hold
+/// nothing new was a fifth of the central's CPU converging (issue 18), so a
+/// session reads its user's range only past this mark. Memory: one entry
+/// per user assigned a work order since the store opened.
+#[derive(Debug, Default)]
+pub(crate) struct ReaderMarks {
+    /// Entries up to this seq were written before the store opened: not
+    /// tracked, always read.
+    floor_seq: u64,
+    users: HashMap<String, u64>,
+    records_seq: u64,
+}
+
+impl ReaderMarks {
+    pub(crate) fn opened_at(last_seq: u64) -> ReaderMarks {
+        ReaderMarks {
+            floor_seq: last_seq,
+            ..ReaderMarks::default()
+        }
+    }
+
+    /// Fold in the marks of a flushed group (before its seqs are visible).
+    pub(crate) fn merge(&mut self, group: ReaderMarks) {
+        for (user, seq) in group.users {
+            let mark = self.users.entry(user).or_default();
+            *mark = (*mark).max(seq);
+        }
+        self.records_seq = self.records_seq.max(group.records_seq);
+    }
+
+    /// May `user`'s set or the records' hold an entry past `after_seq`?
+    pub(crate) fn has_after(&self, user: &str, after_seq: u64) -> bool {
+        after_seq < self.floor_seq
+            || self.records_seq > after_seq
+            || self.users.get(user).is_some_and(|seq| *seq > after_seq)
+    }
+}
+
 /// Stage a work order's entry `seq` for its readers.
-pub(crate) fn stage_doc(index: &DocIndex, seq: u64, batch: &mut sled::Batch) {
+pub(crate) fn stage_doc(
+    index: &DocIndex,
+    seq: u64,
+    batch: &mut sled::Batch,
+    marks: &mut ReaderMarks,
+) {
     if index.collection != Collection::WorkOrders {
         return;
     }
     for user in readers(index) {
         batch.insert(keys::user_change(user, seq), &[]);
+        let mark = marks.users.entry(user.to_string()).or_default();
+        *mark = (*mark).max(seq);
     }
 }
 
@@ -67,6 +113,21 @@ pub(crate) fn stage_doc(index: &DocIndex, seq: u64, batch: &mut sled::Batch) {
 pub(crate) fn stage_record(collection: &str, seq: u64, batch: &mut sled::Batch) {
     if CollectionKind::of(collection) == CollectionKind::Data {
         batch.insert(&keys::record_change(seq), &[]);
+    }
+}
+
+/// Note the data records' entries of a staged write set.
+pub(crate) fn mark_records(
+    writes: &[super::record_writes::RecordWrite],
+    receipts: &[super::record_writes::RecordReceipt],
+    marks: &mut ReaderMarks,
+) {
+    for (write, receipt) in writes.iter().zip(receipts) {
+        if let Some(seq) = receipt.seq {
+            if CollectionKind::of(&write.collection) == CollectionKind::Data {
+                marks.records_seq = marks.records_seq.max(seq);
+            }
+        }
     }
 }
 
@@ -111,17 +172,22 @@ impl Store {
         if after >= visible || limit == 0 {
             return Ok((Vec::new(), after));
         }
-        let prefix = keys::user_change_prefix(user);
-        let (work_orders, cut) = seqs_under(self, &prefix, (after, visible), limit)?;
-        let mut covered = match work_orders.last() {
-            Some(last) if cut => *last,
-            _ => visible,
-        };
-        let (records, cut) = seqs_under(self, &[keys::RECORD_CHANGE], (after, covered), limit)?;
-        if let Some(last) = records.last().filter(|_| cut) {
-            covered = covered.min(*last);
+        let mut seqs = BTreeSet::new();
+        let mut covered = visible;
+        // Read after `visible`: the committer moves the marks first.
+        if self.reader_marks().has_after(user, after) {
+            let prefix = keys::user_change_prefix(user);
+            let (work_orders, cut) = seqs_under(self, &prefix, (after, visible), limit)?;
+            if let Some(last) = work_orders.last().filter(|_| cut) {
+                covered = *last;
+            }
+            let range = (after, covered);
+            let (records, cut) = seqs_under(self, &[keys::RECORD_CHANGE], range, limit)?;
+            if let Some(last) = records.last().filter(|_| cut) {
+                covered = covered.min(*last);
+            }
+            seqs.extend(work_orders.into_iter().chain(records));
         }
-        let mut seqs: BTreeSet<u64> = work_orders.into_iter().chain(records).collect();
         for (id, _) in self.revocations(user, REVOKED_DOCS_READ_MAX)? {
             if let Some(index) = self.doc_index(&id)? {
                 seqs.insert(index.last_seq);

@@ -236,3 +236,34 @@ fn verify_reports_a_damaged_reader_index_and_repair_rebuilds_it() {
     assert!(store.verify(|_| {}).unwrap().is_empty());
     assert_agrees(&store);
 }
+
+/// Past the seq the store opened at, a reader whose set got nothing new
+/// reads no range at all (the committer's marks), and one whose set did
+/// finds it; records move every reader's mark.
+#[test]
+fn the_marks_skip_only_readers_with_nothing_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = busy_store(dir.path());
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let opened = store.last_seq();
+    note(&store, "wo-001", "after open");
+    let (tech1, covered) = store.changes_for("tech-1", opened, 100).unwrap();
+    assert_eq!(
+        tech1.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [opened + 1]
+    );
+    assert_eq!(covered, opened + 1);
+    let (tech2, covered) = store.changes_for("tech-2", opened, 100).unwrap();
+    assert!(tech2.is_empty());
+    assert_eq!(covered, opened + 1);
+    // tech-0 still reads wo-000's latest entry through its revocation.
+    let (tech0, _) = store.changes_for("tech-0", 0, 100).unwrap();
+    let latest = store.doc_index("wo-000").unwrap().unwrap().last_seq;
+    assert!(tech0.iter().any(|(seq, _)| *seq == latest));
+    record(&store, "materials", "M-3");
+    let (nobody, _) = store.changes_for("nobody", opened + 1, 100).unwrap();
+    assert_eq!(nobody.len(), 1, "the record");
+    assert_agrees(&store);
+}
