@@ -145,12 +145,9 @@ impl Session {
         {
             pages_sent += 1;
         }
-        // Each pass sends a page or moves the cursor on without one
-        // (`skip_to`): both advance the cursor, which `last_seq` bounds.
         while self.outbound.has_room(self.config.pages_in_flight_max)
             && self.outbound.cursor < store.last_seq()
         {
-            let open = self.outbound.pages.len();
             let sent = if self.outbound.priming() {
                 self.prime_page(now_ms, store)?
             } else {
@@ -159,7 +156,7 @@ impl Session {
             if !sent {
                 break;
             }
-            pages_sent += self.outbound.pages.len() - open;
+            pages_sent += 1;
             assert!(pages_sent <= self.config.pages_in_flight_max);
         }
         Ok(())
@@ -212,7 +209,7 @@ impl Session {
         if upto_seq <= self.outbound.cursor {
             return Ok(false);
         }
-        let copies = records.upto(upto_seq);
+        self.send_records(records.upto(upto_seq));
         let mut seen = HashSet::new();
         let mut docs = Vec::new();
         let mut revocations = None;
@@ -228,11 +225,6 @@ impl Session {
             }
         }
         docs.reverse();
-        if docs.is_empty() && copies.is_empty() && self.index_reader().is_some() {
-            self.skip_to(upto_seq);
-            return Ok(true);
-        }
-        self.send_records(copies);
         let pushed = self.push_changes(&docs, &entries, store)?;
         if pushed.is_some() {
             let heads: Vec<Vec<ChangeHash>> = docs
@@ -312,20 +304,6 @@ impl Session {
             covered_upto_seq = end.saturating_sub(1).max(after);
         }
         Ok((entries, page, covered_upto_seq))
-    }
-
-    /// Nothing up to `upto_seq` goes to this device: move the cursor on
-    /// without a page. Every commit at a central wakes every session, and
-    /// an empty `Announce` to each of 1,000 laptops per commit (each
-    /// answered by a checkpoint write) made a reconnect storm cost N² pages
-    /// (issue 18). The device's checkpoint stays where its last page left
-    /// it: a later session reads its share again from there, which costs
-    /// what it may see.
-    fn skip_to(&mut self, upto_seq: u64) {
-        self.outbound.cursor = upto_seq;
-        if self.outbound.is_settled() {
-            self.progress.peer_acked_seq = upto_seq;
-        }
     }
 
     /// Whose share of the changelog this session reads: a device's user,
@@ -455,12 +433,7 @@ impl Session {
         store: &mut S,
     ) -> Result<(), SessionError> {
         self.outbound.acknowledge(page, upto_seq)?;
-        // Settled: what the cursor skipped past (`skip_to`) is the peer's too.
-        self.progress.peer_acked_seq = if self.outbound.is_settled() {
-            self.outbound.cursor
-        } else {
-            upto_seq
-        };
+        self.progress.peer_acked_seq = upto_seq;
         self.events.push_back(Event::PeerCaughtUp { seq: upto_seq });
         self.pump(now_ms, store)
     }
