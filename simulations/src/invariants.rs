@@ -103,11 +103,37 @@ impl Sim {
             self.model.slow_rounds += 1;
             self.check_own_writes()?;
             self.check_converged_status()?;
+            self.check_reader_index()?;
             if self.model.slow_rounds.is_multiple_of(SLOW_RECHECK_STEPS) {
                 // Re-verify every checkpoint from seq 0, not only what
                 // moved: catches a durable state that lost something.
                 self.model.checkpoint_verified.clear();
                 self.check_checkpoints()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every store's reader index (what a technician's session reads
+    /// instead of the changelog) yields what a full scan of the changelog,
+    /// judged by the visibility rule, finds each user's device may see.
+    fn check_reader_index(&self) -> Result<(), Failure> {
+        for node in &self.nodes {
+            for user in &self.users {
+                let misses =
+                    node.store
+                        .reader_index_misses(&user.id, self.now_ms, self.cfg.grace_ms);
+                if let Some(miss) = misses.first() {
+                    return Err(Failure::new(
+                        Invariant::ReaderIndex,
+                        format!(
+                            "{}: the reader index of {} lacks {miss} ({} misses)",
+                            node.name,
+                            user.id,
+                            misses.len()
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

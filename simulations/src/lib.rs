@@ -53,6 +53,9 @@ pub enum Invariant {
     /// An office judged another office's acknowledged write as the
     /// changes of the device that relayed it, and compensated it.
     OfficeChangeJudged,
+    /// A store's reader index lacks an entry a full scan of its changelog
+    /// finds a technician's device may see (`--slow-checks`).
+    ReaderIndex,
     /// The final heal did not settle.
     Liveness,
     /// Engine or harness code panicked.
@@ -71,6 +74,7 @@ impl Invariant {
             Invariant::DerivedStatus => "same-derived-status",
             Invariant::Protocol => "no-protocol-error",
             Invariant::OfficeChangeJudged => "no-office-change-compensated",
+            Invariant::ReaderIndex => "reader-index-agrees-with-scan",
             Invariant::Liveness => "liveness",
             Invariant::Panic => "no-panic",
         }

@@ -1,5 +1,6 @@
 //! `fieldsync verify`: read and load every document, check the changelog
 //! against the documents, list every problem, exit 1 if there is any.
+//! `--repair` first rebuilds what derives from the rest (the reader index).
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,11 +16,20 @@ pub(crate) struct VerifyArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// First rebuild what can be derived from the rest: the reader index
+    /// (which changelog entries each technician's device may see). Run
+    /// with the node stopped.
+    #[arg(long)]
+    repair: bool,
 }
 
 pub(crate) fn run(dir: &Path, args: &VerifyArgs) -> anyhow::Result<()> {
     let node = Node::open(dir)?;
     let started = Instant::now();
+    if args.repair {
+        let keys = node.store.rebuild_reader_index()?;
+        println!("repaired: rebuilt the reader index ({keys} entries)");
+    }
     let total = node.document_count()?;
     let bar = if args.quiet {
         ProgressBar::hidden()

@@ -1,18 +1,31 @@
 //! Who a connecting node is: an office peer from the config, or a node
 //! enrolled for a user, or nobody (refused at the handshake).
 //!
-//! Why read the users each time: enrollment and `fieldsync user revoke`
-//! change them while the node runs, and a handshake is rare enough that a
-//! scan of a few hundred user records costs nothing.
+//! Why a map from node id to user, rebuilt only when a user record was
+//! written (the committer's users version): enrollment and `fieldsync user
+//! revoke` change the users while the node runs, but reading every user
+//! at each handshake made a reconnect storm of N laptops cost N² user
+//! decodes (a fifth of the central's CPU priming 200 laptops, issue 18).
+//! The committer bumps the version after the flush and before it answers
+//! the writer, so a lookup after a revocation returned never uses the map
+//! from before it; the driver's `revoke_loop` re-judges open sessions on
+//! the same version.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
 
 use fieldsync_schemas::Role;
 
 use super::tls::NodeAllowList;
 use crate::access::PeerAccess;
-use crate::store::Store;
+use crate::store::{Store, User};
+
+/// Node id → the (unrevoked) user it is enrolled for, as of a users
+/// version.
+type ByNode = Arc<HashMap<String, User>>;
 
 /// What a node id maps to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +56,10 @@ pub struct Directory {
     /// Node ids from `[sync] peers`: other office nodes (or, on a laptop,
     /// its central), and other technicians' laptops with their user.
     configured: HashMap<String, Option<String>>,
+    /// The committer's users version.
+    users_version: watch::Receiver<u64>,
+    /// The map and the version it was built at.
+    by_node: Mutex<Option<(u64, ByNode)>>,
 }
 
 impl fmt::Debug for Directory {
@@ -61,9 +78,36 @@ impl Directory {
         configured: impl IntoIterator<Item = (String, Option<String>)>,
     ) -> Directory {
         Directory {
+            users_version: store.watch_users(),
             store,
             configured: configured.into_iter().collect(),
+            by_node: Mutex::new(None),
         }
+    }
+
+    /// The node-id map, rebuilt from the users when a user was written
+    /// since it was built (one read of the users per version).
+    fn by_node(&self) -> Result<ByNode, crate::store::ReadError> {
+        let version = *self.users_version.borrow();
+        let mut cached = self.by_node.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((built, map)) = cached.as_ref() {
+            if *built == version {
+                return Ok(map.clone());
+            }
+        }
+        let mut map = HashMap::new();
+        for user in self.store.users()? {
+            if user.revoked {
+                continue;
+            }
+            for node_id in &user.node_ids {
+                // The first user in id order wins, as the scan did.
+                map.entry(node_id.clone()).or_insert_with(|| user.clone());
+            }
+        }
+        let map = Arc::new(map);
+        *cached = Some((version, map.clone()));
+        Ok(map)
     }
 
     /// The identity of each of `node_ids` (in order), reading the users
@@ -72,7 +116,7 @@ impl Directory {
     /// `None` when the users cannot be read: nothing can be judged then,
     /// and no session is closed for it.
     pub fn lookup_many(&self, node_ids: &[String]) -> Option<Vec<Option<PeerIdentity>>> {
-        let users = match self.store.users() {
+        let users = match self.by_node() {
             Ok(users) => users,
             Err(error) => {
                 tracing::error!(%error, "cannot read users; open sessions are not re-judged");
@@ -90,9 +134,9 @@ impl Directory {
     /// The identity of `node_id`, or `None` if it may not connect.
     pub fn lookup(&self, node_id: &str) -> Option<PeerIdentity> {
         if self.configured.contains_key(node_id) {
-            return self.identify(node_id, &[]);
+            return self.identify(node_id, &HashMap::new());
         }
-        let users = match self.store.users() {
+        let users = match self.by_node() {
             Ok(users) => users,
             Err(error) => {
                 tracing::error!(%error, "cannot read users; refusing the node");
@@ -102,7 +146,7 @@ impl Directory {
         self.identify(node_id, &users)
     }
 
-    fn identify(&self, node_id: &str, users: &[crate::store::User]) -> Option<PeerIdentity> {
+    fn identify(&self, node_id: &str, users: &HashMap<String, User>) -> Option<PeerIdentity> {
         // A laptop on the same LAN is a technician, never the office: it
         // gets what its user may see and its changes pass the field rules
         // (a configured peer used to count as office whatever it was,
@@ -121,9 +165,7 @@ impl Directory {
                 user: user.clone(),
             });
         }
-        let user = users
-            .iter()
-            .find(|user| !user.revoked && user.node_ids.iter().any(|id| id == node_id))?;
+        let user = users.get(node_id)?;
         if user.role == Role::Integration {
             // Machine clients use the gateway, never a sync session.
             return None;
@@ -191,5 +233,36 @@ mod tests {
         assert_eq!(carol.user.as_deref(), Some("carol"));
         assert!(directory.lookup(&"d".repeat(64)).is_none());
         assert!(!directory.allows(&"d".repeat(64)));
+    }
+
+    /// The node-id map is rebuilt after a user write: an enrollment is
+    /// seen at the next handshake, a revocation refuses the next one.
+    #[test]
+    fn a_user_write_is_seen_by_the_next_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("store"), StoreConfig::default()).unwrap();
+        let directory = Directory::new(store.clone(), []);
+        let node = "e".repeat(64);
+        assert!(directory.lookup(&node).is_none());
+        let mut erin = User {
+            id: "erin".into(),
+            role: Role::Technician,
+            scopes: vec![],
+            secret_hash: None,
+            enroll_code_hash: None,
+            enroll_code_expires_at_ms: None,
+            node_ids: vec![node.clone()],
+            revoked: false,
+            created_at: "2026-01-01T00:00:00Z".into(),
+        };
+        store.put_user(&erin).unwrap();
+        assert_eq!(
+            directory.lookup(&node).unwrap().user.as_deref(),
+            Some("erin")
+        );
+        erin.revoked = true;
+        store.put_user(&erin).unwrap();
+        assert!(directory.lookup(&node).is_none());
+        assert_eq!(directory.lookup_many(&[node]).unwrap(), vec![None]);
     }
 }

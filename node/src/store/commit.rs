@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::holdings::Holdings;
 use super::keys;
+use super::reader_index::{self, ReaderMarks};
 use super::record_writes::{self, RecordReceipt, RecordWrite, StagedRecords};
 use super::records::{decode, encode, ChangeRecord, Checkpoint, DocIndex};
 use super::revocation::{self, Upkeep};
@@ -87,6 +88,8 @@ pub(crate) struct Published {
     pub(crate) flushes: AtomicU64,
     /// The holdings digests, moved after every flushed group.
     pub(crate) holdings: Mutex<Holdings>,
+    /// The reader index's marks, moved after every flushed group.
+    pub(crate) reader_marks: Mutex<ReaderMarks>,
 }
 
 pub(crate) fn run(
@@ -127,6 +130,7 @@ fn commit_group(
     let mut batch = sled::Batch::default();
     let mut staged: HashMap<String, Option<DocIndex>> = HashMap::new();
     let mut staged_records = StagedRecords::default();
+    let mut marks = ReaderMarks::default();
     let mut outcomes = Vec::with_capacity(group.len());
     let mut seq = first_seq;
     let now_ms = revocation::now_ms();
@@ -137,7 +141,7 @@ fn commit_group(
         let outcome = stage(
             &request.writes,
             data,
-            (&mut staged, &mut staged_records),
+            (&mut staged, &mut staged_records, &mut marks),
             &mut batch,
             &mut seq,
             now_ms,
@@ -156,6 +160,13 @@ fn commit_group(
     match result {
         Ok(()) => {
             assert!(seq >= first_seq);
+            // Before the seqs are visible: a reader that sees them sees
+            // their marks.
+            published
+                .reader_marks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .merge(marks);
             if seq > first_seq {
                 published.visible_seq.send_replace(seq - 1);
             }
@@ -247,7 +258,11 @@ pub(crate) fn current_index(
 fn stage(
     writes: &WriteSet,
     data: &sled::Tree,
-    (staged, staged_records): (&mut HashMap<String, Option<DocIndex>>, &mut StagedRecords),
+    (staged, staged_records, marks): (
+        &mut HashMap<String, Option<DocIndex>>,
+        &mut StagedRecords,
+        &mut ReaderMarks,
+    ),
     batch: &mut sled::Batch,
     seq: &mut u64,
     now_ms: u64,
@@ -310,12 +325,14 @@ fn stage(
         };
         batch.insert(&keys::changelog(this_seq), encode(&record));
         batch.insert(keys::index(&write.id), encode(&index));
+        reader_index::stage_doc(&index, this_seq, batch, marks);
         receipt.seqs.push(this_seq);
         receipt.chunk_counts.push(index.chunk_count());
         staged.insert(write.id.clone(), Some(index));
     }
     receipt.records =
         record_writes::stage(&writes.records, current_records, staged_records, batch, seq);
+    reader_index::mark_records(&writes.records, &receipt.records, marks);
     if let Some((peer, checkpoint)) = &writes.checkpoint {
         batch.insert(keys::checkpoint(peer), encode(checkpoint));
     }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 /// The format this binary writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format this binary can migrate from.
 pub const FORMAT_VERSION_MIN: u32 = 1;
 
@@ -102,7 +102,25 @@ pub(crate) fn write(dir: &Path, version: u32) -> std::io::Result<()> {
 /// 2 → 3: users travel between offices. A user's write takes a changelog
 /// seq since then; users written before get one now, so an office sends
 /// every user it has, not only those written after the upgrade.
-pub(crate) const MIGRATIONS: &[Migration] = &[(1, users_into_records), (2, users_into_changelog)];
+///
+/// 3 → 4: the reader index (`reader_index.rs`): a technician's device
+/// reads only the changelog entries it may see. Built from the documents'
+/// index and the records: each document's latest entry under its assignee
+/// and previous assignee, each data record's latest entry.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    (1, users_into_records),
+    (2, users_into_changelog),
+    (3, reader_index_built),
+];
+
+/// Build the reader index (idempotent: it starts by dropping what a
+/// crashed run left).
+fn reader_index_built(db: &sled::Db) -> sled::Result<()> {
+    let data = db.open_tree("data")?;
+    let written = super::reader_index::rebuild(&data)?;
+    tracing::info!(keys = written, "built the reader index");
+    Ok(())
+}
 
 /// Copy every user into `users` records (version 1), count them, then
 /// empty the old tree. Re-running it after a crash copies the same users

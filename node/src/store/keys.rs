@@ -15,6 +15,10 @@ pub(crate) const CHECKPOINT: u8 = b'p';
 pub(crate) const REVOCATION: u8 = b'v';
 pub(crate) const RECORD: u8 = b'r';
 pub(crate) const COLLECTION: u8 = b'k';
+/// The reader index (`reader_index.rs`): a user's work-order entries.
+pub(crate) const USER_CHANGE: u8 = b'u';
+/// The reader index: the changelog entries of data records.
+pub(crate) const RECORD_CHANGE: u8 = b'l';
 
 pub use crate::doc::DOC_ID_BYTES_MAX;
 
@@ -98,4 +102,37 @@ pub(crate) fn collection(name: &str) -> Vec<u8> {
     key.push(COLLECTION);
     key.extend_from_slice(name.as_bytes());
     key
+}
+
+/// A user's entries in the reader index: prefix, user id, a zero byte.
+/// User ids never hold a zero byte (`users::validate_id`).
+pub(crate) fn user_change_prefix(user: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + user.len() + 8);
+    key.push(USER_CHANGE);
+    key.extend_from_slice(user.as_bytes());
+    key.push(0);
+    key
+}
+
+/// Changelog entry `seq` names a work order `user` may see (value empty:
+/// the entry itself is read from the changelog).
+pub(crate) fn user_change(user: &str, seq: u64) -> Vec<u8> {
+    let mut key = user_change_prefix(user);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Changelog entry `seq` wrote a data record (value empty).
+pub(crate) fn record_change(seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = RECORD_CHANGE;
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The seq at the end of a reader-index key (`user_change`, `record_change`).
+pub(crate) fn trailing_seq(key: &[u8]) -> Option<u64> {
+    let start = key.len().checked_sub(8)?;
+    let bytes: [u8; 8] = key.get(start..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }

@@ -16,6 +16,9 @@ mod commit;
 pub mod format;
 mod holdings;
 mod keys;
+mod reader_index;
+#[cfg(test)]
+mod reader_index_tests;
 mod record_store;
 #[cfg(test)]
 mod record_tests;
@@ -325,6 +328,7 @@ impl Store {
             failed: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
             holdings: Mutex::new(holdings),
+            reader_marks: Mutex::new(reader_index::ReaderMarks::opened_at(last_seq)),
         });
         let (sender, receiver) = sync_channel(config.queue_write_sets_max);
         let committer = {
@@ -747,6 +751,14 @@ impl Store {
     /// flushed), in id order.
     pub fn assigned_ids(&self, user: &str, limit: usize) -> Vec<String> {
         self.holdings().assigned_ids(user, limit)
+    }
+
+    fn reader_marks(&self) -> std::sync::MutexGuard<'_, reader_index::ReaderMarks> {
+        self.inner
+            .published
+            .reader_marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn holdings(&self) -> std::sync::MutexGuard<'_, holdings::Holdings> {

@@ -339,6 +339,7 @@ pub(crate) fn stage(
                 version: record.version,
             };
             batch.insert(&keys::changelog(this_seq), encode(&entry));
+            super::reader_index::stage_record(&write.collection, this_seq, batch);
         }
         if !touched.contains(&given.collection.as_str()) {
             touched.push(&given.collection);

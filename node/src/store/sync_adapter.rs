@@ -44,7 +44,7 @@ use super::{keys, CachedDoc, Pending, ReadError, Store, WriteError};
 use crate::access::{DocMeta, ReadGrants};
 use crate::doc::WorkOrderDoc;
 use crate::reassignment::{self, reassignment, Before};
-use crate::sync::{HeldRecord, LogEntry, SyncStore, WriteId};
+use crate::sync::{HeldRecord, LogEntry, ReaderPage, SyncStore, WriteId};
 
 /// Why a sync read or write failed.
 #[derive(Debug, thiserror::Error)]
@@ -529,15 +529,25 @@ impl SyncStore for SyncAdapter {
             let seq = keys::changelog_seq(&key).ok_or_else(|| corrupt("bad key".into()))?;
             let record =
                 ChangeRecord::decode(&value).map_err(|e| corrupt(format!("seq {seq}: {e}")))?;
-            entries.push(LogEntry {
-                seq,
-                collection: record.collection,
-                version: record.version,
-                id: record.id,
-                heads: record.heads.into_iter().map(ChangeHash).collect(),
-            });
+            entries.push(log_entry(seq, record));
         }
         Ok(entries)
+    }
+
+    fn changes_for(
+        &self,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<ReaderPage, SyncStoreError> {
+        let (entries, covered_upto_seq) = self.shared.store.changes_for(user, after, limit)?;
+        Ok(ReaderPage {
+            entries: entries
+                .into_iter()
+                .map(|(seq, record)| log_entry(seq, record))
+                .collect(),
+            covered_upto_seq,
+        })
     }
 
     fn doc_meta(&self, id: &str) -> Result<Option<DocMeta>, SyncStoreError> {
@@ -806,6 +816,16 @@ impl SyncAdapter {
             })
         })?;
         Ok(())
+    }
+}
+
+fn log_entry(seq: u64, record: ChangeRecord) -> LogEntry {
+    LogEntry {
+        seq,
+        collection: record.collection,
+        version: record.version,
+        id: record.id,
+        heads: record.heads.into_iter().map(ChangeHash).collect(),
     }
 }
 

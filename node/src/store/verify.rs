@@ -89,6 +89,9 @@ pub(crate) fn run(store: &Store, mut progress: impl FnMut(u64)) -> Result<Vec<Pr
         ));
     }
     check_records(store, record_latest, &mut problems)?;
+    for (what, detail) in store.check_reader_index()? {
+        problems.push(problem(what, detail));
+    }
     Ok(problems)
 }
 

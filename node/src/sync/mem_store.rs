@@ -7,17 +7,18 @@
 //! process killed before its fsync would. Maps are ordered (`BTreeMap`) so
 //! that a simulation replays identically from a seed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::{ActorId, Automerge, ChangeHash};
 use fieldsync_schemas::sync_frame::{
     holdings_digest, Hash, OfficeKey, RecordCopy, Voucher, WireCheckpoint, OFFICE_KEYS_MAX,
 };
-use fieldsync_schemas::{Actor, Collection, NewWorkOrder};
+use fieldsync_schemas::{Actor, Collection, CollectionKind, NewWorkOrder, Role};
 use sha2::{Digest, Sha256};
 
-use super::store::{HeldRecord, LogEntry, SyncStore, WriteId};
-use crate::access::{DocMeta, ReadGrants};
+use super::store::{HeldRecord, LogEntry, ReaderPage, SyncStore, WriteId, REVOKED_DOCS_READ_MAX};
+use crate::access::{self, DocMeta, PeerAccess, ReadGrants};
 use crate::doc::{OpError, Operation, WorkOrderDoc};
 use crate::reassignment::{self, reassignment, Before};
 
@@ -74,6 +75,8 @@ pub enum MemOp {
 struct MemDoc {
     doc: Automerge,
     meta: DocMeta,
+    /// The seq of the document's latest changelog entry.
+    last_seq: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -83,12 +86,73 @@ struct MemState {
     log: Vec<LogEntry>,
     checkpoints: BTreeMap<String, WireCheckpoint>,
     revocations: BTreeMap<(String, String), u64>,
+    /// The reader index, as the sled store keeps it
+    /// (`store/reader_index.rs`): (user, seq) of each work-order entry
+    /// written while the user was its assignee or previous assignee.
+    user_log: BTreeSet<(String, u64)>,
+    /// The seqs of data records' entries.
+    record_log: BTreeSet<u64>,
     records: BTreeMap<(String, String), RecordCopy>,
     office_keys: Vec<OfficeKey>,
     vouchers: BTreeMap<String, Vec<Voucher>>,
 }
 
 impl MemState {
+    /// [`SyncStore::changes_for`] on this state: the reader index's seqs
+    /// for `user`, the data records', and the latest entry of each
+    /// document in `user`'s revocation records.
+    fn changes_for(&self, user: &str, after: u64, limit: usize) -> ReaderPage {
+        let last = self.log.len() as u64;
+        if after >= last || limit == 0 {
+            return ReaderPage {
+                entries: Vec::new(),
+                covered_upto_seq: after,
+            };
+        }
+        let range = (user.to_string(), after + 1)..=(user.to_string(), last);
+        let work_orders: Vec<u64> = self
+            .user_log
+            .range(range)
+            .take(limit)
+            .map(|k| k.1)
+            .collect();
+        let mut covered = match work_orders.last() {
+            Some(seq) if work_orders.len() >= limit => *seq,
+            _ => last,
+        };
+        let records: Vec<u64> = self
+            .record_log
+            .range(after + 1..=covered)
+            .take(limit)
+            .copied()
+            .collect();
+        if records.len() >= limit {
+            covered = covered.min(records.last().copied().unwrap_or(covered));
+        }
+        let revoked = self.revocations_of(user, REVOKED_DOCS_READ_MAX).into_iter();
+        let revoked = revoked.filter_map(|(id, _)| self.docs.get(&id).map(|d| d.last_seq));
+        let seqs: BTreeSet<u64> = work_orders
+            .into_iter()
+            .chain(records)
+            .chain(revoked)
+            .collect();
+        let seqs: Vec<u64> = seqs
+            .into_iter()
+            .filter(|seq| *seq > after && *seq <= covered)
+            .take(limit)
+            .collect();
+        if seqs.len() >= limit {
+            covered = seqs.last().copied().unwrap_or(covered);
+        }
+        ReaderPage {
+            entries: seqs
+                .iter()
+                .map(|seq| self.log[*seq as usize - 1].clone())
+                .collect(),
+            covered_upto_seq: covered,
+        }
+    }
+
     fn revocations_of(&self, user: &str, limit: usize) -> Vec<(String, u64)> {
         self.revocations
             .range((user.to_string(), String::new())..)
@@ -99,14 +163,28 @@ impl MemState {
     }
 
     /// Append a changelog entry for work order `id` at `heads`.
-    fn log_work_order(&mut self, id: &str, heads: &[ChangeHash]) {
+    /// Append a changelog entry for work order `id` at its heads, and
+    /// index it for its assignee and previous assignee (the reader index).
+    fn log_work_order(&mut self, id: &str) {
+        let Some(entry) = self.docs.get_mut(id) else {
+            return;
+        };
         let seq = self.log.len() as u64 + 1;
+        entry.last_seq = seq;
+        let previous = entry.meta.previous_assignee.as_ref();
+        let previous = previous.filter(|p| Some(*p) != entry.meta.assignee.as_ref());
+        for user in [entry.meta.assignee.as_ref(), previous]
+            .into_iter()
+            .flatten()
+        {
+            self.user_log.insert((user.clone(), seq));
+        }
         self.log.push(LogEntry {
             seq,
             collection: Collection::WorkOrders,
             version: 0,
             id: id.to_string(),
-            heads: heads.to_vec(),
+            heads: entry.meta.heads.clone(),
         });
     }
 
@@ -129,6 +207,7 @@ impl MemState {
                         let entry = self.docs.entry(id.clone()).or_insert(MemDoc {
                             doc,
                             meta: DocMeta::default(),
+                            last_seq: 0,
                         });
                         (entry, None)
                     }
@@ -157,7 +236,7 @@ impl MemState {
                 entry.meta.reassigned_at_ms = rule.reassigned_at_ms;
                 entry.meta.assignee = assignee;
                 entry.meta.heads = heads.clone();
-                self.log_work_order(id, &heads);
+                self.log_work_order(id);
                 Ok(heads)
             }
             MemOp::Checkpoint { peer, checkpoint } => {
@@ -169,7 +248,7 @@ impl MemState {
                     return Ok(Vec::new());
                 };
                 let heads = entry.meta.heads.clone();
-                self.log_work_order(id, &heads);
+                self.log_work_order(id);
                 Ok(heads)
             }
             MemOp::Purge { id } => {
@@ -206,6 +285,9 @@ impl MemState {
                     }
                     self.records.insert(slot, copy.clone());
                     let seq = self.log.len() as u64 + 1;
+                    if CollectionKind::of(&copy.collection) == CollectionKind::Data {
+                        self.record_log.insert(seq);
+                    }
                     self.log.push(LogEntry {
                         seq,
                         collection: Collection::Reference(copy.collection.clone()),
@@ -234,6 +316,9 @@ pub struct MemStore {
     pub checkpoint_before_flush: bool,
     /// Read grants by collection, as configuration sets them.
     grants: BTreeMap<String, ReadGrants>,
+    /// Changelog entries handed to readers so far (tests: what a session
+    /// costs the store).
+    entries_read: Cell<u64>,
 }
 
 impl MemStore {
@@ -247,7 +332,18 @@ impl MemStore {
             next_write: 1,
             checkpoint_before_flush: false,
             grants: BTreeMap::new(),
+            entries_read: Cell::new(0),
         }
+    }
+
+    /// Changelog entries `changes_after` and `changes_for` returned so far.
+    pub fn entries_read(&self) -> u64 {
+        self.entries_read.get()
+    }
+
+    fn count_read(&self, entries: usize) {
+        self.entries_read
+            .set(self.entries_read.get() + entries as u64);
     }
 
     /// Who may read `collection` (the default otherwise).
@@ -422,6 +518,47 @@ impl MemStore {
         &self.live.log
     }
 
+    /// The reader index's invariant (simulator, `--slow-checks`), on the
+    /// durable state: reading `user`'s share of the changelog from seq 0
+    /// covers all of it and yields every data record's entry and the
+    /// latest entry of every document a full scan finds the user's device
+    /// may see (`access::may_see`, with its own revocation record). Returns
+    /// what it lacks, in words.
+    pub fn reader_index_misses(&self, user: &str, now_ms: u64, grace_ms: u64) -> Vec<String> {
+        let state = &self.durable;
+        let page = state.changes_for(user, 0, usize::MAX);
+        let got: BTreeSet<u64> = page.entries.iter().map(|entry| entry.seq).collect();
+        let mut misses = Vec::new();
+        if page.covered_upto_seq != state.log.len() as u64 {
+            misses.push(format!("covers up to {}", page.covered_upto_seq));
+        }
+        let mut latest: BTreeMap<&str, u64> = BTreeMap::new();
+        for entry in &state.log {
+            if entry.is_work_order() {
+                latest.insert(&entry.id, entry.seq);
+            } else if CollectionKind::of(entry.collection.name()) == CollectionKind::Data
+                && !got.contains(&entry.seq)
+            {
+                misses.push(format!("record {} at seq {}", entry.id, entry.seq));
+            }
+        }
+        let peer = PeerAccess::User {
+            user_id: user.to_string(),
+            role: Role::Technician,
+        };
+        let revocations = state.revocations_of(user, REVOKED_DOCS_READ_MAX);
+        for (id, seq) in latest {
+            let Some(doc) = state.docs.get(id) else {
+                continue;
+            };
+            let own = revocations.iter().find(|(r, _)| r == id).map(|(_, at)| *at);
+            if access::may_see(&peer, &doc.meta, own, now_ms, grace_ms) && !got.contains(&seq) {
+                misses.push(format!("work order {id} at seq {seq}"));
+            }
+        }
+        misses
+    }
+
     /// The durable changelog (what survives a crash).
     pub fn durable_log(&self) -> &[LogEntry] {
         &self.durable.log
@@ -470,11 +607,19 @@ impl SyncStore for MemStore {
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, MemError> {
         let start = (after as usize).min(self.durable.log.len());
-        Ok(self.durable.log[start..]
+        let entries: Vec<LogEntry> = self.durable.log[start..]
             .iter()
             .take(limit)
             .cloned()
-            .collect())
+            .collect();
+        self.count_read(entries.len());
+        Ok(entries)
+    }
+
+    fn changes_for(&self, user: &str, after: u64, limit: usize) -> Result<ReaderPage, MemError> {
+        let page = self.durable.changes_for(user, after, limit);
+        self.count_read(page.entries.len());
+        Ok(page)
     }
 
     fn doc_meta(&self, id: &str) -> Result<Option<DocMeta>, MemError> {

@@ -36,6 +36,22 @@ pub struct HeldRecord {
     pub durable: bool,
 }
 
+/// A run of the changelog as one technician's device sees it
+/// ([`SyncStore::changes_for`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReaderPage {
+    /// In seq order, each seq once.
+    pub entries: Vec<LogEntry>,
+    /// The page covers the changelog up to this seq: past the last entry
+    /// when the entries the reader may see end before it. Equal to `after`
+    /// when there is nothing to cover.
+    pub covered_upto_seq: u64,
+}
+
+/// A user's revocation records [`SyncStore::changes_for`] reads at most:
+/// as many as the session judges visibility by (`REVOCATIONS_SCAN_MAX`).
+pub const REVOKED_DOCS_READ_MAX: usize = fieldsync_schemas::sync_frame::PAGE_DOCS_MAX;
+
 impl LogEntry {
     pub fn is_work_order(&self) -> bool {
         self.collection == Collection::WorkOrders
@@ -63,6 +79,24 @@ pub trait SyncStore {
     /// Up to `limit` changelog entries with seq > `after`, never past
     /// `last_seq`.
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, Self::Error>;
+    /// What a technician's device (`user`) reads instead of the whole
+    /// changelog: up to `limit` entries with seq > `after`, never past
+    /// `last_seq`, among them every entry the device may see. That is, for
+    /// a store with a reader index: each entry of a work order written
+    /// while `user` was its assignee or previous assignee, the latest entry
+    /// of each work order in `user`'s first [`REVOKED_DOCS_READ_MAX`]
+    /// revocation records, and every data record's entry. The session
+    /// judges each entry as before; a store may return more (the default
+    /// returns the changelog itself, for a store without an index).
+    fn changes_for(&self, user: &str, after: u64, limit: usize) -> Result<ReaderPage, Self::Error> {
+        let _ = user;
+        let entries = self.changes_after(after, limit)?;
+        let covered_upto_seq = entries.last().map_or(after, |entry| entry.seq);
+        Ok(ReaderPage {
+            entries,
+            covered_upto_seq,
+        })
+    }
     fn doc_meta(&self, id: &str) -> Result<Option<DocMeta>, Self::Error>;
     /// A copy of the current document.
     fn doc(&self, id: &str) -> Result<Option<Automerge>, Self::Error>;

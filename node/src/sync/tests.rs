@@ -2078,3 +2078,46 @@ fn a_device_ahead_of_an_office_offers_its_change_again_after_a_cut() {
         "the note reached c0"
     );
 }
+
+/// A technician's device costs the central what that device may see: its
+/// session reads the reader index (`SyncStore::changes_for`), never other
+/// users' changelog entries, when priming and after later edits (issue 18).
+#[test]
+fn a_device_session_reads_only_its_users_entries() {
+    let mut central = Node::new("central", 1, true);
+    let mut laptop = Node::new("laptop", 2, false);
+    for i in 0..200 {
+        create(&mut central, &format!("other-{i:03}"), "tech-2");
+    }
+    for i in 0..5 {
+        create(&mut central, &format!("mine-{i}"), "tech-1");
+    }
+    reassign(&mut central, "other-000", "tech-1", 2_000);
+    let read_before = central.store.entries_read();
+    let mut link = connect(&central, &laptop, tech_access("tech-1"), PeerAccess::Office);
+    drive(&mut link, &mut central, &mut laptop, 3_000);
+    assert_eq!(laptop.store.doc_ids().len(), 6);
+    assert_eq!(
+        central.store.entries_read() - read_before,
+        6,
+        "five creations and one reassignment"
+    );
+    assert_eq!(laptop.store.durable_checkpoint("central").unwrap().seq, 206);
+    // Edits to other users' orders cost this session nothing to read.
+    let read_before = central.store.entries_read();
+    for i in 1..100 {
+        let id = format!("other-{i:03}");
+        central
+            .store
+            .apply(&id, &operator(), &note("x"), 4_000)
+            .unwrap();
+    }
+    central
+        .store
+        .apply("mine-3", &operator(), &note("y"), 4_000)
+        .unwrap();
+    drive(&mut link, &mut central, &mut laptop, 5_000);
+    assert_eq!(notes(&laptop, "mine-3"), 1);
+    assert_eq!(central.store.entries_read() - read_before, 1);
+    assert_eq!(laptop.store.durable_checkpoint("central").unwrap().seq, 306);
+}

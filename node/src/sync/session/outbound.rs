@@ -27,9 +27,9 @@ use fieldsync_schemas::sync_frame::{
 use super::visibility::HIDDEN_REASON;
 use super::wire::{compress_batch, docs_as_bytes, pushes_as_bytes};
 use super::{protocol, store_error, Event, Session, SessionError};
-use crate::access::DocMeta;
+use crate::access::{DocMeta, PeerAccess};
 use crate::sync::records;
-use crate::sync::store::{LogEntry, SyncStore};
+use crate::sync::store::{LogEntry, ReaderPage, SyncStore};
 
 /// The window of pages we announced to the peer.
 #[derive(Default)]
@@ -229,12 +229,10 @@ impl Session {
         now_ms: u64,
         store: &mut S,
     ) -> Result<bool, SessionError> {
-        let (entries, records) = self.page_entries(now_ms, store)?;
-        let Some(last) = entries.last() else {
+        let (entries, records, upto_seq) = self.page_entries(now_ms, store)?;
+        if upto_seq <= self.outbound.cursor {
             return Ok(false);
-        };
-        let upto_seq = last.seq;
-        assert!(upto_seq > self.outbound.cursor, "changelog moves forward");
+        }
         self.send_records(records.upto(upto_seq));
         let mut seen = HashSet::new();
         let mut docs = Vec::new();
@@ -284,19 +282,32 @@ impl Session {
         Ok(true)
     }
 
-    /// The next page's changelog entries, and the records among them to
-    /// send (an office, version 4); the page ends early where the records'
-    /// byte budget ran out.
+    /// The next page's changelog entries, the records among them to send
+    /// (an office, version 4), and the seq the page covers up to; the page
+    /// ends early where the records' byte budget ran out. A technician's
+    /// device reads only its share of the changelog
+    /// (`SyncStore::changes_for`): its session costs what it may see, not
+    /// every change of the central.
     pub(super) fn page_entries<S: SyncStore>(
         &self,
         now_ms: u64,
         store: &S,
-    ) -> Result<(Vec<LogEntry>, records::RecordsPage), SessionError> {
-        let mut entries = store
-            .changes_after(self.outbound.cursor, self.config.page_scan_entries_max)
-            .map_err(store_error)?;
+    ) -> Result<(Vec<LogEntry>, records::RecordsPage, u64), SessionError> {
+        let (after, limit) = (self.outbound.cursor, self.config.page_scan_entries_max);
+        let ReaderPage {
+            mut entries,
+            covered_upto_seq,
+        } = match self.index_reader() {
+            Some(user) => store.changes_for(user, after, limit),
+            None => store.changes_after(after, limit).map(|entries| ReaderPage {
+                covered_upto_seq: entries.last().map_or(after, |entry| entry.seq),
+                entries,
+            }),
+        }
+        .map_err(store_error)?;
+        assert!(covered_upto_seq >= after, "changelog moves forward");
         if !self.config.office || self.version < PROTOCOL_VERSION_RECORDS {
-            return Ok((entries, records::RecordsPage::default()));
+            return Ok((entries, records::RecordsPage::default(), covered_upto_seq));
         }
         let audience = records::Audience {
             peer: &self.peer,
@@ -311,10 +322,22 @@ impl Session {
             store,
         )
         .map_err(store_error)?;
+        let mut covered_upto_seq = covered_upto_seq;
         if let Some(end) = page.end_before_seq {
             entries.retain(|entry| entry.seq < end);
+            covered_upto_seq = end.saturating_sub(1).max(after);
         }
-        Ok((entries, page))
+        Ok((entries, page, covered_upto_seq))
+    }
+
+    /// Whose share of the changelog this session reads: a device's user,
+    /// unless it sees everything (an office, an operator's device), which
+    /// reads the changelog itself.
+    fn index_reader(&self) -> Option<&str> {
+        match &self.peer {
+            PeerAccess::User { user_id, .. } if !self.peer.is_office() => Some(user_id),
+            _ => None,
+        }
     }
 
     /// Queue record copies just before the page frame that covers them.

@@ -30,8 +30,8 @@ impl Session {
         now_ms: u64,
         store: &mut S,
     ) -> Result<bool, SessionError> {
-        let (entries, records) = self.page_entries(now_ms, store)?;
-        if entries.is_empty() {
+        let (entries, records, covered_upto_seq) = self.page_entries(now_ms, store)?;
+        if covered_upto_seq <= self.outbound.cursor() {
             return Ok(false);
         }
         let mut upto_seq = self.outbound.cursor();
@@ -40,6 +40,8 @@ impl Session {
         let mut heads: Vec<Vec<ChangeHash>> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut revocations = None;
+        // The page covers what the read covered, unless the batch fills.
+        let mut cut = false;
         for entry in &entries {
             assert!(entry.seq > upto_seq, "changelog moves forward");
             // A document is marked seen only once it goes: an earlier entry
@@ -62,6 +64,7 @@ impl Session {
                 continue;
             };
             if batch_bytes + bytes.len() > self.config.batch_bytes_max && !batch.is_empty() {
+                cut = true;
                 break; // The next page starts with this entry.
             }
             batch_bytes += bytes.len();
@@ -71,6 +74,9 @@ impl Session {
             batch.push((entry.id.clone(), bytes));
             heads.push(offered.map(|meta| meta.heads).unwrap_or_default());
             upto_seq = entry.seq;
+        }
+        if !cut {
+            upto_seq = covered_upto_seq;
         }
         assert!(
             upto_seq > self.outbound.cursor(),
