@@ -285,6 +285,11 @@ const WORLD_SEEDS: &[(u64, World, &str)] = &[
         "an office refused a relay whose vouched head waited for a change a bloom filter kept back, and the conversation ended with both sides apart",
     ),
     (
+        1772,
+        World::Mixed,
+        "a device's answer while it waited for an office's missing changes carried other office changes without their vouchers: the other office judged them as the device's",
+    ),
+    (
         9929,
         World::Mixed,
         "the same echo after a purge, between a device and the central that had not revoked it",

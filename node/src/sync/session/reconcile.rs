@@ -171,13 +171,7 @@ impl Session {
         if partial && (self.peer.is_office() || from_device) {
             self.reconcile.syncing.insert(id.clone(), trial_state);
             let answer_from = if from_device { &trial } else { &doc };
-            if let Some(reply) = self.reconcile.reply(&id, answer_from) {
-                self.outbox.push_back(Frame::DocSync {
-                    id: id.clone(),
-                    message: reply.encode(),
-                });
-            }
-            return Ok(());
+            return self.answer(&id, answer_from, store);
         }
         let accept = trial.get_heads() == before
             || self.merge_trial(now_ms, &id, &mut trial, &before, store)?;
@@ -187,19 +181,35 @@ impl Session {
         } else {
             doc
         };
-        if let Some(reply) = self.reconcile.reply(&id, &doc) {
-            if !reply.changes.is_empty() {
-                self.vouch_before_doc_sync(&id, &doc, store)?;
-            }
-            self.outbox.push_back(Frame::DocSync {
-                id: id.clone(),
-                message: reply.encode(),
-            });
-        }
+        self.answer(&id, &doc, store)?;
         // A refused document counts as settled: its page must not stall.
         let settled = !accept || self.reconcile.is_refused(&id);
         self.inbound.settle_synced(&id, &doc, settled);
         self.complete_pages(store)
+    }
+
+    /// Our next sync message about `id`, whose copy is now `doc`, if we
+    /// have one: changes go after the vouchers covering them, on every
+    /// path (a device's answer while it waited for an office's missing
+    /// changes went without them, and the other office judged the office
+    /// changes in it as the device's: simulator, default world seed 1772).
+    fn answer<S: SyncStore>(
+        &mut self,
+        id: &str,
+        doc: &Automerge,
+        store: &S,
+    ) -> Result<(), SessionError> {
+        let Some(reply) = self.reconcile.reply(id, doc) else {
+            return Ok(());
+        };
+        if !reply.changes.is_empty() {
+            self.vouch_before_doc_sync(id, doc, store)?;
+        }
+        self.outbox.push_back(Frame::DocSync {
+            id: id.to_string(),
+            message: reply.encode(),
+        });
+        Ok(())
     }
 
     /// Whether a sync message about `id` is taken in at all. A document we
