@@ -7,8 +7,8 @@
 //! process killed before its fsync would. Maps are ordered (`BTreeMap`) so
 //! that a simulation replays identically from a seed.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use automerge::{ActorId, Automerge, ChangeHash};
 use fieldsync_schemas::sync_frame::{
@@ -318,7 +318,29 @@ pub struct MemStore {
     grants: BTreeMap<String, ReadGrants>,
     /// Changelog entries handed to readers so far (tests: what a session
     /// costs the store).
-    entries_read: Cell<u64>,
+    entries_read: ReadCount,
+}
+
+/// A count a `&self` read may bump. Atomic, not a `Cell`, so a `MemStore`
+/// stays `Sync` (the fuzz targets keep stores in a static); a clone starts
+/// from the same count.
+#[derive(Debug, Default)]
+struct ReadCount(AtomicU64);
+
+impl Clone for ReadCount {
+    fn clone(&self) -> ReadCount {
+        ReadCount(AtomicU64::new(self.get()))
+    }
+}
+
+impl ReadCount {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, count: u64) {
+        self.0.fetch_add(count, Ordering::Relaxed);
+    }
 }
 
 impl MemStore {
@@ -332,7 +354,7 @@ impl MemStore {
             next_write: 1,
             checkpoint_before_flush: false,
             grants: BTreeMap::new(),
-            entries_read: Cell::new(0),
+            entries_read: ReadCount::default(),
         }
     }
 
@@ -342,8 +364,7 @@ impl MemStore {
     }
 
     fn count_read(&self, entries: usize) {
-        self.entries_read
-            .set(self.entries_read.get() + entries as u64);
+        self.entries_read.add(entries as u64);
     }
 
     /// Who may read `collection` (the default otherwise).
