@@ -193,14 +193,7 @@ impl Store {
                 seqs.insert(index.last_seq);
             }
         }
-        let seqs: Vec<u64> = seqs
-            .into_iter()
-            .filter(|seq| *seq > after && *seq <= covered)
-            .take(limit)
-            .collect();
-        if seqs.len() >= limit {
-            covered = seqs.last().copied().unwrap_or(covered);
-        }
+        let (seqs, covered) = crate::sync::cut_reader_page(seqs, after, covered, limit);
         let mut entries = Vec::with_capacity(seqs.len());
         for seq in seqs {
             entries.push((seq, self.change_record(seq)?));

@@ -136,14 +136,7 @@ impl MemState {
             .chain(records)
             .chain(revoked)
             .collect();
-        let seqs: Vec<u64> = seqs
-            .into_iter()
-            .filter(|seq| *seq > after && *seq <= covered)
-            .take(limit)
-            .collect();
-        if seqs.len() >= limit {
-            covered = seqs.last().copied().unwrap_or(covered);
-        }
+        let (seqs, covered) = crate::sync::cut_reader_page(seqs, after, covered, limit);
         ReaderPage {
             entries: seqs
                 .iter()

@@ -48,5 +48,6 @@ mod tests;
 pub use mem_store::{MemOp, MemStore};
 pub use session::{Event, Progress, Session, SessionConfig, SessionError};
 pub use store::{
-    load_each, HeldRecord, LogEntry, ReaderPage, SyncStore, WriteId, REVOKED_DOCS_READ_MAX,
+    cut_reader_page, load_each, HeldRecord, LogEntry, ReaderPage, SyncStore, WriteId,
+    REVOKED_DOCS_READ_MAX,
 };

@@ -52,6 +52,28 @@ pub struct ReaderPage {
 /// as many as the session judges visibility by (`REVOCATIONS_SCAN_MAX`).
 pub const REVOKED_DOCS_READ_MAX: usize = fieldsync_schemas::sync_frame::PAGE_DOCS_MAX;
 
+/// The cut of a reader page ([`SyncStore::changes_for`]), one rule for
+/// every store: of `seqs` (ascending), those in `(after, covered_upto_seq]`,
+/// at most `limit`; when the limit cuts them short, the page covers only up
+/// to the last one taken. Returns the seqs taken and the seq covered.
+pub fn cut_reader_page(
+    seqs: impl IntoIterator<Item = u64>,
+    after: u64,
+    covered_upto_seq: u64,
+    limit: usize,
+) -> (Vec<u64>, u64) {
+    let taken: Vec<u64> = seqs
+        .into_iter()
+        .filter(|seq| *seq > after && *seq <= covered_upto_seq)
+        .take(limit)
+        .collect();
+    let covered = match taken.last() {
+        Some(last) if taken.len() >= limit => *last,
+        _ => covered_upto_seq,
+    };
+    (taken, covered)
+}
+
 impl LogEntry {
     pub fn is_work_order(&self) -> bool {
         self.collection == Collection::WorkOrders
@@ -214,4 +236,29 @@ pub fn load_each(docs: &[(String, Vec<u8>)]) -> Vec<Result<Automerge, AutomergeE
     docs.iter()
         .map(|(_, bytes)| Automerge::load(bytes))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_reader_page;
+
+    #[test]
+    fn a_reader_page_covers_past_its_entries_unless_the_limit_cut_it() {
+        let seqs = [2, 4, 6, 8];
+        // (after, covered_upto_seq, limit) -> (taken, covered)
+        let table: [((u64, u64, usize), (&[u64], u64)); 5] = [
+            ((0, 10, 10), (&[2, 4, 6, 8], 10)),
+            ((0, 10, 2), (&[2, 4], 4)),
+            ((4, 10, 10), (&[6, 8], 10)),
+            ((0, 5, 10), (&[2, 4], 5)),
+            ((8, 10, 1), (&[], 10)),
+        ];
+        for ((after, covered, limit), (taken, covered_after)) in table {
+            assert_eq!(
+                cut_reader_page(seqs, after, covered, limit),
+                (taken.to_vec(), covered_after),
+                "after {after}, covered {covered}, limit {limit}"
+            );
+        }
+    }
 }
