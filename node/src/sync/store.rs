@@ -245,8 +245,9 @@ mod tests {
     #[test]
     fn a_reader_page_covers_past_its_entries_unless_the_limit_cut_it() {
         let seqs = [2, 4, 6, 8];
+        type Row = ((u64, u64, usize), (&'static [u64], u64));
         // (after, covered_upto_seq, limit) -> (taken, covered)
-        let table: [((u64, u64, usize), (&[u64], u64)); 5] = [
+        let table: [Row; 5] = [
             ((0, 10, 10), (&[2, 4, 6, 8], 10)),
             ((0, 10, 2), (&[2, 4], 4)),
             ((4, 10, 10), (&[6, 8], 10)),
